@@ -1,0 +1,459 @@
+//! The one-time challenge and its signature.
+//!
+//! A challenge travels as one printable token: unpadded base64url of the
+//! payload below. What the user's key signs is a fixed domain-separation
+//! prefix followed by that same payload, so a signature is bound to this
+//! protocol, this version, one nonce, one user, one host, one service and
+//! one expiry — never a bare random string that some other protocol might
+//! also ask the key to sign.
+//!
+//! ```text
+//! payload   = version(1) nonce_id(16) nonce(32) expires_at(8, big-endian
+//!             Unix seconds) user host service
+//!             where each name = length(1) || ASCII bytes
+//! token     = base64url(payload), no padding
+//! signed    = "ecp-login-challenge-v1" || 0x00 || payload
+//! signature = base64(DER(ECDSA-P256-SHA256(signed)))
+//! ```
+
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use p256::ecdsa::signature::{Signer, Verifier};
+use p256::ecdsa::{Signature, SigningKey, VerifyingKey};
+
+use crate::certificate::hex;
+use crate::names::{HostName, NameError, ServiceName, UserName};
+use crate::when::format_utc;
+
+/// Format version carried in the first payload byte.
+pub const TOKEN_VERSION: u8 = 1;
+
+/// What every signed message starts with. The NUL ends the prefix so that
+/// no payload can extend it.
+pub const SIGNING_DOMAIN: &[u8] = b"ecp-login-challenge-v1\0";
+
+/// Bytes of the nonce identifier (the daemon's lookup key).
+pub const NONCE_ID_LEN: usize = 16;
+/// Bytes of the secret random nonce (256 bits).
+pub const NONCE_LEN: usize = 32;
+
+const FIXED_LEN: usize = 1 + NONCE_ID_LEN + NONCE_LEN + 8;
+const MAX_PAYLOAD_LEN: usize =
+    FIXED_LEN + 3 + UserName::MAX_LEN + HostName::MAX_LEN + ServiceName::MAX_LEN;
+
+/// The longest token text accepted, checked before any decoding.
+pub const MAX_TOKEN_LEN: usize = MAX_PAYLOAD_LEN.div_ceil(3) * 4;
+/// The longest signature text accepted (a P-256 DER signature is ≤ 72 bytes).
+pub const MAX_SIGNATURE_LEN: usize = 128;
+
+/// The nonce's public identifier.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NonceId(pub [u8; NONCE_ID_LEN]);
+
+impl NonceId {
+    pub fn to_hex(&self) -> String {
+        hex(&self.0)
+    }
+}
+
+impl std::fmt::Debug for NonceId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "NonceId({})", self.to_hex())
+    }
+}
+
+/// A login challenge: everything the signature is bound to.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Challenge {
+    pub nonce_id: NonceId,
+    pub nonce: [u8; NONCE_LEN],
+    pub expires_at: u64,
+    pub user: UserName,
+    pub host: HostName,
+    pub service: ServiceName,
+}
+
+impl std::fmt::Debug for Challenge {
+    // The nonce is left out: logs may show the id, never the secret part.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Challenge")
+            .field("nonce_id", &self.nonce_id)
+            .field("expires_at", &self.expires_at)
+            .field("user", &self.user)
+            .field("host", &self.host)
+            .field("service", &self.service)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a token or signature was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChallengeError {
+    #[error("the challenge token is empty")]
+    EmptyToken,
+    #[error("the challenge token is {len} characters long; at most {max} are allowed")]
+    TokenTooLong { len: usize, max: usize },
+    #[error("the challenge token is not base64url text")]
+    TokenNotBase64,
+    #[error("the challenge token has format version {0}; this ecp reads version 1")]
+    UnsupportedVersion(u8),
+    #[error("the challenge token is truncated")]
+    TokenTruncated,
+    #[error("the challenge token has {0} unexpected bytes at its end")]
+    TokenTrailingBytes(usize),
+    #[error("the challenge token carries an invalid {0}")]
+    TokenBadName(NameError),
+    #[error("the challenge expired at {}", format_utc(i64::try_from(*expires_at).unwrap_or(i64::MAX)))]
+    Expired { expires_at: u64 },
+    #[error("the signature is empty")]
+    EmptySignature,
+    #[error("the signature is {len} characters long; at most {max} are allowed")]
+    SignatureTooLong { len: usize, max: usize },
+    #[error("the signature is not base64 text")]
+    SignatureNotBase64,
+    #[error("the signature is not a DER-encoded ECDSA signature")]
+    SignatureNotDer,
+    #[error("the signature does not match the challenge and key")]
+    SignatureMismatch,
+    #[error("could not read random bytes from the operating system: {0}")]
+    Random(String),
+}
+
+impl Challenge {
+    /// A fresh challenge with random nonce and id, expiring `lifetime_secs`
+    /// after `now`.
+    pub fn new_random(
+        user: UserName,
+        host: HostName,
+        service: ServiceName,
+        now: u64,
+        lifetime_secs: u64,
+    ) -> Result<Self, ChallengeError> {
+        let mut nonce_id = [0u8; NONCE_ID_LEN];
+        let mut nonce = [0u8; NONCE_LEN];
+        getrandom::fill(&mut nonce_id).map_err(|e| ChallengeError::Random(e.to_string()))?;
+        getrandom::fill(&mut nonce).map_err(|e| ChallengeError::Random(e.to_string()))?;
+        Ok(Self {
+            nonce_id: NonceId(nonce_id),
+            nonce,
+            expires_at: now.saturating_add(lifetime_secs),
+            user,
+            host,
+            service,
+        })
+    }
+
+    /// The canonical payload bytes (see the module documentation).
+    pub fn payload(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(FIXED_LEN + 3 + 64);
+        out.push(TOKEN_VERSION);
+        out.extend_from_slice(&self.nonce_id.0);
+        out.extend_from_slice(&self.nonce);
+        out.extend_from_slice(&self.expires_at.to_be_bytes());
+        for name in [self.user.as_str(), self.host.as_str(), self.service.as_str()] {
+            // Every name type caps its length well below 256.
+            out.push(name.len() as u8);
+            out.extend_from_slice(name.as_bytes());
+        }
+        out
+    }
+
+    /// The printable token: unpadded base64url of the payload.
+    pub fn to_token(&self) -> String {
+        URL_SAFE_NO_PAD.encode(self.payload())
+    }
+
+    /// The exact bytes a signer signs: domain prefix, then payload.
+    pub fn signed_bytes(&self) -> Vec<u8> {
+        let mut out = SIGNING_DOMAIN.to_vec();
+        out.extend_from_slice(&self.payload());
+        out
+    }
+
+    /// Decodes a token strictly: one canonical encoding per challenge, every
+    /// name re-validated, nothing left over.
+    pub fn from_token(token: &str) -> Result<Self, ChallengeError> {
+        if token.is_empty() {
+            return Err(ChallengeError::EmptyToken);
+        }
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(ChallengeError::TokenTooLong {
+                len: token.len(),
+                max: MAX_TOKEN_LEN,
+            });
+        }
+        let payload = URL_SAFE_NO_PAD
+            .decode(token)
+            .map_err(|_| ChallengeError::TokenNotBase64)?;
+        Self::from_payload(&payload)
+    }
+
+    fn from_payload(payload: &[u8]) -> Result<Self, ChallengeError> {
+        let mut reader = Reader(payload);
+        let version = reader.take(1)?[0];
+        if version != TOKEN_VERSION {
+            return Err(ChallengeError::UnsupportedVersion(version));
+        }
+        let nonce_id = NonceId(reader.take_array()?);
+        let nonce = reader.take_array()?;
+        let expires_at = u64::from_be_bytes(reader.take_array()?);
+        let user = UserName::parse(reader.take_name()?).map_err(ChallengeError::TokenBadName)?;
+        let host = HostName::parse(reader.take_name()?).map_err(ChallengeError::TokenBadName)?;
+        let service =
+            ServiceName::parse(reader.take_name()?).map_err(ChallengeError::TokenBadName)?;
+        if !reader.0.is_empty() {
+            return Err(ChallengeError::TokenTrailingBytes(reader.0.len()));
+        }
+        Ok(Self {
+            nonce_id,
+            nonce,
+            expires_at,
+            user,
+            host,
+            service,
+        })
+    }
+
+    /// Refuses a challenge whose expiry is at or before `now`.
+    pub fn check_not_expired(&self, now: u64) -> Result<(), ChallengeError> {
+        if now >= self.expires_at {
+            return Err(ChallengeError::Expired {
+                expires_at: self.expires_at,
+            });
+        }
+        Ok(())
+    }
+
+    /// Signs the challenge; returns base64 of the DER signature.
+    pub fn sign(&self, key: &SigningKey) -> String {
+        let signature: Signature = key.sign(&self.signed_bytes());
+        STANDARD.encode(signature.to_der().as_bytes())
+    }
+
+    /// Checks `signature_text` (base64 DER) against this challenge and
+    /// `key`. High-S signatures, which OpenSSL produces about half the time,
+    /// are accepted.
+    pub fn verify(&self, key: &VerifyingKey, signature_text: &str) -> Result<(), ChallengeError> {
+        let signature = parse_signature(signature_text)?;
+        key.verify(&self.signed_bytes(), &signature)
+            .map_err(|_| ChallengeError::SignatureMismatch)
+    }
+}
+
+/// Parses base64 (standard alphabet, padded) DER signature text.
+pub fn parse_signature(text: &str) -> Result<Signature, ChallengeError> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(ChallengeError::EmptySignature);
+    }
+    if text.len() > MAX_SIGNATURE_LEN {
+        return Err(ChallengeError::SignatureTooLong {
+            len: text.len(),
+            max: MAX_SIGNATURE_LEN,
+        });
+    }
+    let der = STANDARD
+        .decode(text)
+        .map_err(|_| ChallengeError::SignatureNotBase64)?;
+    Signature::from_der(&der).map_err(|_| ChallengeError::SignatureNotDer)
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], ChallengeError> {
+        if self.0.len() < n {
+            return Err(ChallengeError::TokenTruncated);
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+
+    fn take_array<const N: usize>(&mut self) -> Result<[u8; N], ChallengeError> {
+        let mut out = [0u8; N];
+        out.copy_from_slice(self.take(N)?);
+        Ok(out)
+    }
+
+    fn take_name(&mut self) -> Result<&'a str, ChallengeError> {
+        let len = usize::from(self.take(1)?[0]);
+        let bytes = self.take(len)?;
+        // Non-ASCII cannot pass the name rules anyway; reject it here as
+        // a name error so the message says which field was bad.
+        std::str::from_utf8(bytes).map_err(|_| {
+            ChallengeError::TokenBadName(NameError::BadForm {
+                kind: "name",
+                shown: format!("{:?}", String::from_utf8_lossy(bytes)),
+                why: "it is not UTF-8",
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keyfile::generate_signing_key;
+
+    fn sample(user: &str, host: &str, service: &str) -> Challenge {
+        Challenge::new_random(
+            UserName::parse(user).unwrap(),
+            HostName::parse(host).unwrap(),
+            ServiceName::parse(service).unwrap(),
+            1_000_000,
+            300,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn token_round_trips_and_is_one_printable_line() {
+        let c = sample("alice", "server.example.org", "sshd");
+        let token = c.to_token();
+        assert!(token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+        assert!(token.len() < 160, "{} chars", token.len());
+        assert_eq!(Challenge::from_token(&token).unwrap(), c);
+        assert_eq!(c.expires_at, 1_000_300);
+    }
+
+    #[test]
+    fn nonces_are_fresh_each_time() {
+        let a = sample("alice", "h", "sshd");
+        let b = sample("alice", "h", "sshd");
+        assert_ne!(a.nonce, b.nonce);
+        assert_ne!(a.nonce_id, b.nonce_id);
+    }
+
+    #[test]
+    fn signed_bytes_are_prefixed_and_never_the_bare_nonce() {
+        let c = sample("alice", "h", "sshd");
+        let signed = c.signed_bytes();
+        assert!(signed.starts_with(SIGNING_DOMAIN));
+        assert_eq!(&signed[SIGNING_DOMAIN.len()..], c.payload().as_slice());
+        assert_ne!(signed, c.nonce.to_vec());
+    }
+
+    #[test]
+    fn signature_verifies_only_for_the_same_binding() {
+        let key = generate_signing_key();
+        let c = sample("alice", "host-a", "sshd");
+        let sig = c.sign(&key);
+        assert!(c.verify(key.verifying_key(), &sig).is_ok());
+
+        let mut other_host = c.clone();
+        other_host.host = HostName::parse("host-b").unwrap();
+        let mut other_user = c.clone();
+        other_user.user = UserName::parse("bob").unwrap();
+        let mut other_service = c.clone();
+        other_service.service = ServiceName::parse("sudo").unwrap();
+        let mut other_nonce = c.clone();
+        other_nonce.nonce[0] ^= 1;
+        let mut other_expiry = c.clone();
+        other_expiry.expires_at += 1;
+        for changed in [other_host, other_user, other_service, other_nonce, other_expiry] {
+            assert_eq!(
+                changed.verify(key.verifying_key(), &sig),
+                Err(ChallengeError::SignatureMismatch),
+                "{changed:?}"
+            );
+        }
+        let stranger = generate_signing_key();
+        assert_eq!(
+            c.verify(stranger.verifying_key(), &sig),
+            Err(ChallengeError::SignatureMismatch)
+        );
+    }
+
+    #[test]
+    fn high_s_signature_is_accepted() {
+        let key = generate_signing_key();
+        let c = sample("alice", "h", "sshd");
+        let low: Signature = key.sign(&c.signed_bytes());
+        let low = low.normalize_s();
+        // s' = n − s is the other valid signature for the same message.
+        let (r, s) = low.split_scalars();
+        let high = Signature::from_scalars(r, -*s).unwrap();
+        assert_ne!(high, low);
+        let text = STANDARD.encode(high.to_der().as_bytes());
+        assert!(c.verify(key.verifying_key(), &text).is_ok());
+    }
+
+    #[test]
+    fn signature_text_must_be_base64_der() {
+        let c = sample("alice", "h", "sshd");
+        let key = generate_signing_key();
+        let vk = key.verifying_key();
+        assert_eq!(c.verify(vk, ""), Err(ChallengeError::EmptySignature));
+        assert_eq!(c.verify(vk, "not base64!"), Err(ChallengeError::SignatureNotBase64));
+        let raw = key.sign(&c.signed_bytes());
+        let raw: Signature = raw;
+        let fixed = STANDARD.encode(raw.to_bytes()); // 64-byte r||s, not DER
+        assert_eq!(c.verify(vk, &fixed), Err(ChallengeError::SignatureNotDer));
+        let long = "A".repeat(MAX_SIGNATURE_LEN + 1);
+        assert!(matches!(c.verify(vk, &long), Err(ChallengeError::SignatureTooLong { .. })));
+        // Surrounding whitespace (a pasted line) is fine.
+        let good = format!("  {}\n", c.sign(&key));
+        assert!(c.verify(vk, &good).is_ok());
+    }
+
+    #[test]
+    fn malformed_tokens_are_refused_with_a_reason() {
+        let c = sample("alice", "h", "sshd");
+        let payload = c.payload();
+        assert_eq!(Challenge::from_token(""), Err(ChallengeError::EmptyToken));
+        assert_eq!(Challenge::from_token("***"), Err(ChallengeError::TokenNotBase64));
+        let long = "A".repeat(MAX_TOKEN_LEN + 1);
+        assert!(matches!(Challenge::from_token(&long), Err(ChallengeError::TokenTooLong { .. })));
+
+        let truncated = URL_SAFE_NO_PAD.encode(&payload[..payload.len() - 1]);
+        assert_eq!(Challenge::from_token(&truncated), Err(ChallengeError::TokenTruncated));
+
+        let mut trailing = payload.clone();
+        trailing.push(0);
+        assert_eq!(
+            Challenge::from_token(&URL_SAFE_NO_PAD.encode(&trailing)),
+            Err(ChallengeError::TokenTrailingBytes(1))
+        );
+
+        let mut version = payload.clone();
+        version[0] = 2;
+        assert_eq!(
+            Challenge::from_token(&URL_SAFE_NO_PAD.encode(&version)),
+            Err(ChallengeError::UnsupportedVersion(2))
+        );
+
+        // A user name with a slash smuggled into the payload.
+        let mut evil = payload[..FIXED_LEN].to_vec();
+        for name in ["../x", "h", "sshd"] {
+            evil.push(name.len() as u8);
+            evil.extend_from_slice(name.as_bytes());
+        }
+        assert!(matches!(
+            Challenge::from_token(&URL_SAFE_NO_PAD.encode(&evil)),
+            Err(ChallengeError::TokenBadName(_))
+        ));
+
+        // Padded or standard-alphabet forms are not the canonical token.
+        let padded = format!("{}=", c.to_token());
+        assert!(Challenge::from_token(&padded).is_err());
+    }
+
+    #[test]
+    fn expiry_is_checked() {
+        let c = sample("alice", "h", "sshd");
+        assert!(c.check_not_expired(c.expires_at - 1).is_ok());
+        assert!(matches!(
+            c.check_not_expired(c.expires_at),
+            Err(ChallengeError::Expired { .. })
+        ));
+    }
+
+    #[test]
+    fn debug_output_leaves_out_the_nonce() {
+        let c = sample("alice", "h", "sshd");
+        let shown = format!("{c:?}");
+        assert!(!shown.contains(&hex(&c.nonce)), "{shown}");
+        assert!(shown.contains("alice"));
+    }
+}

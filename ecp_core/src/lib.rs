@@ -1,0 +1,20 @@
+//! What the ecp PAM module, the daemon and the CLI share: validated names,
+//! the encrypted key file, the user certificate rule and the signed
+//! challenge format.
+//!
+//! This crate does no I/O beyond reading the OS random source and
+//! [`keyfile_io`]'s careful file reading; it never sees a daemon or PAM.
+
+#![forbid(unsafe_code)]
+
+pub mod certificate;
+pub mod challenge;
+pub mod keyfile;
+pub mod keyfile_io;
+pub mod names;
+pub mod when;
+
+pub use certificate::{CertificateError, ParsedCertificate, validate_certificate};
+pub use challenge::{Challenge, ChallengeError};
+pub use keyfile::{KdfParams, KeyFileError, Passphrase};
+pub use names::{HostName, NameError, ServiceName, UserName};
