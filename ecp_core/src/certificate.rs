@@ -178,10 +178,12 @@ pub fn fingerprint_of_der(der: &[u8]) -> String {
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }
 
 /// The rule every part of ecp applies before trusting a certificate for
@@ -225,11 +227,10 @@ pub fn parse_certificate_pem(pem: &[u8]) -> Result<ParsedCertificate, Certificat
             detail: "there is more than one block, or text after the END line".into(),
         });
     }
-    let (_, der) = pkcs8::der::pem::decode_vec(text.as_bytes()).map_err(|e| {
-        CertificateError::NotPem {
+    let (_, der) =
+        pkcs8::der::pem::decode_vec(text.as_bytes()).map_err(|e| CertificateError::NotPem {
             detail: e.to_string(),
-        }
-    })?;
+        })?;
     parse_certificate_der(&der)
 }
 
@@ -239,7 +240,10 @@ pub fn parse_certificate_der(der: &[u8]) -> Result<ParsedCertificate, Certificat
     let (rest, cert) =
         X509Certificate::from_der(der).map_err(|e| malformed(format!("not X.509: {e}")))?;
     if !rest.is_empty() {
-        return Err(malformed(format!("{} bytes after the certificate", rest.len())));
+        return Err(malformed(format!(
+            "{} bytes after the certificate",
+            rest.len()
+        )));
     }
 
     let common_name = single_common_name(&cert)?;
@@ -247,9 +251,7 @@ pub fn parse_certificate_der(der: &[u8]) -> Result<ParsedCertificate, Certificat
 
     let sig_alg = cert.signature_algorithm.algorithm.to_id_string();
     if sig_alg != OID_ECDSA_WITH_SHA256 {
-        return Err(CertificateError::UnsupportedSignatureAlgorithm {
-            algorithm: sig_alg,
-        });
+        return Err(CertificateError::UnsupportedSignatureAlgorithm { algorithm: sig_alg });
     }
     let signature = Signature::from_der(&cert.signature_value.data)
         .map_err(|_| CertificateError::BadSelfSignature)?;
@@ -262,7 +264,9 @@ pub fn parse_certificate_der(der: &[u8]) -> Result<ParsedCertificate, Certificat
             return Err(CertificateError::KeyUsageForbidsSigning);
         }
     } else if cert.key_usage().is_err() {
-        return Err(malformed("the key usage extension is invalid or repeated".into()));
+        return Err(malformed(
+            "the key usage extension is invalid or repeated".into(),
+        ));
     }
 
     let validity = cert.validity();
@@ -349,7 +353,8 @@ impl BuilderProfile for UserCertificateProfile {
             .to_extension(tbs.subject(), &extensions)?,
         );
         extensions.push(
-            KeyUsage(KeyUsages::DigitalSignature.into()).to_extension(tbs.subject(), &extensions)?,
+            KeyUsage(KeyUsages::DigitalSignature.into())
+                .to_extension(tbs.subject(), &extensions)?,
         );
         extensions.push(
             AuthorityKeyIdentifier {
@@ -394,8 +399,9 @@ pub fn build_self_signed_certificate(
 
     let spki = SubjectPublicKeyInfo::from_key(key.verifying_key())
         .map_err(|e| build_err(e.to_string()))?;
-    let builder = CertificateBuilder::new(UserCertificateProfile { subject }, serial, validity, spki)
-        .map_err(|e| build_err(e.to_string()))?;
+    let builder =
+        CertificateBuilder::new(UserCertificateProfile { subject }, serial, validity, spki)
+            .map_err(|e| build_err(e.to_string()))?;
     let cert = builder
         .build::<_, DerSignature>(key)
         .map_err(|e| build_err(e.to_string()))?;
@@ -418,8 +424,8 @@ mod tests {
     fn built_certificate_passes_the_rule() {
         let key = generate_signing_key();
         let pem = build_self_signed_certificate(&key, &alice(), 30).unwrap();
-        let cert = validate_certificate(pem.as_bytes(), &alice(), unix_now(), DEFAULT_CLOCK_SKEW)
-            .unwrap();
+        let cert =
+            validate_certificate(pem.as_bytes(), &alice(), unix_now(), DEFAULT_CLOCK_SKEW).unwrap();
         assert_eq!(cert.common_name(), "alice");
         assert_eq!(cert.public_key(), key.verifying_key());
         let span = cert.not_after() - cert.not_before();
@@ -446,8 +452,8 @@ mod tests {
         let key = generate_signing_key();
         let pem = build_self_signed_certificate(&key, &alice(), 30).unwrap();
         let bob = UserName::parse("bob").unwrap();
-        let err = validate_certificate(pem.as_bytes(), &bob, unix_now(), DEFAULT_CLOCK_SKEW)
-            .unwrap_err();
+        let err =
+            validate_certificate(pem.as_bytes(), &bob, unix_now(), DEFAULT_CLOCK_SKEW).unwrap_err();
         assert_eq!(
             err,
             CertificateError::WrongUser {
@@ -459,8 +465,10 @@ mod tests {
         let alic = UserName::parse("alic").unwrap();
         let upper = UserName::parse("Alice").unwrap();
         for other in [alic, upper] {
-            assert!(validate_certificate(pem.as_bytes(), &other, unix_now(), DEFAULT_CLOCK_SKEW)
-                .is_err());
+            assert!(
+                validate_certificate(pem.as_bytes(), &other, unix_now(), DEFAULT_CLOCK_SKEW)
+                    .is_err()
+            );
         }
     }
 
@@ -471,7 +479,10 @@ mod tests {
         let cert = parse_certificate_pem(pem.as_bytes()).unwrap();
         let skew = Duration::from_secs(60);
         let after = cert.not_after() + 61;
-        assert!(matches!(cert.check_time(after, skew), Err(CertificateError::Expired { .. })));
+        assert!(matches!(
+            cert.check_time(after, skew),
+            Err(CertificateError::Expired { .. })
+        ));
         assert!(cert.check_time(cert.not_after() + 59, skew).is_ok());
         let before = cert.not_before() - 61;
         assert!(matches!(
@@ -479,7 +490,10 @@ mod tests {
             Err(CertificateError::NotYetValid { .. })
         ));
         assert!(cert.check_time(cert.not_before() - 59, skew).is_ok());
-        let msg = CertificateError::Expired { not_after: 1_798_977_600 }.to_string();
+        let msg = CertificateError::Expired {
+            not_after: 1_798_977_600,
+        }
+        .to_string();
         assert_eq!(msg, "the certificate expired on 2027-01-03 12:00:00 UTC");
     }
 
@@ -487,7 +501,10 @@ mod tests {
     fn tampered_certificate_fails_the_self_signature() {
         let key = generate_signing_key();
         let pem = build_self_signed_certificate(&key, &alice(), 30).unwrap();
-        let mut der = parse_certificate_pem(pem.as_bytes()).unwrap().der().to_vec();
+        let mut der = parse_certificate_pem(pem.as_bytes())
+            .unwrap()
+            .der()
+            .to_vec();
         // Flip a bit inside the subject CN "alice" → "alicd" (still parses).
         let at = der.windows(5).position(|w| w == b"alice").unwrap();
         der[at + 4] ^= 0x07;

@@ -16,8 +16,8 @@
 //! signature = base64(DER(ECDSA-P256-SHA256(signed)))
 //! ```
 
-use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine as _;
 use p256::ecdsa::signature::{Signer, Verifier};
 use p256::ecdsa::{Signature, SigningKey, VerifyingKey};
 
@@ -150,7 +150,11 @@ impl Challenge {
         out.extend_from_slice(&self.nonce_id.0);
         out.extend_from_slice(&self.nonce);
         out.extend_from_slice(&self.expires_at.to_be_bytes());
-        for name in [self.user.as_str(), self.host.as_str(), self.service.as_str()] {
+        for name in [
+            self.user.as_str(),
+            self.host.as_str(),
+            self.service.as_str(),
+        ] {
             // Every name type caps its length well below 256.
             out.push(name.len() as u8);
             out.extend_from_slice(name.as_bytes());
@@ -311,7 +315,9 @@ mod tests {
     fn token_round_trips_and_is_one_printable_line() {
         let c = sample("alice", "server.example.org", "sshd");
         let token = c.to_token();
-        assert!(token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+        assert!(token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
         assert!(token.len() < 160, "{} chars", token.len());
         assert_eq!(Challenge::from_token(&token).unwrap(), c);
         assert_eq!(c.expires_at, 1_000_300);
@@ -351,7 +357,13 @@ mod tests {
         other_nonce.nonce[0] ^= 1;
         let mut other_expiry = c.clone();
         other_expiry.expires_at += 1;
-        for changed in [other_host, other_user, other_service, other_nonce, other_expiry] {
+        for changed in [
+            other_host,
+            other_user,
+            other_service,
+            other_nonce,
+            other_expiry,
+        ] {
             assert_eq!(
                 changed.verify(key.verifying_key(), &sig),
                 Err(ChallengeError::SignatureMismatch),
@@ -385,13 +397,19 @@ mod tests {
         let key = generate_signing_key();
         let vk = key.verifying_key();
         assert_eq!(c.verify(vk, ""), Err(ChallengeError::EmptySignature));
-        assert_eq!(c.verify(vk, "not base64!"), Err(ChallengeError::SignatureNotBase64));
+        assert_eq!(
+            c.verify(vk, "not base64!"),
+            Err(ChallengeError::SignatureNotBase64)
+        );
         let raw = key.sign(&c.signed_bytes());
         let raw: Signature = raw;
         let fixed = STANDARD.encode(raw.to_bytes()); // 64-byte r||s, not DER
         assert_eq!(c.verify(vk, &fixed), Err(ChallengeError::SignatureNotDer));
         let long = "A".repeat(MAX_SIGNATURE_LEN + 1);
-        assert!(matches!(c.verify(vk, &long), Err(ChallengeError::SignatureTooLong { .. })));
+        assert!(matches!(
+            c.verify(vk, &long),
+            Err(ChallengeError::SignatureTooLong { .. })
+        ));
         // Surrounding whitespace (a pasted line) is fine.
         let good = format!("  {}\n", c.sign(&key));
         assert!(c.verify(vk, &good).is_ok());
@@ -402,12 +420,21 @@ mod tests {
         let c = sample("alice", "h", "sshd");
         let payload = c.payload();
         assert_eq!(Challenge::from_token(""), Err(ChallengeError::EmptyToken));
-        assert_eq!(Challenge::from_token("***"), Err(ChallengeError::TokenNotBase64));
+        assert_eq!(
+            Challenge::from_token("***"),
+            Err(ChallengeError::TokenNotBase64)
+        );
         let long = "A".repeat(MAX_TOKEN_LEN + 1);
-        assert!(matches!(Challenge::from_token(&long), Err(ChallengeError::TokenTooLong { .. })));
+        assert!(matches!(
+            Challenge::from_token(&long),
+            Err(ChallengeError::TokenTooLong { .. })
+        ));
 
         let truncated = URL_SAFE_NO_PAD.encode(&payload[..payload.len() - 1]);
-        assert_eq!(Challenge::from_token(&truncated), Err(ChallengeError::TokenTruncated));
+        assert_eq!(
+            Challenge::from_token(&truncated),
+            Err(ChallengeError::TokenTruncated)
+        );
 
         let mut trailing = payload.clone();
         trailing.push(0);

@@ -12,11 +12,11 @@ use std::fmt;
 
 use p256::ecdsa::SigningKey;
 use p256::elliptic_curve::Generate;
+use p256::pkcs8::EncodePrivateKey as _;
 use pkcs8::der::pem::LineEnding;
-use pkcs8::der::{Decode, asn1::ObjectIdentifier};
+use pkcs8::der::{asn1::ObjectIdentifier, Decode};
 use pkcs8::pkcs5::{self, pbes2};
 use pkcs8::{EncryptedPrivateKeyInfoRef, PrivateKeyInfoRef};
-use p256::pkcs8::EncodePrivateKey as _;
 use zeroize::{Zeroize, Zeroizing};
 
 /// The largest key file we read. A P-256 key in encrypted PKCS#8 PEM is
@@ -164,7 +164,8 @@ pub fn encrypt_key_to_pem(
     let plain = p256::SecretKey::from(key)
         .to_pkcs8_der()
         .map_err(|e| encrypt_err(e.to_string()))?;
-    let info = PrivateKeyInfoRef::try_from(plain.as_bytes()).map_err(|e| encrypt_err(e.to_string()))?;
+    let info =
+        PrivateKeyInfoRef::try_from(plain.as_bytes()).map_err(|e| encrypt_err(e.to_string()))?;
 
     let mut salt = [0u8; 16];
     let mut iv = [0u8; 16];
@@ -236,7 +237,10 @@ fn decode_encrypted_pem(file: &[u8]) -> Result<Vec<u8>, KeyFileError> {
                 label: label.into(),
             });
         }
-        "PRIVATE KEY" | "EC PRIVATE KEY" | "RSA PRIVATE KEY" | "DSA PRIVATE KEY"
+        "PRIVATE KEY"
+        | "EC PRIVATE KEY"
+        | "RSA PRIVATE KEY"
+        | "DSA PRIVATE KEY"
         | "OPENSSH PRIVATE KEY" => {
             return Err(KeyFileError::Unencrypted {
                 label: label.into(),
@@ -248,9 +252,10 @@ fn decode_encrypted_pem(file: &[u8]) -> Result<Vec<u8>, KeyFileError> {
             });
         }
     }
-    let (_, der) = pkcs8::der::pem::decode_vec(text.as_bytes()).map_err(|e| KeyFileError::NotPem {
-        detail: e.to_string(),
-    })?;
+    let (_, der) =
+        pkcs8::der::pem::decode_vec(text.as_bytes()).map_err(|e| KeyFileError::NotPem {
+            detail: e.to_string(),
+        })?;
     Ok(der)
 }
 
@@ -382,8 +387,14 @@ mod tests {
         let pbes2::Kdf::Scrypt(s) = params.kdf else {
             panic!("not scrypt");
         };
-        assert_eq!((s.cost_parameter, s.block_size, s.parallelization), (1 << 14, 8, 4));
-        assert!(matches!(params.encryption, pbes2::EncryptionScheme::Aes256Cbc { .. }));
+        assert_eq!(
+            (s.cost_parameter, s.block_size, s.parallelization),
+            (1 << 14, 8, 4)
+        );
+        assert!(matches!(
+            params.encryption,
+            pbes2::EncryptionScheme::Aes256Cbc { .. }
+        ));
     }
 
     #[test]
@@ -397,7 +408,10 @@ mod tests {
 
     #[test]
     fn empty_passphrase_is_refused() {
-        assert!(matches!(Passphrase::new(Vec::new()), Err(KeyFileError::EmptyPassphrase)));
+        assert!(matches!(
+            Passphrase::new(Vec::new()),
+            Err(KeyFileError::EmptyPassphrase)
+        ));
         assert!(matches!(
             Passphrase::from_first_line(b"\nsecond".to_vec()),
             Err(KeyFileError::EmptyPassphrase)
@@ -415,14 +429,20 @@ mod tests {
     fn truncated_file_is_not_pem() {
         let (_, pem) = fast_key_file("pw");
         let cut = &pem.as_bytes()[..pem.len() / 2];
-        assert!(matches!(decrypt_key_pem(cut, &pass("pw")), Err(KeyFileError::NotPem { .. })));
+        assert!(matches!(
+            decrypt_key_pem(cut, &pass("pw")),
+            Err(KeyFileError::NotPem { .. })
+        ));
     }
 
     #[test]
     fn garbage_and_binary_are_not_pem() {
         for input in [&b"hello world"[..], &[0xff, 0x00, 0x13][..], b""] {
             assert!(
-                matches!(decrypt_key_pem(input, &pass("pw")), Err(KeyFileError::NotPem { .. })),
+                matches!(
+                    decrypt_key_pem(input, &pass("pw")),
+                    Err(KeyFileError::NotPem { .. })
+                ),
                 "{input:?}"
             );
         }
@@ -472,14 +492,24 @@ mod tests {
         let key = generate_signing_key();
         // N = 2^20, r = 8 needs 1 GiB: a hostile key file must not make the
         // module (running as root inside sudo) allocate that.
-        let pem = encrypt_key_to_pem(&key, &pass("pw"), KdfParams { log_n: 10, r: 8, p: 1 })
-            .unwrap();
+        let pem = encrypt_key_to_pem(
+            &key,
+            &pass("pw"),
+            KdfParams {
+                log_n: 10,
+                r: 8,
+                p: 1,
+            },
+        )
+        .unwrap();
         let der = decode_encrypted_pem(pem.as_bytes()).unwrap();
         let info = EncryptedPrivateKeyInfoRef::from_der(&der).unwrap();
         let pkcs5::EncryptionScheme::Pbes2(mut params) = info.encryption_algorithm else {
             panic!()
         };
-        let pbes2::Kdf::Scrypt(mut s) = params.kdf else { panic!() };
+        let pbes2::Kdf::Scrypt(mut s) = params.kdf else {
+            panic!()
+        };
         s.cost_parameter = 1 << 20;
         params.kdf = pbes2::Kdf::Scrypt(s);
         assert!(matches!(

@@ -33,7 +33,11 @@ pub enum FileError {
     #[error("{}: is a {kind}, not a regular file", .path.display())]
     NotRegularFile { path: PathBuf, kind: &'static str },
     #[error("{}: owned by uid {owner}, expected uid {expected} or root", .path.display())]
-    WrongOwner { path: PathBuf, owner: u32, expected: u32 },
+    WrongOwner {
+        path: PathBuf,
+        owner: u32,
+        expected: u32,
+    },
     #[error(
         "{}: mode {mode:04o} lets group or others write it; run `chmod go-w {}`",
         .path.display(), .path.display()
@@ -79,16 +83,29 @@ fn file_kind(mode: u32) -> &'static str {
     }
 }
 
+/// Whose files a reader trusts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpectedOwner {
+    /// This uid or root.
+    Uid(u32),
+    /// Any owner: for root, who can read every file anyway. The other
+    /// checks (no symlink, regular file, not writable by others) still hold.
+    Anyone,
+}
+
 /// Reads a key file that must belong to `expected_owner` (or root) and be
 /// safe to trust, as described in the module documentation.
-pub fn read_key_file(path: &Path, expected_owner: u32) -> Result<Zeroizing<Vec<u8>>, FileError> {
+pub fn read_key_file(
+    path: &Path,
+    expected_owner: ExpectedOwner,
+) -> Result<Zeroizing<Vec<u8>>, FileError> {
     read_owned_file(path, expected_owner, MAX_KEY_FILE_LEN)
 }
 
 /// [`read_key_file`] with a caller-chosen size bound.
 pub fn read_owned_file(
     path: &Path,
-    expected_owner: u32,
+    expected_owner: ExpectedOwner,
     max_len: usize,
 ) -> Result<Zeroizing<Vec<u8>>, FileError> {
     let file = OpenOptions::new()
@@ -108,12 +125,14 @@ pub fn read_owned_file(
             kind: file_kind(meta.mode()),
         });
     }
-    if meta.uid() != expected_owner && meta.uid() != 0 {
-        return Err(FileError::WrongOwner {
-            path: path.to_path_buf(),
-            owner: meta.uid(),
-            expected: expected_owner,
-        });
+    if let ExpectedOwner::Uid(expected) = expected_owner {
+        if meta.uid() != expected && meta.uid() != 0 {
+            return Err(FileError::WrongOwner {
+                path: path.to_path_buf(),
+                owner: meta.uid(),
+                expected,
+            });
+        }
     }
     if meta.mode() & 0o022 != 0 {
         return Err(FileError::WritableByOthers {
@@ -239,8 +258,8 @@ pub fn write_file_atomically(
 mod tests {
     use super::*;
 
-    fn me() -> u32 {
-        nix::unistd::geteuid().as_raw()
+    fn me() -> ExpectedOwner {
+        ExpectedOwner::Uid(nix::unistd::geteuid().as_raw())
     }
 
     fn temp_dir() -> PathBuf {
@@ -290,15 +309,24 @@ mod tests {
 
         let link = dir.join("link.pem");
         std::os::unix::fs::symlink(&target, &link).unwrap();
-        assert!(matches!(read_key_file(&link, me()), Err(FileError::Symlink { .. })));
+        assert!(matches!(
+            read_key_file(&link, me()),
+            Err(FileError::Symlink { .. })
+        ));
 
         assert!(matches!(
             read_key_file(&dir, me()),
-            Err(FileError::NotRegularFile { kind: "directory", .. })
+            Err(FileError::NotRegularFile {
+                kind: "directory",
+                ..
+            })
         ));
         assert!(matches!(
             read_key_file(Path::new("/dev/zero"), me()),
-            Err(FileError::NotRegularFile { kind: "character device", .. })
+            Err(FileError::NotRegularFile {
+                kind: "character device",
+                ..
+            })
         ));
 
         let fifo = dir.join("fifo");
@@ -316,9 +344,11 @@ mod tests {
         ));
 
         let big = dir.join("big.pem");
-        write_file_atomically(&big, &vec![b'x'; MAX_KEY_FILE_LEN + 1], 0o600, None, false)
-            .unwrap();
-        assert!(matches!(read_key_file(&big, me()), Err(FileError::TooLarge { .. })));
+        write_file_atomically(&big, &vec![b'x'; MAX_KEY_FILE_LEN + 1], 0o600, None, false).unwrap();
+        assert!(matches!(
+            read_key_file(&big, me()),
+            Err(FileError::TooLarge { .. })
+        ));
 
         assert!(matches!(
             read_key_file(&dir.join("missing.pem"), me()),
@@ -336,10 +366,10 @@ mod tests {
         if owner == 0 {
             // Root-owned files are trusted for any user; test the rule from
             // the other side: uid 0 is accepted whoever is expected.
-            assert!(read_key_file(&path, 12345).is_ok());
+            assert!(read_key_file(&path, ExpectedOwner::Uid(12345)).is_ok());
         } else {
             assert!(matches!(
-                read_key_file(&path, owner + 1),
+                read_key_file(&path, ExpectedOwner::Uid(owner + 1)),
                 Err(FileError::WrongOwner { .. })
             ));
         }

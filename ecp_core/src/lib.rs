@@ -14,7 +14,7 @@ pub mod keyfile_io;
 pub mod names;
 pub mod when;
 
-pub use certificate::{CertificateError, ParsedCertificate, validate_certificate};
+pub use certificate::{validate_certificate, CertificateError, ParsedCertificate};
 pub use challenge::{Challenge, ChallengeError};
 pub use keyfile::{KdfParams, KeyFileError, Passphrase};
 pub use names::{HostName, NameError, ServiceName, UserName};

@@ -1,1 +1,42 @@
-fn main() {}
+//! ecpctl: the ecp command-line tool. It parses arguments, calls into
+//! ecp_core (and, for daemon commands, ecpd), and prints; it decides no
+//! trust question itself.
+
+#![forbid(unsafe_code)]
+
+mod cert;
+mod cli;
+mod failure;
+mod keygen;
+mod keys;
+mod passwd;
+mod secrets;
+mod sign;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use cli::{CertCommand, Cli, Command};
+use failure::Failure;
+
+fn run(cli: &Cli) -> Result<(), Failure> {
+    match &cli.command {
+        Command::Keygen(args) => keygen::run(args),
+        Command::Sign(args) => sign::run(args),
+        Command::Passwd(args) => passwd::run(args),
+        Command::Cert(CertCommand::Show(args)) => cert::show(args),
+        Command::Cert(CertCommand::Check(args)) => cert::check(args),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("ecpctl: {failure}");
+            ExitCode::from(failure.exit_code())
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! Command-line grammar. The doc comments here are the `--help` text.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use ecp_core::UserName;
+
+const EXIT_CODES: &str = "\
+EXIT STATUS:
+  0  success
+  1  refused: the certificate, token or signature given was checked and is
+     not acceptable (the message says why)
+  2  usage error: bad or missing arguments, invalid user name
+  3  key file problem: missing, unsafe owner or mode, wrong passphrase,
+     unsupported or damaged format
+  4  file system error: output exists (see --force), cannot read or write
+  5  the ecpd daemon could not be reached (daemon commands)
+  6  the daemon refused the request (daemon commands)
+
+FILES:
+  ~/.config/ecp/private_key.pem   the user's encrypted key (default --key)
+  ~/.config/ecp/certificate.pem   the matching public certificate";
+
+/// ecpctl — manage ecp keys and certificates, and sign login challenges.
+///
+/// ecp is a second login factor: besides the account password, a login
+/// needs a signature by the user's ECDSA P-256 private key over a one-time
+/// challenge from the ecpd daemon. The key stays in an encrypted file on the
+/// user's side; the daemon only ever sees the public certificate.
+#[derive(Debug, Parser)]
+#[command(name = "ecpctl", version, after_long_help = EXIT_CODES, after_help = "Exit codes and files: see `ecpctl --help`.")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    Keygen(KeygenArgs),
+    Sign(SignArgs),
+    Passwd(PasswdArgs),
+    #[command(subcommand)]
+    Cert(CertCommand),
+}
+
+/// Generate a new key pair and a self-signed certificate for a user.
+///
+/// Writes DIR/private_key.pem (encrypted PKCS#8, scrypt + AES-256-CBC,
+/// mode 0600) and DIR/certificate.pem (mode 0644), creating DIR (mode 0700)
+/// if needed. Existing files are never replaced unless --force is given.
+/// Without --passphrase-file the passphrase is asked twice on the terminal,
+/// without echo. The certificate is then enrolled by root with
+/// `ecpctl enroll USER --cert DIR/certificate.pem`.
+#[derive(Debug, Args)]
+#[command(after_long_help = EXIT_CODES)]
+pub struct KeygenArgs {
+    /// The user the certificate is for (its subject CN).
+    #[arg(long, value_name = "NAME", value_parser = parse_user)]
+    pub user: UserName,
+    /// Directory to write private_key.pem and certificate.pem into.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Certificate validity in days (1 to 3660).
+    #[arg(long, value_name = "N", default_value_t = ecp_core::certificate::DEFAULT_VALIDITY_DAYS,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(ecp_core::certificate::MAX_VALIDITY_DAYS)))]
+    pub days: u32,
+    /// Read the new passphrase from the first line of FILE ("-" for standard input).
+    #[arg(long, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+    /// Replace existing files in DIR.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// Sign a login challenge with your key and print the signature.
+///
+/// TOKEN is what the login prompt shows after "ecp challenge". Before
+/// anything is signed, standard error shows what you are approving (user,
+/// host, service, expiry); an expired or malformed token is refused. The
+/// signature (base64 DER) is printed on standard output, to be pasted at the
+/// login prompt.
+#[derive(Debug, Args)]
+#[command(after_long_help = EXIT_CODES)]
+pub struct SignArgs {
+    /// The encrypted key file [default: ~/.config/ecp/private_key.pem].
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// Read the passphrase from the first line of FILE ("-" for standard input).
+    #[arg(long, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+    /// The challenge token.
+    pub token: String,
+}
+
+/// Change a key file's passphrase and re-encrypt it with today's default KDF.
+///
+/// Key files from other tools often use a weak KDF (PBKDF2 with 2,048
+/// iterations is common); this upgrades them to scrypt. The file is replaced
+/// atomically (a new file is written, then renamed over the old one) and
+/// keeps its mode and owner.
+#[derive(Debug, Args)]
+#[command(after_long_help = EXIT_CODES)]
+pub struct PasswdArgs {
+    /// The encrypted key file [default: ~/.config/ecp/private_key.pem].
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// Read the current passphrase from the first line of FILE ("-" for standard input).
+    #[arg(long, value_name = "FILE")]
+    pub old_passphrase_file: Option<PathBuf>,
+    /// Read the new passphrase from the first line of FILE ("-" for standard input).
+    #[arg(long, value_name = "FILE")]
+    pub new_passphrase_file: Option<PathBuf>,
+}
+
+/// Inspect and check certificates.
+#[derive(Debug, Subcommand)]
+pub enum CertCommand {
+    Show(CertShowArgs),
+    Check(CertCheckArgs),
+}
+
+/// Show a certificate's subject, SHA-256 fingerprint and validity.
+#[derive(Debug, Args)]
+#[command(after_long_help = EXIT_CODES)]
+pub struct CertShowArgs {
+    /// PEM certificate file.
+    pub file: PathBuf,
+}
+
+/// Check whether the daemon would accept a certificate for a user.
+///
+/// Applies exactly the rule ecpd applies when enrolling: one PEM
+/// certificate, exactly one CN equal to the user name, a P-256 key, a valid
+/// self-signature (ecdsa-with-SHA256), and the current time inside its
+/// validity (give or take --skew). Exit status 0 if it would be accepted,
+/// 1 with the reason if not.
+#[derive(Debug, Args)]
+#[command(after_long_help = EXIT_CODES)]
+pub struct CertCheckArgs {
+    /// The user the certificate must belong to.
+    #[arg(long, value_name = "NAME", value_parser = parse_user)]
+    pub user: UserName,
+    /// Allowed clock difference, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = ecp_core::certificate::DEFAULT_CLOCK_SKEW.as_secs())]
+    pub skew: u64,
+    /// PEM certificate file.
+    pub file: PathBuf,
+}
+
+fn parse_user(raw: &str) -> Result<UserName, String> {
+    UserName::parse(raw).map_err(|e| e.to_string())
+}

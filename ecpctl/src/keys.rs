@@ -1,0 +1,51 @@
+//! Finding and unlocking the user's key file.
+
+use std::path::{Path, PathBuf};
+
+use ecp_core::keyfile::decrypt_key_pem;
+use ecp_core::keyfile_io::{read_key_file, ExpectedOwner};
+use p256::ecdsa::SigningKey;
+
+use crate::failure::Failure;
+use crate::secrets::existing_passphrase;
+
+/// Where a user's key lives unless `--key` says otherwise.
+pub const DEFAULT_KEY_RELATIVE: &str = ".config/ecp/private_key.pem";
+
+/// `--key`, or `~/.config/ecp/private_key.pem` of the invoking user.
+pub fn key_path_or_default(key: Option<&Path>) -> Result<PathBuf, Failure> {
+    if let Some(path) = key {
+        return Ok(path.to_path_buf());
+    }
+    Ok(home_dir()?.join(DEFAULT_KEY_RELATIVE))
+}
+
+fn home_dir() -> Result<PathBuf, Failure> {
+    if let Some(home) = std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+        return Ok(PathBuf::from(home));
+    }
+    let uid = nix::unistd::getuid();
+    match nix::unistd::User::from_uid(uid) {
+        Ok(Some(user)) => Ok(user.dir),
+        _ => Err(Failure::Usage(format!(
+            "cannot find the home directory of uid {uid}; give --key"
+        ))),
+    }
+}
+
+/// Whose key files we trust: our own (or root's); root trusts any owner.
+pub fn expected_owner() -> ExpectedOwner {
+    let uid = nix::unistd::getuid().as_raw();
+    if uid == 0 {
+        ExpectedOwner::Anyone
+    } else {
+        ExpectedOwner::Uid(uid)
+    }
+}
+
+/// Reads the key file safely, gets its passphrase, and decrypts it.
+pub fn unlock_key(path: &Path, passphrase_file: Option<&Path>) -> Result<SigningKey, Failure> {
+    let pem = read_key_file(path, expected_owner()).map_err(Failure::KeyFileAccess)?;
+    let passphrase = existing_passphrase(passphrase_file, path)?;
+    Ok(decrypt_key_pem(&pem, &passphrase)?)
+}
