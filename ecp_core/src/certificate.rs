@@ -344,7 +344,9 @@ impl BuilderProfile for UserCertificateProfile {
         tbs: &TbsCertificate,
     ) -> x509_cert::builder::Result<Vec<Extension>> {
         let ski = SubjectKeyIdentifier::try_from(spk)?;
-        let mut extensions = Vec::new();
+        // Each `to_extension` sees the extensions already added (to refuse
+        // duplicates), so they must be pushed one by one, not built as vec![].
+        let mut extensions = Vec::with_capacity(4);
         extensions.push(
             BasicConstraints {
                 ca: false,
