@@ -344,28 +344,26 @@ impl BuilderProfile for UserCertificateProfile {
         tbs: &TbsCertificate,
     ) -> x509_cert::builder::Result<Vec<Extension>> {
         let ski = SubjectKeyIdentifier::try_from(spk)?;
-        // Each `to_extension` sees the extensions already added (to refuse
-        // duplicates), so they must be pushed one by one, not built as vec![].
+        // Each `to_extension` sees the extensions already added (it refuses
+        // duplicates), so they are added one by one.
         let mut extensions = Vec::with_capacity(4);
-        extensions.push(
-            BasicConstraints {
-                ca: false,
-                path_len_constraint: None,
-            }
-            .to_extension(tbs.subject(), &extensions)?,
-        );
-        extensions.push(
-            KeyUsage(KeyUsages::DigitalSignature.into())
-                .to_extension(tbs.subject(), &extensions)?,
-        );
-        extensions.push(
-            AuthorityKeyIdentifier {
-                key_identifier: Some(ski.0.clone()),
-                ..Default::default()
-            }
-            .to_extension(tbs.subject(), &extensions)?,
-        );
-        extensions.push(ski.to_extension(tbs.subject(), &extensions)?);
+        let basic_constraints = BasicConstraints {
+            ca: false,
+            path_len_constraint: None,
+        }
+        .to_extension(tbs.subject(), &extensions)?;
+        extensions.push(basic_constraints);
+        let key_usage = KeyUsage(KeyUsages::DigitalSignature.into())
+            .to_extension(tbs.subject(), &extensions)?;
+        extensions.push(key_usage);
+        let authority_key_id = AuthorityKeyIdentifier {
+            key_identifier: Some(ski.0.clone()),
+            ..Default::default()
+        }
+        .to_extension(tbs.subject(), &extensions)?;
+        extensions.push(authority_key_id);
+        let subject_key_id = ski.to_extension(tbs.subject(), &extensions)?;
+        extensions.push(subject_key_id);
         Ok(extensions)
     }
 }
