@@ -52,7 +52,7 @@ fn main() {
         d.r,
         d.p,
         t_ours.as_secs_f64() * 1e3,
-        (128u64 << d.log_n) * u64::from(d.r) >> 20
+        ((128u64 << d.log_n) * u64::from(d.r)) >> 20
     );
     println!(
         "OpenSSL default PBKDF2-SHA256 2048 + AES-256-CBC: {:8.2} ms per decryption",
