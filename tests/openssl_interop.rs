@@ -568,3 +568,38 @@ fn passwd_upgrades_an_openssl_key_to_scrypt_in_place() {
         .collect();
     assert!(leftovers.is_empty());
 }
+
+#[test]
+fn the_readme_reference_signer_produces_signatures_we_accept() {
+    let work = Workdir::new();
+    openssl_p256_key(&work, "k.pem", "pw");
+    let pubkey = openssl(&[
+        "pkey",
+        "-in",
+        &work.arg("k.pem"),
+        "-passin",
+        &format!("file:{}", work.arg("k.pem.pass")),
+        "-pubout",
+    ]);
+    let pubkey =
+        <p256::ecdsa::VerifyingKey as p256::pkcs8::DecodePublicKey>::from_public_key_pem(&pubkey)
+            .unwrap();
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/sign-with-openssl.sh");
+    // Several tokens, so that every base64 padding length occurs.
+    for user in ["al", "ali", "alic", "alice"] {
+        let challenge = challenge_for(user);
+        let sig = ecp_tests::run(
+            &script,
+            &[
+                &challenge.to_token(),
+                &work.arg("k.pem"),
+                &format!("file:{}", work.arg("k.pem.pass")),
+            ],
+        )
+        .ok();
+        challenge
+            .verify(&pubkey, sig.trim())
+            .unwrap_or_else(|e| panic!("{user}: {e}"));
+    }
+}

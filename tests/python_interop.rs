@@ -6,12 +6,13 @@ use std::path::Path;
 use ecp_core::certificate::parse_certificate_pem;
 use ecp_tests::{challenge_for, ecpctl, keygen, run_with_input, Workdir};
 
-/// Runs a Python snippet with `cryptography`; the snippet gets the work
-/// directory as sys.argv[1].
+/// Runs a Python snippet with `cryptography` (Debian's python3-cryptography,
+/// which `.ci/run` installs); the snippet gets the work directory as
+/// sys.argv[1].
 fn python(work: &Workdir, script: &str) -> String {
     let run = run_with_input(
-        Path::new("/usr/bin/env"),
-        &["python3", "-c", script, &work.arg("")],
+        Path::new("/usr/bin/python3"),
+        &["-c", script, &work.arg("")],
         None,
     );
     assert_eq!(run.code, 0, "python failed: {}", run.stderr);
