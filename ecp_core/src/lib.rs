@@ -7,6 +7,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod bus;
 pub mod certificate;
 pub mod challenge;
 pub mod keyfile;

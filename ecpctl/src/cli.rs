@@ -9,7 +9,7 @@ const EXIT_CODES: &str = "\
 EXIT STATUS:
   0  success
   1  refused: the certificate, token or signature given was checked and is
-     not acceptable (the message says why)
+     not acceptable, or a test login failed (the message says why)
   2  usage error: bad or missing arguments, invalid user name
   3  key file problem: missing, unsafe owner or mode, wrong passphrase,
      unsupported or damaged format
@@ -30,6 +30,10 @@ FILES:
 #[derive(Debug, Parser)]
 #[command(name = "ecpctl", version, after_long_help = EXIT_CODES, after_help = "Exit codes and files: see `ecpctl --help`.")]
 pub struct Cli {
+    /// Bus where ecpd runs, for daemon commands: `system`, `session`, or a
+    /// D-Bus address such as `unix:path=/run/dbus/system_bus_socket`.
+    #[arg(long, global = true, value_name = "BUS", default_value = "system")]
+    pub bus: String,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -41,6 +45,116 @@ pub enum Command {
     Passwd(PasswdArgs),
     #[command(subcommand)]
     Cert(CertCommand),
+    Enroll(EnrollArgs),
+    List(ListArgs),
+    Revoke(RevokeArgs),
+    Unlock(UserArg),
+    Status(JsonArg),
+    Cleanup,
+    TestLogin(TestLoginArgs),
+}
+
+/// Register a certificate for a user with ecpd (root only).
+///
+/// Without --cert: generate a key pair and certificate as `keygen` does and
+/// enroll the certificate. When root enrolls another user, the files are
+/// written with that user's identity, so they belong to the user (mode
+/// 0600/0644) in DIR [default: ~USER/.config/ecp]. With --cert: enroll an
+/// existing certificate (bring your own key); nothing is written.
+#[derive(Debug, Args)]
+#[command(after_long_help = EXIT_CODES)]
+pub struct EnrollArgs {
+    /// The user to enroll.
+    #[arg(value_parser = parse_user)]
+    pub user: UserName,
+    /// Enroll this PEM certificate instead of generating a key pair.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["out", "days", "passphrase_file", "force"])]
+    pub cert: Option<PathBuf>,
+    /// A name for this certificate, shown by `list` (e.g. "laptop").
+    #[arg(long, value_name = "LABEL", default_value = "")]
+    pub label: String,
+    /// Where to write the generated key pair [default: ~USER/.config/ecp].
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Certificate validity in days (1 to 3660).
+    #[arg(long, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(ecp_core::certificate::MAX_VALIDITY_DAYS)))]
+    pub days: Option<u32>,
+    /// Read the new key's passphrase from the first line of FILE ("-" for standard input).
+    #[arg(long, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+    /// Replace existing key files in DIR.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// List enrolled certificates: label, fingerprint, validity, enrolled, last used.
+///
+/// Without USER, root sees every user's certificates and anyone else their
+/// own.
+#[derive(Debug, Args)]
+#[command(after_long_help = EXIT_CODES)]
+pub struct ListArgs {
+    /// Whose certificates to list.
+    #[arg(value_parser = parse_user)]
+    pub user: Option<UserName>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Revoke one certificate (by fingerprint) or all of a user's (root only).
+#[derive(Debug, Args)]
+#[command(after_long_help = EXIT_CODES)]
+pub struct RevokeArgs {
+    #[arg(value_parser = parse_user)]
+    pub user: UserName,
+    /// SHA-256 fingerprint as `ecpctl list` shows it (colons allowed).
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    pub fingerprint: Option<String>,
+    /// Revoke every certificate of USER.
+    #[arg(long)]
+    pub all: bool,
+}
+
+/// A user name argument.
+#[derive(Debug, Args)]
+#[command(after_long_help = EXIT_CODES)]
+pub struct UserArg {
+    /// The user.
+    #[arg(value_parser = parse_user)]
+    pub user: UserName,
+}
+
+/// Show the daemon's version, counts, store size and uptime.
+#[derive(Debug, Args)]
+#[command(after_long_help = EXIT_CODES)]
+pub struct JsonArg {
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Run a whole login round against ecpd without PAM.
+///
+/// Requests a challenge for USER, signs it with the key file, and asks the
+/// daemon to verify it: exit status 0 when the daemon accepts. The admin's
+/// and the user's way to check a setup. Non-root users can test only
+/// themselves.
+#[derive(Debug, Args)]
+#[command(after_long_help = EXIT_CODES)]
+pub struct TestLoginArgs {
+    #[arg(value_parser = parse_user)]
+    pub user: UserName,
+    /// The encrypted key file [default: ~/.config/ecp/private_key.pem].
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// Read the passphrase from the first line of FILE ("-" for standard input).
+    #[arg(long, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+    /// PAM service name to request the challenge for.
+    #[arg(long, value_name = "SERVICE", default_value = "ecp-test-login")]
+    pub service: String,
 }
 
 /// Generate a new key pair and a self-signed certificate for a user.

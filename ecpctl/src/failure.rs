@@ -20,17 +20,47 @@ pub enum Failure {
     Usage(String),
     #[error("{0}")]
     Terminal(String),
+    #[error("cannot reach ecpd: {0}")]
+    DaemonUnreachable(String),
+    #[error("ecpd refused: {0}")]
+    DaemonRefused(String),
+    #[error("login failed: {0}")]
+    LoginRefused(String),
 }
 
 impl Failure {
+    /// Sorts a daemon answer: transport trouble, a refused login, or a
+    /// refused request.
+    pub fn from_daemon(error: ecp_core::bus::EcpError) -> Self {
+        use ecp_core::bus::EcpError as E;
+        match error {
+            E::ZBus(e) => Failure::DaemonUnreachable(e.to_string()),
+            E::AuthenticationFailed(m)
+            | E::NotEnrolled(m)
+            | E::ChallengeExpired(m)
+            | E::ChallengeUnknown(m)
+            | E::Locked(m) => Failure::LoginRefused(m),
+            E::InvalidArgument(m)
+            | E::AccessDenied(m)
+            | E::RateLimited(m)
+            | E::CertificateRejected(m)
+            | E::AlreadyEnrolled(m)
+            | E::TooManyCertificates(m)
+            | E::NotFound(m)
+            | E::StoreFailure(m) => Failure::DaemonRefused(m),
+        }
+    }
+
     /// Exit status for this failure. No catch-all arm: a new variant makes
     /// the compiler ask which code it gets.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Failure::Certificate(_) | Failure::Challenge(_) => 1,
+            Failure::Certificate(_) | Failure::Challenge(_) | Failure::LoginRefused(_) => 1,
             Failure::Usage(_) => 2,
             Failure::KeyFile(_) | Failure::KeyFileAccess(_) | Failure::Terminal(_) => 3,
             Failure::File(_) => 4,
+            Failure::DaemonUnreachable(_) => 5,
+            Failure::DaemonRefused(_) => 6,
         }
     }
 }

@@ -1,11 +1,12 @@
 //! ecpctl: the ecp command-line tool. It parses arguments, calls into
-//! ecp_core (and, for daemon commands, ecpd), and prints; it decides no
-//! trust question itself.
+//! ecp_core (and, for daemon commands, ecpd over D-Bus), and prints; it
+//! decides no trust question itself.
 
 #![forbid(unsafe_code)]
 
 mod cert;
 mod cli;
+mod daemon;
 mod failure;
 mod keygen;
 mod keys;
@@ -27,6 +28,13 @@ fn run(cli: &Cli) -> Result<(), Failure> {
         Command::Passwd(args) => passwd::run(args),
         Command::Cert(CertCommand::Show(args)) => cert::show(args),
         Command::Cert(CertCommand::Check(args)) => cert::check(args),
+        Command::Enroll(args) => daemon::enroll(&cli.bus, args),
+        Command::List(args) => daemon::list(&cli.bus, args),
+        Command::Revoke(args) => daemon::revoke(&cli.bus, args),
+        Command::Unlock(args) => daemon::unlock(&cli.bus, args),
+        Command::Status(args) => daemon::status(&cli.bus, args),
+        Command::Cleanup => daemon::cleanup(&cli.bus),
+        Command::TestLogin(args) => daemon::test_login(&cli.bus, args),
     }
 }
 

@@ -1,0 +1,142 @@
+//! The D-Bus contract between ecpd and its clients (the PAM module and
+//! ecpctl): names, argument and reply types, the error enum with its D-Bus
+//! names, and the client proxies. A reader who wants to know what crosses
+//! the bus reads this file.
+//!
+//! Two interfaces, so that a bus policy can tell them apart: `Auth` is what
+//! a login needs; `Admin` manages certificates. The daemon checks every
+//! caller's uid itself either way (see ecpd's `service` module):
+//!
+//! | method | who may call |
+//! |---|---|
+//! | Auth.Challenge, Auth.Verify | root for anyone; others for themselves |
+//! | Admin.List | root for anyone (or all, with ""); others for themselves |
+//! | Admin.Status | anyone |
+//! | Admin.Enroll, Revoke, RevokeAll, Unlock, Cleanup | root only |
+
+use serde::{Deserialize, Serialize};
+use zbus::{DBusError, Type};
+
+/// Well-known bus name; the trailing 1 is the interface version.
+pub const BUS_NAME: &str = "org.ecp.Ecpd1";
+/// The one object ecpd serves.
+pub const OBJECT_PATH: &str = "/org/ecp/Ecpd1";
+pub const AUTH_INTERFACE: &str = "org.ecp.Ecpd1.Auth";
+pub const ADMIN_INTERFACE: &str = "org.ecp.Ecpd1.Admin";
+/// Prefix of every error name ecpd returns.
+pub const ERROR_PREFIX: &str = "org.ecp.Ecpd1.Error";
+/// The real system bus. The PAM module connects here and nowhere else
+/// (unless a root-owned PAM file says `bus=`): never to an address taken
+/// from the environment, which inside sudo belongs to the user.
+pub const SYSTEM_BUS_ADDRESS: &str = "unix:path=/run/dbus/system_bus_socket";
+
+/// Errors ecpd returns. Each variant is a D-Bus error name
+/// `org.ecp.Ecpd1.Error.<Variant>` whose message is a sentence for a person.
+#[derive(Debug, DBusError, PartialEq)]
+#[zbus(prefix = "org.ecp.Ecpd1.Error")]
+pub enum EcpError {
+    /// A transport or protocol failure on the client's side.
+    #[zbus(error)]
+    ZBus(zbus::Error),
+    /// An argument is malformed, too long, or not a valid name.
+    InvalidArgument(String),
+    /// The caller may not do this (for example, enroll as non-root).
+    AccessDenied(String),
+    /// Too many challenges; nothing was stored.
+    RateLimited(String),
+    /// The user is locked out after too many failed verifications.
+    Locked(String),
+    /// Verification failed. The only failure a non-root caller ever sees,
+    /// whether the user is unknown, unenrolled, or the signature is bad.
+    AuthenticationFailed(String),
+    /// The user has no enrolled certificate (told to root callers only,
+    /// so that the module's `nouserok` can work).
+    NotEnrolled(String),
+    /// The challenge expired before it was verified (root callers only).
+    ChallengeExpired(String),
+    /// The challenge is unknown, already used, or from before a restart
+    /// (root callers only).
+    ChallengeUnknown(String),
+    /// The certificate fails the validation rule; the message says which.
+    CertificateRejected(String),
+    /// This certificate is already enrolled for the user.
+    AlreadyEnrolled(String),
+    /// The user already has the maximum number of certificates.
+    TooManyCertificates(String),
+    /// No such certificate.
+    NotFound(String),
+    /// The daemon's store failed; nothing unsafe was accepted.
+    StoreFailure(String),
+}
+
+/// One enrolled certificate, as `List` returns it. Times are Unix seconds;
+/// `last_used` is 0 when never used.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct CertificateEntry {
+    pub user: String,
+    pub label: String,
+    pub fingerprint: String,
+    pub not_before: i64,
+    pub not_after: i64,
+    pub enrolled_at: i64,
+    pub last_used: i64,
+}
+
+/// What `Status` returns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct DaemonStatus {
+    pub version: String,
+    pub host: String,
+    pub users: u64,
+    pub certificates: u64,
+    pub outstanding_challenges: u64,
+    pub locked_users: u64,
+    pub store_bytes: u64,
+    pub uptime_secs: u64,
+}
+
+/// Methods a login needs.
+#[zbus::proxy(
+    interface = "org.ecp.Ecpd1.Auth",
+    default_service = "org.ecp.Ecpd1",
+    default_path = "/org/ecp/Ecpd1"
+)]
+pub trait Auth {
+    /// Issues a one-time challenge token for `user` logging in to `service`
+    /// from `rhost` ("" for a local login).
+    fn challenge(&self, user: &str, service: &str, rhost: &str) -> Result<String, EcpError>;
+
+    /// Verifies `signature` (base64 DER) over `token` for `user`. The
+    /// challenge is consumed whatever the outcome.
+    fn verify(&self, user: &str, token: &str, signature: &str) -> Result<(), EcpError>;
+}
+
+/// Certificate management.
+#[zbus::proxy(
+    interface = "org.ecp.Ecpd1.Admin",
+    default_service = "org.ecp.Ecpd1",
+    default_path = "/org/ecp/Ecpd1"
+)]
+pub trait Admin {
+    /// Registers a PEM certificate for `user`; returns its fingerprint.
+    fn enroll(&self, user: &str, certificate_pem: &str, label: &str) -> Result<String, EcpError>;
+
+    /// Removes one certificate; returns how many were removed (1).
+    fn revoke(&self, user: &str, fingerprint: &str) -> Result<u32, EcpError>;
+
+    /// Removes every certificate of `user`; returns how many.
+    fn revoke_all(&self, user: &str) -> Result<u32, EcpError>;
+
+    /// Lists `user`'s certificates, or everyone's when `user` is "".
+    fn list(&self, user: &str) -> Result<Vec<CertificateEntry>, EcpError>;
+
+    /// Clears `user`'s failure counter and lockout.
+    fn unlock(&self, user: &str) -> Result<(), EcpError>;
+
+    /// Version, counts, store size and uptime.
+    fn status(&self) -> Result<DaemonStatus, EcpError>;
+
+    /// Removes expired challenges and stale counters now; returns how many
+    /// challenges were removed.
+    fn cleanup(&self) -> Result<u64, EcpError>;
+}

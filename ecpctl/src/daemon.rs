@@ -1,0 +1,244 @@
+//! Commands that talk to ecpd through the shared proxies in
+//! `ecp_core::bus`. zbus 6 has no blocking API: each command runs its
+//! async body in `zbus::block_on`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use ecp_core::bus::{AdminProxy, AuthProxy, CertificateEntry, EcpError};
+use ecp_core::when::format_utc;
+
+use crate::cli::{EnrollArgs, JsonArg, ListArgs, RevokeArgs, TestLoginArgs, UserArg};
+use crate::failure::Failure;
+use crate::keygen::{prepare_output, write_key_pair, CERTIFICATE_FILE};
+use crate::keys::{key_path_or_default, unlock_key};
+
+/// How long any one call may take before we give up.
+const METHOD_TIMEOUT: Duration = Duration::from_secs(25);
+
+async fn connect(bus: &str) -> Result<zbus::Connection, Failure> {
+    let builder = match bus {
+        "system" => zbus::connection::Builder::system(),
+        "session" => zbus::connection::Builder::session(),
+        address => zbus::connection::Builder::address(address),
+    };
+    builder
+        .method_timeout(METHOD_TIMEOUT)
+        .build()
+        .await
+        .map_err(|e| Failure::DaemonUnreachable(format!("{bus} bus: {e}")))
+}
+
+fn call<T>(result: Result<T, EcpError>) -> Result<T, Failure> {
+    result.map_err(Failure::from_daemon)
+}
+
+async fn admin(bus: &str) -> Result<(zbus::Connection, AdminProxy<'static>), Failure> {
+    let conn = connect(bus).await?;
+    let proxy = AdminProxy::new(&conn)
+        .await
+        .map_err(|e| Failure::DaemonUnreachable(e.to_string()))?;
+    Ok((conn, proxy))
+}
+
+fn read_text_file(path: &Path) -> Result<String, Failure> {
+    let bytes = ecp_core::keyfile_io::read_owned_file(
+        path,
+        ecp_core::keyfile_io::ExpectedOwner::Anyone,
+        ecp_core::certificate::MAX_CERTIFICATE_LEN,
+    )
+    .map_err(Failure::File)?;
+    String::from_utf8(bytes.to_vec())
+        .map_err(|_| Failure::Usage(format!("{}: not a text file", path.display())))
+}
+
+pub fn enroll(bus: &str, args: &EnrollArgs) -> Result<(), Failure> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err(Failure::Usage("only root may enroll certificates".into()));
+    }
+    let pem = match &args.cert {
+        Some(path) => read_text_file(path)?,
+        None => generate_for(args)?,
+    };
+    // The same rule the daemon applies, so a bad file fails here with the
+    // same message before anything is sent.
+    ecp_core::validate_certificate(
+        pem.as_bytes(),
+        &args.user,
+        ecp_core::when::unix_now(),
+        ecp_core::certificate::DEFAULT_CLOCK_SKEW,
+    )?;
+    zbus::block_on(async {
+        let (_conn, proxy) = admin(bus).await?;
+        let fingerprint = call(proxy.enroll(args.user.as_str(), &pem, &args.label).await)?;
+        println!("enrolled {} for {}", fingerprint, args.user);
+        Ok(())
+    })
+}
+
+/// Generates the key pair for `args.user`. When root works for another
+/// user, the files are written with that user's identity (effective uid
+/// and gid), so the kernel checks the user's own permissions on every path
+/// component and the files are the user's: no symlink planted in the
+/// user's home can redirect a write by root.
+fn generate_for(args: &EnrollArgs) -> Result<String, Failure> {
+    let account = nix::unistd::User::from_name(args.user.as_str())
+        .ok()
+        .flatten()
+        .ok_or_else(|| {
+            Failure::Usage(format!(
+                "no account named {} on this system; use --cert for a certificate made elsewhere",
+                args.user
+            ))
+        })?;
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| account.dir.join(".config/ecp"));
+    let days = args
+        .days
+        .unwrap_or(ecp_core::certificate::DEFAULT_VALIDITY_DAYS);
+    let as_other_user = !account.uid.is_root();
+    // Ask or read the passphrase as root, before taking the user's identity.
+    let passphrase = crate::secrets::new_passphrase(args.passphrase_file.as_deref())?;
+    if as_other_user {
+        nix::unistd::setegid(account.gid)
+            .and_then(|_| nix::unistd::seteuid(account.uid))
+            .map_err(|e| Failure::Usage(format!("cannot act as {}: {e}", args.user)))?;
+    }
+    let result = prepare_output(&out, args.force)
+        .and_then(|()| write_key_pair(&args.user, &out, days, passphrase, args.force));
+    if as_other_user {
+        nix::unistd::seteuid(nix::unistd::Uid::from_raw(0))
+            .and_then(|_| nix::unistd::setegid(nix::unistd::Gid::from_raw(0)))
+            .map_err(|e| Failure::Usage(format!("cannot return to root: {e}")))?;
+    }
+    let pem = result?;
+    println!(
+        "{} and the key belong to {}",
+        out.join(CERTIFICATE_FILE).display(),
+        args.user
+    );
+    Ok(pem)
+}
+
+fn print_entries(entries: &[CertificateEntry], json: bool) -> Result<(), Failure> {
+    if json {
+        let text =
+            serde_json::to_string_pretty(entries).map_err(|e| Failure::Usage(e.to_string()))?;
+        println!("{text}");
+        return Ok(());
+    }
+    if entries.is_empty() {
+        println!("no certificates enrolled");
+        return Ok(());
+    }
+    println!(
+        "{:<16} {:<16} {:<64} {:<20} {:<20}",
+        "USER", "LABEL", "FINGERPRINT (SHA-256)", "NOT AFTER", "LAST USED"
+    );
+    for e in entries {
+        let last_used = if e.last_used == 0 {
+            "never".to_owned()
+        } else {
+            format_utc(e.last_used)
+        };
+        println!(
+            "{:<16} {:<16} {:<64} {:<20} {:<20}",
+            e.user,
+            e.label,
+            e.fingerprint,
+            format_utc(e.not_after).trim_end_matches(" UTC"),
+            last_used.trim_end_matches(" UTC")
+        );
+    }
+    Ok(())
+}
+
+pub fn list(bus: &str, args: &ListArgs) -> Result<(), Failure> {
+    let user = match &args.user {
+        Some(user) => user.to_string(),
+        None if nix::unistd::getuid().is_root() => String::new(),
+        None => nix::unistd::User::from_uid(nix::unistd::getuid())
+            .ok()
+            .flatten()
+            .map(|u| u.name)
+            .ok_or_else(|| Failure::Usage("cannot find your user name; give USER".into()))?,
+    };
+    zbus::block_on(async {
+        let (_conn, proxy) = admin(bus).await?;
+        let entries = call(proxy.list(&user).await)?;
+        print_entries(&entries, args.json)
+    })
+}
+
+pub fn revoke(bus: &str, args: &RevokeArgs) -> Result<(), Failure> {
+    zbus::block_on(async {
+        let (_conn, proxy) = admin(bus).await?;
+        let count = match &args.fingerprint {
+            Some(fp) => call(proxy.revoke(args.user.as_str(), fp).await)?,
+            None => call(proxy.revoke_all(args.user.as_str()).await)?,
+        };
+        println!("revoked {count} certificate(s) of {}", args.user);
+        Ok(())
+    })
+}
+
+pub fn unlock(bus: &str, args: &UserArg) -> Result<(), Failure> {
+    zbus::block_on(async {
+        let (_conn, proxy) = admin(bus).await?;
+        call(proxy.unlock(args.user.as_str()).await)?;
+        println!("{} unlocked", args.user);
+        Ok(())
+    })
+}
+
+pub fn status(bus: &str, args: &JsonArg) -> Result<(), Failure> {
+    zbus::block_on(async {
+        let (_conn, proxy) = admin(bus).await?;
+        let s = call(proxy.status().await)?;
+        if args.json {
+            let text =
+                serde_json::to_string_pretty(&s).map_err(|e| Failure::Usage(e.to_string()))?;
+            println!("{text}");
+        } else {
+            println!("version:                {}", s.version);
+            println!("host:                   {}", s.host);
+            println!("users enrolled:         {}", s.users);
+            println!("certificates:           {}", s.certificates);
+            println!("outstanding challenges: {}", s.outstanding_challenges);
+            println!("locked users:           {}", s.locked_users);
+            println!("store size:             {} bytes", s.store_bytes);
+            println!("uptime:                 {} s", s.uptime_secs);
+        }
+        Ok(())
+    })
+}
+
+pub fn cleanup(bus: &str) -> Result<(), Failure> {
+    zbus::block_on(async {
+        let (_conn, proxy) = admin(bus).await?;
+        let removed = call(proxy.cleanup().await)?;
+        println!("removed {removed} expired challenge(s)");
+        Ok(())
+    })
+}
+
+pub fn test_login(bus: &str, args: &TestLoginArgs) -> Result<(), Failure> {
+    let key_path = key_path_or_default(args.key.as_deref())?;
+    // Unlock first: the challenge's short life should not run while the
+    // user types a passphrase.
+    let key = unlock_key(&key_path, args.passphrase_file.as_deref())?;
+    zbus::block_on(async {
+        let conn = connect(bus).await?;
+        let auth = AuthProxy::new(&conn)
+            .await
+            .map_err(|e| Failure::DaemonUnreachable(e.to_string()))?;
+        let token = call(auth.challenge(args.user.as_str(), &args.service, "").await)?;
+        let challenge = ecp_core::Challenge::from_token(&token)?;
+        let signature = challenge.sign(&key);
+        call(auth.verify(args.user.as_str(), &token, &signature).await)?;
+        println!("login for {} accepted by ecpd", args.user);
+        Ok(())
+    })
+}
