@@ -53,11 +53,17 @@ fn read_text_file(path: &Path) -> Result<String, Failure> {
 }
 
 pub fn enroll(bus: &str, args: &EnrollArgs) -> Result<(), Failure> {
-    if !nix::unistd::geteuid().is_root() {
-        return Err(Failure::Usage("only root may enroll certificates".into()));
-    }
     let pem = match &args.cert {
+        // The daemon decides who may enroll; it is asked even for non-root.
         Some(path) => read_text_file(path)?,
+        None if !nix::unistd::geteuid().is_root() => {
+            // Checked here only to save writing key files for nothing.
+            return Err(Failure::DaemonRefused(
+                "only root may enroll certificates; make your key with `ecpctl keygen` \
+                 and ask an administrator to enroll the certificate"
+                    .into(),
+            ));
+        }
         None => generate_for(args)?,
     };
     // The same rule the daemon applies, so a bad file fails here with the

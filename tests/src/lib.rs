@@ -3,6 +3,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod daemon;
+
 use std::ffi::OsStr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,703 @@
+//! ecpd against a real (private) dbus-daemon with the package's policy:
+//! the login round, replay, concurrency, expiry, binding, revocation,
+//! authorization of non-root callers, limits, lockout and crash recovery.
+
+use std::path::Path;
+use std::time::Duration;
+
+use ecp_core::bus::{AdminProxy, AuthProxy, EcpError};
+use ecp_core::certificate::build_self_signed_certificate;
+use ecp_core::keyfile::generate_signing_key;
+use ecp_core::{Challenge, UserName};
+use ecp_tests::daemon::{running_as_root, TestDaemon, TestUser};
+use ecp_tests::{binary, Workdir};
+use p256::ecdsa::SigningKey;
+
+const TEST_CONFIG: &str = "host_name = \"ecp-test-host\"\n";
+
+fn key_and_cert(user: &str) -> (SigningKey, String) {
+    let key = generate_signing_key();
+    let pem = build_self_signed_certificate(&key, &UserName::parse(user).unwrap(), 30).unwrap();
+    (key, pem)
+}
+
+fn enroll(daemon: &TestDaemon, user: &str) -> SigningKey {
+    let (key, pem) = key_and_cert(user);
+    let conn = daemon.connect();
+    zbus::block_on(async {
+        let admin = AdminProxy::new(&conn).await.unwrap();
+        admin.enroll(user, &pem, "test").await.unwrap();
+    });
+    key
+}
+
+fn challenge(daemon: &TestDaemon, user: &str, rhost: &str) -> Result<String, EcpError> {
+    let conn = daemon.connect();
+    zbus::block_on(async {
+        let auth = AuthProxy::new(&conn).await.unwrap();
+        auth.challenge(user, "sshd", rhost).await
+    })
+}
+
+fn verify(daemon: &TestDaemon, user: &str, token: &str, signature: &str) -> Result<(), EcpError> {
+    let conn = daemon.connect();
+    zbus::block_on(async {
+        let auth = AuthProxy::new(&conn).await.unwrap();
+        auth.verify(user, token, signature).await
+    })
+}
+
+fn sign(token: &str, key: &SigningKey) -> String {
+    Challenge::from_token(token).unwrap().sign(key)
+}
+
+fn login(daemon: &TestDaemon, user: &str, key: &SigningKey) -> Result<(), EcpError> {
+    let token = challenge(daemon, user, "192.0.2.1")?;
+    verify(daemon, user, &token, &sign(&token, key))
+}
+
+#[test]
+fn signed_challenge_verifies_once_and_the_replay_fails() {
+    let daemon = TestDaemon::start(TEST_CONFIG);
+    let key = enroll(&daemon, "alice");
+    let token = challenge(&daemon, "alice", "192.0.2.1").unwrap();
+    let parsed = Challenge::from_token(&token).unwrap();
+    assert_eq!(parsed.host.as_str(), "ecp-test-host");
+    assert_eq!(parsed.service.as_str(), "sshd");
+    let signature = sign(&token, &key);
+    verify(&daemon, "alice", &token, &signature).unwrap();
+    assert!(matches!(
+        verify(&daemon, "alice", &token, &signature),
+        Err(EcpError::ChallengeUnknown(_))
+    ));
+    assert!(daemon.log().contains("outcome=\"success\""));
+}
+
+#[test]
+fn thirty_two_concurrent_verifications_of_one_token_succeed_exactly_once() {
+    let daemon = TestDaemon::start(TEST_CONFIG);
+    let key = enroll(&daemon, "alice");
+    let token = challenge(&daemon, "alice", "").unwrap();
+    let signature = sign(&token, &key);
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(32));
+    let handles: Vec<_> = (0..32)
+        .map(|_| {
+            let (address, token, signature, barrier) = (
+                daemon.address().to_owned(),
+                token.clone(),
+                signature.clone(),
+                barrier.clone(),
+            );
+            std::thread::spawn(move || {
+                zbus::block_on(async {
+                    let conn = zbus::connection::Builder::address(address.as_str())
+                        .build()
+                        .await
+                        .unwrap();
+                    let auth = AuthProxy::new(&conn).await.unwrap();
+                    barrier.wait();
+                    auth.verify("alice", &token, &signature).await.is_ok()
+                })
+            })
+        })
+        .collect();
+    let successes = handles
+        .into_iter()
+        .map(|h| h.join().unwrap())
+        .filter(|ok| *ok)
+        .count();
+    assert_eq!(successes, 1);
+}
+
+#[test]
+fn expired_challenge_fails() {
+    let daemon = TestDaemon::start("host_name = \"h\"\nchallenge_lifetime_secs = 1\n");
+    let key = enroll(&daemon, "alice");
+    let token = challenge(&daemon, "alice", "").unwrap();
+    std::thread::sleep(Duration::from_millis(2100));
+    assert!(matches!(
+        verify(&daemon, "alice", &token, &sign(&token, &key)),
+        Err(EcpError::ChallengeExpired(_))
+    ));
+}
+
+#[test]
+fn challenge_for_alice_does_not_log_in_bob() {
+    let daemon = TestDaemon::start(TEST_CONFIG);
+    let alice = enroll(&daemon, "alice");
+    let bob = enroll(&daemon, "bob");
+    let token = challenge(&daemon, "alice", "").unwrap();
+    // Alice's signature offered for bob, and bob's own signature over
+    // alice's challenge: both refused.
+    assert!(matches!(
+        verify(&daemon, "bob", &token, &sign(&token, &alice)),
+        Err(EcpError::AuthenticationFailed(_))
+    ));
+    let token = challenge(&daemon, "alice", "").unwrap();
+    assert!(verify(&daemon, "bob", &token, &sign(&token, &bob)).is_err());
+    // Bob's key does not log in alice either.
+    let token = challenge(&daemon, "alice", "").unwrap();
+    assert!(matches!(
+        verify(&daemon, "alice", &token, &sign(&token, &bob)),
+        Err(EcpError::AuthenticationFailed(_))
+    ));
+}
+
+#[test]
+fn revoked_certificate_no_longer_logs_in() {
+    let daemon = TestDaemon::start(TEST_CONFIG);
+    let key = enroll(&daemon, "alice");
+    login(&daemon, "alice", &key).unwrap();
+    let list = daemon.ecpctl(&["list", "alice", "--json"]).ok();
+    let fingerprint = list
+        .split("\"fingerprint\": \"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert!(list.contains("\"last_used\": 1"), "{list}");
+    let out = daemon.ecpctl(&["revoke", "alice", &fingerprint]).ok();
+    assert!(out.contains("revoked 1"), "{out}");
+    assert!(matches!(
+        login(&daemon, "alice", &key),
+        Err(EcpError::NotEnrolled(_))
+    ));
+    let again = daemon.ecpctl(&["revoke", "alice", &fingerprint]);
+    assert_eq!(again.code, 6);
+}
+
+#[test]
+fn certificate_past_its_validity_no_longer_logs_in() {
+    let daemon = TestDaemon::start("host_name = \"h\"\nclock_skew_secs = 0\n");
+    let work = Workdir::new();
+    // A certificate valid for three more seconds, made by Python's
+    // cryptography (ecp's own builder does whole days only).
+    let script = r#"
+import sys, datetime
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+d = sys.argv[1]
+key = ec.generate_private_key(ec.SECP256R1())
+now = datetime.datetime.now(datetime.timezone.utc)
+name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "alice")])
+cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(seconds=3))
+        .sign(key, hashes.SHA256()))
+open(d + "/c.pem", "wb").write(cert.public_bytes(serialization.Encoding.PEM))
+open(d + "/k.pem", "wb").write(key.private_bytes(serialization.Encoding.PEM,
+    serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+"#;
+    ecp_tests::run(
+        Path::new("/usr/bin/python3"),
+        &["-c", script, &work.arg("")],
+    )
+    .ok();
+    let key = <SigningKey as p256::pkcs8::DecodePrivateKey>::from_pkcs8_pem(
+        &String::from_utf8(work.read("k.pem")).unwrap(),
+    )
+    .unwrap();
+    daemon
+        .ecpctl(&[
+            "enroll",
+            "alice",
+            "--cert",
+            &work.arg("c.pem"),
+            "--label",
+            "short",
+        ])
+        .ok();
+    login(&daemon, "alice", &key).unwrap();
+    std::thread::sleep(Duration::from_secs(4));
+    let err = login(&daemon, "alice", &key).unwrap_err();
+    assert!(
+        matches!(&err, EcpError::AuthenticationFailed(m) if m.contains("currently valid")),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn enrollment_refuses_bad_certificates_and_changes_nothing() {
+    let daemon = TestDaemon::start(TEST_CONFIG);
+    let (_, pem) = key_and_cert("alice");
+    let conn = daemon.connect();
+    zbus::block_on(async {
+        let admin = AdminProxy::new(&conn).await.unwrap();
+        for (user, cert, label) in [
+            ("bob", pem.as_str(), ""),
+            (
+                "alice",
+                "-----BEGIN CERTIFICATE-----\ngarbage\n-----END CERTIFICATE-----\n",
+                "",
+            ),
+            ("../etc", pem.as_str(), ""),
+            ("alice", pem.as_str(), "bad\nlabel"),
+        ] {
+            let err = admin.enroll(user, cert, label).await.unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    EcpError::CertificateRejected(_) | EcpError::InvalidArgument(_)
+                ),
+                "{user} {label:?}: {err:?}"
+            );
+        }
+        let huge = "A".repeat(1 << 20);
+        assert!(admin.enroll("alice", &huge, "").await.is_err());
+        assert!(admin.list("").await.unwrap().is_empty());
+        admin.enroll("alice", &pem, "laptop").await.unwrap();
+        assert!(matches!(
+            admin.enroll("alice", &pem, "again").await,
+            Err(EcpError::AlreadyEnrolled(_))
+        ));
+        assert_eq!(admin.list("alice").await.unwrap().len(), 1);
+    });
+}
+
+#[test]
+fn every_proxy_method_reaches_the_daemon() {
+    let daemon = TestDaemon::start(TEST_CONFIG);
+    let (key, pem) = key_and_cert("carol");
+    let conn = daemon.connect();
+    zbus::block_on(async {
+        let admin = AdminProxy::new(&conn).await.unwrap();
+        let auth = AuthProxy::new(&conn).await.unwrap();
+        let fingerprint = admin.enroll("carol", &pem, "one").await.unwrap();
+        let token = auth.challenge("carol", "login", "").await.unwrap();
+        auth.verify(
+            "carol",
+            &token,
+            &Challenge::from_token(&token).unwrap().sign(&key),
+        )
+        .await
+        .unwrap();
+        let entries = admin.list("carol").await.unwrap();
+        assert_eq!(entries[0].fingerprint, fingerprint);
+        assert!(entries[0].last_used > 0);
+        admin.unlock("carol").await.unwrap();
+        let status = admin.status().await.unwrap();
+        assert_eq!((status.users, status.certificates), (1, 1));
+        assert_eq!(status.host, "ecp-test-host");
+        assert_eq!(admin.cleanup().await.unwrap(), 0);
+        assert_eq!(
+            admin
+                .revoke("carol", &fingerprint.to_uppercase())
+                .await
+                .unwrap(),
+            1
+        );
+        admin.enroll("carol", &pem, "two").await.unwrap();
+        assert_eq!(admin.revoke_all("carol").await.unwrap(), 1);
+        assert!(matches!(
+            auth.challenge("car/ol", "login", "").await,
+            Err(EcpError::InvalidArgument(_))
+        ));
+    });
+}
+
+#[test]
+fn unknown_user_gets_a_challenge_like_anyone_else() {
+    let daemon = TestDaemon::start(TEST_CONFIG);
+    enroll(&daemon, "alice");
+    let known = Challenge::from_token(&challenge(&daemon, "alice", "").unwrap()).unwrap();
+    let unknown = Challenge::from_token(&challenge(&daemon, "nosuchuser", "").unwrap()).unwrap();
+    assert_eq!(known.host, unknown.host);
+    assert!(known.expires_at.abs_diff(unknown.expires_at) <= 1);
+    // Root learns "not enrolled" (for the module's nouserok).
+    let token = challenge(&daemon, "nosuchuser", "").unwrap();
+    assert!(matches!(
+        verify(
+            &daemon,
+            "nosuchuser",
+            &token,
+            &sign(&token, &generate_signing_key())
+        ),
+        Err(EcpError::NotEnrolled(_))
+    ));
+}
+
+#[test]
+fn challenges_are_rate_limited_per_rhost_and_per_user() {
+    let daemon = TestDaemon::start(
+        "host_name = \"h\"\nchallenges_per_rhost_per_minute = 3\nchallenges_per_user_per_minute = 5\n",
+    );
+    for _ in 0..3 {
+        challenge(&daemon, "alice", "198.51.100.7").unwrap();
+    }
+    assert!(matches!(
+        challenge(&daemon, "bob", "198.51.100.7"),
+        Err(EcpError::RateLimited(_))
+    ));
+    // Another host is unaffected; alice's own limit (5) still has room for 2.
+    challenge(&daemon, "alice", "198.51.100.8").unwrap();
+    challenge(&daemon, "alice", "198.51.100.9").unwrap();
+    assert!(matches!(
+        challenge(&daemon, "alice", "198.51.100.10"),
+        Err(EcpError::RateLimited(_))
+    ));
+    let status = daemon.ecpctl(&["status", "--json"]).ok();
+    // Refused challenges stored nothing: 5 issued (3 + 2).
+    assert!(status.contains("\"outstanding_challenges\": 5"), "{status}");
+}
+
+#[test]
+fn outstanding_challenges_are_capped() {
+    let daemon = TestDaemon::start(
+        "host_name = \"h\"\nmax_outstanding_challenges = 4\nchallenges_per_user_per_minute = 0\n",
+    );
+    for _ in 0..4 {
+        challenge(&daemon, "alice", "").unwrap();
+    }
+    assert!(matches!(
+        challenge(&daemon, "alice", ""),
+        Err(EcpError::RateLimited(_))
+    ));
+}
+
+#[test]
+fn failures_lock_the_user_until_unlocked_and_success_resets_the_count() {
+    let daemon = TestDaemon::start("host_name = \"h\"\nmax_failed_attempts = 3\nlockout_minutes = 15\nchallenges_per_user_per_minute = 0\n");
+    let key = enroll(&daemon, "alice");
+    let stranger = generate_signing_key();
+    // Two failures, a success, two failures: the success reset the count.
+    for _ in 0..2 {
+        assert!(login(&daemon, "alice", &stranger).is_err());
+    }
+    login(&daemon, "alice", &key).unwrap();
+    for _ in 0..2 {
+        assert!(login(&daemon, "alice", &stranger).is_err());
+    }
+    login(&daemon, "alice", &key).unwrap();
+    // Three in a row lock her out, even with the right key.
+    for _ in 0..3 {
+        assert!(login(&daemon, "alice", &stranger).is_err());
+    }
+    assert!(matches!(
+        login(&daemon, "alice", &key),
+        Err(EcpError::Locked(_))
+    ));
+    assert!(daemon.log().contains("event=\"lockout\""));
+    let status = daemon.ecpctl(&["status", "--json"]).ok();
+    assert!(status.contains("\"locked_users\": 1"), "{status}");
+    daemon.ecpctl(&["unlock", "alice"]).ok();
+    login(&daemon, "alice", &key).unwrap();
+}
+
+#[test]
+fn after_kill_9_enrollments_survive_and_earlier_tokens_never_validate() {
+    let mut daemon = TestDaemon::start(TEST_CONFIG);
+    let mut keys = Vec::new();
+    for user in ["u1", "u2", "u3", "u4", "u5"] {
+        keys.push((user, enroll(&daemon, user)));
+    }
+    let (user, key) = &keys[0];
+    let token = challenge(&daemon, user, "").unwrap();
+    let signature = sign(&token, key);
+    daemon.kill_hard();
+    daemon.restart();
+    let all = daemon.ecpctl(&["list", "--json"]).ok();
+    for (user, _) in &keys {
+        assert!(
+            all.contains(&format!("\"user\": \"{user}\"")),
+            "{user} lost: {all}"
+        );
+    }
+    assert!(matches!(
+        verify(&daemon, user, &token, &signature),
+        Err(EcpError::ChallengeUnknown(_))
+    ));
+    // And the daemon works normally after the crash.
+    login(&daemon, user, key).unwrap();
+}
+
+/// A copy of ecpctl that a test user can execute wherever the build tree is.
+fn ecpctl_for_users(dir: &Path) -> std::path::PathBuf {
+    let copy = dir.join("ecpctl");
+    if !copy.exists() {
+        std::fs::copy(binary("ecpctl"), &copy).unwrap();
+    }
+    copy
+}
+
+#[test]
+fn non_root_caller_may_authenticate_only_itself_and_not_administer() {
+    if !running_as_root() {
+        eprintln!("skipped: needs root to create a test user");
+        return;
+    }
+    let daemon = TestDaemon::start(TEST_CONFIG);
+    let user = TestUser::create(daemon.bus.dir());
+    enroll(&daemon, "alice");
+    let ecpctl = ecpctl_for_users(daemon.bus.dir());
+    let bus = daemon.address().to_owned();
+
+    // The user makes a key (as themselves) and root enrolls the certificate.
+    let keydir = user.home.join("keys");
+    let pass = user.home.join("pass");
+    std::fs::write(&pass, "user pass\n").unwrap();
+    std::os::unix::fs::chown(&pass, Some(user.uid), Some(user.gid)).unwrap();
+    user.run(
+        &ecpctl,
+        &[
+            "keygen",
+            "--user",
+            &user.name,
+            "--out",
+            keydir.to_str().unwrap(),
+            "--passphrase-file",
+            pass.to_str().unwrap(),
+        ],
+    )
+    .ok();
+    let key = keydir.join("private_key.pem");
+    let cert = keydir.join("certificate.pem");
+
+    // Not yet enrolled: the non-root caller sees only "authentication failed".
+    let unenrolled = user.run(
+        &ecpctl,
+        &[
+            "--bus",
+            &bus,
+            "test-login",
+            &user.name,
+            "--key",
+            key.to_str().unwrap(),
+            "--passphrase-file",
+            pass.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(unenrolled.code, 1);
+
+    // Enrolling is root's: the user is refused by the daemon itself.
+    let refused = user.run(
+        &ecpctl,
+        &[
+            "--bus",
+            &bus,
+            "enroll",
+            &user.name,
+            "--cert",
+            cert.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(refused.code, 6, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("only root may enroll"),
+        "{}",
+        refused.stderr
+    );
+
+    daemon
+        .ecpctl(&["enroll", &user.name, "--cert", cert.to_str().unwrap()])
+        .ok();
+    let ok = user.run(
+        &ecpctl,
+        &[
+            "--bus",
+            &bus,
+            "test-login",
+            &user.name,
+            "--key",
+            key.to_str().unwrap(),
+            "--passphrase-file",
+            pass.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(ok.code, 0, "{}", ok.stderr);
+
+    // Not for someone else, and no root-only commands.
+    let other_user = user.run(
+        &ecpctl,
+        &[
+            "--bus",
+            &bus,
+            "test-login",
+            "alice",
+            "--key",
+            key.to_str().unwrap(),
+            "--passphrase-file",
+            pass.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(other_user.code, 6, "{}", other_user.stderr);
+    assert!(
+        other_user.stderr.contains("only for itself"),
+        "{}",
+        other_user.stderr
+    );
+    for args in [
+        &["list", "alice"][..],
+        &["cleanup"],
+        &["unlock", "alice"],
+        &["revoke", "alice", "--all"],
+    ] {
+        let mut all = vec!["--bus", bus.as_str()];
+        all.extend_from_slice(args);
+        let run = user.run(&ecpctl, &all);
+        assert_eq!(run.code, 6, "{args:?}: {}", run.stderr);
+    }
+    // Their own list works.
+    let own = user.run(&ecpctl, &["--bus", &bus, "list"]);
+    assert_eq!(own.code, 0, "{}", own.stderr);
+    assert!(own.stdout.contains(&user.name));
+
+    // A bad signature looks exactly like "not enrolled" to a non-root
+    // caller: same exit code, same message.
+    let other_dir = user.home.join("other");
+    user.run(
+        &ecpctl,
+        &[
+            "keygen",
+            "--user",
+            &user.name,
+            "--out",
+            other_dir.to_str().unwrap(),
+            "--passphrase-file",
+            pass.to_str().unwrap(),
+        ],
+    )
+    .ok();
+    let bad_sig = user.run(
+        &ecpctl,
+        &[
+            "--bus",
+            &bus,
+            "test-login",
+            &user.name,
+            "--key",
+            other_dir.join("private_key.pem").to_str().unwrap(),
+            "--passphrase-file",
+            pass.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(bad_sig.code, 1);
+    assert_eq!(
+        bad_sig.stderr.lines().last(),
+        unenrolled.stderr.lines().last()
+    );
+    assert!(
+        bad_sig.stderr.contains("authentication failed"),
+        "{}",
+        bad_sig.stderr
+    );
+    assert!(
+        daemon.log().contains("signature does not match"),
+        "journal lacks the real reason"
+    );
+}
+
+#[test]
+fn root_enrolls_another_user_with_files_owned_by_that_user() {
+    if !running_as_root() {
+        eprintln!("skipped: needs root to create a test user");
+        return;
+    }
+    let daemon = TestDaemon::start(TEST_CONFIG);
+    let user = TestUser::create(daemon.bus.dir());
+    let work = Workdir::new();
+    let pass = work.write("pass", b"pw\n", 0o600);
+    let out = daemon
+        .ecpctl(&[
+            "enroll",
+            &user.name,
+            "--passphrase-file",
+            pass.to_str().unwrap(),
+            "--label",
+            "issued",
+        ])
+        .ok();
+    assert!(out.contains("enrolled"), "{out}");
+    let dir = user.home.join(".config/ecp");
+    use std::os::unix::fs::MetadataExt;
+    for (name, mode) in [("private_key.pem", 0o600), ("certificate.pem", 0o644)] {
+        let meta = std::fs::metadata(dir.join(name)).unwrap();
+        assert_eq!(meta.uid(), user.uid, "{name}");
+        assert_eq!(meta.mode() & 0o777, mode, "{name}");
+    }
+    assert_eq!(std::fs::metadata(&dir).unwrap().uid(), user.uid);
+    let login = daemon.ecpctl(&[
+        "test-login",
+        &user.name,
+        "--key",
+        dir.join("private_key.pem").to_str().unwrap(),
+        "--passphrase-file",
+        pass.to_str().unwrap(),
+    ]);
+    assert_eq!(login.code, 0, "{}", login.stderr);
+}
+
+#[test]
+fn ecpctl_reports_an_absent_daemon_with_exit_code_5() {
+    let bus = ecp_tests::daemon::TestBus::start();
+    let run = ecp_tests::run(&binary("ecpctl"), &["--bus", &bus.address, "status"]);
+    assert_eq!(run.code, 5, "{}", run.stderr);
+    let run = ecp_tests::run(
+        &binary("ecpctl"),
+        &["--bus", "unix:path=/nonexistent/socket", "status"],
+    );
+    assert_eq!(run.code, 5, "{}", run.stderr);
+}
+
+#[test]
+fn expired_challenges_are_cleaned_up_on_request_and_on_the_timer() {
+    let daemon = TestDaemon::start(
+        "host_name = \"h\"\nchallenge_lifetime_secs = 1\ncleanup_interval_secs = 1\nchallenges_per_user_per_minute = 0\n",
+    );
+    for _ in 0..10 {
+        challenge(&daemon, "alice", "").unwrap();
+    }
+    let status = daemon.ecpctl(&["status", "--json"]).ok();
+    assert!(
+        status.contains("\"outstanding_challenges\": 10"),
+        "{status}"
+    );
+    std::thread::sleep(Duration::from_millis(3500));
+    let status = daemon.ecpctl(&["status", "--json"]).ok();
+    assert!(status.contains("\"outstanding_challenges\": 0"), "{status}");
+    assert!(daemon.log().contains("event=\"cleanup\""));
+
+    // Explicit cleanup (a longer timer, so only the command can have run).
+    let daemon = TestDaemon::start(
+        "host_name = \"h\"\nchallenge_lifetime_secs = 1\ncleanup_interval_secs = 3600\nchallenges_per_user_per_minute = 0\n",
+    );
+    for _ in 0..7 {
+        challenge(&daemon, "alice", "").unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    let out = daemon.ecpctl(&["cleanup"]).ok();
+    assert!(out.contains("removed 7"), "{out}");
+}
+
+#[test]
+fn a_challenge_flood_stays_within_the_outstanding_cap() {
+    let daemon = TestDaemon::start(
+        "host_name = \"h\"\nmax_outstanding_challenges = 50\nchallenges_per_user_per_minute = 0\nchallenges_per_rhost_per_minute = 0\n",
+    );
+    let conn = daemon.connect();
+    let (issued, refused) = zbus::block_on(async {
+        let auth = AuthProxy::new(&conn).await.unwrap();
+        let mut issued = 0;
+        let mut refused = 0;
+        for i in 0..500 {
+            match auth
+                .challenge(
+                    &format!("user{i}"),
+                    "sshd",
+                    &format!("203.0.113.{}", i % 250),
+                )
+                .await
+            {
+                Ok(_) => issued += 1,
+                Err(EcpError::RateLimited(_)) => refused += 1,
+                Err(other) => panic!("{other:?}"),
+            }
+        }
+        (issued, refused)
+    });
+    assert_eq!((issued, refused), (50, 450));
+}

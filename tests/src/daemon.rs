@@ -1,0 +1,318 @@
+//! A private, system-bus-like dbus-daemon and an ecpd on a temporary sled
+//! store, as the README's tests use them. Both are stopped on drop.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ecp_core::bus::AdminProxy;
+
+use crate::{binary, run, Run};
+
+/// The policy the package installs, included by the test bus.
+pub fn policy_file() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/dbus/org.ecp.Ecpd1.conf")
+}
+
+/// A dbus-daemon with the system bus's default-deny policy plus ecp's own
+/// policy file, listening on a socket in a temporary directory.
+pub struct TestBus {
+    dir: tempfile::TempDir,
+    child: Child,
+    pub address: String,
+}
+
+impl TestBus {
+    pub fn start() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("ecp-bus-")
+            .tempdir()
+            .unwrap();
+        // Test users (non-root callers) must reach the socket.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let system_d = dir.path().join("system.d");
+        std::fs::create_dir(&system_d).unwrap();
+        std::fs::copy(policy_file(), system_d.join("org.ecp.Ecpd1.conf")).unwrap();
+        let socket = dir.path().join("system_bus_socket");
+        let config = format!(
+            r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>system</type>
+  <auth>EXTERNAL</auth>
+  <listen>unix:path={socket}</listen>
+  <policy context="default">
+    <allow user="*"/>
+    <deny own="*"/>
+    <deny send_type="method_call"/>
+    <allow send_type="signal"/>
+    <allow send_requested_reply="true" send_type="method_return"/>
+    <allow send_requested_reply="true" send_type="error"/>
+    <allow receive_type="method_call"/>
+    <allow receive_type="method_return"/>
+    <allow receive_type="error"/>
+    <allow receive_type="signal"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Properties"/>
+    <deny send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus" send_member="UpdateActivationEnvironment"/>
+  </policy>
+  <includedir>{system_d}</includedir>
+</busconfig>
+"#,
+            socket = socket.display(),
+            system_d = system_d.display()
+        );
+        let config_path = dir.path().join("bus.conf");
+        std::fs::write(&config_path, config).unwrap();
+        let mut child = Command::new("dbus-daemon")
+            .arg(format!("--config-file={}", config_path.display()))
+            .args(["--nofork", "--print-address=1"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start dbus-daemon (package dbus-daemon)");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let address = line.trim().to_owned();
+        assert!(
+            address.starts_with("unix:path="),
+            "dbus-daemon said {address:?}"
+        );
+        Self {
+            dir,
+            child,
+            address,
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for TestBus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An ecpd on a temporary store, connected to a [`TestBus`].
+pub struct TestDaemon {
+    pub bus: TestBus,
+    pub db: PathBuf,
+    config: PathBuf,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl TestDaemon {
+    /// Starts a bus and ecpd with `config` (ecpd.toml text).
+    pub fn start(config: &str) -> Self {
+        let bus = TestBus::start();
+        let db = bus.dir().join("db");
+        let config_path = bus.dir().join("ecpd.toml");
+        std::fs::write(&config_path, config).unwrap();
+        let log = bus.dir().join("ecpd.log");
+        let mut daemon = Self {
+            bus,
+            db,
+            config: config_path,
+            log,
+            child: None,
+        };
+        daemon.launch();
+        daemon
+    }
+
+    fn launch(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = Command::new(binary("ecpd"))
+            .arg("--bus")
+            .arg(&self.bus.address)
+            .arg("--db")
+            .arg(&self.db)
+            .arg("--config")
+            .arg(&self.config)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start ecpd");
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("ecpd exited ({status}) at start:\n{}", self.log());
+            }
+            let ready = zbus::block_on(async {
+                let conn = zbus::connection::Builder::address(self.bus.address.as_str())
+                    .build()
+                    .await
+                    .ok()?;
+                let proxy = AdminProxy::new(&conn).await.ok()?;
+                proxy.status().await.ok()
+            });
+            if ready.is_some() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "ecpd did not come up:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Everything ecpd logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn kill_hard(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    /// Starts ecpd again on the same store.
+    pub fn restart(&mut self) {
+        self.kill_hard();
+        self.launch();
+    }
+
+    pub fn address(&self) -> &str {
+        &self.bus.address
+    }
+
+    /// A client connection to the test bus (as the test process's uid).
+    pub fn connect(&self) -> zbus::Connection {
+        zbus::block_on(async {
+            zbus::connection::Builder::address(self.bus.address.as_str())
+                .build()
+                .await
+                .unwrap()
+        })
+    }
+
+    /// Runs `ecpctl --bus <test bus> ARGS`.
+    pub fn ecpctl(&self, args: &[&str]) -> Run {
+        let mut all = vec!["--bus", self.address()];
+        all.extend_from_slice(args);
+        run(&binary("ecpctl"), &all)
+    }
+}
+
+impl Drop for TestDaemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A throw-away Unix account, removed on drop. Needs root.
+pub struct TestUser {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub home: PathBuf,
+}
+
+impl TestUser {
+    /// Creates `ecpt<random>` with a home under `parent` (which must be
+    /// traversable by others).
+    pub fn create(parent: &Path) -> Self {
+        let mut suffix = [0u8; 4];
+        getrandom_fill(&mut suffix);
+        let name = format!(
+            "ecpt{}",
+            suffix
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        );
+        let home = parent.join(&name);
+        let status = Command::new("useradd")
+            .args([
+                "--create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                "--user-group",
+                "--home-dir",
+            ])
+            .arg(&home)
+            .arg(&name)
+            .status()
+            .expect("useradd");
+        assert!(status.success(), "useradd {name} failed");
+        let id = |flag: &str| -> u32 {
+            let out = Command::new("id").arg(flag).arg(&name).output().unwrap();
+            String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+        };
+        let (uid, gid) = (id("-u"), id("-g"));
+        Self {
+            name,
+            uid,
+            gid,
+            home,
+        }
+    }
+
+    /// Runs `program ARGS` as this user (real and effective ids).
+    pub fn run(&self, program: &Path, args: &[&str]) -> Run {
+        let reuid = format!("--reuid={}", self.uid);
+        let regid = format!("--regid={}", self.gid);
+        let mut all = vec![
+            reuid.as_str(),
+            regid.as_str(),
+            "--init-groups",
+            "--",
+            program.to_str().unwrap(),
+        ];
+        all.extend_from_slice(args);
+        crate::run(Path::new("/usr/bin/setpriv"), &all)
+    }
+}
+
+impl Drop for TestUser {
+    fn drop(&mut self) {
+        let _ = Command::new("userdel")
+            .arg("--remove")
+            .arg(&self.name)
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+fn getrandom_fill(buf: &mut [u8]) {
+    use std::io::Read;
+    std::fs::File::open("/dev/urandom")
+        .unwrap()
+        .read_exact(buf)
+        .unwrap();
+}
+
+/// Whether the tests run as root (needed to create users and drop to them).
+pub fn running_as_root() -> bool {
+    std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false)
+}
