@@ -156,6 +156,27 @@ mod tests {
     }
 
     #[test]
+    fn packaged_config_file_is_all_defaults() {
+        let text = include_str!("../../packaging/ecpd.toml");
+        assert_eq!(Config::parse(text, "packaging/ecpd.toml").unwrap(), Config::default());
+        // Every key is documented there.
+        for key in [
+            "challenge_lifetime_secs",
+            "clock_skew_secs",
+            "max_certificates_per_user",
+            "challenges_per_rhost_per_minute",
+            "challenges_per_user_per_minute",
+            "max_outstanding_challenges",
+            "max_failed_attempts",
+            "lockout_minutes",
+            "cleanup_interval_secs",
+            "host_name",
+        ] {
+            assert!(text.contains(&format!("#{key} = ")), "{key} undocumented");
+        }
+    }
+
+    #[test]
     fn wrong_type_is_an_error() {
         assert!(Config::parse("max_failed_attempts = \"ten\"", "t").is_err());
     }

@@ -80,6 +80,13 @@ pub const MAX_LABEL_LEN: usize = 64;
 /// Longest rhost accepted (a DNS name; an IPv6 address with zone fits).
 pub const MAX_RHOST_LEN: usize = 253;
 
+/// Where a verified challenge was issued for (for the log).
+#[derive(Debug, Default)]
+struct Origin {
+    service: String,
+    rhost: String,
+}
+
 pub struct Service {
     store: Store,
     config: Config,
@@ -284,11 +291,15 @@ impl Service {
         }
         self.authorize_self_or_root(caller, &user, "verify")?;
         let now = now_secs();
-        let result = self.verify_authorized(&user, token, signature, now);
+        // Filled in once the nonce is found, so every log line says where
+        // the login came from.
+        let mut origin = Origin::default();
+        let result = self.verify_authorized(&user, token, signature, now, &mut origin);
+        let Origin { service, rhost } = &origin;
         match &result {
             Ok(fingerprint) => {
                 self.store.clear_failures(user.as_str())?;
-                info!(event = "verify", user = %user, fingerprint = %fingerprint, outcome = "success");
+                info!(event = "verify", user = %user, service, rhost, fingerprint = %fingerprint, outcome = "success");
             }
             Err(ServiceError::Auth(reason)) => {
                 let failures = self.store.record_failure(
@@ -297,7 +308,7 @@ impl Service {
                     self.config.max_failed_attempts,
                     self.config.lockout_minutes * 60,
                 )?;
-                warn!(event = "verify", user = %user, outcome = "failure", reason = %reason, consecutive_failures = failures.consecutive);
+                warn!(event = "verify", user = %user, service, rhost, outcome = "failure", reason = %reason, consecutive_failures = failures.consecutive);
                 if failures.locked_until > now
                     && failures.consecutive == self.config.max_failed_attempts
                 {
@@ -305,7 +316,7 @@ impl Service {
                 }
             }
             Err(other) => {
-                warn!(event = "verify", user = %user, outcome = "refused", reason = %other);
+                warn!(event = "verify", user = %user, service, rhost, outcome = "refused", reason = %other);
             }
         }
         result
@@ -317,6 +328,7 @@ impl Service {
         token: &str,
         signature: &str,
         now: u64,
+        origin: &mut Origin,
     ) -> Result<String, ServiceError> {
         let auth = ServiceError::Auth;
         let challenge =
@@ -325,6 +337,8 @@ impl Service {
             .store
             .take_nonce(&challenge.nonce_id.0)?
             .ok_or(auth(AuthFailure::UnknownChallenge))?;
+        origin.service.clone_from(&record.service);
+        origin.rhost.clone_from(&record.rhost);
         if record.payload_sha256 != Sha256::digest(challenge.payload()).as_slice() {
             // Same id, other content: a forged token.
             return Err(auth(AuthFailure::UnknownChallenge));

@@ -36,35 +36,9 @@ impl TestBus {
         std::fs::create_dir(&system_d).unwrap();
         std::fs::copy(policy_file(), system_d.join("org.ecp.Ecpd1.conf")).unwrap();
         let socket = dir.path().join("system_bus_socket");
-        let config = format!(
-            r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>system</type>
-  <auth>EXTERNAL</auth>
-  <listen>unix:path={socket}</listen>
-  <policy context="default">
-    <allow user="*"/>
-    <deny own="*"/>
-    <deny send_type="method_call"/>
-    <allow send_type="signal"/>
-    <allow send_requested_reply="true" send_type="method_return"/>
-    <allow send_requested_reply="true" send_type="error"/>
-    <allow receive_type="method_call"/>
-    <allow receive_type="method_return"/>
-    <allow receive_type="error"/>
-    <allow receive_type="signal"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Properties"/>
-    <deny send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus" send_member="UpdateActivationEnvironment"/>
-  </policy>
-  <includedir>{system_d}</includedir>
-</busconfig>
-"#,
-            socket = socket.display(),
-            system_d = system_d.display()
-        );
+        let config = include_str!("../bus.conf.in")
+            .replace("@SOCKET@", &socket.display().to_string())
+            .replace("@SYSTEM_D@", &system_d.display().to_string());
         let config_path = dir.path().join("bus.conf");
         std::fs::write(&config_path, config).unwrap();
         let mut child = Command::new("dbus-daemon")
