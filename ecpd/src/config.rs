@@ -158,7 +158,10 @@ mod tests {
     #[test]
     fn packaged_config_file_is_all_defaults() {
         let text = include_str!("../../packaging/ecpd.toml");
-        assert_eq!(Config::parse(text, "packaging/ecpd.toml").unwrap(), Config::default());
+        assert_eq!(
+            Config::parse(text, "packaging/ecpd.toml").unwrap(),
+            Config::default()
+        );
         // Every key is documented there.
         for key in [
             "challenge_lifetime_secs",
