@@ -1,0 +1,81 @@
+//! Talking to ecpd: a connection opened for one PAM call and dropped before
+//! it returns, pinned to the bus name's owner as it was when checked.
+
+use std::time::Duration;
+
+use ecp_core::bus::{AdminProxy, AuthProxy, BUS_NAME};
+use zbus::names::{BusName, OwnedUniqueName};
+use zbus::proxy::CacheProperties;
+
+/// Why the daemon could not be used.
+#[derive(Debug)]
+pub enum DaemonError {
+    /// Bus or daemon absent, or a call failed in transport.
+    Unavailable(String),
+    /// The name is owned by a process that is not the daemon's account.
+    Untrusted(String),
+}
+
+pub struct Daemon {
+    // Kept so the proxies' connection lives exactly as long as this value.
+    _connection: zbus::Connection,
+    pub auth: AuthProxy<'static>,
+    pub admin: AdminProxy<'static>,
+}
+
+impl Daemon {
+    /// Connects to `address`, checks that `org.ecp.Ecpd1` is owned by a
+    /// process running as one of `trusted_uids`, and talks to that owner's
+    /// unique name only: if the name changes hands during the login, the
+    /// calls fail instead of reaching the new owner.
+    pub async fn connect(
+        address: &str,
+        timeout: Duration,
+        trusted_uids: &[u32],
+    ) -> Result<Self, DaemonError> {
+        let unavailable = |what: &str, e: &dyn std::fmt::Display| {
+            DaemonError::Unavailable(format!("{what}: {e}"))
+        };
+        let connection = zbus::connection::Builder::address(address)
+            .method_timeout(timeout)
+            .build()
+            .await
+            .map_err(|e| unavailable(&format!("cannot connect to {address}"), &e))?;
+        let bus = zbus::fdo::DBusProxy::builder(&connection)
+            .cache_properties(CacheProperties::No)
+            .build()
+            .await
+            .map_err(|e| unavailable("bus proxy", &e))?;
+        let name = BusName::try_from(BUS_NAME).map_err(|e| unavailable("bus name", &e))?;
+        let owner: OwnedUniqueName = bus
+            .get_name_owner(name)
+            .await
+            .map_err(|e| unavailable("ecpd is not running", &e))?;
+        let uid = bus
+            .get_connection_unix_user(BusName::Unique(owner.as_ref()))
+            .await
+            .map_err(|e| unavailable("cannot identify ecpd", &e))?;
+        if !trusted_uids.contains(&uid) {
+            return Err(DaemonError::Untrusted(format!(
+                "{BUS_NAME} is owned by uid {uid}, not by the daemon's account"
+            )));
+        }
+        let auth = AuthProxy::builder(&connection)
+            .destination(owner.clone())
+            .cache_properties(CacheProperties::No)
+            .build()
+            .await
+            .map_err(|e| unavailable("proxy", &e))?;
+        let admin = AdminProxy::builder(&connection)
+            .destination(owner)
+            .cache_properties(CacheProperties::No)
+            .build()
+            .await
+            .map_err(|e| unavailable("proxy", &e))?;
+        Ok(Self {
+            _connection: connection,
+            auth,
+            admin,
+        })
+    }
+}

@@ -1,0 +1,73 @@
+//! Finding and reading the user's key file from inside a process that may
+//! run as root (sudo, su, sshd): with the user's file-system identity, so
+//! the kernel applies the user's permissions to every path component, and
+//! with ecp_core's checks (no symlink, regular file, owned by the user or
+//! root, not writable by others, size-bounded).
+
+use std::path::PathBuf;
+
+use ecp_core::keyfile_io::{read_key_file, ExpectedOwner, FileError};
+use nix::unistd::{setfsgid, setfsuid, User};
+use zeroize::Zeroizing;
+
+/// Expands `%u` to the user name and a leading `~` to the home directory.
+/// The user name has passed `UserName` validation, so it holds no `/`.
+pub fn expand_path(template: &str, user: &str, home: &std::path::Path) -> PathBuf {
+    let with_user = template.replace("%u", user);
+    match with_user.strip_prefix("~/") {
+        Some(rest) => home.join(rest),
+        None if with_user == "~" => home.to_path_buf(),
+        None => PathBuf::from(with_user),
+    }
+}
+
+/// Runs `f` with the file-system uid and gid of `account` when the process
+/// is root and the account is not; restores them afterwards. fsuid is per
+/// thread on Linux, so other threads of the host are unaffected.
+fn as_user<T>(account: &User, f: impl FnOnce() -> T) -> T {
+    let switch = nix::unistd::geteuid().is_root() && !account.uid.is_root();
+    if !switch {
+        return f();
+    }
+    let old_gid = setfsgid(account.gid);
+    let old_uid = setfsuid(account.uid);
+    let result = f();
+    setfsuid(old_uid);
+    setfsgid(old_gid);
+    result
+}
+
+/// Whether something exists at `path`, as the user sees it.
+pub fn exists_for(account: &User, path: &std::path::Path) -> bool {
+    as_user(account, || path.symlink_metadata().is_ok())
+}
+
+/// Reads the key file at `path` for `account`.
+pub fn read_for(account: &User, path: &std::path::Path) -> Result<Zeroizing<Vec<u8>>, FileError> {
+    as_user(account, || {
+        read_key_file(path, ExpectedOwner::Uid(account.uid.as_raw()))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn paths_expand_user_and_home() {
+        let home = Path::new("/home/alice");
+        assert_eq!(
+            expand_path("~/.config/ecp/private_key.pem", "alice", home),
+            Path::new("/home/alice/.config/ecp/private_key.pem")
+        );
+        assert_eq!(
+            expand_path("/etc/ecp/keys/%u.pem", "alice", home),
+            Path::new("/etc/ecp/keys/alice.pem")
+        );
+        assert_eq!(
+            expand_path("/srv/%u/~/k", "bob", home),
+            Path::new("/srv/bob/~/k")
+        );
+    }
+}

@@ -1,0 +1,140 @@
+//! Module options from the PAM configuration line. Every option is known;
+//! an unknown one is a configuration error and the login fails.
+
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Key file if the user has one, else challenge.
+    Auto,
+    /// Sign locally with the user's encrypted key file (sudo, su, login,
+    /// screen lockers).
+    Keyfile,
+    /// Show the token; the user answers with a signature made elsewhere
+    /// (ssh: the key stays on the user's own machine).
+    Challenge,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    pub mode: Mode,
+    /// Key file path template: `%u` is the user name, a leading `~` the
+    /// user's home directory.
+    pub keyfile: String,
+    pub debug: bool,
+    pub nouserok: bool,
+    /// Bus address; `None` is the real system bus socket.
+    pub bus: Option<String>,
+    pub timeout: Duration,
+    /// The line after the token in challenge mode.
+    pub prompt: String,
+    /// Besides root, the account ecpd may run as.
+    pub daemon_user: String,
+}
+
+pub const DEFAULT_KEYFILE: &str = "~/.config/ecp/private_key.pem";
+pub const DEFAULT_PROMPT: &str = "Signature: ";
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_DAEMON_USER: &str = "_ecpd";
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            mode: Mode::Auto,
+            keyfile: DEFAULT_KEYFILE.into(),
+            debug: false,
+            nouserok: false,
+            bus: None,
+            timeout: DEFAULT_TIMEOUT,
+            prompt: DEFAULT_PROMPT.into(),
+            daemon_user: DEFAULT_DAEMON_USER.into(),
+        }
+    }
+}
+
+impl Options {
+    /// Parses `debug`, `nouserok`, `mode=`, `keyfile=`, `bus=`, `timeout=`,
+    /// `prompt=` and `daemon_user=`.
+    pub fn parse<'a>(args: impl IntoIterator<Item = &'a str>) -> Result<Self, String> {
+        let mut options = Self::default();
+        for arg in args {
+            let (key, value) = match arg.split_once('=') {
+                Some((k, v)) => (k, Some(v)),
+                None => (arg, None),
+            };
+            match (key, value) {
+                ("debug", None) => options.debug = true,
+                ("nouserok", None) => options.nouserok = true,
+                ("mode", Some("auto")) => options.mode = Mode::Auto,
+                ("mode", Some("keyfile")) => options.mode = Mode::Keyfile,
+                ("mode", Some("challenge")) => options.mode = Mode::Challenge,
+                ("keyfile", Some(path)) if !path.is_empty() => options.keyfile = path.into(),
+                ("bus", Some(address)) if !address.is_empty() => options.bus = Some(address.into()),
+                ("timeout", Some(secs)) => {
+                    let secs: u64 = secs
+                        .parse()
+                        .ok()
+                        .filter(|s| (1..=300).contains(s))
+                        .ok_or_else(|| format!("timeout={secs}: expected 1 to 300 seconds"))?;
+                    options.timeout = Duration::from_secs(secs);
+                }
+                ("prompt", Some(text)) if !text.chars().any(char::is_control) => {
+                    options.prompt = text.into()
+                }
+                ("daemon_user", Some(name)) if ecp_core::UserName::parse(name).is_ok() => {
+                    options.daemon_user = name.into()
+                }
+                _ => return Err(format!("unknown or malformed option {arg:?}")),
+            }
+        }
+        Ok(options)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_without_options() {
+        assert_eq!(Options::parse([]).unwrap(), Options::default());
+    }
+
+    #[test]
+    fn every_option_is_read() {
+        let o = Options::parse([
+            "debug",
+            "nouserok",
+            "mode=challenge",
+            "keyfile=/etc/ecp/keys/%u.pem",
+            "bus=unix:path=/tmp/x",
+            "timeout=3",
+            "prompt=Paste the signature: ",
+            "daemon_user=ecpd",
+        ])
+        .unwrap();
+        assert!(o.debug && o.nouserok);
+        assert_eq!(o.mode, Mode::Challenge);
+        assert_eq!(o.keyfile, "/etc/ecp/keys/%u.pem");
+        assert_eq!(o.bus.as_deref(), Some("unix:path=/tmp/x"));
+        assert_eq!(o.timeout, Duration::from_secs(3));
+        assert_eq!(o.prompt, "Paste the signature: ");
+        assert_eq!(o.daemon_user, "ecpd");
+    }
+
+    #[test]
+    fn unknown_or_malformed_options_are_errors() {
+        for bad in [
+            "debgu",
+            "mode=magic",
+            "timeout=0",
+            "timeout=x",
+            "bus=",
+            "nouserok=1",
+            "prompt=a\nb",
+            "daemon_user=../x",
+        ] {
+            assert!(Options::parse([bad]).is_err(), "{bad}");
+        }
+    }
+}
