@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod daemon;
+pub mod pam;
 
 use std::ffi::OsStr;
 use std::os::unix::fs::PermissionsExt;

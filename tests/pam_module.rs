@@ -1,0 +1,431 @@
+//! pam_ecp.so loaded by real libpam (pam_wrapper + pamtester) against a
+//! real ecpd on a private bus. Tests that need a real local account create
+//! a throw-away user and so need root.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use ecp_tests::daemon::{running_as_root, TestBus, TestDaemon, TestUser};
+use ecp_tests::pam::{module_path, PamServices};
+use ecp_tests::{binary, Run};
+
+const PASSPHRASE: &str = "user pass";
+
+/// A daemon, a test user with a key in the default place
+/// (~/.config/ecp/private_key.pem), enrolled.
+struct Setup {
+    daemon: TestDaemon,
+    user: TestUser,
+    services: PamServices,
+    ecpctl: PathBuf,
+    pass_file: PathBuf,
+}
+
+impl Setup {
+    fn new(enroll: bool, days: u32) -> Self {
+        let daemon = TestDaemon::start(
+            "host_name = \"pam-test-host\"\nchallenges_per_user_per_minute = 0\n",
+        );
+        let user = TestUser::create(daemon.bus.dir());
+        let ecpctl = daemon.bus.dir().join("ecpctl");
+        std::fs::copy(binary("ecpctl"), &ecpctl).unwrap();
+        let pass_file = user.home.join("pass");
+        std::fs::write(&pass_file, format!("{PASSPHRASE}\n")).unwrap();
+        std::os::unix::fs::chown(&pass_file, Some(user.uid), Some(user.gid)).unwrap();
+        let keydir = user.home.join(".config/ecp");
+        let days = days.to_string();
+        user.run(
+            &ecpctl,
+            &[
+                "keygen",
+                "--user",
+                &user.name,
+                "--out",
+                keydir.to_str().unwrap(),
+                "--days",
+                &days,
+                "--passphrase-file",
+                pass_file.to_str().unwrap(),
+            ],
+        )
+        .ok();
+        if enroll {
+            daemon
+                .ecpctl(&[
+                    "enroll",
+                    &user.name,
+                    "--cert",
+                    keydir.join("certificate.pem").to_str().unwrap(),
+                    "--label",
+                    "laptop",
+                ])
+                .ok();
+        }
+        Self {
+            daemon,
+            user,
+            services: PamServices::new(),
+            ecpctl,
+            pass_file,
+        }
+    }
+
+    fn key(&self) -> PathBuf {
+        self.user.home.join(".config/ecp/private_key.pem")
+    }
+
+    /// Adds service `name` with pam_ecp OPTIONS (bus= is added).
+    fn service(&self, name: &str, options: &str) {
+        self.services.add(
+            name,
+            &format!(
+                "auth required $MODULE bus={} {options}\naccount required $MODULE bus={}\n",
+                self.daemon.address(),
+                self.daemon.address()
+            ),
+        );
+    }
+
+    fn login(&self, service: &str, input: &str) -> Run {
+        self.services.pamtester(
+            service,
+            &self.user.name,
+            &["authenticate"],
+            "198.51.100.4",
+            input,
+        )
+    }
+
+    fn sign(&self, token: &str) -> String {
+        self.user
+            .run(
+                &self.ecpctl,
+                &[
+                    "sign",
+                    "--key",
+                    self.key().to_str().unwrap(),
+                    "--passphrase-file",
+                    self.pass_file.to_str().unwrap(),
+                    token,
+                ],
+            )
+            .ok()
+            .trim()
+            .to_owned()
+    }
+}
+
+fn needs_root() -> bool {
+    if running_as_root() {
+        return true;
+    }
+    eprintln!("skipped: needs root to create a test user");
+    false
+}
+
+#[test]
+fn keyfile_login_succeeds_with_the_passphrase_and_fails_without_it() {
+    if !needs_root() {
+        return;
+    }
+    let s = Setup::new(true, 30);
+    s.service("ecp-auto", "");
+    let ok = s.login("ecp-auto", &format!("{PASSPHRASE}\n"));
+    assert_eq!(ok.code, 0, "{}", ok.stderr);
+    assert!(
+        ok.stderr.contains("Passphrase for ecp key"),
+        "{}",
+        ok.stderr
+    );
+    assert!(ok.stdout.contains("successfully authenticated"));
+
+    let wrong = s.login("ecp-auto", "not the passphrase\n");
+    assert_eq!(wrong.code, 1);
+    assert!(
+        wrong.stderr.contains("wrong passphrase"),
+        "{}",
+        wrong.stderr
+    );
+
+    let none = s.login("ecp-auto", "");
+    assert_eq!(none.code, 1);
+}
+
+#[test]
+fn unsafe_key_files_are_refused_with_a_clear_error() {
+    if !needs_root() {
+        return;
+    }
+    let s = Setup::new(true, 30);
+    s.service("ecp-keyfile", "mode=keyfile");
+    let key = s.key();
+    let real = s.user.home.join("real.pem");
+    std::fs::rename(&key, &real).unwrap();
+
+    // A symlink to a good key file.
+    std::os::unix::fs::symlink(&real, &key).unwrap();
+    let run = s.login("ecp-keyfile", &format!("{PASSPHRASE}\n"));
+    assert_eq!(run.code, 1);
+    assert!(run.stderr.contains("symbolic link"), "{}", run.stderr);
+    std::fs::remove_file(&key).unwrap();
+
+    // World-writable.
+    std::fs::copy(&real, &key).unwrap();
+    std::os::unix::fs::chown(&key, Some(s.user.uid), Some(s.user.gid)).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let run = s.login("ecp-keyfile", &format!("{PASSPHRASE}\n"));
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr.contains("group or others write"),
+        "{}",
+        run.stderr
+    );
+
+    // Owned by someone else.
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::os::unix::fs::chown(&key, Some(54321), Some(54321)).unwrap();
+    let run = s.login("ecp-keyfile", &format!("{PASSPHRASE}\n"));
+    assert_eq!(run.code, 1);
+    assert!(run.stderr.contains("owned by uid 54321"), "{}", run.stderr);
+
+    // A file the user cannot read is not read for them by root.
+    std::os::unix::fs::chown(&key, Some(0), Some(0)).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let run = s.login("ecp-keyfile", &format!("{PASSPHRASE}\n"));
+    assert_eq!(run.code, 1);
+    assert!(run.stderr.contains("permission denied"), "{}", run.stderr);
+
+    // Back to a proper file: it works again.
+    std::fs::remove_file(&key).unwrap();
+    std::fs::rename(&real, &key).unwrap();
+    let run = s.login("ecp-keyfile", &format!("{PASSPHRASE}\n"));
+    assert_eq!(run.code, 0, "{}", run.stderr);
+}
+
+#[test]
+fn challenge_mode_accepts_ecpctl_sign_and_refuses_the_replay() {
+    if !needs_root() {
+        return;
+    }
+    let s = Setup::new(true, 30);
+    s.service("ecp-remote", "mode=challenge");
+    let mut first_signature = String::new();
+    let (run, token) = s
+        .services
+        .pamtester_challenge("ecp-remote", &s.user.name, |token| {
+            first_signature = s.sign(token);
+            first_signature.clone()
+        });
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let challenge = ecp_core::Challenge::from_token(&token).unwrap();
+    assert_eq!(challenge.host.as_str(), "pam-test-host");
+    assert_eq!(challenge.service.as_str(), "ecp-remote");
+
+    // The old signature offered for a new challenge, then for the old one.
+    let (run, _) = s
+        .services
+        .pamtester_challenge("ecp-remote", &s.user.name, |_| first_signature.clone());
+    assert_eq!(run.code, 1);
+    let conn = s.daemon.connect();
+    let replay = zbus::block_on(async {
+        let auth = ecp_core::bus::AuthProxy::new(&conn).await.unwrap();
+        auth.verify(&s.user.name, &token, &first_signature).await
+    });
+    assert!(
+        matches!(replay, Err(ecp_core::bus::EcpError::ChallengeUnknown(_))),
+        "{replay:?}"
+    );
+}
+
+#[test]
+fn unenrolled_user_is_refused_unless_nouserok() {
+    if !needs_root() {
+        return;
+    }
+    let s = Setup::new(false, 30);
+    let bus = s.daemon.address();
+    s.services.add(
+        "strict",
+        &format!("auth required $MODULE bus={bus}\nauth required pam_permit.so\n"),
+    );
+    s.services.add(
+        "lenient",
+        &format!("auth required $MODULE bus={bus} nouserok\nauth required pam_permit.so\n"),
+    );
+    let strict = s.login("strict", &format!("{PASSPHRASE}\n"));
+    assert_eq!(strict.code, 1, "{}", strict.stderr);
+    let lenient = s.login("lenient", "");
+    assert_eq!(lenient.code, 0, "{}", lenient.stderr);
+    // nouserok asks nothing of a user it lets through.
+    assert!(!lenient.stderr.contains("Passphrase"), "{}", lenient.stderr);
+
+    // Once enrolled, nouserok no longer lets a wrong passphrase through.
+    s.daemon
+        .ecpctl(&[
+            "enroll",
+            &s.user.name,
+            "--cert",
+            s.user
+                .home
+                .join(".config/ecp/certificate.pem")
+                .to_str()
+                .unwrap(),
+        ])
+        .ok();
+    let wrong = s.login("lenient", "wrong\n");
+    assert_eq!(wrong.code, 1);
+    let right = s.login("lenient", &format!("{PASSPHRASE}\n"));
+    assert_eq!(right.code, 0, "{}", right.stderr);
+}
+
+#[test]
+fn daemon_absent_or_hung_fails_closed() {
+    let services = PamServices::new();
+    let bus = TestBus::start();
+    services.add(
+        "no-daemon",
+        &format!("auth required $MODULE mode=challenge bus={}\n", bus.address),
+    );
+    services.add(
+        "no-bus",
+        "auth required $MODULE mode=challenge bus=unix:path=/nonexistent/socket\n",
+    );
+    services.add(
+        "no-daemon-permit",
+        &format!(
+            "auth required $MODULE mode=challenge bus={}\nauth optional pam_permit.so\n",
+            bus.address
+        ),
+    );
+    for service in ["no-daemon", "no-bus", "no-daemon-permit"] {
+        let run = services.pamtester(service, "root", &["authenticate"], "", "whatever\n");
+        assert_eq!(run.code, 1, "{service}: {}", run.stderr);
+        assert!(
+            !run.stderr.contains("ecp challenge"),
+            "{service} prompted without a daemon"
+        );
+    }
+
+    // A daemon that hangs (SIGSTOP): the module gives up after its timeout.
+    let daemon = TestDaemon::start("host_name = \"h\"\n");
+    services.add(
+        "hung",
+        &format!(
+            "auth required $MODULE mode=challenge timeout=2 bus={}\n",
+            daemon.address()
+        ),
+    );
+    let pid = daemon_pid(&daemon);
+    nix_kill(pid, "STOP");
+    let started = Instant::now();
+    let run = services.pamtester("hung", "root", &["authenticate"], "", "x\n");
+    let took = started.elapsed();
+    nix_kill(pid, "CONT");
+    assert_eq!(run.code, 1);
+    assert!(took < Duration::from_secs(30), "took {took:?}");
+    assert!(
+        took >= Duration::from_secs(2),
+        "gave up before the timeout: {took:?}"
+    );
+}
+
+fn daemon_pid(daemon: &TestDaemon) -> u32 {
+    // The daemon's pid, as the bus knows it.
+    let conn = daemon.connect();
+    zbus::block_on(async {
+        let bus = zbus::fdo::DBusProxy::new(&conn).await.unwrap();
+        let name = zbus::names::BusName::try_from(ecp_core::bus::BUS_NAME).unwrap();
+        bus.get_connection_unix_process_id(name).await.unwrap()
+    })
+}
+
+fn nix_kill(pid: u32, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn unknown_option_fails_the_login() {
+    let services = PamServices::new();
+    services.add(
+        "typo",
+        "auth required $MODULE nouserk\nauth optional pam_permit.so\n",
+    );
+    let run = services.pamtester("typo", "root", &["authenticate"], "", "");
+    assert_eq!(run.code, 1, "{}", run.stderr);
+}
+
+#[test]
+fn account_check_warns_of_a_certificate_expiring_soon() {
+    if !needs_root() {
+        return;
+    }
+    let s = Setup::new(true, 5);
+    s.service("ecp-acct", "");
+    let run = s
+        .services
+        .pamtester("ecp-acct", &s.user.name, &["acct_mgmt"], "", "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let all = format!("{}{}", run.stdout, run.stderr);
+    assert!(all.contains("expires on"), "{all}");
+    assert!(all.contains("laptop"), "{all}");
+
+    let fresh = Setup::new(true, 300);
+    fresh.service("ecp-acct", "");
+    let run = fresh
+        .services
+        .pamtester("ecp-acct", &fresh.user.name, &["acct_mgmt"], "", "");
+    assert_eq!(run.code, 0);
+    assert!(!format!("{}{}", run.stdout, run.stderr).contains("expires on"));
+}
+
+#[test]
+fn only_the_pam_entry_points_are_exported() {
+    let out = ecp_tests::run(
+        Path::new("/usr/bin/nm"),
+        &["-D", "--defined-only", module_path().to_str().unwrap()],
+    )
+    .ok();
+    let mut symbols: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(2))
+        .collect();
+    symbols.sort();
+    assert_eq!(
+        symbols,
+        [
+            "pam_sm_acct_mgmt",
+            "pam_sm_authenticate",
+            "pam_sm_chauthtok",
+            "pam_sm_close_session",
+            "pam_sm_open_session",
+            "pam_sm_setcred"
+        ]
+    );
+}
+
+#[test]
+fn the_module_is_built_without_tokio() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = std::process::Command::new(cargo)
+        .args(["tree", "-p", "pam_ecp", "-e", "features", "--offline"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tree = String::from_utf8_lossy(&out.stdout);
+    assert!(tree.contains("zbus"), "{tree}");
+    assert!(
+        !tree.to_lowercase().contains("tokio"),
+        "tokio reached the module:\n{tree}"
+    );
+}
