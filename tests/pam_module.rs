@@ -429,3 +429,68 @@ fn the_module_is_built_without_tokio() {
         "tokio reached the module:\n{tree}"
     );
 }
+
+#[test]
+fn a_hundred_logins_in_one_process_leave_no_thread_behind() {
+    let daemon = TestDaemon::start(
+        "host_name = \"h\"\nchallenges_per_user_per_minute = 0\nmax_failed_attempts = 0\n",
+    );
+    let me = String::from_utf8(
+        std::process::Command::new("id")
+            .arg("-un")
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let me = me.trim();
+    let work = ecp_tests::Workdir::new();
+    work.write("pass", b"pw\n", 0o600);
+    ecp_tests::ecpctl(&[
+        "keygen",
+        "--user",
+        me,
+        "--out",
+        &work.arg("k"),
+        "--passphrase-file",
+        &work.arg("pass"),
+    ])
+    .ok();
+    daemon
+        .ecpctl(&["enroll", me, "--cert", &work.arg("k/certificate.pem")])
+        .ok();
+    let services = PamServices::new();
+    services.add(
+        "ecp-loop",
+        &format!(
+            "auth required $MODULE mode=keyfile keyfile={} bus={}\n",
+            work.arg("k/private_key.pem"),
+            daemon.address()
+        ),
+    );
+    let driver = Path::new(env!("CARGO_MANIFEST_DIR")).join("pam_driver.py");
+    let out = std::process::Command::new("/usr/bin/python3")
+        .arg(&driver)
+        .args(["ecp-loop", me, "pw", "100"])
+        .env("LD_PRELOAD", "libpam_wrapper.so")
+        .env("PAM_WRAPPER", "1")
+        .env("PAM_WRAPPER_SERVICE_DIR", services.dir())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let field = |name: &str| -> u32 {
+        stdout
+            .split_whitespace()
+            .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(field("successes"), 100, "{stdout}");
+    assert_eq!(field("threads_after"), field("threads_before"), "{stdout}");
+}
