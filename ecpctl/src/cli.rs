@@ -52,6 +52,31 @@ pub enum Command {
     Status(JsonArg),
     Cleanup,
     TestLogin(TestLoginArgs),
+    Askpass(AskpassArgs),
+}
+
+/// An SSH_ASKPASS program that answers ecp challenges by itself.
+///
+/// ssh runs it once per prompt, with the prompt as the argument. A prompt
+/// that carries "ecp challenge TOKEN" is answered with a signature made with
+/// your key file (the passphrase is asked on the terminal, or read from the
+/// file named by ECP_PASSPHRASE_FILE); any other prompt (your password) is
+/// shown on the terminal and your answer passed on. Use it as
+///
+///   alias ssh='SSH_ASKPASS="$(command -v ecpctl-askpass)" SSH_ASKPASS_REQUIRE=force ssh'
+///
+/// where ecpctl-askpass is a two-line script running `ecpctl askpass "$@"`
+/// (the packages install one), or set SSH_ASKPASS to this program directly
+/// through such a wrapper to pass --key.
+#[derive(Debug, Args)]
+#[command(after_long_help = EXIT_CODES)]
+pub struct AskpassArgs {
+    /// The encrypted key file [default: $ECP_KEY_FILE, else ~/.config/ecp/private_key.pem].
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// The prompt ssh shows.
+    #[arg(default_value = "")]
+    pub prompt: Vec<String>,
 }
 
 /// Register a certificate for a user with ecpd (root only).

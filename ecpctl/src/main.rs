@@ -4,6 +4,7 @@
 
 #![forbid(unsafe_code)]
 
+mod askpass;
 mod cert;
 mod cli;
 mod daemon;
@@ -35,6 +36,7 @@ fn run(cli: &Cli) -> Result<(), Failure> {
         Command::Status(args) => daemon::status(&cli.bus, args),
         Command::Cleanup => daemon::cleanup(&cli.bus),
         Command::TestLogin(args) => daemon::test_login(&cli.bus, args),
+        Command::Askpass(args) => askpass::run(args),
     }
 }
 

@@ -250,6 +250,22 @@ impl TestUser {
         }
     }
 
+    /// Gives the user a password and a real shell (for sshd and sudo).
+    pub fn enable_login(&self, password: &str) {
+        use std::io::Write;
+        let mut child = Command::new("chpasswd")
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("chpasswd");
+        writeln!(child.stdin.take().unwrap(), "{}:{password}", self.name).unwrap();
+        assert!(child.wait().unwrap().success(), "chpasswd failed");
+        let status = Command::new("usermod")
+            .args(["--shell", "/bin/sh", &self.name])
+            .status()
+            .unwrap();
+        assert!(status.success(), "usermod failed");
+    }
+
     /// Runs `program ARGS` as this user (real and effective ids).
     pub fn run(&self, program: &Path, args: &[&str]) -> Run {
         let reuid = format!("--reuid={}", self.uid);

@@ -1,0 +1,373 @@
+//! The module in the programs it is for: a real sshd (keyboard-interactive:
+//! password, then an ecp challenge answered by `ecpctl askpass`) and a real
+//! sudo (password, then the user's key file). Nothing in the machine's /etc
+//! changes: sshd reads its PAM service from pam_wrapper's directory, and
+//! sudo runs in a private mount namespace with a test /etc/pam.d and
+//! /etc/sudoers bind-mounted over the real ones. Needs root.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ecp_tests::daemon::{running_as_root, TestDaemon, TestUser};
+use ecp_tests::pam::{module_path, PamServices};
+use ecp_tests::{binary, Run};
+
+const PASSWORD: &str = "Pw-for-ecp-tests-1";
+const PASSPHRASE: &str = "key passphrase";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Sshd {
+    child: Child,
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn write_script(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// Starts sshd on 127.0.0.1:`port` under pam_wrapper with PAM service
+/// `sshd-ecp` (the name of the symlink it is started through).
+fn start_sshd(dir: &Path, services: &PamServices, port: u16) -> Sshd {
+    std::fs::create_dir_all("/run/sshd").unwrap();
+    let link = dir.join("sshd-ecp");
+    std::os::unix::fs::symlink("/usr/sbin/sshd", &link).unwrap();
+    let host_key = dir.join("host_key");
+    let status = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&host_key)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let config = dir.join("sshd_config");
+    std::fs::write(
+        &config,
+        format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nPidFile {}\nUsePAM yes\n\
+             KbdInteractiveAuthentication yes\nPasswordAuthentication no\nPubkeyAuthentication no\n\
+             AuthenticationMethods keyboard-interactive\nUseDNS no\nStrictModes no\n",
+            host_key.display(),
+            dir.join("sshd.pid").display()
+        ),
+    )
+    .unwrap();
+    let child = Command::new(&link)
+        .args(["-D", "-e", "-f"])
+        .arg(&config)
+        .env("LD_PRELOAD", "libpam_wrapper.so")
+        .env("PAM_WRAPPER", "1")
+        .env("PAM_WRAPPER_SERVICE_DIR", services.dir())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("sshd.log")).unwrap())
+        .spawn()
+        .expect("start sshd");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "sshd did not start: {}",
+            std::fs::read_to_string(dir.join("sshd.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Sshd { child }
+}
+
+fn ssh(dir: &Path, askpass: &Path, user: &str, port: u16) -> Run {
+    let out = Command::new("setsid")
+        .args(["-w", "ssh", "-p", &port.to_string()])
+        .args([
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+        ])
+        .args([
+            "-o",
+            "PreferredAuthentications=keyboard-interactive",
+            "-o",
+            "NumberOfPasswordPrompts=1",
+        ])
+        .args(["-o", "LogLevel=ERROR", "-F", "/dev/null"])
+        .arg(format!("{user}@127.0.0.1"))
+        .arg("echo logged-in-as-$(id -un)")
+        .env("SSH_ASKPASS", askpass)
+        .env("SSH_ASKPASS_REQUIRE", "force")
+        .env("ECP_PASSPHRASE_FILE", dir.join("passphrase"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let run = Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    eprintln!(
+        "$ ssh {user}\n  exit {}\n  stdout: {}\n  stderr: {}",
+        run.code, run.stdout, run.stderr
+    );
+    run
+}
+
+/// A user with a password and a shell, a key made and enrolled.
+fn enrolled_user(daemon: &TestDaemon, work: &Path) -> (TestUser, PathBuf) {
+    let user = TestUser::create(daemon.bus.dir());
+    user.enable_login(PASSWORD);
+    std::fs::write(work.join("passphrase"), format!("{PASSPHRASE}\n")).unwrap();
+    let keydir = work.join("clientkey");
+    ecp_tests::ecpctl(&[
+        "keygen",
+        "--user",
+        &user.name,
+        "--out",
+        keydir.to_str().unwrap(),
+        "--passphrase-file",
+        work.join("passphrase").to_str().unwrap(),
+    ])
+    .ok();
+    daemon
+        .ecpctl(&[
+            "enroll",
+            &user.name,
+            "--cert",
+            keydir.join("certificate.pem").to_str().unwrap(),
+        ])
+        .ok();
+    (user, keydir.join("private_key.pem"))
+}
+
+#[test]
+fn sshd_login_needs_the_password_and_a_signed_challenge() {
+    if !running_as_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let daemon =
+        TestDaemon::start("host_name = \"sshd-test-host\"\nchallenges_per_user_per_minute = 0\n");
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let (user, key) = enrolled_user(&daemon, dir);
+
+    let services = PamServices::new();
+    services.add(
+        "sshd-ecp",
+        &format!(
+            "auth required pam_unix.so\nauth required $MODULE mode=challenge bus={}\n\
+             account required pam_unix.so\nsession required pam_permit.so\n",
+            daemon.address()
+        ),
+    );
+    let port = free_port();
+    let _sshd = start_sshd(dir, &services, port);
+
+    // The person types the password; `ecpctl askpass` answers the challenge.
+    let askpass = dir.join("askpass");
+    write_script(
+        &askpass,
+        &format!(
+            "#!/bin/sh\ncase \"$*\" in\n  *'ecp challenge'*) exec {} askpass --key {} \"$@\" ;;\n  *) echo '{PASSWORD}' ;;\nesac\n",
+            binary("ecpctl").display(),
+            key.display()
+        ),
+    );
+    let run = ssh(dir, &askpass, &user.name, port);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout.contains(&format!("logged-in-as-{}", user.name)),
+        "{}",
+        run.stdout
+    );
+
+    // Without the key: the password alone is not enough.
+    let no_key = dir.join("askpass-nokey");
+    write_script(
+        &no_key,
+        &format!("#!/bin/sh\ncase \"$*\" in\n  *'ecp challenge'*) echo 'MEUCIQDnotasignature' ;;\n  *) echo '{PASSWORD}' ;;\nesac\n"),
+    );
+    let run = ssh(dir, &no_key, &user.name, port);
+    assert_ne!(run.code, 0);
+    assert!(!run.stdout.contains("logged-in-as"));
+
+    // With the key but the wrong password: refused too.
+    let wrong_password = dir.join("askpass-wrongpw");
+    write_script(
+        &wrong_password,
+        &format!(
+            "#!/bin/sh\ncase \"$*\" in\n  *'ecp challenge'*) exec {} askpass --key {} \"$@\" ;;\n  *) echo 'not-the-password' ;;\nesac\n",
+            binary("ecpctl").display(),
+            key.display()
+        ),
+    );
+    let run = ssh(dir, &wrong_password, &user.name, port);
+    assert_ne!(run.code, 0);
+    assert!(!run.stdout.contains("logged-in-as"));
+}
+
+/// Runs `sudo -S -k true` as `user` with `input` on stdin, inside a mount
+/// namespace where `pam_d` and `sudoers` replace /etc/pam.d and /etc/sudoers.
+fn sudo_as(user: &TestUser, pam_d: &Path, sudoers: &Path, input: &str) -> Run {
+    let script = format!(
+        "mount --bind '{}' /etc/pam.d && mount --bind '{}' /etc/sudoers && \
+         exec setpriv --reuid={} --regid={} --init-groups sudo -S -k true",
+        pam_d.display(),
+        sudoers.display(),
+        user.uid,
+        user.gid
+    );
+    let mut child = Command::new("unshare")
+        .args([
+            "--mount",
+            "--propagation",
+            "private",
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let run = Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    eprintln!(
+        "$ sudo as {}\n  exit {}\n  stdout: {}\n  stderr: {}",
+        user.name, run.code, run.stdout, run.stderr
+    );
+    run
+}
+
+#[test]
+fn sudo_needs_the_password_and_the_key_file() {
+    if !running_as_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let daemon =
+        TestDaemon::start("host_name = \"sudo-test-host\"\nchallenges_per_user_per_minute = 0\n");
+    let user = TestUser::create(daemon.bus.dir());
+    user.enable_login(PASSWORD);
+    // The user's own key in the default place, made as the user.
+    let ecpctl = daemon.bus.dir().join("ecpctl");
+    std::fs::copy(binary("ecpctl"), &ecpctl).unwrap();
+    let pass = user.home.join("pass");
+    std::fs::write(&pass, format!("{PASSPHRASE}\n")).unwrap();
+    std::os::unix::fs::chown(&pass, Some(user.uid), Some(user.gid)).unwrap();
+    let keydir = user.home.join(".config/ecp");
+    user.run(
+        &ecpctl,
+        &[
+            "keygen",
+            "--user",
+            &user.name,
+            "--out",
+            keydir.to_str().unwrap(),
+            "--passphrase-file",
+            pass.to_str().unwrap(),
+        ],
+    )
+    .ok();
+    daemon
+        .ecpctl(&[
+            "enroll",
+            &user.name,
+            "--cert",
+            keydir.join("certificate.pem").to_str().unwrap(),
+        ])
+        .ok();
+
+    let work = tempfile::tempdir().unwrap();
+    let pam_d = work.path().join("pam.d");
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg("/etc/pam.d")
+        .arg(&pam_d)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::fs::write(
+        pam_d.join("sudo-ecp"),
+        format!(
+            "auth required pam_unix.so\nauth required {} mode=keyfile bus={}\n\
+             account required pam_unix.so\nsession required pam_permit.so\n",
+            module_path().display(),
+            daemon.address()
+        ),
+    )
+    .unwrap();
+    let sudoers = work.path().join("sudoers");
+    std::fs::write(
+        &sudoers,
+        format!(
+            "Defaults pam_service=sudo-ecp\nDefaults !lecture\nDefaults passwd_tries=1\n\
+             root ALL=(ALL:ALL) ALL\n{} ALL=(ALL:ALL) ALL\n",
+            user.name
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&sudoers, std::fs::Permissions::from_mode(0o440)).unwrap();
+    let check = Command::new("visudo")
+        .arg("-cf")
+        .arg(&sudoers)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+
+    let ok = sudo_as(
+        &user,
+        &pam_d,
+        &sudoers,
+        &format!("{PASSWORD}\n{PASSPHRASE}\n"),
+    );
+    assert_eq!(ok.code, 0, "{}", ok.stderr);
+    assert!(
+        ok.stderr.contains("Passphrase for ecp key"),
+        "{}",
+        ok.stderr
+    );
+
+    let wrong_passphrase = sudo_as(&user, &pam_d, &sudoers, &format!("{PASSWORD}\nwrong\n"));
+    assert_ne!(wrong_passphrase.code, 0);
+
+    // Without the key file, the password is not enough.
+    std::fs::rename(keydir.join("private_key.pem"), user.home.join("moved.pem")).unwrap();
+    let no_key = sudo_as(
+        &user,
+        &pam_d,
+        &sudoers,
+        &format!("{PASSWORD}\n{PASSPHRASE}\n"),
+    );
+    assert_ne!(no_key.code, 0);
+    assert!(no_key.stderr.contains("no such file"), "{}", no_key.stderr);
+}
