@@ -5,10 +5,14 @@ threads of the process before and after (to show the module leaves none
 behind). Run it under pam_wrapper to pick the service directory.
 
 usage: pam_driver.py SERVICE USER ANSWER N
+ANSWER "sign:COMMAND" answers an "ecp challenge TOKEN" prompt with the
+output of `COMMAND TOKEN` (e.g. ecpctl sign ...), printing what it signed.
 prints: successes=K failures=F threads_before=B threads_after=A
 """
 import ctypes
 import os
+import shlex
+import subprocess
 import sys
 
 PAM_PROMPT_ECHO_OFF, PAM_PROMPT_ECHO_ON = 1, 2
@@ -50,12 +54,25 @@ def main():
     pam.pam_authenticate.argtypes = [ctypes.c_void_p, ctypes.c_int]
     pam.pam_end.argtypes = [ctypes.c_void_p, ctypes.c_int]
 
+    def reply_to(prompt):
+        if answer.startswith(b"sign:") and b"ecp challenge " in prompt:
+            token = prompt.split(b"ecp challenge ", 1)[1].split()[0].decode()
+            print("challenge prompt: %s" % prompt.decode().replace("\n", " | "), file=sys.stderr)
+            command = shlex.split(answer[5:].decode()) + [token]
+            signature = subprocess.run(command, check=True, capture_output=True).stdout.strip()
+            print("answered with signature: %s" % signature.decode(), file=sys.stderr)
+            return signature
+        return answer
+
     def converse(n, messages, responses, _appdata):
         # libpam frees the array and each answer, so both come from malloc.
         array = ctypes.cast(libc.calloc(n, ctypes.sizeof(PamResponse)), ctypes.POINTER(PamResponse))
         for i in range(n):
-            if messages[i].contents.msg_style in (PAM_PROMPT_ECHO_OFF, PAM_PROMPT_ECHO_ON):
-                array[i].resp = libc.strdup(answer)
+            message = messages[i].contents
+            if message.msg_style in (PAM_PROMPT_ECHO_OFF, PAM_PROMPT_ECHO_ON):
+                array[i].resp = libc.strdup(reply_to(message.msg or b""))
+            elif message.msg:
+                print("module says: %s" % message.msg.decode(errors="replace"), file=sys.stderr)
         responses[0] = array
         return 0
 

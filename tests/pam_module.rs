@@ -494,3 +494,132 @@ fn a_hundred_logins_in_one_process_leave_no_thread_behind() {
     assert_eq!(field("successes"), 100, "{stdout}");
     assert_eq!(field("threads_after"), field("threads_before"), "{stdout}");
 }
+
+/// Runs pamtester inside a private mount namespace whose /dev/log is the
+/// datagram socket `log_socket` (the machine's /dev is untouched).
+fn pamtester_logging_to(
+    services: &PamServices,
+    log_socket: &Path,
+    service: &str,
+    user: &str,
+    input: &str,
+) -> Run {
+    let script = format!(
+        r#"set -e
+old=$(mktemp -d)
+mount --rbind /dev "$old"
+mount -t tmpfs ecp-test-dev /dev
+for n in null zero urandom random tty; do touch /dev/$n; mount --bind "$old/$n" /dev/$n; done
+touch /dev/log
+mount --bind '{log}' /dev/log
+exec env LD_PRELOAD=libpam_wrapper.so PAM_WRAPPER=1 PAM_WRAPPER_SERVICE_DIR='{dir}' \
+    pamtester -I rhost=198.51.100.4 {service} {user} authenticate"#,
+        log = log_socket.display(),
+        dir = services.dir().display()
+    );
+    let mut child = std::process::Command::new("unshare")
+        .args([
+            "--mount",
+            "--propagation",
+            "private",
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn logs_go_to_syslog_authpriv_with_service_and_rhost_and_no_secret() {
+    if !needs_root() {
+        return;
+    }
+    let daemon = TestDaemon::start("host_name = \"h\"\n");
+    let work = ecp_tests::Workdir::new();
+    work.write("pass", b"right passphrase\n", 0o600);
+    ecp_tests::ecpctl(&[
+        "keygen",
+        "--user",
+        "root",
+        "--out",
+        &work.arg("k"),
+        "--passphrase-file",
+        &work.arg("pass"),
+    ])
+    .ok();
+    daemon
+        .ecpctl(&["enroll", "root", "--cert", &work.arg("k/certificate.pem")])
+        .ok();
+    let services = PamServices::new();
+    services.add(
+        "ecp-log",
+        &format!(
+            "auth required $MODULE mode=keyfile keyfile={} bus={} debug\n",
+            work.arg("k/private_key.pem"),
+            daemon.address()
+        ),
+    );
+    let socket_path = work.path("log.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+
+    let wrong = pamtester_logging_to(
+        &services,
+        &socket_path,
+        "ecp-log",
+        "root",
+        "SECRET-WRONG-PASSPHRASE\n",
+    );
+    assert_eq!(wrong.code, 1, "{}", wrong.stderr);
+    let ok = pamtester_logging_to(
+        &services,
+        &socket_path,
+        "ecp-log",
+        "root",
+        "right passphrase\n",
+    );
+    assert_eq!(ok.code, 0, "{}", ok.stderr);
+
+    let mut lines = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = socket.recv(&mut buf) {
+        lines.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    let all = lines.join("\n");
+    // Facility authpriv (10): priorities 80..87.
+    for line in &lines {
+        let pri: u32 = line[1..line.find('>').unwrap()].parse().unwrap();
+        assert_eq!(pri / 8, 10, "{line}");
+        assert!(line.contains("pam_ecp(ecp-log:auth)"), "{line}");
+    }
+    assert!(all.contains("wrong passphrase"), "{all}");
+    assert!(all.contains("rhost=198.51.100.4 outcome=success"), "{all}");
+    assert!(
+        !all.contains("SECRET-WRONG-PASSPHRASE"),
+        "a passphrase reached the log"
+    );
+    assert!(
+        !all.contains("right passphrase"),
+        "a passphrase reached the log"
+    );
+}
