@@ -623,3 +623,68 @@ fn logs_go_to_syslog_authpriv_with_service_and_rhost_and_no_secret() {
         "a passphrase reached the log"
     );
 }
+
+#[test]
+fn a_daemon_running_under_an_unexpected_account_is_not_trusted() {
+    if !needs_root() {
+        return;
+    }
+    let homes = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(homes.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let impostor = TestUser::create(homes.path());
+    // The bus lets this account own the name (as a mistaken or hostile
+    // policy might); the module must still refuse to trust it.
+    let bus = TestBus::start_with_policy(Some(&format!(
+        "<!DOCTYPE busconfig PUBLIC \"-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN\" \
+         \"http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd\">\
+         <busconfig><policy user=\"{}\"><allow own=\"org.ecp.Ecpd1\"/></policy></busconfig>",
+        impostor.name
+    )));
+    let daemon = TestDaemon::start_on(
+        bus,
+        "host_name = \"h\"\n",
+        Some((impostor.uid, impostor.gid)),
+    );
+    let work = ecp_tests::Workdir::new();
+    work.write("pass", b"pw\n", 0o600);
+    ecp_tests::ecpctl(&[
+        "keygen",
+        "--user",
+        "root",
+        "--out",
+        &work.arg("k"),
+        "--passphrase-file",
+        &work.arg("pass"),
+    ])
+    .ok();
+    daemon
+        .ecpctl(&["enroll", "root", "--cert", &work.arg("k/certificate.pem")])
+        .ok();
+
+    let services = PamServices::new();
+    let key = work.arg("k/private_key.pem");
+    services.add(
+        "default-trust",
+        &format!(
+            "auth required $MODULE mode=keyfile keyfile={key} bus={}\n",
+            daemon.address()
+        ),
+    );
+    services.add(
+        "named-trust",
+        &format!(
+            "auth required $MODULE mode=keyfile keyfile={key} bus={} daemon_user={}\n",
+            daemon.address(),
+            impostor.name
+        ),
+    );
+    let refused = services.pamtester("default-trust", "root", &["authenticate"], "", "pw\n");
+    assert_eq!(refused.code, 1, "{}", refused.stderr);
+    assert!(
+        !refused.stderr.contains("Passphrase"),
+        "asked for a passphrase on behalf of an untrusted daemon"
+    );
+    // Trusted by name, the same daemon works: the refusal was the uid check.
+    let accepted = services.pamtester("named-trust", "root", &["authenticate"], "", "pw\n");
+    assert_eq!(accepted.code, 0, "{}", accepted.stderr);
+}

@@ -26,6 +26,11 @@ pub struct TestBus {
 
 impl TestBus {
     pub fn start() -> Self {
+        Self::start_with_policy(None)
+    }
+
+    /// Like [`TestBus::start`], with one more policy file (XML text).
+    pub fn start_with_policy(extra_policy: Option<&str>) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("ecp-bus-")
             .tempdir()
@@ -35,6 +40,9 @@ impl TestBus {
         let system_d = dir.path().join("system.d");
         std::fs::create_dir(&system_d).unwrap();
         std::fs::copy(policy_file(), system_d.join("org.ecp.Ecpd1.conf")).unwrap();
+        if let Some(extra) = extra_policy {
+            std::fs::write(system_d.join("test-extra.conf"), extra).unwrap();
+        }
         let socket = dir.path().join("system_bus_socket");
         let config = include_str!("../bus.conf.in")
             .replace("@SOCKET@", &socket.display().to_string())
@@ -83,13 +91,23 @@ pub struct TestDaemon {
     config: PathBuf,
     log: PathBuf,
     child: Option<Child>,
+    /// (uid, gid) the daemon runs as; `None` = the test's own.
+    run_as: Option<(u32, u32)>,
 }
 
 impl TestDaemon {
     /// Starts a bus and ecpd with `config` (ecpd.toml text).
     pub fn start(config: &str) -> Self {
-        let bus = TestBus::start();
+        Self::start_on(TestBus::start(), config, None)
+    }
+
+    /// Starts ecpd on `bus`, as `run_as` (uid, gid) if given.
+    pub fn start_on(bus: TestBus, config: &str, run_as: Option<(u32, u32)>) -> Self {
         let db = bus.dir().join("db");
+        if let Some((uid, gid)) = run_as {
+            std::fs::create_dir(&db).unwrap();
+            std::os::unix::fs::chown(&db, Some(uid), Some(gid)).unwrap();
+        }
         let config_path = bus.dir().join("ecpd.toml");
         std::fs::write(&config_path, config).unwrap();
         let log = bus.dir().join("ecpd.log");
@@ -99,6 +117,7 @@ impl TestDaemon {
             config: config_path,
             log,
             child: None,
+            run_as,
         };
         daemon.launch();
         daemon
@@ -110,7 +129,23 @@ impl TestDaemon {
             .append(true)
             .open(&self.log)
             .unwrap();
-        let child = Command::new(binary("ecpd"))
+        let mut command = match self.run_as {
+            None => Command::new(binary("ecpd")),
+            Some((uid, gid)) => {
+                // A copy the account can execute wherever the build tree is.
+                let copy = self.bus.dir().join("ecpd");
+                if !copy.exists() {
+                    std::fs::copy(binary("ecpd"), &copy).unwrap();
+                }
+                let mut c = Command::new("setpriv");
+                c.arg(format!("--reuid={uid}"))
+                    .arg(format!("--regid={gid}"))
+                    .args(["--clear-groups", "--"])
+                    .arg(copy);
+                c
+            }
+        };
+        let child = command
             .arg("--bus")
             .arg(&self.bus.address)
             .arg("--db")
