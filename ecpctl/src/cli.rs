@@ -9,7 +9,7 @@ const EXIT_CODES: &str = "\
 EXIT STATUS:
   0  success
   1  refused: the certificate, token or signature given was checked and is
-     not acceptable, or a test login failed (the message says why)
+     not acceptable, a test login failed, or doctor found a problem
   2  usage error: bad or missing arguments, invalid user name
   3  key file problem: missing, unsafe owner or mode, wrong passphrase,
      unsupported or damaged format
@@ -53,6 +53,36 @@ pub enum Command {
     Cleanup,
     TestLogin(TestLoginArgs),
     Askpass(AskpassArgs),
+    Doctor(DoctorArgs),
+    Completions(CompletionsArgs),
+}
+
+/// Check an ecp setup and explain what is wrong.
+///
+/// Checks, in order: the daemon is reachable (and its version); the PAM
+/// module is installed; which PAM services use pam_ecp and in which mode;
+/// your key file exists with safe owner and mode and is encrypted; your
+/// certificate is enrolled, and how many days it has left. Exit status 0
+/// when everything is fine, 1 when anything is not (the lines marked FAIL).
+#[derive(Debug, Args)]
+#[command(after_long_help = EXIT_CODES)]
+pub struct DoctorArgs {
+    /// The key file to check [default: ~/.config/ecp/private_key.pem].
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// Whose enrollment to check [default: you].
+    #[arg(long, value_name = "NAME", value_parser = parse_user)]
+    pub user: Option<UserName>,
+    /// Directory of PAM service files.
+    #[arg(long, value_name = "DIR", default_value = "/etc/pam.d")]
+    pub pam_dir: PathBuf,
+}
+
+/// Print a shell completion script (bash, zsh or fish) on standard output.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 /// An SSH_ASKPASS program that answers ecp challenges by itself.

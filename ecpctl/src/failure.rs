@@ -26,6 +26,8 @@ pub enum Failure {
     DaemonRefused(String),
     #[error("login failed: {0}")]
     LoginRefused(String),
+    #[error("{0}")]
+    CheckFailed(String),
 }
 
 impl Failure {
@@ -55,7 +57,10 @@ impl Failure {
     /// the compiler ask which code it gets.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Failure::Certificate(_) | Failure::Challenge(_) | Failure::LoginRefused(_) => 1,
+            Failure::Certificate(_)
+            | Failure::Challenge(_)
+            | Failure::LoginRefused(_)
+            | Failure::CheckFailed(_) => 1,
             Failure::Usage(_) => 2,
             Failure::KeyFile(_) | Failure::KeyFileAccess(_) | Failure::Terminal(_) => 3,
             Failure::File(_) => 4,

@@ -8,6 +8,7 @@ mod askpass;
 mod cert;
 mod cli;
 mod daemon;
+mod doctor;
 mod failure;
 mod keygen;
 mod keys;
@@ -37,6 +38,12 @@ fn run(cli: &Cli) -> Result<(), Failure> {
         Command::Cleanup => daemon::cleanup(&cli.bus),
         Command::TestLogin(args) => daemon::test_login(&cli.bus, args),
         Command::Askpass(args) => askpass::run(args),
+        Command::Doctor(args) => doctor::run(&cli.bus, args),
+        Command::Completions(args) => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(args.shell, &mut command, "ecpctl", &mut std::io::stdout());
+            Ok(())
+        }
     }
 }
 
