@@ -5,7 +5,7 @@
 
 CARGO ?= cargo
 
-.PHONY: demo test lint build
+.PHONY: demo test lint build package package-files install
 
 demo:
 	./scripts/demo.sh
@@ -19,3 +19,19 @@ lint:
 
 test:
 	./scripts/test.sh
+
+# Release binaries and generated completions: what the package installs.
+package-files:
+	$(CARGO) build --release --workspace
+	mkdir -p target/completions
+	target/release/ecpctl completions bash > target/completions/ecpctl.bash
+	target/release/ecpctl completions zsh > target/completions/_ecpctl
+	target/release/ecpctl completions fish > target/completions/ecpctl.fish
+
+# The Debian package (needs `cargo install cargo-deb`): target/debian/ecp_*.deb
+package: package-files
+	$(CARGO) deb -p ecpctl --no-build
+
+# Other distributions: make install [DESTDIR=...] [PREFIX=/usr/local] [PAMDIR=...]
+install: package-files
+	DESTDIR="$(DESTDIR)" PREFIX="$(PREFIX)" PAMDIR="$(PAMDIR)" ./packaging/install.sh
