@@ -1,0 +1,262 @@
+//! The Debian package on the machine, as an admin would use it: build the
+//! .deb, install it with dpkg, run the system bus with the installed policy
+//! and ecpd as its unit's ExecStart would, enroll a user, log in through a
+//! PAM service of our own with the installed module, then purge and check
+//! what is left.
+//!
+//! This changes the machine (it installs a package), so it runs only when
+//! asked: in CI (CI=true, machines are disposable) or with
+//! ECP_SYSTEM_TEST=1. It needs root and cargo-deb.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ecp_tests::daemon::{running_as_root, TestUser};
+use ecp_tests::pam::PamServices;
+use ecp_tests::Run;
+
+const SYSTEM_SOCKET: &str = "/run/dbus/system_bus_socket";
+const MODULE: &str = "/usr/lib/x86_64-linux-gnu/security/pam_ecp.so";
+
+fn wanted() -> bool {
+    let on = |v: &str| {
+        std::env::var(v)
+            .map(|x| x == "1" || x == "true")
+            .unwrap_or(false)
+    };
+    on("CI") || on("ECP_SYSTEM_TEST")
+}
+
+fn sh(program: &str, args: &[&str]) -> Run {
+    ecp_tests::run(Path::new(program), args)
+}
+
+struct Killed(Option<Child>);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Starts the system bus if none runs; returns its pid if we started it.
+fn ensure_system_bus() -> Option<u32> {
+    if std::os::unix::net::UnixStream::connect(SYSTEM_SOCKET).is_ok() {
+        return None;
+    }
+    std::fs::create_dir_all("/run/dbus").unwrap();
+    let _ = std::fs::remove_file("/run/dbus/pid");
+    let _ = std::fs::remove_file(SYSTEM_SOCKET);
+    let run = sh(
+        "/usr/bin/dbus-daemon",
+        &["--system", "--fork", "--print-pid"],
+    );
+    assert_eq!(run.code, 0, "dbus-daemon --system: {}", run.stderr);
+    Some(run.stdout.trim().parse().unwrap())
+}
+
+fn installed_paths() -> Vec<&'static str> {
+    vec![
+        "/usr/sbin/ecpd",
+        "/usr/bin/ecpctl",
+        "/usr/bin/ecpctl-askpass",
+        MODULE,
+        "/etc/ecp/ecpd.toml",
+        "/usr/share/dbus-1/system.d/org.ecp.Ecpd1.conf",
+        "/usr/share/dbus-1/system-services/org.ecp.Ecpd1.service",
+        "/lib/systemd/system/ecpd.service",
+        "/usr/share/pam-configs/ecp",
+        "/usr/share/man/man8/pam_ecp.8.gz",
+        "/usr/share/man/man8/ecpd.8.gz",
+        "/usr/share/man/man1/ecpctl.1.gz",
+        "/usr/share/man/man5/ecpd.toml.5.gz",
+        "/usr/share/bash-completion/completions/ecpctl",
+        "/usr/share/zsh/vendor-completions/_ecpctl",
+        "/usr/share/fish/vendor_completions.d/ecpctl.fish",
+        "/usr/share/doc/ecp/examples/sudo.example",
+    ]
+}
+
+#[test]
+fn debian_package_installs_works_and_purges_cleanly() {
+    if !wanted() {
+        eprintln!("skipped: installs a package on this machine; set ECP_SYSTEM_TEST=1 (CI does)");
+        return;
+    }
+    assert!(running_as_root(), "the system test needs root");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+
+    // Build and install.
+    let make = Command::new("make")
+        .arg("package")
+        .current_dir(root)
+        .status()
+        .unwrap();
+    assert!(make.success(), "make package failed");
+    let deb = std::fs::read_dir(root.join("target/debian"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "deb"))
+        .expect("a .deb in target/debian");
+    let install = sh("/usr/bin/dpkg", &["-i", deb.to_str().unwrap()]);
+    assert_eq!(install.code, 0, "{}", install.stderr);
+    assert!(
+        install.stderr.contains("not enabled in any PAM stack"),
+        "{}",
+        install.stderr
+    );
+
+    for path in installed_paths() {
+        assert!(Path::new(path).exists(), "{path} not installed");
+    }
+    assert_eq!(std::fs::metadata(MODULE).unwrap().mode() & 0o777, 0o644);
+    let ecpd_user = sh("/usr/bin/id", &["-u", "_ecpd"]);
+    assert_eq!(ecpd_user.code, 0, "no _ecpd account");
+    let ecpd_uid: u32 = ecpd_user.stdout.trim().parse().unwrap();
+    let state = std::fs::metadata("/var/lib/ecpd").unwrap();
+    assert_eq!((state.uid(), state.mode() & 0o777), (ecpd_uid, 0o700));
+    // The module is in no PAM stack until an admin puts it there.
+    let grep = sh("/usr/bin/grep", &["-rl", "pam_ecp", "/etc/pam.d"]);
+    assert!(
+        grep.stdout.trim().is_empty(),
+        "installing enabled the module: {}",
+        grep.stdout
+    );
+    // The unit is well-formed.
+    if Path::new("/usr/bin/systemd-analyze").exists() {
+        let verify = sh(
+            "/usr/bin/systemd-analyze",
+            &["verify", "/lib/systemd/system/ecpd.service"],
+        );
+        assert!(
+            !verify.stderr.contains("ecpd.service:"),
+            "{}",
+            verify.stderr
+        );
+    }
+    let check = sh(
+        "/usr/sbin/ecpd",
+        &["--check-config", "--config", "/etc/ecp/ecpd.toml"],
+    );
+    assert_eq!(check.code, 0, "{}", check.stderr);
+
+    // The system bus with the installed policy, and ecpd as the unit runs it.
+    let started_bus = ensure_system_bus();
+    let ecpd = Command::new("setpriv")
+        .args(["--reuid=_ecpd", "--regid=_ecpd", "--clear-groups", "--"])
+        .args([
+            "/usr/sbin/ecpd",
+            "--config",
+            "/etc/ecp/ecpd.toml",
+            "--db",
+            "/var/lib/ecpd",
+            "--bus",
+            "system",
+        ])
+        .env_remove("DBUS_SYSTEM_BUS_ADDRESS")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut ecpd = Killed(Some(ecpd));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while sh("/usr/bin/ecpctl", &["status"]).code != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "ecpd did not come up on the system bus"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // Enroll a user the way the README says, and log in through PAM with
+    // the installed module under its default options.
+    let homes = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(homes.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let user = TestUser::create(homes.path());
+    let pass = homes.path().join("pass");
+    std::fs::write(&pass, "system test passphrase\n").unwrap();
+    let enroll = sh(
+        "/usr/bin/ecpctl",
+        &[
+            "enroll",
+            &user.name,
+            "--passphrase-file",
+            pass.to_str().unwrap(),
+            "--label",
+            "system-test",
+        ],
+    );
+    assert_eq!(enroll.code, 0, "{}", enroll.stderr);
+    let key = user.home.join(".config/ecp/private_key.pem");
+    assert_eq!(std::fs::metadata(&key).unwrap().uid(), user.uid);
+
+    let services = PamServices::new();
+    services.add(
+        "ecp-system",
+        "auth required pam_ecp.so\naccount required pam_ecp.so\n",
+    );
+    let login = services.pamtester(
+        "ecp-system",
+        &user.name,
+        &["authenticate", "acct_mgmt"],
+        "",
+        "system test passphrase\n",
+    );
+    assert_eq!(login.code, 0, "{}", login.stderr);
+    let wrong = services.pamtester("ecp-system", &user.name, &["authenticate"], "", "wrong\n");
+    assert_eq!(wrong.code, 1);
+
+    let doctor = sh(
+        "/usr/bin/ecpctl",
+        &[
+            "doctor",
+            "--user",
+            &user.name,
+            "--key",
+            key.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(doctor.code, 0, "{}\n{}", doctor.stdout, doctor.stderr);
+    assert!(
+        doctor
+            .stdout
+            .contains(&format!("PAM module installed: {MODULE}")),
+        "{}",
+        doctor.stdout
+    );
+
+    // Purge: nothing left but the _ecpd account, which Debian policy keeps.
+    drop(ecpd.0.take().map(|mut c| {
+        let _ = c.kill();
+        c.wait()
+    }));
+    let purge = sh("/usr/bin/dpkg", &["--purge", "ecp"]);
+    assert_eq!(purge.code, 0, "{}", purge.stderr);
+    for path in installed_paths()
+        .into_iter()
+        .chain(["/var/lib/ecpd", "/etc/ecp"])
+    {
+        assert!(!Path::new(path).exists(), "{path} left behind after purge");
+    }
+    assert_eq!(
+        sh("/usr/bin/id", &["-u", "_ecpd"]).code,
+        0,
+        "the _ecpd account should be kept"
+    );
+    let status = sh("/usr/bin/dpkg-query", &["-W", "-f=${Status}", "ecp"]);
+    assert!(
+        status.code != 0 || status.stdout.contains("not-installed"),
+        "{}",
+        status.stdout
+    );
+
+    if let Some(pid) = started_bus {
+        let _ = Command::new("kill").arg(pid.to_string()).status();
+    }
+}
