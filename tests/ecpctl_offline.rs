@@ -360,3 +360,35 @@ fn nix_is_root() -> bool {
         .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
         .unwrap_or(false)
 }
+
+#[test]
+fn man_page_documents_every_subcommand_and_exit_code() {
+    let help = ecpctl(&["--help"]).ok();
+    let page = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../packaging/man/ecpctl.1"
+    ))
+    .unwrap();
+    let commands: Vec<&str> = help
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .collect();
+    assert!(commands.len() >= 14, "{commands:?}");
+    for command in commands {
+        let escaped = command.replace('-', "\\-");
+        assert!(
+            page.contains(&format!(".B {escaped}")),
+            "ecpctl.1 lacks {command}"
+        );
+    }
+    for code in 0..=6 {
+        assert!(
+            page.contains(&format!(".TP\n{code}\n")),
+            "ecpctl.1 lacks exit code {code}"
+        );
+    }
+}
