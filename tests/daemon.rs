@@ -701,3 +701,105 @@ fn a_challenge_flood_stays_within_the_outstanding_cap() {
     });
     assert_eq!((issued, refused), (50, 450));
 }
+
+#[test]
+fn doctor_names_each_problem_and_exits_1() {
+    let daemon = TestDaemon::start(TEST_CONFIG);
+    let work = Workdir::new();
+    let pam_d = work.path("pam.d");
+    std::fs::create_dir(&pam_d).unwrap();
+    std::fs::write(
+        pam_d.join("common-auth"),
+        "auth required pam_unix.so\nauth required pam_ecp.so mode=keyfile\n",
+    )
+    .unwrap();
+    std::fs::write(pam_d.join("sudo"), "@include common-auth\n").unwrap();
+    std::fs::write(
+        pam_d.join("sshd"),
+        "auth required pam_ecp.so mode=challenge nouserok\n",
+    )
+    .unwrap();
+    let run = daemon.ecpctl(&[
+        "doctor",
+        "--user",
+        "alice",
+        "--key",
+        &work.arg("missing.pem"),
+        "--pam-dir",
+        pam_d.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("ok    ecpd 0.1.0 is running on ecp-test-host"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("PAM service sshd: auth mode=challenge"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("PAM service sudo: auth mode=keyfile (via common-auth)"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("FAIL  key file"), "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("FAIL  no certificate enrolled for alice"),
+        "{}",
+        run.stdout
+    );
+
+    // Key and enrollment in order: those two lines turn ok.
+    ecp_tests::keygen(&work, "alice", "k", "pw");
+    daemon
+        .ecpctl(&[
+            "enroll",
+            "alice",
+            "--cert",
+            &work.arg("k/certificate.pem"),
+            "--label",
+            "desk",
+        ])
+        .ok();
+    let run = daemon.ecpctl(&[
+        "doctor",
+        "--user",
+        "alice",
+        "--key",
+        &work.arg("k/private_key.pem"),
+        "--pam-dir",
+        pam_d.to_str().unwrap(),
+    ]);
+    assert!(run.stdout.contains("ok    key file"), "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("ok    certificate \"desk\" of alice enrolled"),
+        "{}",
+        run.stdout
+    );
+
+    // No daemon: said plainly.
+    drop(daemon);
+    let bus = ecp_tests::daemon::TestBus::start();
+    let run = ecp_tests::run(
+        &binary("ecpctl"),
+        &[
+            "--bus",
+            &bus.address,
+            "doctor",
+            "--key",
+            &work.arg("k/private_key.pem"),
+        ],
+    );
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stdout.contains("FAIL  ecpd is not reachable"),
+        "{}",
+        run.stdout
+    );
+}

@@ -260,3 +260,39 @@ fn debian_package_installs_works_and_purges_cleanly() {
         let _ = Command::new("kill").arg(pid.to_string()).status();
     }
 }
+
+#[test]
+fn make_install_stages_every_file_under_destdir() {
+    if !wanted() {
+        eprintln!("skipped: builds a release; set ECP_SYSTEM_TEST=1 (CI does)");
+        return;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let stage = tempfile::tempdir().unwrap();
+    let status = Command::new("make")
+        .arg("install")
+        .arg(format!("DESTDIR={}", stage.path().display()))
+        .args(["PREFIX=/usr/local", "PAMDIR=/usr/lib/security"])
+        .current_dir(root)
+        .status()
+        .unwrap();
+    assert!(status.success(), "make install failed");
+    for path in [
+        "usr/local/bin/ecpctl",
+        "usr/local/bin/ecpctl-askpass",
+        "usr/local/sbin/ecpd",
+        "usr/lib/security/pam_ecp.so",
+        "etc/ecp/ecpd.toml",
+        "usr/local/share/dbus-1/system.d/org.ecp.Ecpd1.conf",
+        "usr/local/share/dbus-1/system-services/org.ecp.Ecpd1.service",
+        "lib/systemd/system/ecpd.service",
+        "usr/local/share/man/man8/pam_ecp.8",
+        "usr/local/share/man/man5/ecpd.toml.5",
+        "usr/local/share/bash-completion/completions/ecpctl",
+    ] {
+        assert!(stage.path().join(path).exists(), "{path} not staged");
+    }
+    let unit =
+        std::fs::read_to_string(stage.path().join("lib/systemd/system/ecpd.service")).unwrap();
+    assert!(unit.contains("ExecStart=/usr/local/sbin/ecpd "), "{unit}");
+}
