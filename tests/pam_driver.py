@@ -7,10 +7,11 @@ behind). Run it under pam_wrapper to pick the service directory.
 usage: pam_driver.py SERVICE USER ANSWER N
 ANSWER "sign:COMMAND" answers an "ecp challenge TOKEN" prompt with the
 output of `COMMAND TOKEN` (e.g. ecpctl sign ...), printing what it signed.
-prints: successes=K failures=F threads_before=B threads_after=A
+prints: successes=K failures=F threads_before=B threads_after=A seconds=S
 """
 import ctypes
 import os
+import time
 import shlex
 import subprocess
 import sys
@@ -80,6 +81,7 @@ def main():
     threads = lambda: len(os.listdir("/proc/self/task"))
     before = threads()
     successes = failures = 0
+    started = time.monotonic()
     for _ in range(count):
         handle = ctypes.c_void_p()
         rc = pam.pam_start(service.encode(), user.encode(), ctypes.byref(conv), ctypes.byref(handle))
@@ -91,7 +93,9 @@ def main():
             successes += 1
         else:
             failures += 1
-    print("successes=%d failures=%d threads_before=%d threads_after=%d" % (successes, failures, before, threads()))
+    seconds = time.monotonic() - started
+    print("successes=%d failures=%d threads_before=%d threads_after=%d seconds=%.6f"
+          % (successes, failures, before, threads(), seconds))
 
 
 main()

@@ -187,6 +187,11 @@ impl TestDaemon {
         }
     }
 
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("ecpd is running").id()
+    }
+
     /// Everything ecpd logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

@@ -17,11 +17,14 @@ use ecp_core::{Challenge, HostName, ServiceName, UserName};
 /// The cargo target directory the tests were built into.
 fn target_profile_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    // target/<profile>/deps/<test-binary>
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("test binary lives in target/<profile>/deps")
-        .to_path_buf()
+    // Tests live in target/<profile>/deps/, binaries such as the benchmark
+    // in target/<profile>/.
+    let dir = exe.parent().expect("executable has a directory");
+    if dir.file_name() == Some(OsStr::new("deps")) {
+        dir.parent().expect("target/<profile>").to_path_buf()
+    } else {
+        dir.to_path_buf()
+    }
 }
 
 /// Path of a workspace binary, building the workspace binaries once per test
