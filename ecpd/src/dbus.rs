@@ -1,36 +1,103 @@
 //! The D-Bus edge: turns method calls into `Service` calls with the
 //! caller's identity, and `ServiceError`s into the contract's `EcpError`.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use ecp_core::bus::{CertificateEntry, DaemonStatus, EcpError};
 use zbus::message::Header;
-use zbus::names::BusName;
+use zbus::names::{BusName, OwnedUniqueName};
 
 use crate::service::{AuthFailure, Caller, Service, ServiceError};
+
+/// How many callers' uids are remembered before the cache starts afresh.
+const UID_CACHE_LIMIT: usize = 4096;
 
 /// What both interfaces share.
 pub struct Shared {
     pub service: Service,
     pub bus: zbus::fdo::DBusProxy<'static>,
+    /// Where decisions run: they are CPU-bound (signature checks) or block
+    /// on disk (sled flushes), so they go to the runtime's blocking pool,
+    /// which also lets them use every core.
+    pub runtime: tokio::runtime::Handle,
+    /// uid of each sender's unique name. A unique name is never reused
+    /// while the bus runs and a connection's uid cannot change, so the
+    /// answer stays true for as long as the name exists.
+    pub uids: Mutex<HashMap<OwnedUniqueName, u32>>,
 }
 
 impl Shared {
+    pub fn new(
+        service: Service,
+        bus: zbus::fdo::DBusProxy<'static>,
+        runtime: tokio::runtime::Handle,
+    ) -> Self {
+        Self {
+            service,
+            bus,
+            runtime,
+            uids: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Runs a decision on the blocking pool and waits for it.
+    async fn decide<T: Send + 'static>(
+        self: &Arc<Self>,
+        caller: Caller,
+        decision: impl FnOnce(&Service, &Caller) -> Result<T, ServiceError> + Send + 'static,
+    ) -> Result<T, EcpError> {
+        let shared = self.clone();
+        let joined = self
+            .runtime
+            .spawn_blocking(move || {
+                let result = decision(&shared.service, &caller);
+                result.map_err(|e| to_bus_error(e, &caller))
+            })
+            .await;
+        joined.unwrap_or_else(|e| Err(EcpError::StoreFailure(format!("internal error: {e}"))))
+    }
+
     /// The uid of the message's sender, as the bus daemon knows it. Never
     /// the connection's own peer credentials: those are the bus daemon's.
     async fn caller(&self, header: &Header<'_>) -> Result<Caller, EcpError> {
         let sender = header
             .sender()
             .ok_or_else(|| EcpError::AccessDenied("message has no sender".into()))?;
-        let uid = self
-            .bus
-            .get_connection_unix_user(BusName::Unique(sender.to_owned()))
-            .await
-            .map_err(|e| EcpError::AccessDenied(format!("cannot identify the caller: {e}")))?;
-        let name = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
-            .ok()
-            .flatten()
-            .map(|u| u.name);
+        let key = OwnedUniqueName::from(sender.to_owned());
+        let cached = self
+            .uids
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            .copied();
+        let uid = match cached {
+            Some(uid) => uid,
+            None => {
+                let uid = self
+                    .bus
+                    .get_connection_unix_user(BusName::Unique(sender.to_owned()))
+                    .await
+                    .map_err(|e| {
+                        EcpError::AccessDenied(format!("cannot identify the caller: {e}"))
+                    })?;
+                let mut uids = self.uids.lock().unwrap_or_else(|p| p.into_inner());
+                if uids.len() >= UID_CACHE_LIMIT {
+                    uids.clear();
+                }
+                uids.insert(key, uid);
+                uid
+            }
+        };
+        // Root may act for anyone, so its name is never needed.
+        let name = if uid == 0 {
+            None
+        } else {
+            nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+                .ok()
+                .flatten()
+                .map(|u| u.name)
+        };
         Ok(Caller { uid, name })
     }
 }
@@ -81,9 +148,8 @@ impl AuthInterface {
     ) -> Result<String, EcpError> {
         let caller = self.0.caller(&header).await?;
         self.0
-            .service
-            .challenge(&caller, &user, &service, &rhost)
-            .map_err(|e| to_bus_error(e, &caller))
+            .decide(caller, move |s, c| s.challenge(c, &user, &service, &rhost))
+            .await
     }
 
     async fn verify(
@@ -95,10 +161,10 @@ impl AuthInterface {
     ) -> Result<(), EcpError> {
         let caller = self.0.caller(&header).await?;
         self.0
-            .service
-            .verify(&caller, &user, &token, &signature)
-            .map(drop)
-            .map_err(|e| to_bus_error(e, &caller))
+            .decide(caller, move |s, c| {
+                s.verify(c, &user, &token, &signature).map(drop)
+            })
+            .await
     }
 }
 
@@ -115,9 +181,10 @@ impl AdminInterface {
     ) -> Result<String, EcpError> {
         let caller = self.0.caller(&header).await?;
         self.0
-            .service
-            .enroll(&caller, &user, &certificate_pem, &label)
-            .map_err(|e| to_bus_error(e, &caller))
+            .decide(caller, move |s, c| {
+                s.enroll(c, &user, &certificate_pem, &label)
+            })
+            .await
     }
 
     async fn revoke(
@@ -128,9 +195,8 @@ impl AdminInterface {
     ) -> Result<u32, EcpError> {
         let caller = self.0.caller(&header).await?;
         self.0
-            .service
-            .revoke(&caller, &user, &fingerprint)
-            .map_err(|e| to_bus_error(e, &caller))
+            .decide(caller, move |s, c| s.revoke(c, &user, &fingerprint))
+            .await
     }
 
     async fn revoke_all(
@@ -140,9 +206,8 @@ impl AdminInterface {
     ) -> Result<u32, EcpError> {
         let caller = self.0.caller(&header).await?;
         self.0
-            .service
-            .revoke_all(&caller, &user)
-            .map_err(|e| to_bus_error(e, &caller))
+            .decide(caller, move |s, c| s.revoke_all(c, &user))
+            .await
     }
 
     async fn list(
@@ -151,10 +216,7 @@ impl AdminInterface {
         user: String,
     ) -> Result<Vec<CertificateEntry>, EcpError> {
         let caller = self.0.caller(&header).await?;
-        self.0
-            .service
-            .list(&caller, &user)
-            .map_err(|e| to_bus_error(e, &caller))
+        self.0.decide(caller, move |s, c| s.list(c, &user)).await
     }
 
     async fn unlock(
@@ -163,25 +225,16 @@ impl AdminInterface {
         user: String,
     ) -> Result<(), EcpError> {
         let caller = self.0.caller(&header).await?;
-        self.0
-            .service
-            .unlock(&caller, &user)
-            .map_err(|e| to_bus_error(e, &caller))
+        self.0.decide(caller, move |s, c| s.unlock(c, &user)).await
     }
 
     async fn status(&self, #[zbus(header)] header: Header<'_>) -> Result<DaemonStatus, EcpError> {
         let caller = self.0.caller(&header).await?;
-        self.0
-            .service
-            .status(&caller)
-            .map_err(|e| to_bus_error(e, &caller))
+        self.0.decide(caller, |s, c| s.status(c)).await
     }
 
     async fn cleanup(&self, #[zbus(header)] header: Header<'_>) -> Result<u64, EcpError> {
         let caller = self.0.caller(&header).await?;
-        self.0
-            .service
-            .cleanup(&caller)
-            .map_err(|e| to_bus_error(e, &caller))
+        self.0.decide(caller, |s, c| s.cleanup(c)).await
     }
 }

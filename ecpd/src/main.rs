@@ -96,7 +96,11 @@ async fn serve(
     let bus = zbus::fdo::DBusProxy::new(&connection)
         .await
         .map_err(|e| format!("bus daemon proxy: {e}"))?;
-    let shared = Arc::new(dbus::Shared { service, bus });
+    let shared = Arc::new(dbus::Shared::new(
+        service,
+        bus,
+        tokio::runtime::Handle::current(),
+    ));
     let server = connection.object_server();
     server
         .at(OBJECT_PATH, dbus::AuthInterface(shared.clone()))

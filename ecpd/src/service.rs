@@ -1,10 +1,12 @@
 //! The decisions. Nothing here knows about D-Bus or sled types: callers are
 //! a uid and a name, answers are values or a `ServiceError`.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use ecp_core::bus::{CertificateEntry, DaemonStatus};
-use ecp_core::certificate::parse_certificate_pem;
+use ecp_core::certificate::{parse_certificate_pem, ParsedCertificate};
 use ecp_core::challenge::{MAX_SIGNATURE_LEN, MAX_TOKEN_LEN};
 use ecp_core::when::unix_now;
 use ecp_core::{
@@ -92,7 +94,15 @@ pub struct Service {
     config: Config,
     host: HostName,
     started: Instant,
+    /// Certificates already parsed and self-signature-checked, by
+    /// fingerprint (the SHA-256 of their DER, so an entry can never stand
+    /// for other bytes). Saves a second signature check on every login;
+    /// the time window and CN are still checked at every use.
+    parsed: Mutex<HashMap<String, ParsedCertificate>>,
 }
+
+/// Parsed certificates kept before the cache starts afresh.
+const PARSED_CACHE_LIMIT: usize = 4096;
 
 fn now_secs() -> u64 {
     u64::try_from(unix_now()).unwrap_or(0)
@@ -157,7 +167,28 @@ impl Service {
             config,
             host,
             started: Instant::now(),
+            parsed: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The stored certificate, parsed (from the cache when possible).
+    fn parsed_certificate(
+        &self,
+        fingerprint: &str,
+        pem: &str,
+    ) -> Result<ParsedCertificate, CertificateError> {
+        let mut cache = self.parsed.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(cert) = cache.get(fingerprint) {
+            return Ok(cert.clone());
+        }
+        let cert = parse_certificate_pem(pem.as_bytes())?;
+        if cert.fingerprint() == fingerprint {
+            if cache.len() >= PARSED_CACHE_LIMIT {
+                cache.clear();
+            }
+            cache.insert(fingerprint.to_owned(), cert.clone());
+        }
+        Ok(cert)
     }
 
     pub fn host(&self) -> &HostName {
@@ -358,12 +389,13 @@ impl Service {
         let mut any_valid = false;
         for (fingerprint, stored) in certificates {
             // Re-validated at every use: it may have expired since enrolment.
-            let cert = match validate_certificate(
-                stored.pem.as_bytes(),
-                user,
-                now as i64,
-                self.skew(),
-            ) {
+            let cert = match self
+                .parsed_certificate(&fingerprint, &stored.pem)
+                .and_then(|cert| {
+                    cert.check_user(user)?;
+                    cert.check_time(now as i64, self.skew())?;
+                    Ok(cert)
+                }) {
                 Ok(cert) => cert,
                 Err(e) => {
                     info!(event = "verify", user = %user, fingerprint = %fingerprint, reason = %e, "skipping certificate");
