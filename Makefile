@@ -5,7 +5,7 @@
 
 CARGO ?= cargo
 
-.PHONY: demo test lint build package package-files install
+.PHONY: demo test lint build package package-files install bench
 
 demo:
 	./scripts/demo.sh
@@ -35,3 +35,9 @@ package: package-files
 # Other distributions: make install [DESTDIR=...] [PREFIX=/usr/local] [PAMDIR=...]
 install: package-files
 	DESTDIR="$(DESTDIR)" PREFIX="$(PREFIX)" PAMDIR="$(PAMDIR)" ./packaging/install.sh
+
+# Figures beside their limits (release build, about a minute):
+# prints a table and writes target/bench/results.json
+bench:
+	$(CARGO) build --release --workspace
+	$(CARGO) run --release -p ecp_bench -- --out target/bench/results.json

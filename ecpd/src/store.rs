@@ -75,6 +75,8 @@ pub struct Store {
 }
 
 const RATE_WINDOW_SECS: u64 = 60;
+/// sled page cache size.
+const CACHE_BYTES: u64 = 8 * 1024 * 1024;
 /// Failure records of unlocked users are kept this long after the last
 /// failure, then forgotten.
 const FAILURE_MEMORY_SECS: u64 = 24 * 3600;
@@ -107,9 +109,12 @@ impl Store {
     /// Opens (or creates) the store at `path` and purges every outstanding
     /// challenge, durably, before anything is served.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        // sled's page cache defaults to 1 GiB; ecpd's working set (a few
+        // thousand certificates, outstanding challenges) fits in far less.
         let db = sled::Config::new()
             .path(path)
             .mode(sled::Mode::LowSpace)
+            .cache_capacity(CACHE_BYTES)
             .open()?;
         Self::from_db(db)
     }
