@@ -1,0 +1,271 @@
+//! What ecpd survives: a storm of replays, crashes in the middle of work,
+//! and a store it cannot write.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ecp_core::bus::{AdminProxy, AuthProxy};
+use ecp_core::certificate::build_self_signed_certificate;
+use ecp_core::keyfile::generate_signing_key;
+use ecp_core::{Challenge, UserName};
+use ecp_tests::daemon::TestDaemon;
+use ecp_tests::pam::PamServices;
+
+fn enroll(
+    address: &str,
+    user: &str,
+) -> Result<(p256::ecdsa::SigningKey, String), ecp_core::bus::EcpError> {
+    let key = generate_signing_key();
+    let pem = build_self_signed_certificate(&key, &UserName::parse(user).unwrap(), 30).unwrap();
+    let fingerprint = zbus::block_on(async {
+        let conn = zbus::connection::Builder::address(address).build().await?;
+        AdminProxy::new(&conn)
+            .await?
+            .enroll(user, &pem, "fault")
+            .await
+    })?;
+    Ok((key, fingerprint))
+}
+
+#[test]
+fn a_hundred_thousand_attempts_from_32_clients_succeed_exactly_once_per_token() {
+    let daemon = TestDaemon::start(
+        "host_name = \"h\"\nchallenges_per_user_per_minute = 0\nmax_failed_attempts = 0\n",
+    );
+    let (key, _) = enroll(daemon.address(), "alice").unwrap();
+    const TOKENS: usize = 1000;
+    const CLIENTS: usize = 32;
+    const PER_CLIENT: usize = 100_000 / CLIENTS;
+    let conn = daemon.connect();
+    let signed: Arc<Vec<(String, String)>> = Arc::new(zbus::block_on(async {
+        let auth = AuthProxy::new(&conn).await.unwrap();
+        let mut out = Vec::new();
+        for _ in 0..TOKENS {
+            let token = auth.challenge("alice", "sshd", "").await.unwrap();
+            let signature = Challenge::from_token(&token).unwrap().sign(&key);
+            out.push((token, signature));
+        }
+        out
+    }));
+    let successes: Arc<Vec<AtomicU32>> = Arc::new((0..TOKENS).map(|_| AtomicU32::new(0)).collect());
+    let barrier = Arc::new(std::sync::Barrier::new(CLIENTS));
+    let handles: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            let (signed, successes, barrier) = (signed.clone(), successes.clone(), barrier.clone());
+            let address = daemon.address().to_owned();
+            std::thread::spawn(move || {
+                zbus::block_on(async {
+                    let conn = zbus::connection::Builder::address(address.as_str())
+                        .build()
+                        .await
+                        .unwrap();
+                    let auth = AuthProxy::new(&conn).await.unwrap();
+                    barrier.wait();
+                    // Every client walks the tokens in the same order, so
+                    // each token is tried by all 32 at about the same time.
+                    for k in 0..PER_CLIENT {
+                        let (token, signature) = &signed[k % TOKENS];
+                        if auth.verify("alice", token, signature).await.is_ok() {
+                            successes[k % TOKENS].fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
+                })
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    let counts: Vec<u32> = successes.iter().map(|c| c.load(Ordering::SeqCst)).collect();
+    assert!(
+        counts.iter().all(|&c| c == 1),
+        "tokens with other than one success: {:?}",
+        counts
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| **c != 1)
+            .take(10)
+            .collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn twenty_crashes_lose_no_acknowledged_enrollment_and_revive_no_token() {
+    let mut daemon = TestDaemon::start(
+        "host_name = \"h\"\nchallenges_per_user_per_minute = 0\nmax_failed_attempts = 0\n",
+    );
+    let address = daemon.address().to_owned();
+    let (login_key, _) = enroll(&address, "steady").unwrap();
+    let services = PamServices::new();
+    let work = ecp_tests::Workdir::new();
+    work.write("pass", b"pw\n", 0o600);
+    let me = String::from_utf8(
+        std::process::Command::new("id")
+            .arg("-un")
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let me = me.trim().to_owned();
+    ecp_tests::ecpctl(&[
+        "keygen",
+        "--user",
+        &me,
+        "--out",
+        &work.arg("k"),
+        "--passphrase-file",
+        &work.arg("pass"),
+    ])
+    .ok();
+    daemon
+        .ecpctl(&["enroll", &me, "--cert", &work.arg("k/certificate.pem")])
+        .ok();
+    services.add(
+        "ecp-crash",
+        &format!("auth required $MODULE mode=keyfile keyfile={} bus={address} daemon_user={me} timeout=3\n", work.arg("k/private_key.pem")),
+    );
+
+    // Background load: enrollments (remember the acknowledged ones) and
+    // logins, both carrying on through the crashes.
+    let stop = Arc::new(AtomicBool::new(false));
+    let enroller = {
+        let (stop, address) = (stop.clone(), address.clone());
+        std::thread::spawn(move || {
+            let mut acknowledged = Vec::new();
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let user = format!("crash{n}");
+                if let Ok((_, fingerprint)) = enroll(&address, &user) {
+                    acknowledged.push((user, fingerprint));
+                    n += 1;
+                }
+            }
+            acknowledged
+        })
+    };
+    let logger = {
+        let (stop, address, key) = (stop.clone(), address.clone(), login_key.clone());
+        std::thread::spawn(move || {
+            let mut ok = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let result = zbus::block_on(async {
+                    let conn = zbus::connection::Builder::address(address.as_str())
+                        .build()
+                        .await?;
+                    let auth = AuthProxy::new(&conn).await?;
+                    let token = auth.challenge("steady", "sshd", "").await?;
+                    let signature = Challenge::from_token(&token).unwrap().sign(&key);
+                    auth.verify("steady", &token, &signature).await
+                });
+                if result.is_ok() {
+                    ok += 1;
+                }
+            }
+            ok
+        })
+    };
+
+    let mut stale = Vec::new();
+    for cycle in 0..20 {
+        std::thread::sleep(Duration::from_millis(150 + (cycle * 37 % 200)));
+        // A signed challenge issued just before the crash.
+        let conn = daemon.connect();
+        let token = zbus::block_on(async {
+            AuthProxy::new(&conn)
+                .await
+                .unwrap()
+                .challenge("steady", "sshd", "")
+                .await
+                .unwrap()
+        });
+        drop(conn);
+        stale.push((
+            token.clone(),
+            Challenge::from_token(&token).unwrap().sign(&login_key),
+        ));
+        daemon.kill_hard();
+        if cycle % 5 == 0 {
+            // While it is down the module fails closed, promptly.
+            let started = Instant::now();
+            let run = services.pamtester("ecp-crash", &me, &["authenticate"], "", "pw\n");
+            assert_eq!(run.code, 1, "cycle {cycle}: {}", run.stderr);
+            assert!(started.elapsed() < Duration::from_secs(15));
+        }
+        daemon.restart();
+    }
+    stop.store(true, Ordering::Relaxed);
+    let acknowledged = enroller.join().unwrap();
+    let logins = logger.join().unwrap();
+    assert!(
+        acknowledged.len() > 20,
+        "too little load: {} enrollments",
+        acknowledged.len()
+    );
+    assert!(logins > 0);
+
+    // After the last restart: every acknowledged enrollment is there, no
+    // pre-crash token validates, and the module works with no manual step.
+    let conn = daemon.connect();
+    zbus::block_on(async {
+        let admin = AdminProxy::new(&conn).await.unwrap();
+        let all = admin.list("").await.unwrap();
+        for (user, fingerprint) in &acknowledged {
+            assert!(
+                all.iter()
+                    .any(|e| &e.user == user && &e.fingerprint == fingerprint),
+                "{user} lost after a crash"
+            );
+        }
+        let auth = AuthProxy::new(&conn).await.unwrap();
+        for (token, signature) in &stale {
+            assert!(
+                auth.verify("steady", token, signature).await.is_err(),
+                "a pre-crash token validated"
+            );
+        }
+    });
+    let run = services.pamtester("ecp-crash", &me, &["authenticate"], "", "pw\n");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+}
+
+#[test]
+fn a_store_that_cannot_be_written_stops_the_daemon_with_a_clear_error() {
+    if !ecp_tests::daemon::running_as_root() {
+        eprintln!("skipped: needs root for a read-only mount");
+        return;
+    }
+    let work = ecp_tests::Workdir::new();
+    let db = work.path("db");
+    std::fs::create_dir(&db).unwrap();
+    let bus = ecp_tests::daemon::TestBus::start();
+    let script = format!(
+        "mount --bind '{db}' '{db}' && mount -o remount,bind,ro '{db}' && exec '{ecpd}' --bus '{bus}' --db '{db}' --config /dev/null",
+        db = db.display(),
+        ecpd = ecp_tests::binary("ecpd").display(),
+        bus = bus.address
+    );
+    let out = std::process::Command::new("unshare")
+        .args([
+            "--mount",
+            "--propagation",
+            "private",
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot open the store"), "{stderr}");
+    assert!(stderr.to_lowercase().contains("read-only"), "{stderr}");
+    // It never owned the name, so no client is answered by it.
+    let run = ecp_tests::run(
+        &ecp_tests::binary("ecpctl"),
+        &["--bus", &bus.address, "status"],
+    );
+    assert_eq!(run.code, 5);
+}
