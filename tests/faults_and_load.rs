@@ -269,3 +269,93 @@ fn a_store_that_cannot_be_written_stops_the_daemon_with_a_clear_error() {
     );
     assert_eq!(run.code, 5);
 }
+
+#[test]
+fn a_minute_long_challenge_flood_from_many_rhosts_does_not_stop_a_legitimate_login() {
+    let daemon = TestDaemon::start("host_name = \"h\"\nmax_failed_attempts = 0\n");
+    let (key, _) = enroll(daemon.address(), "alice").unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    // 4 flooders × 100 rhosts, each rhost at and beyond its 10/min limit.
+    let flooders: Vec<_> = (0..4)
+        .map(|t| {
+            let (stop, address) = (stop.clone(), daemon.address().to_owned());
+            std::thread::spawn(move || {
+                zbus::block_on(async {
+                    let conn = zbus::connection::Builder::address(address.as_str())
+                        .build()
+                        .await
+                        .unwrap();
+                    let auth = AuthProxy::new(&conn).await.unwrap();
+                    let mut sent = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        let _ = auth
+                            .challenge(
+                                &format!("v{}", sent % 97),
+                                "sshd",
+                                &format!("10.9.{t}.{}", sent % 100),
+                            )
+                            .await;
+                        sent += 1;
+                    }
+                    sent
+                })
+            })
+        })
+        .collect();
+    let started = Instant::now();
+    let mut logins = 0;
+    while started.elapsed() < Duration::from_secs(60) {
+        // A legitimate login from another rhost every 8 seconds.
+        let conn = daemon.connect();
+        zbus::block_on(async {
+            let auth = AuthProxy::new(&conn).await.unwrap();
+            let token = auth
+                .challenge("alice", "sshd", "198.51.100.200")
+                .await
+                .expect("legitimate challenge refused under flood");
+            let signature = Challenge::from_token(&token).unwrap().sign(&key);
+            auth.verify("alice", &token, &signature)
+                .await
+                .expect("legitimate login refused under flood");
+        });
+        logins += 1;
+        std::thread::sleep(Duration::from_secs(8));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let sent: u64 = flooders.into_iter().map(|h| h.join().unwrap()).sum();
+    assert!(logins >= 7, "{logins}");
+    assert!(
+        sent > 10_000,
+        "the flood was too weak to mean anything: {sent}"
+    );
+
+    // Stated bounds: the store stays under 32 MiB and ecpd under 64 MiB RSS.
+    fn dir_bytes(path: &std::path::Path) -> u64 {
+        std::fs::read_dir(path)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| {
+                let m = e.metadata().unwrap();
+                if m.is_dir() {
+                    dir_bytes(&e.path())
+                } else {
+                    m.len()
+                }
+            })
+            .sum()
+    }
+    let store = dir_bytes(&daemon.db);
+    assert!(store < 32 << 20, "store grew to {store} bytes");
+    let status = std::fs::read_to_string(format!("/proc/{}/status", daemon.pid())).unwrap();
+    let rss_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(rss_kib < 64 * 1024, "ecpd RSS {rss_kib} KiB");
+    eprintln!("flood: {sent} requests, {logins} legitimate logins, store {store} bytes, RSS {rss_kib} KiB");
+}

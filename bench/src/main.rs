@@ -362,6 +362,48 @@ fn main() {
         ratio_checks.push((clients, round_trip_ratio));
     }
     report.insert("ping".into(), Value::Object(pings));
+
+    // 2b. Timing of refusals: unknown user, an account with no
+    //     certificate, and an enrolled user with a bad signature, measured
+    //     at the caller around the Verify call, interleaved to cancel drift.
+    let timing_client = Client::new(&daemon.connect());
+    let stranger = generate_signing_key();
+    let cases = [
+        ("unknown user", "nosuchuser9"),
+        ("unenrolled account", "daemon"),
+        ("bad signature", "bench0"),
+    ];
+    let mut samples: Vec<Vec<Duration>> = vec![Vec::new(); cases.len()];
+    for _ in 0..if quick { 100 } else { 400 } {
+        for (i, (_, user)) in cases.iter().enumerate() {
+            let token = zbus::block_on(timing_client.auth.challenge(user, "sshd", "")).unwrap();
+            let signature = Challenge::from_token(&token).unwrap().sign(&stranger);
+            let start = Instant::now();
+            assert!(zbus::block_on(timing_client.auth.verify(user, &token, &signature)).is_err());
+            samples[i].push(start.elapsed());
+        }
+    }
+    let medians: Vec<f64> = samples
+        .iter_mut()
+        .map(|s| {
+            s.sort();
+            s[s.len() / 2].as_secs_f64() * 1e3
+        })
+        .collect();
+    let (lo, hi) = medians
+        .iter()
+        .fold((f64::MAX, 0.0f64), |(lo, hi), &m| (lo.min(m), hi.max(m)));
+    let spread = (hi - lo) / lo;
+    println!();
+    println!("refusal time at the caller (median of interleaved Verify calls):");
+    let mut timing = serde_json::Map::new();
+    for ((name, _), median) in cases.iter().zip(&medians) {
+        println!("  {name:<20} {median:.3} ms");
+        timing.insert((*name).into(), json!(round(*median)));
+    }
+    println!("  spread between medians: {:.1}%", spread * 100.0);
+    timing.insert("spread".into(), json!(round(spread)));
+    report.insert("refusal_timing_ms".into(), Value::Object(timing));
     report.insert("pairs".into(), Value::Object(pairs));
 
     // 3. A challenge flood at the rate limit, from many rhosts, while one

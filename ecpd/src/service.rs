@@ -99,6 +99,10 @@ pub struct Service {
     /// for other bytes). Saves a second signature check on every login;
     /// the time window and CN are still checked at every use.
     parsed: Mutex<HashMap<String, ParsedCertificate>>,
+    /// A key no one holds: a user with no usable certificate still costs
+    /// one signature check, so the time of a refusal does not tell an
+    /// enrolled user from an unknown one.
+    decoy: p256::ecdsa::VerifyingKey,
 }
 
 /// Parsed certificates kept before the cache starts afresh.
@@ -168,6 +172,7 @@ impl Service {
             host,
             started: Instant::now(),
             parsed: Mutex::new(HashMap::new()),
+            decoy: *ecp_core::keyfile::generate_signing_key().verifying_key(),
         }
     }
 
@@ -384,6 +389,7 @@ impl Service {
 
         let certificates = self.store.certificates_of(user.as_str())?;
         if certificates.is_empty() {
+            let _ = challenge.verify(&self.decoy, signature);
             return Err(auth(AuthFailure::NotEnrolled));
         }
         let mut any_valid = false;
@@ -409,11 +415,11 @@ impl Service {
                 return Ok(fingerprint);
             }
         }
-        Err(auth(if any_valid {
-            AuthFailure::BadSignature
-        } else {
-            AuthFailure::NoValidCertificate
-        }))
+        if !any_valid {
+            let _ = challenge.verify(&self.decoy, signature);
+            return Err(auth(AuthFailure::NoValidCertificate));
+        }
+        Err(auth(AuthFailure::BadSignature))
     }
 
     pub fn enroll(
