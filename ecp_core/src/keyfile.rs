@@ -183,16 +183,47 @@ pub fn encrypt_key_to_pem(
         .map_err(|e| encrypt_err(e.to_string()))
 }
 
+/// The most a key file may make us spend before we learn whether its
+/// passphrase is right.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KdfLimits {
+    pub max_pbkdf2_iterations: u32,
+    /// Bytes of memory scrypt may need (128 · r · N).
+    pub max_scrypt_memory_bytes: u64,
+    /// N · r · p.
+    pub max_scrypt_work: u64,
+}
+
+impl KdfLimits {
+    /// What every reader in ecp applies: generous for real key files
+    /// (32× ecp's own default work, 128 MiB), bounded for hostile ones.
+    pub const DEFAULT: Self = Self {
+        max_pbkdf2_iterations: 10_000_000,
+        max_scrypt_memory_bytes: 128 * 1024 * 1024,
+        max_scrypt_work: (1 << 14) * 8 * 32,
+    };
+}
+
 /// Decrypts an encrypted PKCS#8 P-256 key file. Every way this can fail has
 /// its own [`KeyFileError`] variant, so the user learns what to fix.
 pub fn decrypt_key_pem(file: &[u8], passphrase: &Passphrase) -> Result<SigningKey, KeyFileError> {
+    decrypt_key_pem_within(file, passphrase, KdfLimits::DEFAULT)
+}
+
+/// [`decrypt_key_pem`] with explicit KDF limits (tests and fuzzing use
+/// small ones).
+pub fn decrypt_key_pem_within(
+    file: &[u8],
+    passphrase: &Passphrase,
+    limits: KdfLimits,
+) -> Result<SigningKey, KeyFileError> {
     let encrypted_der = decode_encrypted_pem(file)?;
     let info = EncryptedPrivateKeyInfoRef::from_der(&encrypted_der).map_err(|e| {
         KeyFileError::Malformed {
             detail: format!("not a PKCS#8 EncryptedPrivateKeyInfo: {e}"),
         }
     })?;
-    check_encryption_scheme(&info.encryption_algorithm)?;
+    check_encryption_scheme(&info.encryption_algorithm, limits)?;
 
     let plain = info.decrypt(passphrase.as_bytes()).map_err(|e| match e {
         pkcs8::Error::EncryptedPrivateKey(pkcs5::Error::UnsupportedAlgorithm { oid }) => {
@@ -264,13 +295,10 @@ fn pem_label(text: &str) -> Option<&str> {
     first.strip_prefix("-----BEGIN ")?.strip_suffix("-----")
 }
 
-/// Bounds on what a key file may make us spend before we learn whether its
-/// passphrase is right.
-const MAX_PBKDF2_ITERATIONS: u32 = 10_000_000;
-const MAX_SCRYPT_MEMORY_BYTES: u64 = 128 * 1024 * 1024;
-const MAX_SCRYPT_WORK: u64 = (1 << 14) * 8 * 32;
-
-fn check_encryption_scheme(scheme: &pkcs5::EncryptionScheme) -> Result<(), KeyFileError> {
+fn check_encryption_scheme(
+    scheme: &pkcs5::EncryptionScheme,
+    limits: KdfLimits,
+) -> Result<(), KeyFileError> {
     let params = match scheme {
         pkcs5::EncryptionScheme::Pbes2(params) => params,
         pkcs5::EncryptionScheme::Pbes1(_) => {
@@ -287,7 +315,7 @@ fn check_encryption_scheme(scheme: &pkcs5::EncryptionScheme) -> Result<(), KeyFi
         }
     };
     match &params.kdf {
-        pbes2::Kdf::Pbkdf2(p) if p.iteration_count > MAX_PBKDF2_ITERATIONS => {
+        pbes2::Kdf::Pbkdf2(p) if p.iteration_count > limits.max_pbkdf2_iterations => {
             Err(KeyFileError::KdfTooExpensive {
                 detail: format!("PBKDF2 with {} iterations", p.iteration_count),
             })
@@ -299,7 +327,7 @@ fn check_encryption_scheme(scheme: &pkcs5::EncryptionScheme) -> Result<(), KeyFi
             let p = u64::from(s.parallelization);
             let memory = n.saturating_mul(r).saturating_mul(128);
             let work = n.saturating_mul(r).saturating_mul(p);
-            if memory > MAX_SCRYPT_MEMORY_BYTES || work > MAX_SCRYPT_WORK {
+            if memory > limits.max_scrypt_memory_bytes || work > limits.max_scrypt_work {
                 Err(KeyFileError::KdfTooExpensive {
                     detail: format!("scrypt N={n} r={r} p={p}"),
                 })
@@ -513,7 +541,7 @@ mod tests {
         s.cost_parameter = 1 << 20;
         params.kdf = pbes2::Kdf::Scrypt(s);
         assert!(matches!(
-            check_encryption_scheme(&pkcs5::EncryptionScheme::Pbes2(params)),
+            check_encryption_scheme(&pkcs5::EncryptionScheme::Pbes2(params), KdfLimits::DEFAULT),
             Err(KeyFileError::KdfTooExpensive { .. })
         ));
     }

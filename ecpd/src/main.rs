@@ -5,10 +5,7 @@
 
 #![forbid(unsafe_code)]
 
-mod config;
-mod dbus;
-mod service;
-mod store;
+use ecpd::{dbus, service, store};
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -20,7 +17,7 @@ use ecp_core::bus::{BUS_NAME, OBJECT_PATH};
 use ecp_core::HostName;
 use tracing::{error, info, warn};
 
-use config::{Config, DEFAULT_CONFIG_PATH, DEFAULT_DB_PATH};
+use ecpd::config::{Config, DEFAULT_CONFIG_PATH, DEFAULT_DB_PATH};
 
 /// ecpd — the ecp daemon: one-time login challenges and signature
 /// verification on the D-Bus system bus.

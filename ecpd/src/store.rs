@@ -119,10 +119,9 @@ impl Store {
         Self::from_db(db)
     }
 
-    /// A throw-away store for unit tests.
-    #[cfg(test)]
-    pub fn temporary() -> Self {
-        Self::from_db(sled::Config::new().temporary(true).open().unwrap()).unwrap()
+    /// A throw-away store (removed when dropped), for tests and fuzzing.
+    pub fn temporary() -> Result<Self, StoreError> {
+        Self::from_db(sled::Config::new().temporary(true).open()?)
     }
 
     fn from_db(db: sled::Db) -> Result<Self, StoreError> {
@@ -433,7 +432,7 @@ mod tests {
 
     #[test]
     fn a_nonce_is_taken_once() {
-        let store = Store::temporary();
+        let store = Store::temporary().unwrap();
         store.insert_nonce(b"id1", &nonce("alice", 100)).unwrap();
         assert_eq!(store.outstanding_nonces(), 1);
         assert_eq!(store.take_nonce(b"id1").unwrap(), Some(nonce("alice", 100)));
@@ -443,7 +442,7 @@ mod tests {
 
     #[test]
     fn concurrent_takers_get_the_nonce_exactly_once() {
-        let store = std::sync::Arc::new(Store::temporary());
+        let store = std::sync::Arc::new(Store::temporary().unwrap());
         store.insert_nonce(b"id", &nonce("alice", 100)).unwrap();
         let handles: Vec<_> = (0..16)
             .map(|_| {
@@ -462,7 +461,7 @@ mod tests {
 
     #[test]
     fn expired_nonces_are_cleaned_up() {
-        let store = Store::temporary();
+        let store = Store::temporary().unwrap();
         store.insert_nonce(b"old", &nonce("a", 10)).unwrap();
         store.insert_nonce(b"new", &nonce("a", 1000)).unwrap();
         assert_eq!(store.remove_expired_nonces(10).unwrap(), 1);
@@ -507,7 +506,7 @@ mod tests {
 
     #[test]
     fn certificate_bounds_and_duplicates() {
-        let store = Store::temporary();
+        let store = Store::temporary().unwrap();
         let record = CertificateRecord {
             pem: "p".into(),
             label: "l".into(),
@@ -544,7 +543,7 @@ mod tests {
 
     #[test]
     fn rate_window_counts_and_resets() {
-        let store = Store::temporary();
+        let store = Store::temporary().unwrap();
         assert_eq!(store.count_event("rhost\0a", 1000).unwrap(), 1);
         assert_eq!(store.count_event("rhost\0a", 1030).unwrap(), 2);
         assert_eq!(store.count_event("rhost\0b", 1030).unwrap(), 1);
@@ -555,7 +554,7 @@ mod tests {
 
     #[test]
     fn failures_lock_and_a_served_lockout_restarts_the_count() {
-        let store = Store::temporary();
+        let store = Store::temporary().unwrap();
         for i in 1..3 {
             let f = store.record_failure("alice", 100, 3, 60).unwrap();
             assert_eq!((f.consecutive, f.locked_until), (i, 0));
