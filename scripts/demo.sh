@@ -7,6 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+./scripts/deps.sh --check
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
