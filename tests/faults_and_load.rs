@@ -359,3 +359,74 @@ fn a_minute_long_challenge_flood_from_many_rhosts_does_not_stop_a_legitimate_log
     assert!(rss_kib < 64 * 1024, "ecpd RSS {rss_kib} KiB");
     eprintln!("flood: {sent} requests, {logins} legitimate logins, store {store} bytes, RSS {rss_kib} KiB");
 }
+
+#[test]
+fn a_full_store_refuses_challenges_with_a_clear_error_and_the_daemon_lives_on() {
+    if !ecp_tests::daemon::running_as_root() {
+        eprintln!("skipped: needs root for a small tmpfs");
+        return;
+    }
+    let work = ecp_tests::Workdir::new();
+    let db = work.path("db");
+    std::fs::create_dir(&db).unwrap();
+    let bus = ecp_tests::daemon::TestBus::start();
+    let log = work.path("ecpd.log");
+    let script = format!(
+        "mount -t tmpfs -o size=2m ecp-full-test '{db}' && exec '{ecpd}' --bus '{bus}' --db '{db}' --config /dev/null 2>'{log}'",
+        db = db.display(),
+        ecpd = ecp_tests::binary("ecpd").display(),
+        bus = bus.address,
+        log = log.display()
+    );
+    let mut daemon = std::process::Command::new("unshare")
+        .args([
+            "--mount",
+            "--propagation",
+            "private",
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ])
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while ecp_tests::run(
+        &ecp_tests::binary("ecpctl"),
+        &["--bus", &bus.address, "status"],
+    )
+    .code
+        != 0
+    {
+        assert!(Instant::now() < deadline, "ecpd did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let conn =
+        zbus::block_on(zbus::connection::Builder::address(bus.address.as_str()).build()).unwrap();
+    let failure = zbus::block_on(async {
+        let auth = AuthProxy::new(&conn).await.unwrap();
+        for i in 0..50_000 {
+            match auth.challenge(&format!("u{}", i % 500), "sshd", "").await {
+                Ok(_) | Err(ecp_core::bus::EcpError::RateLimited(_)) => {}
+                Err(e) => return Some(e),
+            }
+        }
+        None
+    });
+    let failure = failure.expect("a 2 MiB store never filled up");
+    assert!(
+        matches!(&failure, ecp_core::bus::EcpError::StoreFailure(m) if m.contains("No space left")),
+        "{failure:?}"
+    );
+    // Still alive and answering.
+    let status = ecp_tests::run(
+        &ecp_tests::binary("ecpctl"),
+        &["--bus", &bus.address, "status"],
+    );
+    assert_eq!(status.code, 0, "{}", status.stderr);
+    assert!(std::fs::read_to_string(&log)
+        .unwrap()
+        .contains("event=\"store\""));
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+}

@@ -52,6 +52,10 @@ impl Shared {
             .runtime
             .spawn_blocking(move || {
                 let result = decision(&shared.service, &caller);
+                if let Err(ServiceError::Store(e)) = &result {
+                    // Refused for want of a working store: say so loudly.
+                    tracing::error!(event = "store", caller_uid = caller.uid, outcome = "failed", reason = %e);
+                }
                 result.map_err(|e| to_bus_error(e, &caller))
             })
             .await;
