@@ -112,16 +112,7 @@ fn ssh(dir: &Path, askpass: &Path, user: &str, port: u16) -> Run {
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    let run = Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
-    eprintln!(
-        "$ ssh {user}\n  exit {}\n  stdout: {}\n  stderr: {}",
-        run.code, run.stdout, run.stderr
-    );
-    run
+    Run::from_output(&format!("ssh {user}"), out)
 }
 
 /// A user with a password and a shell, a key made and enrolled.
@@ -252,16 +243,7 @@ fn sudo_as(user: &TestUser, pam_d: &Path, sudoers: &Path, input: &str) -> Run {
         .write_all(input.as_bytes())
         .unwrap();
     let out = child.wait_with_output().unwrap();
-    let run = Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
-    eprintln!(
-        "$ sudo as {}\n  exit {}\n  stdout: {}\n  stderr: {}",
-        user.name, run.code, run.stdout, run.stderr
-    );
-    run
+    Run::from_output(&format!("sudo as {}", user.name), out)
 }
 
 #[test]

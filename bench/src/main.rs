@@ -23,7 +23,7 @@ use ecp_core::keyfile::{
     decrypt_key_pem, encrypt_key_to_pem, generate_signing_key, KdfParams, Passphrase,
 };
 use ecp_core::{Challenge, UserName};
-use ecp_tests::daemon::TestDaemon;
+use ecp_tests::daemon::{dir_bytes, rss_kib, TestDaemon};
 use ecp_tests::pam::PamServices;
 use p256::ecdsa::signature::{Signer, Verifier};
 use p256::ecdsa::SigningKey;
@@ -170,33 +170,6 @@ fn enroll_users(daemon: &TestDaemon, count: usize) -> Arc<Vec<(String, SigningKe
         })
         .collect();
     Arc::new(users)
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.split_whitespace().next().map(str::to_owned))
-        })
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
-fn dir_bytes(path: &Path) -> u64 {
-    std::fs::read_dir(path)
-        .map(|entries| {
-            entries
-                .filter_map(|e| e.ok())
-                .map(|e| match e.metadata() {
-                    Ok(m) if m.is_dir() => dir_bytes(&e.path()),
-                    Ok(m) => m.len(),
-                    Err(_) => 0,
-                })
-                .sum()
-        })
-        .unwrap_or(0)
 }
 
 fn p256_verify_rate(duration: Duration) -> f64 {

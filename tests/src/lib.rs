@@ -59,7 +59,9 @@ pub struct Run {
 }
 
 impl Run {
-    fn from_output(what: &str, out: Output) -> Self {
+    /// Collects a finished process's output, and echoes it (shown when a
+    /// test fails) under the heading `what`.
+    pub fn from_output(what: &str, out: Output) -> Self {
         let run = Run {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -72,16 +72,7 @@ impl PamServices {
             .write_all(input.as_bytes())
             .unwrap();
         let out = child.wait_with_output().unwrap();
-        let run = Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        };
-        eprintln!(
-            "$ pamtester {service} {user} {ops:?}\n  exit {}\n  stdout: {}\n  stderr: {}",
-            run.code, run.stdout, run.stderr
-        );
-        run
+        Run::from_output(&format!("pamtester {service} {user} {ops:?}"), out)
     }
 
     /// pamtester in challenge mode: waits for the `ecp challenge TOKEN`
