@@ -30,6 +30,17 @@ pub const ERROR_PREFIX: &str = "org.ecp.Ecpd1.Error";
 /// from the environment, which inside sudo belongs to the user.
 pub const SYSTEM_BUS_ADDRESS: &str = "unix:path=/run/dbus/system_bus_socket";
 
+/// A connection builder for a `--bus` argument of ecpd or ecpctl:
+/// `system`, `session`, or a D-Bus address. (The PAM module does not use
+/// this: it never reads the environment, which `system` may.)
+pub fn connection_builder(bus: &str) -> zbus::connection::Builder<'_> {
+    match bus {
+        "system" => zbus::connection::Builder::system(),
+        "session" => zbus::connection::Builder::session(),
+        address => zbus::connection::Builder::address(address),
+    }
+}
+
 /// Errors ecpd returns. Each variant is a D-Bus error name
 /// `org.ecp.Ecpd1.Error.<Variant>` whose message is a sentence for a person.
 #[derive(Debug, DBusError, PartialEq)]

@@ -2,12 +2,8 @@
 
 use std::path::PathBuf;
 
-use ecp_core::when::unix_now;
-use ecp_core::Challenge;
-
 use crate::cli::AskpassArgs;
 use crate::failure::Failure;
-use crate::keys::{key_path_or_default, unlock_key};
 
 /// The marker pam_ecp puts before the token in its prompt.
 const MARKER: &str = "ecp challenge ";
@@ -27,20 +23,13 @@ pub fn run(args: &AskpassArgs) -> Result<(), Failure> {
         println!("{answer}");
         return Ok(());
     };
-    let challenge = Challenge::from_token(token)?;
-    challenge.check_not_expired(u64::try_from(unix_now()).unwrap_or(0))?;
-    eprintln!(
-        "{}",
-        crate::sign::describe(&challenge, u64::try_from(unix_now()).unwrap_or(0))
-    );
     let key = args
         .key
         .clone()
         .or_else(|| std::env::var_os("ECP_KEY_FILE").map(PathBuf::from));
-    let key_path = key_path_or_default(key.as_deref())?;
     let passphrase_file = std::env::var_os("ECP_PASSPHRASE_FILE").map(PathBuf::from);
-    let key = unlock_key(&key_path, passphrase_file.as_deref())?;
-    println!("{}", challenge.sign(&key));
+    let signature = crate::sign::sign_token(token, key.as_deref(), passphrase_file.as_deref())?;
+    println!("{signature}");
     Ok(())
 }
 

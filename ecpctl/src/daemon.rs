@@ -17,12 +17,7 @@ use crate::keys::{key_path_or_default, unlock_key};
 const METHOD_TIMEOUT: Duration = Duration::from_secs(25);
 
 async fn connect(bus: &str) -> Result<zbus::Connection, Failure> {
-    let builder = match bus {
-        "system" => zbus::connection::Builder::system(),
-        "session" => zbus::connection::Builder::session(),
-        address => zbus::connection::Builder::address(address),
-    };
-    builder
+    ecp_core::bus::connection_builder(bus)
         .method_timeout(METHOD_TIMEOUT)
         .build()
         .await

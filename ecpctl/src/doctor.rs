@@ -107,15 +107,11 @@ pub fn run(bus: &str, args: &DoctorArgs) -> Result<(), Failure> {
 
     // 1. The daemon.
     let daemon = zbus::block_on(async {
-        let conn = match bus {
-            "system" => zbus::connection::Builder::system(),
-            "session" => zbus::connection::Builder::session(),
-            address => zbus::connection::Builder::address(address),
-        }
-        .method_timeout(std::time::Duration::from_secs(10))
-        .build()
-        .await
-        .map_err(|e| e.to_string())?;
+        let conn = ecp_core::bus::connection_builder(bus)
+            .method_timeout(std::time::Duration::from_secs(10))
+            .build()
+            .await
+            .map_err(|e| e.to_string())?;
         let admin = AdminProxy::new(&conn).await.map_err(|e| e.to_string())?;
         let status = admin.status().await.map_err(|e| e.to_string())?;
         let certificates = admin.list(&user).await.map_err(|e| e.to_string());

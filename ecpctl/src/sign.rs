@@ -3,22 +3,38 @@
 use ecp_core::when::{format_utc, unix_now};
 use ecp_core::Challenge;
 
+use std::path::Path;
+
 use crate::cli::SignArgs;
 use crate::failure::Failure;
 use crate::keys::{key_path_or_default, unlock_key};
 
 pub fn run(args: &SignArgs) -> Result<(), Failure> {
-    // Decode and check the token before touching the key: nothing is
-    // unlocked for a token that cannot be used.
-    let challenge = Challenge::from_token(args.token.trim())?;
+    let signature = sign_token(
+        args.token.trim(),
+        args.key.as_deref(),
+        args.passphrase_file.as_deref(),
+    )?;
+    println!("{signature}");
+    Ok(())
+}
+
+/// Shows what is approved, then signs `token` with the key file; shared by
+/// `sign` and `askpass`. The token is decoded and checked before the key
+/// is touched: nothing is unlocked for a token that cannot be used.
+pub fn sign_token(
+    token: &str,
+    key: Option<&Path>,
+    passphrase_file: Option<&Path>,
+) -> Result<String, Failure> {
+    let challenge = Challenge::from_token(token)?;
     let now = u64::try_from(unix_now()).unwrap_or(0);
     challenge.check_not_expired(now)?;
     eprintln!("{}", describe(&challenge, now));
 
-    let key_path = key_path_or_default(args.key.as_deref())?;
-    let key = unlock_key(&key_path, args.passphrase_file.as_deref())?;
-    println!("{}", challenge.sign(&key));
-    Ok(())
+    let key_path = key_path_or_default(key)?;
+    let key = unlock_key(&key_path, passphrase_file)?;
+    Ok(challenge.sign(&key))
 }
 
 /// What the user approves by signing, in one line.

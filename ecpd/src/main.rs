@@ -73,21 +73,13 @@ fn host_name(config: &Config) -> Result<HostName, String> {
     HostName::parse(&raw).map_err(|e| format!("{e}; set host_name in the configuration"))
 }
 
-async fn connect(bus: &str) -> zbus::Result<zbus::Connection> {
-    let builder = match bus {
-        "system" => zbus::connection::Builder::system(),
-        "session" => zbus::connection::Builder::session(),
-        address => zbus::connection::Builder::address(address),
-    };
-    builder.build().await
-}
-
 async fn serve(
     args: &Args,
     service: service::Service,
     cleanup_every: Duration,
 ) -> Result<(), String> {
-    let connection = connect(&args.bus)
+    let connection = ecp_core::bus::connection_builder(&args.bus)
+        .build()
         .await
         .map_err(|e| format!("cannot connect to the {} bus: {e}", args.bus))?;
     let bus = zbus::fdo::DBusProxy::new(&connection)

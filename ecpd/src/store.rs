@@ -99,6 +99,14 @@ fn certificate_key(user: &str, fingerprint: &str) -> Vec<u8> {
     key
 }
 
+/// The inverse of [`certificate_key`]: (user, fingerprint).
+fn split_certificate_key(key: &[u8]) -> (String, String) {
+    let split = key.iter().position(|&b| b == 0).unwrap_or(key.len());
+    let user = String::from_utf8_lossy(&key[..split]).into_owned();
+    let fingerprint = String::from_utf8_lossy(key.get(split + 1..).unwrap_or(&[])).into_owned();
+    (user, fingerprint)
+}
+
 fn user_prefix(user: &str) -> Vec<u8> {
     let mut key = user.as_bytes().to_vec();
     key.push(0);
@@ -197,7 +205,7 @@ impl Store {
             .scan_prefix(user_prefix(user))
             .map(|item| {
                 let (key, value) = item?;
-                let fingerprint = String::from_utf8_lossy(&key[user.len() + 1..]).into_owned();
+                let (_, fingerprint) = split_certificate_key(&key);
                 Ok((fingerprint, decode("certificates", &value)?))
             })
             .collect()
@@ -209,10 +217,7 @@ impl Store {
             .iter()
             .map(|item| {
                 let (key, value) = item?;
-                let split = key.iter().position(|&b| b == 0).unwrap_or(key.len());
-                let user = String::from_utf8_lossy(&key[..split]).into_owned();
-                let fingerprint =
-                    String::from_utf8_lossy(key.get(split + 1..).unwrap_or(&[])).into_owned();
+                let (user, fingerprint) = split_certificate_key(&key);
                 Ok((user, fingerprint, decode("certificates", &value)?))
             })
             .collect()
@@ -389,8 +394,7 @@ impl Store {
         let mut certificates = 0;
         for item in self.certificates.iter() {
             let (key, _) = item?;
-            let split = key.iter().position(|&b| b == 0).unwrap_or(key.len());
-            users.insert(key[..split].to_vec());
+            users.insert(split_certificate_key(&key).0);
             certificates += 1;
         }
         let mut locked_users = 0;
