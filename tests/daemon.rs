@@ -415,15 +415,6 @@ fn after_kill_9_enrollments_survive_and_earlier_tokens_never_validate() {
     login(&daemon, user, key).unwrap();
 }
 
-/// A copy of ecpctl that a test user can execute wherever the build tree is.
-fn ecpctl_for_users(dir: &Path) -> std::path::PathBuf {
-    let copy = dir.join("ecpctl");
-    if !copy.exists() {
-        std::fs::copy(binary("ecpctl"), &copy).unwrap();
-    }
-    copy
-}
-
 #[test]
 fn non_root_caller_may_authenticate_only_itself_and_not_administer() {
     if !running_as_root() {
@@ -433,27 +424,14 @@ fn non_root_caller_may_authenticate_only_itself_and_not_administer() {
     let daemon = TestDaemon::start(TEST_CONFIG);
     let user = TestUser::create(daemon.bus.dir());
     enroll(&daemon, "alice");
-    let ecpctl = ecpctl_for_users(daemon.bus.dir());
+    let ecpctl = ecp_tests::binary_copy_in(daemon.bus.dir(), "ecpctl");
     let bus = daemon.address().to_owned();
 
     // The user makes a key (as themselves) and root enrolls the certificate.
     let keydir = user.home.join("keys");
     let pass = user.home.join("pass");
-    std::fs::write(&pass, "user pass\n").unwrap();
-    std::os::unix::fs::chown(&pass, Some(user.uid), Some(user.gid)).unwrap();
-    user.run(
-        &ecpctl,
-        &[
-            "keygen",
-            "--user",
-            &user.name,
-            "--out",
-            keydir.to_str().unwrap(),
-            "--passphrase-file",
-            pass.to_str().unwrap(),
-        ],
-    )
-    .ok();
+    user.write_owned(&pass, "user pass\n");
+    user.keygen(&ecpctl, &keydir, &pass, &[]);
     let key = keydir.join("private_key.pem");
     let cert = keydir.join("certificate.pem");
 
@@ -549,19 +527,7 @@ fn non_root_caller_may_authenticate_only_itself_and_not_administer() {
     // A bad signature looks exactly like "not enrolled" to a non-root
     // caller: same exit code, same message.
     let other_dir = user.home.join("other");
-    user.run(
-        &ecpctl,
-        &[
-            "keygen",
-            "--user",
-            &user.name,
-            "--out",
-            other_dir.to_str().unwrap(),
-            "--passphrase-file",
-            pass.to_str().unwrap(),
-        ],
-    )
-    .ok();
+    user.keygen(&ecpctl, &other_dir, &pass, &[]);
     let bad_sig = user.run(
         &ecpctl,
         &[

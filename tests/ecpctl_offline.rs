@@ -332,8 +332,7 @@ fn key_file_owned_by_another_user_is_refused() {
     .unwrap();
     // The build tree may sit where uid 65534 cannot reach (under /root):
     // run a copy from the work directory.
-    let ecpctl_copy = work.path("ecpctl");
-    std::fs::copy(ecp_tests::binary("ecpctl"), &ecpctl_copy).unwrap();
+    let ecpctl_copy = ecp_tests::binary_copy_in(&work.path(""), "ecpctl");
     let token = challenge_for("nobody").to_token();
     let run = ecp_tests::run(
         std::path::Path::new("/usr/bin/setpriv"),

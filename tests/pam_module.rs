@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use ecp_tests::daemon::{running_as_root, TestBus, TestDaemon, TestUser};
 use ecp_tests::pam::{module_path, PamServices};
-use ecp_tests::{binary, Run};
+use ecp_tests::Run;
 
 const PASSPHRASE: &str = "user pass";
 
@@ -28,28 +28,12 @@ impl Setup {
             "host_name = \"pam-test-host\"\nchallenges_per_user_per_minute = 0\n",
         );
         let user = TestUser::create(daemon.bus.dir());
-        let ecpctl = daemon.bus.dir().join("ecpctl");
-        std::fs::copy(binary("ecpctl"), &ecpctl).unwrap();
+        let ecpctl = ecp_tests::binary_copy_in(daemon.bus.dir(), "ecpctl");
         let pass_file = user.home.join("pass");
-        std::fs::write(&pass_file, format!("{PASSPHRASE}\n")).unwrap();
-        std::os::unix::fs::chown(&pass_file, Some(user.uid), Some(user.gid)).unwrap();
+        user.write_owned(&pass_file, &format!("{PASSPHRASE}\n"));
         let keydir = user.home.join(".config/ecp");
         let days = days.to_string();
-        user.run(
-            &ecpctl,
-            &[
-                "keygen",
-                "--user",
-                &user.name,
-                "--out",
-                keydir.to_str().unwrap(),
-                "--days",
-                &days,
-                "--passphrase-file",
-                pass_file.to_str().unwrap(),
-            ],
-        )
-        .ok();
+        user.keygen(&ecpctl, &keydir, &pass_file, &["--days", &days]);
         if enroll {
             daemon
                 .ecpctl(&[

@@ -257,25 +257,11 @@ fn sudo_needs_the_password_and_the_key_file() {
     let user = TestUser::create(daemon.bus.dir());
     user.enable_login(PASSWORD);
     // The user's own key in the default place, made as the user.
-    let ecpctl = daemon.bus.dir().join("ecpctl");
-    std::fs::copy(binary("ecpctl"), &ecpctl).unwrap();
+    let ecpctl = ecp_tests::binary_copy_in(daemon.bus.dir(), "ecpctl");
     let pass = user.home.join("pass");
-    std::fs::write(&pass, format!("{PASSPHRASE}\n")).unwrap();
-    std::os::unix::fs::chown(&pass, Some(user.uid), Some(user.gid)).unwrap();
+    user.write_owned(&pass, &format!("{PASSPHRASE}\n"));
     let keydir = user.home.join(".config/ecp");
-    user.run(
-        &ecpctl,
-        &[
-            "keygen",
-            "--user",
-            &user.name,
-            "--out",
-            keydir.to_str().unwrap(),
-            "--passphrase-file",
-            pass.to_str().unwrap(),
-        ],
-    )
-    .ok();
+    user.keygen(&ecpctl, &keydir, &pass, &[]);
     daemon
         .ecpctl(&[
             "enroll",

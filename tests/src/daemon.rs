@@ -132,11 +132,7 @@ impl TestDaemon {
         let mut command = match self.run_as {
             None => Command::new(binary("ecpd")),
             Some((uid, gid)) => {
-                // A copy the account can execute wherever the build tree is.
-                let copy = self.bus.dir().join("ecpd");
-                if !copy.exists() {
-                    std::fs::copy(binary("ecpd"), &copy).unwrap();
-                }
+                let copy = crate::binary_copy_in(self.bus.dir(), "ecpd");
                 let mut c = Command::new("setpriv");
                 c.arg(format!("--reuid={uid}"))
                     .arg(format!("--regid={gid}"))
@@ -304,6 +300,28 @@ impl TestUser {
             .status()
             .unwrap();
         assert!(status.success(), "usermod failed");
+    }
+
+    /// Writes `contents` to `path`, owned by this user.
+    pub fn write_owned(&self, path: &Path, contents: &str) {
+        std::fs::write(path, contents).unwrap();
+        std::os::unix::fs::chown(path, Some(self.uid), Some(self.gid)).unwrap();
+    }
+
+    /// Runs `ecpctl keygen` as this user into `out`, with the passphrase in
+    /// `pass_file` and any `extra` arguments; insists it succeeds.
+    pub fn keygen(&self, ecpctl: &Path, out: &Path, pass_file: &Path, extra: &[&str]) {
+        let mut args = vec![
+            "keygen",
+            "--user",
+            self.name.as_str(),
+            "--out",
+            out.to_str().unwrap(),
+            "--passphrase-file",
+            pass_file.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        self.run(ecpctl, &args).ok();
     }
 
     /// Runs `program ARGS` as this user (real and effective ids).

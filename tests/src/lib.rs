@@ -51,6 +51,16 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
+/// A copy of workspace binary `name` in `dir`, made once: the build tree may
+/// sit where a test user cannot reach it (under /root).
+pub fn binary_copy_in(dir: &Path, name: &str) -> PathBuf {
+    let copy = dir.join(name);
+    if !copy.exists() {
+        std::fs::copy(binary(name), &copy).unwrap();
+    }
+    copy
+}
+
 /// Output of a finished command, with the parts tests look at.
 pub struct Run {
     pub code: i32,
