@@ -35,7 +35,7 @@ if [ "$(id -u)" != 0 ]; then
     printf '<busconfig><policy user="%s"><allow own="org.ecp.Ecpd1"/></policy></busconfig>\n' "$ME" \
         >"$WORK/system.d/demo-user.conf"
 fi
-sed -e "s|@SOCKET@|$WORK/bus.socket|" -e "s|@SYSTEM_D@|$WORK/system.d|" tests/bus.conf.in >"$WORK/bus.conf"
+sed -e "s|@SOCKET@|$WORK/bus.socket|" -e "s|@SYSTEM_D@|$WORK/system.d|" -e "s|@SERVICEDIRS@||" tests/bus.conf.in >"$WORK/bus.conf"
 dbus-daemon --config-file="$WORK/bus.conf" --nofork --print-address=3 3>"$WORK/address" 2>/dev/null &
 BUS_PID=$!
 for _ in $(seq 50); do [ -s "$WORK/address" ] && break; sleep 0.1; done

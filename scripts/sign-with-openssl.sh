@@ -11,6 +11,6 @@ while [ $(( ${#b64} % 4 )) -ne 0 ]; do b64="$b64="; done
 
 signed=$(mktemp)
 trap 'rm -f "$signed"' EXIT
-{ printf 'ecp-login-challenge-v1\0'; printf '%s' "$b64" | base64 -d; } >"$signed"
+{ printf 'ecp-login-challenge-v2\0'; printf '%s' "$b64" | base64 -d; } >"$signed"
 openssl dgst -sha256 -sign "$key" ${passin:+-passin "$passin"} "$signed" | base64 -w0
 echo

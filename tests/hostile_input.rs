@@ -38,7 +38,7 @@ fn big(n: usize) -> String {
 #[test]
 fn hostile_arguments_get_exact_errors_and_store_nothing() {
     let daemon = TestDaemon::start(
-        "host_name = \"h\"\nchallenges_per_user_per_minute = 0\nmax_failed_attempts = 0\n",
+        "host_name = \"h\"\nchallenges_per_user_per_minute = 0\nfailures_before_penalty = 0\n",
     );
     let work = Workdir::new();
     let conn = daemon.connect();
@@ -392,11 +392,7 @@ sys.stdout.write(cert.public_bytes(serialization.Encoding.PEM).decode())
         // Nothing was stored, and the daemon still answers.
         let status = admin.status().await.unwrap();
         assert_eq!(
-            (
-                status.users,
-                status.certificates,
-                status.outstanding_challenges
-            ),
+            (status.users, status.certificates, status.recent_challenges),
             (0, 0, 0),
             "{status:?}"
         );

@@ -24,28 +24,17 @@ struct Setup {
 
 impl Setup {
     fn new(enroll: bool, days: u32) -> Self {
-        let daemon = TestDaemon::start(
-            "host_name = \"pam-test-host\"\nchallenges_per_user_per_minute = 0\n",
-        );
-        let user = TestUser::create(daemon.bus.dir());
-        let ecpctl = ecp_tests::binary_copy_in(daemon.bus.dir(), "ecpctl");
-        let pass_file = user.home.join("pass");
-        user.write_owned(&pass_file, &format!("{PASSPHRASE}\n"));
-        let keydir = user.home.join(".config/ecp");
+        Self::with_config(enroll, days, "")
+    }
+
+    /// Like `new`, with more ecpd.toml lines.
+    fn with_config(enroll: bool, days: u32, extra_config: &str) -> Self {
+        let daemon = TestDaemon::start(&format!(
+            "host_name = \"pam-test-host\"\nchallenges_per_user_per_minute = 0\n{extra_config}"
+        ));
         let days = days.to_string();
-        user.keygen(&ecpctl, &keydir, &pass_file, &["--days", &days]);
-        if enroll {
-            daemon
-                .ecpctl(&[
-                    "enroll",
-                    &user.name,
-                    "--cert",
-                    keydir.join("certificate.pem").to_str().unwrap(),
-                    "--label",
-                    "laptop",
-                ])
-                .ok();
-        }
+        let keyed = daemon.keyed_user(PASSPHRASE, &["--days", &days], enroll.then_some("laptop"));
+        let (user, ecpctl, pass_file) = (keyed.user, keyed.ecpctl, keyed.pass_file);
         Self {
             daemon,
             user,
@@ -71,14 +60,14 @@ impl Setup {
         );
     }
 
+    /// A local login (no PAM_RHOST), as sudo or su makes one.
     fn login(&self, service: &str, input: &str) -> Run {
-        self.services.pamtester(
-            service,
-            &self.user.name,
-            &["authenticate"],
-            "198.51.100.4",
-            input,
-        )
+        self.login_from(service, "", input)
+    }
+
+    fn login_from(&self, service: &str, rhost: &str, input: &str) -> Run {
+        self.services
+            .pamtester(service, &self.user.name, &["authenticate"], rhost, input)
     }
 
     fn sign(&self, token: &str) -> String {
@@ -417,7 +406,7 @@ fn the_module_is_built_without_tokio() {
 #[test]
 fn a_hundred_logins_in_one_process_leave_no_thread_behind() {
     let daemon = TestDaemon::start(
-        "host_name = \"h\"\nchallenges_per_user_per_minute = 0\nmax_failed_attempts = 0\n",
+        "host_name = \"h\"\nchallenges_per_user_per_minute = 0\nfailures_before_penalty = 0\n",
     );
     let me = String::from_utf8(
         std::process::Command::new("id")
@@ -556,7 +545,7 @@ fn logs_go_to_syslog_authpriv_with_service_and_rhost_and_no_secret() {
     services.add(
         "ecp-log",
         &format!(
-            "auth required $MODULE mode=keyfile keyfile={} bus={} debug\n",
+            "auth required $MODULE mode=keyfile allow_remote_keyfile keyfile={} bus={} debug\n",
             work.arg("k/private_key.pem"),
             daemon.address()
         ),
@@ -671,4 +660,162 @@ fn a_daemon_running_under_an_unexpected_account_is_not_trusted() {
     // Trusted by name, the same daemon works: the refusal was the uid check.
     let accepted = services.pamtester("named-trust", "root", &["authenticate"], "", "pw\n");
     assert_eq!(accepted.code, 0, "{}", accepted.stderr);
+}
+
+#[test]
+fn a_remote_login_never_reads_a_key_file_on_the_server() {
+    if !needs_root() {
+        return;
+    }
+    let s = Setup::new(true, 30);
+    s.service("ecp-auto", "");
+    s.service("ecp-keyfile-mode", "mode=keyfile");
+    s.service("ecp-keyfile-allowed", "mode=keyfile allow_remote_keyfile");
+    let passphrase = format!("{PASSPHRASE}\n");
+    // Locally, auto mode signs with the key file.
+    let local = s.login("ecp-auto", &passphrase);
+    assert_eq!(local.code, 0, "{}", local.stderr);
+    // From a remote host it asks for a signature made elsewhere: the
+    // passphrase is no answer.
+    let remote = s.login_from("ecp-auto", "198.51.100.4", &passphrase);
+    assert_eq!(remote.code, 1, "{}", remote.stderr);
+    assert!(
+        remote.stderr.contains("ecp challenge "),
+        "{}",
+        remote.stderr
+    );
+    assert!(!remote.stderr.contains("Passphrase"), "{}", remote.stderr);
+    // mode=keyfile refuses a remote login outright, unless allowed.
+    let refused = s.login_from("ecp-keyfile-mode", "198.51.100.4", &passphrase);
+    assert_eq!(refused.code, 1, "{}", refused.stderr);
+    assert!(!refused.stderr.contains("Passphrase"), "{}", refused.stderr);
+    let allowed = s.login_from("ecp-keyfile-allowed", "198.51.100.4", &passphrase);
+    assert_eq!(allowed.code, 0, "{}", allowed.stderr);
+}
+
+#[test]
+fn a_case_variant_of_the_user_name_is_refused_before_the_daemon_is_asked() {
+    if !needs_root() {
+        return;
+    }
+    let s = Setup::new(false, 30);
+    let bus = s.daemon.address();
+    // With nouserok an unenrolled name is let through: a variant must not be.
+    s.services.add(
+        "lenient",
+        &format!("auth required $MODULE bus={bus} nouserok\nauth required pam_permit.so\n"),
+    );
+    let variant = s.user.name.to_uppercase();
+    let run = s
+        .services
+        .pamtester("lenient", &variant, &["authenticate"], "", "");
+    assert_ne!(run.code, 0, "{}", run.stderr);
+    let real = s.login("lenient", "");
+    assert_eq!(real.code, 0, "{}", real.stderr);
+    // The daemon heard of the real name only.
+    assert!(!s.daemon.log().contains(&variant), "{}", s.daemon.log());
+}
+
+#[test]
+fn wrong_passphrases_at_the_key_file_prompt_are_counted_by_the_daemon() {
+    if !needs_root() {
+        return;
+    }
+    let s = Setup::with_config(
+        true,
+        30,
+        "failures_before_penalty = 2\npenalty_initial_secs = 600\n",
+    );
+    s.service("ecp-keyfile", "mode=keyfile");
+    for _ in 0..3 {
+        let wrong = s.login("ecp-keyfile", "not the passphrase\n");
+        assert_eq!(wrong.code, 1, "{}", wrong.stderr);
+    }
+    // The third failure earned the console a wait: the right passphrase
+    // is refused until an admin clears it.
+    let waiting = s.login("ecp-keyfile", &format!("{PASSPHRASE}\n"));
+    assert_eq!(waiting.code, 1, "{}", waiting.stderr);
+    assert!(
+        waiting.stderr.contains("too many failed attempts"),
+        "{}",
+        waiting.stderr
+    );
+    assert!(
+        s.daemon.log().contains("no signature given"),
+        "{}",
+        s.daemon.log()
+    );
+    s.daemon.ecpctl(&["unlock", &s.user.name]).ok();
+    let right = s.login("ecp-keyfile", &format!("{PASSPHRASE}\n"));
+    assert_eq!(right.code, 0, "{}", right.stderr);
+}
+
+#[test]
+fn the_first_login_after_boot_starts_ecpd_by_d_bus_activation() {
+    if !needs_root() {
+        return;
+    }
+    // The bus knows how to start ecpd, as the package's activation file
+    // tells the system bus; the script it runs is written once the bus's
+    // directory (store, config) exists.
+    let services = tempfile::Builder::new()
+        .prefix("ecp-activation-")
+        .tempdir()
+        .unwrap();
+    let run_script = services.path().join("run.sh");
+    let starter = services.path().join("start-ecpd");
+    std::fs::write(
+        &starter,
+        format!("#!/bin/sh\nexec /bin/sh '{}'\n", run_script.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&starter, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(
+        services.path().join("org.ecp.Ecpd1.service"),
+        format!(
+            "[D-BUS Service]\nName=org.ecp.Ecpd1\nExec={}\n",
+            starter.display()
+        ),
+    )
+    .unwrap();
+    let bus = TestBus::start_with(None, Some(services.path()));
+    let mut daemon = TestDaemon::start_on(bus, "host_name = \"booted\"\n", None);
+    let log = daemon.bus.dir().join("activated.log");
+    std::fs::write(
+        &run_script,
+        format!(
+            "exec '{}' --bus \"$DBUS_STARTER_ADDRESS\" --db '{}' --config '{}' 2>>'{}'\n",
+            ecp_tests::binary("ecpd").display(),
+            daemon.db.display(),
+            daemon.bus.dir().join("ecpd.toml").display(),
+            log.display()
+        ),
+    )
+    .unwrap();
+
+    let user = daemon.keyed_user(PASSPHRASE, &[], Some("boot")).user;
+    // "Reboot": ecpd is not running; its store is where it was.
+    daemon.kill_hard();
+
+    let services_dir = PamServices::new();
+    services_dir.add(
+        "ecp-boot",
+        &format!("auth required $MODULE bus={}\n", daemon.address()),
+    );
+    let run = services_dir.pamtester(
+        "ecp-boot",
+        &user.name,
+        &["authenticate"],
+        "",
+        &format!("{PASSPHRASE}\n"),
+    );
+    let activated = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(run.code, 0, "{}\nactivated ecpd:\n{activated}", run.stderr);
+    assert!(activated.contains("outcome=\"serving\""), "{activated}");
+    // The activated daemon goes when its bus does.
+    let db = daemon.db.display().to_string();
+    drop(daemon);
+    let _ = std::process::Command::new("pkill")
+        .args(["-f", &db])
+        .status();
 }

@@ -121,6 +121,12 @@ fn debian_package_installs_works_and_purges_cleanly() {
     let ecpd_uid: u32 = ecpd_user.stdout.trim().parse().unwrap();
     let state = std::fs::metadata("/var/lib/ecpd").unwrap();
     assert_eq!((state.uid(), state.mode() & 0o777), (ecpd_uid, 0o700));
+    // The daemon starts at boot: the unit is enabled (deb-systemd-helper
+    // writes the link even where systemd is not running).
+    const WANTS: &str = "/etc/systemd/system/multi-user.target.wants/ecpd.service";
+    if Path::new("/usr/bin/deb-systemd-helper").exists() {
+        assert!(Path::new(WANTS).is_symlink(), "ecpd.service is not enabled");
+    }
     // The module is in no PAM stack until an admin puts it there.
     let grep = sh("/usr/bin/grep", &["-rl", "pam_ecp", "/etc/pam.d"]);
     assert!(
@@ -244,6 +250,8 @@ fn debian_package_installs_works_and_purges_cleanly() {
     {
         assert!(!Path::new(path).exists(), "{path} left behind after purge");
     }
+    let wants = Path::new("/etc/systemd/system/multi-user.target.wants/ecpd.service");
+    assert!(!wants.is_symlink(), "the unit is still enabled after purge");
     assert_eq!(
         sh("/usr/bin/id", &["-u", "_ecpd"]).code,
         0,

@@ -281,8 +281,8 @@ fn main() {
     report.insert("p256_verify_per_sec".into(), json!(round(verify_rate)));
 
     let daemon = TestDaemon::start(
-        "host_name = \"bench\"\nchallenges_per_user_per_minute = 0\nchallenges_per_rhost_per_minute = 0\n\
-         max_failed_attempts = 0\nmax_outstanding_challenges = 1000000\n",
+        "host_name = \"bench\"\nchallenges_per_user_per_minute = 0\nchallenges_per_source_per_minute = 0\n\
+         failures_before_penalty = 0\n",
     );
     let address = daemon.address().to_owned();
     let users = enroll_users(&daemon, 16);
@@ -382,8 +382,8 @@ fn main() {
     // 3. A challenge flood at the rate limit, from many rhosts, while one
     //    legitimate client logs in locally.
     let flood_daemon = TestDaemon::start(
-        "host_name = \"bench\"\nchallenges_per_user_per_minute = 0\nchallenges_per_rhost_per_minute = 10\n\
-         max_failed_attempts = 0\n",
+        "host_name = \"bench\"\nchallenges_per_user_per_minute = 0\nchallenges_per_source_per_minute = 10\n\
+         failures_before_penalty = 0\n",
     );
     let flood_address = flood_daemon.address().to_owned();
     let flood_users = enroll_users(&flood_daemon, 1);
@@ -519,8 +519,8 @@ fn main() {
 
     // 6. Memory and store size.
     let store_daemon = TestDaemon::start(
-        "host_name = \"bench\"\nchallenges_per_user_per_minute = 0\nchallenges_per_rhost_per_minute = 0\n\
-         max_outstanding_challenges = 1000000\nchallenge_lifetime_secs = 1\ncleanup_interval_secs = 3600\n",
+        "host_name = \"bench\"\nchallenges_per_user_per_minute = 0\nchallenges_per_source_per_minute = 0\n\
+         challenge_lifetime_secs = 1\ncleanup_interval_secs = 3600\n",
     );
     let total = if quick { 10_000 } else { 100_000 };
     let per_thread = total / 8;

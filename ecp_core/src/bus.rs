@@ -53,9 +53,11 @@ pub enum EcpError {
     InvalidArgument(String),
     /// The caller may not do this (for example, enroll as non-root).
     AccessDenied(String),
-    /// Too many challenges; nothing was stored.
+    /// Too many challenges for this user from this source, or from this
+    /// source; nothing was stored.
     RateLimited(String),
-    /// The user is locked out after too many failed verifications.
+    /// Failed answers from this source for this user earned it a wait;
+    /// other sources are unaffected.
     Locked(String),
     /// Verification failed. The only failure a non-root caller ever sees,
     /// whether the user is unknown, unenrolled, or the signature is bad.
@@ -65,7 +67,7 @@ pub enum EcpError {
     NotEnrolled(String),
     /// The challenge expired before it was verified (root callers only).
     ChallengeExpired(String),
-    /// The challenge is unknown, already used, or from before a restart
+    /// The challenge is forged, already used, or from before a restart
     /// (root callers only).
     ChallengeUnknown(String),
     /// The certificate fails the validation rule; the message says which.
@@ -93,15 +95,19 @@ pub struct CertificateEntry {
     pub last_used: i64,
 }
 
-/// What `Status` returns.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
+/// What `Status` returns. A non-root caller gets the version only (every
+/// other field empty or zero).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, Type)]
 pub struct DaemonStatus {
     pub version: String,
     pub host: String,
     pub users: u64,
     pub certificates: u64,
-    pub outstanding_challenges: u64,
-    pub locked_users: u64,
+    /// Challenges issued within the last challenge lifetime (none is
+    /// stored: this is a count, for the admin's eye).
+    pub recent_challenges: u64,
+    /// (user, source) pairs waiting out a penalty after failed answers.
+    pub penalised_sources: u64,
     pub store_bytes: u64,
     pub uptime_secs: u64,
 }
@@ -117,8 +123,11 @@ pub trait Auth {
     /// from `rhost` ("" for a local login).
     fn challenge(&self, user: &str, service: &str, rhost: &str) -> Result<String, EcpError>;
 
-    /// Verifies `signature` (base64 DER) over `token` for `user`. The
-    /// challenge is consumed whatever the outcome.
+    /// Verifies `signature` (base64 DER) over `token` for `user`. A
+    /// challenge validates at most once; a failed answer counts against
+    /// the (user, source) it was issued for. An empty `signature` reports
+    /// that the user could not sign (a wrong key-file passphrase) and
+    /// counts as a failure.
     fn verify(&self, user: &str, token: &str, signature: &str) -> Result<(), EcpError>;
 }
 
@@ -141,13 +150,13 @@ pub trait Admin {
     /// Lists `user`'s certificates, or everyone's when `user` is "".
     fn list(&self, user: &str) -> Result<Vec<CertificateEntry>, EcpError>;
 
-    /// Clears `user`'s failure counter and lockout.
+    /// Clears `user`'s failures and penalties, from every source.
     fn unlock(&self, user: &str) -> Result<(), EcpError>;
 
-    /// Version, counts, store size and uptime.
+    /// Version, counts, store size and uptime (root); the version (others).
     fn status(&self) -> Result<DaemonStatus, EcpError>;
 
-    /// Removes expired challenges and stale counters now; returns how many
-    /// challenges were removed.
+    /// Forgets expired used nonces and stale counters now; returns how
+    /// many nonces were forgotten.
     fn cleanup(&self) -> Result<u64, EcpError>;
 }

@@ -3,18 +3,27 @@
 //! A challenge travels as one printable token: unpadded base64url of the
 //! payload below. What the user's key signs is a fixed domain-separation
 //! prefix followed by that same payload, so a signature is bound to this
-//! protocol, this version, one nonce, one user, one host, one service and
-//! one expiry — never a bare random string that some other protocol might
-//! also ask the key to sign.
+//! protocol, this version, one nonce, one user, one host, one service, the
+//! remote host the login came from and one expiry — never a bare random
+//! string that some other protocol might also ask the key to sign.
 //!
 //! ```text
-//! payload   = version(1) nonce_id(16) nonce(32) expires_at(8, big-endian
-//!             Unix seconds) user host service
-//!             where each name = length(1) || ASCII bytes
+//! payload   = version(1) nonce_id(16) tag(32) expires_at(8, big-endian
+//!             Unix seconds) requester_uid(4, big-endian) user host service
+//!             rhost
+//!             where each name = length(1) || ASCII bytes (rhost may be
+//!             empty: a local login)
 //! token     = base64url(payload), no padding
-//! signed    = "ecp-login-challenge-v1" || 0x00 || payload
+//! signed    = "ecp-login-challenge-v2" || 0x00 || payload
 //! signature = base64(DER(ECDSA-P256-SHA256(signed)))
 //! ```
+//!
+//! The `tag` is ecpd's MAC over every other field ([`Challenge::mac_input`])
+//! under a key that exists only in the running daemon's memory. A token is
+//! therefore its own record: the daemon stores nothing when it issues one,
+//! can tell its own tokens from forgeries without a lookup, and forgets
+//! every earlier token when it restarts. To a signer the tag is just the
+//! challenge's unpredictable part.
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
@@ -22,24 +31,29 @@ use p256::ecdsa::signature::{Signer, Verifier};
 use p256::ecdsa::{Signature, SigningKey, VerifyingKey};
 
 use crate::certificate::hex;
-use crate::names::{HostName, NameError, ServiceName, UserName};
+use crate::names::{HostName, NameError, RemoteHost, ServiceName, UserName};
 use crate::when::format_utc;
 
-/// Format version carried in the first payload byte.
-pub const TOKEN_VERSION: u8 = 1;
+/// Format version carried in the first payload byte. Version 1 (a random
+/// nonce the daemon stored, no rhost) is no longer read.
+pub const TOKEN_VERSION: u8 = 2;
 
 /// What every signed message starts with. The NUL ends the prefix so that
 /// no payload can extend it.
-pub const SIGNING_DOMAIN: &[u8] = b"ecp-login-challenge-v1\0";
+pub const SIGNING_DOMAIN: &[u8] = b"ecp-login-challenge-v2\0";
 
 /// Bytes of the nonce identifier (the daemon's lookup key).
 pub const NONCE_ID_LEN: usize = 16;
-/// Bytes of the secret random nonce (256 bits).
-pub const NONCE_LEN: usize = 32;
+/// Bytes of the tag: the daemon's MAC, unpredictable to anyone else.
+pub const TAG_LEN: usize = 32;
 
-const FIXED_LEN: usize = 1 + NONCE_ID_LEN + NONCE_LEN + 8;
-const MAX_PAYLOAD_LEN: usize =
-    FIXED_LEN + 3 + UserName::MAX_LEN + HostName::MAX_LEN + ServiceName::MAX_LEN;
+const FIXED_LEN: usize = 1 + NONCE_ID_LEN + TAG_LEN + 8 + 4;
+const MAX_PAYLOAD_LEN: usize = FIXED_LEN
+    + 4
+    + UserName::MAX_LEN
+    + HostName::MAX_LEN
+    + ServiceName::MAX_LEN
+    + RemoteHost::MAX_LEN;
 
 /// The longest token text accepted, checked before any decoding.
 pub const MAX_TOKEN_LEN: usize = MAX_PAYLOAD_LEN.div_ceil(3) * 4;
@@ -66,22 +80,30 @@ impl std::fmt::Debug for NonceId {
 #[derive(Clone, PartialEq, Eq)]
 pub struct Challenge {
     pub nonce_id: NonceId,
-    pub nonce: [u8; NONCE_LEN],
+    /// The daemon's MAC over every other field (see the module docs).
+    pub tag: [u8; TAG_LEN],
     pub expires_at: u64,
+    /// Who asked the daemon for it: 0 for the PAM module (running as
+    /// root), otherwise the user's own uid (a screen locker, `ecpctl`).
+    pub requester_uid: u32,
     pub user: UserName,
     pub host: HostName,
     pub service: ServiceName,
+    /// Where the login came from; empty for a local login.
+    pub rhost: RemoteHost,
 }
 
 impl std::fmt::Debug for Challenge {
-    // The nonce is left out: logs may show the id, never the secret part.
+    // The tag is left out: logs may show the id, never the secret part.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Challenge")
             .field("nonce_id", &self.nonce_id)
             .field("expires_at", &self.expires_at)
+            .field("requester_uid", &self.requester_uid)
             .field("user", &self.user)
             .field("host", &self.host)
             .field("service", &self.service)
+            .field("rhost", &self.rhost)
             .finish_non_exhaustive()
     }
 }
@@ -95,7 +117,7 @@ pub enum ChallengeError {
     TokenTooLong { len: usize, max: usize },
     #[error("the challenge token is not base64url text")]
     TokenNotBase64,
-    #[error("the challenge token has format version {0}; this ecp reads version 1")]
+    #[error("the challenge token has format version {0}; this ecp reads version 2")]
     UnsupportedVersion(u8),
     #[error("the challenge token is truncated")]
     TokenTruncated,
@@ -120,8 +142,34 @@ pub enum ChallengeError {
 }
 
 impl Challenge {
-    /// A fresh challenge with random nonce and id, expiring `lifetime_secs`
-    /// after `now`.
+    /// A challenge with a fresh random id and an all-zero tag, expiring
+    /// `lifetime_secs` after `now`. The daemon then sets the tag to its MAC
+    /// over [`Challenge::mac_input`].
+    pub fn unsealed(
+        user: UserName,
+        host: HostName,
+        service: ServiceName,
+        rhost: RemoteHost,
+        requester_uid: u32,
+        now: u64,
+        lifetime_secs: u64,
+    ) -> Result<Self, ChallengeError> {
+        let mut nonce_id = [0u8; NONCE_ID_LEN];
+        getrandom::fill(&mut nonce_id).map_err(|e| ChallengeError::Random(e.to_string()))?;
+        Ok(Self {
+            nonce_id: NonceId(nonce_id),
+            tag: [0; TAG_LEN],
+            expires_at: now.saturating_add(lifetime_secs),
+            requester_uid,
+            user,
+            host,
+            service,
+            rhost,
+        })
+    }
+
+    /// A local-login challenge with a random tag: one no daemon issued.
+    /// For tests and examples.
     pub fn new_random(
         user: UserName,
         host: HostName,
@@ -129,31 +177,43 @@ impl Challenge {
         now: u64,
         lifetime_secs: u64,
     ) -> Result<Self, ChallengeError> {
-        let mut nonce_id = [0u8; NONCE_ID_LEN];
-        let mut nonce = [0u8; NONCE_LEN];
-        getrandom::fill(&mut nonce_id).map_err(|e| ChallengeError::Random(e.to_string()))?;
-        getrandom::fill(&mut nonce).map_err(|e| ChallengeError::Random(e.to_string()))?;
-        Ok(Self {
-            nonce_id: NonceId(nonce_id),
-            nonce,
-            expires_at: now.saturating_add(lifetime_secs),
+        let mut challenge = Self::unsealed(
             user,
             host,
             service,
-        })
+            RemoteHost::local(),
+            0,
+            now,
+            lifetime_secs,
+        )?;
+        getrandom::fill(&mut challenge.tag).map_err(|e| ChallengeError::Random(e.to_string()))?;
+        Ok(challenge)
     }
 
     /// The canonical payload bytes (see the module documentation).
     pub fn payload(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(FIXED_LEN + 3 + 64);
+        self.encode(true)
+    }
+
+    /// What the daemon's tag authenticates: the payload without the tag.
+    pub fn mac_input(&self) -> Vec<u8> {
+        self.encode(false)
+    }
+
+    fn encode(&self, with_tag: bool) -> Vec<u8> {
+        let mut out = Vec::with_capacity(FIXED_LEN + 4 + 96);
         out.push(TOKEN_VERSION);
         out.extend_from_slice(&self.nonce_id.0);
-        out.extend_from_slice(&self.nonce);
+        if with_tag {
+            out.extend_from_slice(&self.tag);
+        }
         out.extend_from_slice(&self.expires_at.to_be_bytes());
+        out.extend_from_slice(&self.requester_uid.to_be_bytes());
         for name in [
             self.user.as_str(),
             self.host.as_str(),
             self.service.as_str(),
+            self.rhost.as_str(),
         ] {
             // Every name type caps its length well below 256.
             out.push(name.len() as u8);
@@ -199,22 +259,26 @@ impl Challenge {
             return Err(ChallengeError::UnsupportedVersion(version));
         }
         let nonce_id = NonceId(reader.take_array()?);
-        let nonce = reader.take_array()?;
+        let tag = reader.take_array()?;
         let expires_at = u64::from_be_bytes(reader.take_array()?);
+        let requester_uid = u32::from_be_bytes(reader.take_array()?);
         let user = UserName::parse(reader.take_name()?).map_err(ChallengeError::TokenBadName)?;
         let host = HostName::parse(reader.take_name()?).map_err(ChallengeError::TokenBadName)?;
         let service =
             ServiceName::parse(reader.take_name()?).map_err(ChallengeError::TokenBadName)?;
+        let rhost = RemoteHost::parse(reader.take_name()?).map_err(ChallengeError::TokenBadName)?;
         if !reader.0.is_empty() {
             return Err(ChallengeError::TokenTrailingBytes(reader.0.len()));
         }
         Ok(Self {
             nonce_id,
-            nonce,
+            tag,
             expires_at,
+            requester_uid,
             user,
             host,
             service,
+            rhost,
         })
     }
 
@@ -318,7 +382,7 @@ mod tests {
         assert!(token
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
-        assert!(token.len() < 160, "{} chars", token.len());
+        assert!(token.len() < 170, "{} chars", token.len());
         assert_eq!(Challenge::from_token(&token).unwrap(), c);
         assert_eq!(c.expires_at, 1_000_300);
     }
@@ -327,7 +391,7 @@ mod tests {
     fn nonces_are_fresh_each_time() {
         let a = sample("alice", "h", "sshd");
         let b = sample("alice", "h", "sshd");
-        assert_ne!(a.nonce, b.nonce);
+        assert_ne!(a.tag, b.tag);
         assert_ne!(a.nonce_id, b.nonce_id);
     }
 
@@ -337,7 +401,18 @@ mod tests {
         let signed = c.signed_bytes();
         assert!(signed.starts_with(SIGNING_DOMAIN));
         assert_eq!(&signed[SIGNING_DOMAIN.len()..], c.payload().as_slice());
-        assert_ne!(signed, c.nonce.to_vec());
+        assert_ne!(signed, c.tag.to_vec());
+    }
+
+    #[test]
+    fn mac_input_is_the_payload_without_the_tag() {
+        let c = sample("alice", "h", "sshd");
+        let payload = c.payload();
+        let input = c.mac_input();
+        let tag_at = 1 + NONCE_ID_LEN;
+        assert_eq!(&payload[..tag_at], &input[..tag_at]);
+        assert_eq!(&payload[tag_at..tag_at + TAG_LEN], &c.tag);
+        assert_eq!(&payload[tag_at + TAG_LEN..], &input[tag_at..]);
     }
 
     #[test]
@@ -354,7 +429,11 @@ mod tests {
         let mut other_service = c.clone();
         other_service.service = ServiceName::parse("sudo").unwrap();
         let mut other_nonce = c.clone();
-        other_nonce.nonce[0] ^= 1;
+        other_nonce.tag[0] ^= 1;
+        let mut other_rhost = c.clone();
+        other_rhost.rhost = RemoteHost::parse("198.51.100.7").unwrap();
+        let mut other_requester = c.clone();
+        other_requester.requester_uid = 1000;
         let mut other_expiry = c.clone();
         other_expiry.expires_at += 1;
         for changed in [
@@ -363,6 +442,8 @@ mod tests {
             other_service,
             other_nonce,
             other_expiry,
+            other_rhost,
+            other_requester,
         ] {
             assert_eq!(
                 changed.verify(key.verifying_key(), &sig),
@@ -444,15 +525,15 @@ mod tests {
         );
 
         let mut version = payload.clone();
-        version[0] = 2;
+        version[0] = 1;
         assert_eq!(
             Challenge::from_token(&URL_SAFE_NO_PAD.encode(&version)),
-            Err(ChallengeError::UnsupportedVersion(2))
+            Err(ChallengeError::UnsupportedVersion(1))
         );
 
         // A user name with a slash smuggled into the payload.
         let mut evil = payload[..FIXED_LEN].to_vec();
-        for name in ["../x", "h", "sshd"] {
+        for name in ["../x", "h", "sshd", ""] {
             evil.push(name.len() as u8);
             evil.extend_from_slice(name.as_bytes());
         }
@@ -477,10 +558,10 @@ mod tests {
     }
 
     #[test]
-    fn debug_output_leaves_out_the_nonce() {
+    fn debug_output_leaves_out_the_tag() {
         let c = sample("alice", "h", "sshd");
         let shown = format!("{c:?}");
-        assert!(!shown.contains(&hex(&c.nonce)), "{shown}");
+        assert!(!shown.contains(&hex(&c.tag)), "{shown}");
         assert!(shown.contains("alice"));
     }
 }

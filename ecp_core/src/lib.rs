@@ -18,4 +18,4 @@ pub mod when;
 pub use certificate::{validate_certificate, CertificateError, ParsedCertificate};
 pub use challenge::{Challenge, ChallengeError};
 pub use keyfile::{KdfParams, KeyFileError, Passphrase};
-pub use names::{HostName, NameError, ServiceName, UserName};
+pub use names::{HostName, NameError, RemoteHost, ServiceName, UserName};

@@ -192,6 +192,50 @@ impl ServiceName {
     }
 }
 
+/// The remote host PAM reports for a login (`PAM_RHOST`): empty for a
+/// local login, otherwise 1–253 bytes of printable ASCII without spaces
+/// (an address, a DNS name, or whatever the login program put there).
+#[derive(Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RemoteHost(String);
+
+impl RemoteHost {
+    pub const MAX_LEN: usize = 253;
+
+    pub fn parse(raw: &str) -> Result<Self, NameError> {
+        const KIND: &str = "remote host";
+        if raw.is_empty() {
+            return Ok(Self::local());
+        }
+        check_chars(KIND, raw, Self::MAX_LEN, |c| c.is_ascii_graphic())?;
+        Ok(Self(raw.to_owned()))
+    }
+
+    /// No remote host: a login at the console, through sudo, su, a locker.
+    pub fn local() -> Self {
+        Self(String::new())
+    }
+
+    pub fn is_local(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RemoteHost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for RemoteHost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RemoteHost({:?})", self.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -246,6 +290,23 @@ mod tests {
             assert!(HostName::parse(bad).is_err(), "{bad:?} was accepted");
         }
         assert!(HostName::parse(&"a".repeat(254)).is_err());
+    }
+
+    #[test]
+    fn remote_hosts_are_printable_or_empty() {
+        assert!(RemoteHost::parse("").unwrap().is_local());
+        for ok in [
+            "203.0.113.9",
+            "2001:db8::1",
+            "fe80::1%eth0",
+            "client.example.org",
+        ] {
+            assert_eq!(RemoteHost::parse(ok).unwrap().as_str(), ok);
+        }
+        for bad in ["a b", "a\n", "\u{e9}", "a\0"] {
+            assert!(RemoteHost::parse(bad).is_err(), "{bad:?} was accepted");
+        }
+        assert!(RemoteHost::parse(&"a".repeat(254)).is_err());
     }
 
     #[test]

@@ -48,8 +48,19 @@ pub enum Command {
     Enroll(EnrollArgs),
     List(ListArgs),
     Revoke(RevokeArgs),
+    /// Clear a user's failure waits, from every source (root only)
+    ///
+    /// ecpd makes a source (a remote network, `local`, or a non-root
+    /// caller's uid) wait after repeated failed answers for one user; other
+    /// sources are never affected. This ends every such wait of USER now.
+    #[command(after_long_help = EXIT_CODES)]
     Unlock(UserArg),
     Status(JsonArg),
+    /// Drop expired used nonces and stale counters now (root only)
+    ///
+    /// ecpd also does this every `cleanup_interval_secs`. Prints how many
+    /// used nonces were forgotten.
+    #[command(after_long_help = EXIT_CODES)]
     Cleanup,
     TestLogin(TestLoginArgs),
     Askpass(AskpassArgs),
@@ -181,7 +192,8 @@ pub struct UserArg {
     pub user: UserName,
 }
 
-/// Show the daemon's version, counts, store size and uptime.
+/// Show the daemon's version; as root also its counts, store size and
+/// uptime.
 #[derive(Debug, Args)]
 #[command(after_long_help = EXIT_CODES)]
 pub struct JsonArg {

@@ -204,11 +204,16 @@ pub fn status(bus: &str, args: &JsonArg) -> Result<(), Failure> {
             println!("{text}");
         } else {
             println!("version:                {}", s.version);
+            if s.host.is_empty() {
+                // What a non-root caller is told; the rest is root's.
+                println!("(run as root for the counts)");
+                return Ok(());
+            }
             println!("host:                   {}", s.host);
             println!("users enrolled:         {}", s.users);
             println!("certificates:           {}", s.certificates);
-            println!("outstanding challenges: {}", s.outstanding_challenges);
-            println!("locked users:           {}", s.locked_users);
+            println!("recent challenges:      {}", s.recent_challenges);
+            println!("penalised sources:      {}", s.penalised_sources);
             println!("store size:             {} bytes", s.store_bytes);
             println!("uptime:                 {} s", s.uptime_secs);
         }
@@ -220,7 +225,7 @@ pub fn cleanup(bus: &str) -> Result<(), Failure> {
     zbus::block_on(async {
         let (_conn, proxy) = admin(bus).await?;
         let removed = call(proxy.cleanup().await)?;
-        println!("removed {removed} expired challenge(s)");
+        println!("forgot {removed} expired used nonce(s)");
         Ok(())
     })
 }

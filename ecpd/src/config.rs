@@ -18,21 +18,42 @@ pub struct Config {
     pub clock_skew_secs: u64,
     /// Certificates one user may have enrolled at once.
     pub max_certificates_per_user: usize,
-    /// Challenges one remote host may request per minute (0 = no limit).
-    /// Local logins (empty rhost) are limited per user only.
-    pub challenges_per_rhost_per_minute: u32,
-    /// Challenges issued for one user per minute (0 = no limit).
+    /// Challenges one remote source (network or host name) may request per
+    /// minute, for any users (0 = no limit). Local logins and non-root
+    /// callers are limited per user only.
+    #[serde(alias = "challenges_per_rhost_per_minute")]
+    pub challenges_per_source_per_minute: u32,
+    /// Challenges for one user from one source per minute (0 = no limit).
     pub challenges_per_user_per_minute: u32,
-    /// Challenges outstanding at once, across all users.
-    pub max_outstanding_challenges: u64,
-    /// Consecutive failed verifications before a user is locked (0 = never).
-    pub max_failed_attempts: u32,
-    /// How long a lockout lasts, in minutes.
-    pub lockout_minutes: u64,
-    /// How often expired challenges and stale counters are removed, seconds.
+    /// Failed answers from one source for one user before that pair is
+    /// made to wait (0 = never).
+    #[serde(alias = "max_failed_attempts")]
+    pub failures_before_penalty: u32,
+    /// The first wait, in seconds; it doubles with each further failure.
+    pub penalty_initial_secs: u64,
+    /// The longest wait, in seconds.
+    pub penalty_max_secs: u64,
+    /// Remote IPv4 addresses in one network of this size count as one
+    /// source.
+    pub ipv4_prefix_len: u8,
+    /// Remote IPv6 addresses in one network of this size count as one
+    /// source (a /64 is one site or host).
+    pub ipv6_prefix_len: u8,
+    /// Entries kept in each throttling table; the least recently used
+    /// goes when it is full.
+    pub max_tracked_sources: usize,
+    /// How often used nonces and stale counters are dropped, seconds.
     pub cleanup_interval_secs: u64,
     /// The host name bound into challenges; default: the system host name.
     pub host_name: Option<String>,
+    /// Replaced by `penalty_max_secs`; still read so that old files work.
+    pub lockout_minutes: Option<u64>,
+    /// No longer used: challenges are not stored, so there is nothing to
+    /// cap. Still read so that old files work.
+    pub max_outstanding_challenges: Option<u64>,
+    /// What the file said that is outdated, for the log.
+    #[serde(skip)]
+    pub notices: Vec<String>,
 }
 
 impl Default for Config {
@@ -41,13 +62,19 @@ impl Default for Config {
             challenge_lifetime_secs: 300,
             clock_skew_secs: 300,
             max_certificates_per_user: 8,
-            challenges_per_rhost_per_minute: 10,
+            challenges_per_source_per_minute: 30,
             challenges_per_user_per_minute: 10,
-            max_outstanding_challenges: 10_000,
-            max_failed_attempts: 10,
-            lockout_minutes: 15,
+            failures_before_penalty: 5,
+            penalty_initial_secs: 10,
+            penalty_max_secs: 900,
+            ipv4_prefix_len: 32,
+            ipv6_prefix_len: 64,
+            max_tracked_sources: 50_000,
             cleanup_interval_secs: 60,
             host_name: None,
+            lockout_minutes: None,
+            max_outstanding_challenges: None,
+            notices: Vec::new(),
         }
     }
 }
@@ -90,12 +117,70 @@ impl Config {
     }
 
     pub fn parse(text: &str, shown_path: &str) -> Result<Self, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: shown_path.to_owned(),
             message: e.message().to_owned(),
         })?;
+        config.migrate(text);
         config.check(shown_path)?;
         Ok(config)
+    }
+
+    /// Carries keys of earlier versions over, noting each for the log.
+    fn migrate(&mut self, text: &str) {
+        // The typed parse above succeeded, so this one does too.
+        let keys: toml::Table = toml::from_str(text).unwrap_or_default();
+        let set = |key: &str| keys.contains_key(key);
+        for (old, new) in [
+            (
+                "challenges_per_rhost_per_minute",
+                "challenges_per_source_per_minute",
+            ),
+            ("max_failed_attempts", "failures_before_penalty"),
+        ] {
+            if set(old) {
+                self.notices.push(format!(
+                    "{old} is now called {new} (counted per user and source, no longer per account); please rename it"
+                ));
+            }
+        }
+        if let Some(minutes) = self.lockout_minutes.take() {
+            if set("penalty_max_secs") {
+                self.notices.push(
+                    "lockout_minutes is ignored: penalty_max_secs is set; please remove it".into(),
+                );
+            } else {
+                self.penalty_max_secs = minutes.saturating_mul(60);
+                self.notices.push(format!(
+                    "lockout_minutes = {minutes} is read as penalty_max_secs = {}: failures now earn a per-source wait, not an account lock; please rename it",
+                    self.penalty_max_secs
+                ));
+            }
+        }
+        if self.max_outstanding_challenges.take().is_some() {
+            self.notices.push(
+                "max_outstanding_challenges is ignored: challenges are no longer stored; please remove it".into(),
+            );
+        }
+    }
+
+    /// How the throttle groups and counts, from these settings.
+    pub fn limits(&self) -> crate::throttle::Limits {
+        crate::throttle::Limits {
+            per_user_and_source: self.challenges_per_user_per_minute,
+            per_source: self.challenges_per_source_per_minute,
+            free_failures: self.failures_before_penalty,
+            penalty_initial_secs: self.penalty_initial_secs,
+            penalty_max_secs: self.penalty_max_secs,
+            max_entries: self.max_tracked_sources,
+        }
+    }
+
+    pub fn grouping(&self) -> crate::throttle::Grouping {
+        crate::throttle::Grouping {
+            ipv4_prefix_len: self.ipv4_prefix_len,
+            ipv6_prefix_len: self.ipv6_prefix_len,
+        }
     }
 
     fn check(&self, path: &str) -> Result<(), ConfigError> {
@@ -113,8 +198,23 @@ impl Config {
         if !(1..=64).contains(&self.max_certificates_per_user) {
             return Err(invalid("max_certificates_per_user", "1 to 64"));
         }
-        if self.max_outstanding_challenges == 0 {
-            return Err(invalid("max_outstanding_challenges", "at least 1"));
+        if !(1..=32).contains(&self.ipv4_prefix_len) {
+            return Err(invalid("ipv4_prefix_len", "1 to 32"));
+        }
+        if !(1..=128).contains(&self.ipv6_prefix_len) {
+            return Err(invalid("ipv6_prefix_len", "1 to 128"));
+        }
+        if !(100..=10_000_000).contains(&self.max_tracked_sources) {
+            return Err(invalid("max_tracked_sources", "100 to 10000000"));
+        }
+        if self.penalty_initial_secs == 0 || self.penalty_initial_secs > self.penalty_max_secs {
+            return Err(invalid(
+                "penalty_initial_secs",
+                "at least 1 and at most penalty_max_secs",
+            ));
+        }
+        if self.penalty_max_secs > 86_400 {
+            return Err(invalid("penalty_max_secs", "at most 86400"));
         }
         if self.cleanup_interval_secs == 0 {
             return Err(invalid("cleanup_interval_secs", "at least 1"));
@@ -150,9 +250,28 @@ mod tests {
         assert!(Config::parse("challenge_lifetime_secs = 0", "t").is_err());
         assert!(Config::parse("max_certificates_per_user = 0", "t").is_err());
         assert!(Config::parse("host_name = \"bad host\"", "t").is_err());
-        let ok = Config::parse("challenge_lifetime_secs = 2\nlockout_minutes = 1", "t").unwrap();
+        assert!(Config::parse("ipv6_prefix_len = 129", "t").is_err());
+        assert!(Config::parse("ipv4_prefix_len = 0", "t").is_err());
+        assert!(Config::parse("penalty_initial_secs = 1000\npenalty_max_secs = 10", "t").is_err());
+        let ok = Config::parse("challenge_lifetime_secs = 2\npenalty_max_secs = 60", "t").unwrap();
         assert_eq!(ok.challenge_lifetime_secs, 2);
-        assert_eq!(ok.lockout_minutes, 1);
+        assert_eq!(ok.penalty_max_secs, 60);
+        assert!(ok.notices.is_empty());
+    }
+
+    #[test]
+    fn keys_of_earlier_versions_are_carried_over_and_noted() {
+        let old = "challenges_per_rhost_per_minute = 7\nmax_failed_attempts = 4\n\
+                   lockout_minutes = 2\nmax_outstanding_challenges = 10\n";
+        let c = Config::parse(old, "t").unwrap();
+        assert_eq!(c.challenges_per_source_per_minute, 7);
+        assert_eq!(c.failures_before_penalty, 4);
+        assert_eq!(c.penalty_max_secs, 120);
+        assert_eq!(c.notices.len(), 4, "{:?}", c.notices);
+        // An old name beside its new one is a mistake, not a choice.
+        assert!(
+            Config::parse("max_failed_attempts = 1\nfailures_before_penalty = 2", "t").is_err()
+        );
     }
 
     #[test]
@@ -167,11 +286,14 @@ mod tests {
             "challenge_lifetime_secs",
             "clock_skew_secs",
             "max_certificates_per_user",
-            "challenges_per_rhost_per_minute",
+            "challenges_per_source_per_minute",
             "challenges_per_user_per_minute",
-            "max_outstanding_challenges",
-            "max_failed_attempts",
-            "lockout_minutes",
+            "failures_before_penalty",
+            "penalty_initial_secs",
+            "penalty_max_secs",
+            "ipv4_prefix_len",
+            "ipv6_prefix_len",
+            "max_tracked_sources",
             "cleanup_interval_secs",
             "host_name",
         ] {
@@ -181,6 +303,6 @@ mod tests {
 
     #[test]
     fn wrong_type_is_an_error() {
-        assert!(Config::parse("max_failed_attempts = \"ten\"", "t").is_err());
+        assert!(Config::parse("failures_before_penalty = \"ten\"", "t").is_err());
     }
 }

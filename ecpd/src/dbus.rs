@@ -9,6 +9,7 @@ use zbus::message::Header;
 use zbus::names::{BusName, OwnedUniqueName};
 
 use crate::service::{AuthFailure, Caller, Service, ServiceError};
+use crate::throttle::Refusal;
 
 /// How many callers' uids are remembered before the cache starts afresh.
 const UID_CACHE_LIMIT: usize = 4096;
@@ -112,8 +113,12 @@ pub fn to_bus_error(error: ServiceError, caller: &Caller) -> EcpError {
     match error {
         ServiceError::InvalidArgument(m) => EcpError::InvalidArgument(m),
         ServiceError::AccessDenied(m) => EcpError::AccessDenied(m),
-        ServiceError::RateLimited(m) => EcpError::RateLimited(m),
-        e @ ServiceError::Locked { .. } => EcpError::Locked(e.to_string()),
+        ServiceError::Throttled(refusal @ Refusal::TooMany { .. }) => {
+            EcpError::RateLimited(refusal.to_string())
+        }
+        ServiceError::Throttled(refusal @ Refusal::Penalised { .. }) => {
+            EcpError::Locked(refusal.to_string())
+        }
         ServiceError::Auth(reason) if !caller.is_root() => {
             // Unknown user, no certificate and bad signature must look the
             // same to an unprivileged caller.
@@ -123,11 +128,14 @@ pub fn to_bus_error(error: ServiceError, caller: &Caller) -> EcpError {
         ServiceError::Auth(reason) => match reason {
             AuthFailure::NotEnrolled => EcpError::NotEnrolled(reason.to_string()),
             AuthFailure::Expired => EcpError::ChallengeExpired(reason.to_string()),
-            AuthFailure::UnknownChallenge => EcpError::ChallengeUnknown(reason.to_string()),
+            AuthFailure::UnknownChallenge | AuthFailure::AlreadyUsed => {
+                EcpError::ChallengeUnknown(reason.to_string())
+            }
             AuthFailure::MalformedChallenge(_)
             | AuthFailure::WrongUser
             | AuthFailure::NoValidCertificate
-            | AuthFailure::BadSignature => EcpError::AuthenticationFailed(reason.to_string()),
+            | AuthFailure::BadSignature
+            | AuthFailure::NoSignature => EcpError::AuthenticationFailed(reason.to_string()),
         },
         ServiceError::CertificateRejected(e) => EcpError::CertificateRejected(e.to_string()),
         e @ ServiceError::AlreadyEnrolled => EcpError::AlreadyEnrolled(e.to_string()),
@@ -136,6 +144,7 @@ pub fn to_bus_error(error: ServiceError, caller: &Caller) -> EcpError {
         }
         ServiceError::NotFound(m) => EcpError::NotFound(m),
         ServiceError::Store(e) => EcpError::StoreFailure(e.to_string()),
+        e @ ServiceError::Random(_) => EcpError::StoreFailure(e.to_string()),
     }
 }
 

@@ -1,11 +1,16 @@
 //! ecpd's parts, as a library so that tests and fuzzers can drive the
-//! decisions in-process: `config` (ecpd.toml), `store` (sled), `service`
-//! (the decisions, no D-Bus or sled types) and `dbus` (the bus edge).
-//! The daemon itself is `main.rs`.
+//! decisions in-process: `config` (ecpd.toml), `store` (sled:
+//! certificates), `tokens` (stateless challenges, used nonces),
+//! `throttle` (per user and source counts and penalties), `clock`,
+//! `service` (the decisions, no D-Bus or sled types) and `dbus` (the bus
+//! edge). The daemon itself is `main.rs`.
 
 #![forbid(unsafe_code)]
 
+pub mod clock;
 pub mod config;
 pub mod dbus;
 pub mod service;
 pub mod store;
+pub mod throttle;
+pub mod tokens;

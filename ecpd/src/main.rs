@@ -26,20 +26,25 @@ use ecpd::config::{Config, DEFAULT_CONFIG_PATH, DEFAULT_DB_PATH};
 /// org.ecp.Ecpd1.Admin). Every caller is identified by the uid the bus
 /// daemon reports for it; root may do everything, other users may request
 /// and verify challenges and list certificates for themselves only.
-/// Outstanding challenges are purged at start-up, so no challenge issued
-/// before a restart can ever be verified. Logs go to standard error (the
-/// journal under systemd); set ECPD_LOG (e.g. `debug`) for more.
+/// Challenges are not stored: each token carries its own binding under a
+/// MAC whose key is made afresh at every start, so no challenge issued
+/// before a restart can ever be verified. Failed answers count per user
+/// and source (network, `local`, or caller uid) and earn that pair a
+/// doubling wait; no account is ever locked for everyone. Logs go to
+/// standard error (the journal under systemd); set ECPD_LOG (e.g. `debug`)
+/// for more. ecpd exits with status 1 when it loses its bus connection, so
+/// that systemd restarts it.
 #[derive(Debug, Parser)]
 #[command(
     name = "ecpd",
     version,
-    after_help = "EXIT STATUS:\n  0  stopped by SIGTERM or SIGINT\n  1  could not start: bad configuration, store or bus (the message says which)"
+    after_help = "EXIT STATUS:\n  0  stopped by SIGTERM or SIGINT\n  1  could not start (bad configuration, store or bus: the message says which), or lost the bus connection"
 )]
 struct Args {
     /// Configuration file.
     #[arg(long, value_name = "FILE", default_value = DEFAULT_CONFIG_PATH)]
     config: PathBuf,
-    /// Directory of the sled store (certificates, challenges, counters).
+    /// Directory of the sled store (enrolled certificates).
     #[arg(long, value_name = "PATH", default_value = DEFAULT_DB_PATH)]
     db: PathBuf,
     /// Bus to serve on: `system`, `session`, or a D-Bus address.
@@ -131,10 +136,29 @@ async fn serve(
     tokio::select! {
         _ = term.recv() => {},
         _ = int.recv() => {},
+        lost = bus_lost(&shared.bus) => {
+            return Err(format!("lost the bus connection ({lost}); exiting so that the service manager restarts ecpd"));
+        }
     }
     info!(event = "stop", outcome = "stopping");
     let _ = connection.release_name(BUS_NAME).await;
     Ok(())
+}
+
+/// How often the bus daemon is asked whether it is still there.
+const BUS_CHECK_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Returns once the bus connection fails. A daemon that kept running
+/// without its bus would leave every login unavailable until someone
+/// noticed; exiting lets systemd restart it (and D-Bus activation start it).
+async fn bus_lost(bus: &zbus::fdo::DBusProxy<'static>) -> String {
+    let mut tick = tokio::time::interval(BUS_CHECK_INTERVAL);
+    loop {
+        tick.tick().await;
+        if let Err(e) = bus.get_id().await {
+            return e.to_string();
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -148,6 +172,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    for notice in &config.notices {
+        warn!("{}: {notice}", args.config.display());
+    }
     if args.check_config {
         println!("{}: OK", args.config.display());
         return ExitCode::SUCCESS;
@@ -167,7 +194,14 @@ fn main() -> ExitCode {
         }
     };
     let cleanup_every = Duration::from_secs(config.cleanup_interval_secs);
-    let service = service::Service::new(store, config, host);
+    let clock = Arc::new(ecpd::clock::SystemClock);
+    let service = match service::Service::new(store, config, host, clock) {
+        Ok(service) => service,
+        Err(e) => {
+            error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -1,23 +1,24 @@
 //! The decisions. Nothing here knows about D-Bus or sled types: callers are
 //! a uid and a name, answers are values or a `ServiceError`.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use ecp_core::bus::{CertificateEntry, DaemonStatus};
 use ecp_core::certificate::{parse_certificate_pem, ParsedCertificate};
 use ecp_core::challenge::{MAX_SIGNATURE_LEN, MAX_TOKEN_LEN};
-use ecp_core::when::unix_now;
 use ecp_core::{
-    validate_certificate, CertificateError, Challenge, ChallengeError, HostName, ServiceName,
-    UserName,
+    validate_certificate, CertificateError, Challenge, ChallengeError, HostName, RemoteHost,
+    ServiceName, UserName,
 };
-use sha2::{Digest, Sha256};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
+use crate::clock::Clock;
 use crate::config::Config;
-use crate::store::{AddOutcome, CertificateRecord, NonceRecord, Store, StoreError};
+use crate::store::{AddOutcome, CertificateRecord, Store, StoreError};
+use crate::throttle::{Refusal, Source, Throttle};
+use crate::tokens::Tokens;
 
 /// Who is calling, as the bus daemon vouches for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,8 +40,10 @@ impl Caller {
 pub enum AuthFailure {
     #[error("malformed challenge token: {0}")]
     MalformedChallenge(ChallengeError),
-    #[error("unknown or already used challenge")]
+    #[error("challenge not issued by this daemon since it started (forged, altered, or from before a restart)")]
     UnknownChallenge,
+    #[error("challenge already used")]
+    AlreadyUsed,
     #[error("challenge was issued for another user")]
     WrongUser,
     #[error("challenge expired")]
@@ -51,6 +54,8 @@ pub enum AuthFailure {
     NoValidCertificate,
     #[error("signature does not match any enrolled certificate")]
     BadSignature,
+    #[error("no signature given (for example, a wrong passphrase at the key file prompt)")]
+    NoSignature,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -60,9 +65,7 @@ pub enum ServiceError {
     #[error("{0}")]
     AccessDenied(String),
     #[error("{0}")]
-    RateLimited(String),
-    #[error("user is locked out after too many failed attempts, until {}", ecp_core::when::format_utc(*until as i64))]
-    Locked { until: u64 },
+    Throttled(Refusal),
     #[error("authentication failed: {0}")]
     Auth(AuthFailure),
     #[error("certificate rejected: {0}")]
@@ -75,25 +78,22 @@ pub enum ServiceError {
     NotFound(String),
     #[error("{0}")]
     Store(#[from] StoreError),
+    #[error("cannot read random bytes from the operating system: {0}")]
+    Random(String),
 }
 
 /// Longest certificate label accepted.
 pub const MAX_LABEL_LEN: usize = 64;
-/// Longest rhost accepted (a DNS name; an IPv6 address with zone fits).
-pub const MAX_RHOST_LEN: usize = 253;
-
-/// Where a verified challenge was issued for (for the log).
-#[derive(Debug, Default)]
-struct Origin {
-    service: String,
-    rhost: String,
-}
 
 pub struct Service {
     store: Store,
     config: Config,
     host: HostName,
-    started: Instant,
+    clock: Arc<dyn Clock>,
+    started_at: u64,
+    tokens: Tokens,
+    throttle: Throttle,
+    recent: RecentChallenges,
     /// Certificates already parsed and self-signature-checked, by
     /// fingerprint (the SHA-256 of their DER, so an entry can never stand
     /// for other bytes). Saves a second signature check on every login;
@@ -108,27 +108,39 @@ pub struct Service {
 /// Parsed certificates kept before the cache starts afresh.
 const PARSED_CACHE_LIMIT: usize = 4096;
 
-fn now_secs() -> u64 {
-    u64::try_from(unix_now()).unwrap_or(0)
-}
-
 fn parse_user(raw: &str) -> Result<UserName, ServiceError> {
     UserName::parse(raw).map_err(|e| ServiceError::InvalidArgument(e.to_string()))
 }
 
-fn check_rhost(raw: &str) -> Result<(), ServiceError> {
-    if raw.len() > MAX_RHOST_LEN {
-        return Err(ServiceError::InvalidArgument(format!(
-            "remote host is {} bytes long; at most {MAX_RHOST_LEN} are allowed",
-            raw.len()
-        )));
+/// Challenges issued per second over the last lifetime, for `Status`:
+/// nothing else remembers them.
+#[derive(Default)]
+struct RecentChallenges(Mutex<VecDeque<(u64, u64)>>);
+
+impl RecentChallenges {
+    fn record(&self, now: u64, window: u64) {
+        let mut seconds = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        match seconds.back_mut() {
+            Some((second, count)) if *second == now => *count += 1,
+            _ => seconds.push_back((now, 1)),
+        }
+        Self::drop_old(&mut seconds, now, window);
     }
-    if !raw.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(ServiceError::InvalidArgument(
-            "remote host contains spaces, control or non-ASCII characters".into(),
-        ));
+
+    fn count(&self, now: u64, window: u64) -> u64 {
+        let mut seconds = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        Self::drop_old(&mut seconds, now, window);
+        seconds.iter().map(|(_, count)| count).sum()
     }
-    Ok(())
+
+    fn drop_old(seconds: &mut VecDeque<(u64, u64)>, now: u64, window: u64) {
+        while seconds
+            .front()
+            .is_some_and(|(second, _)| second.saturating_add(window) <= now)
+        {
+            seconds.pop_front();
+        }
+    }
 }
 
 fn check_label(raw: &str) -> Result<String, ServiceError> {
@@ -165,15 +177,27 @@ fn normalize_fingerprint(raw: &str) -> Result<String, ServiceError> {
 }
 
 impl Service {
-    pub fn new(store: Store, config: Config, host: HostName) -> Self {
-        Self {
+    /// The decisions over `store`, with time from `clock` and a fresh
+    /// token key.
+    pub fn new(
+        store: Store,
+        config: Config,
+        host: HostName,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, ServiceError> {
+        let tokens = Tokens::new().map_err(|e| ServiceError::Random(e.to_string()))?;
+        Ok(Self {
+            throttle: Throttle::new(config.limits()),
+            started_at: clock.now(),
             store,
             config,
             host,
-            started: Instant::now(),
+            clock,
+            tokens,
+            recent: RecentChallenges::default(),
             parsed: Mutex::new(HashMap::new()),
             decoy: *ecp_core::keyfile::generate_signing_key().verifying_key(),
-        }
+        })
     }
 
     /// The stored certificate, parsed (from the cache when possible).
@@ -234,17 +258,8 @@ impl Service {
         Err(ServiceError::AccessDenied(format!("only root may {what}")))
     }
 
-    fn check_not_locked(&self, user: &UserName, now: u64) -> Result<(), ServiceError> {
-        let failures = self.store.failures_of(user.as_str())?;
-        if failures.locked_until > now {
-            return Err(ServiceError::Locked {
-                until: failures.locked_until,
-            });
-        }
-        Ok(())
-    }
-
-    /// Issues a challenge. Unknown and unenrolled users get one that looks
+    /// Issues a challenge. Nothing is stored: the token is its own record
+    /// (see `tokens`). Unknown and unenrolled users get one that looks
     /// exactly the same, so the answer reveals nothing about accounts.
     pub fn challenge(
         &self,
@@ -256,62 +271,36 @@ impl Service {
         let user = parse_user(user)?;
         let service = ServiceName::parse(service)
             .map_err(|e| ServiceError::InvalidArgument(e.to_string()))?;
-        check_rhost(rhost)?;
+        let rhost =
+            RemoteHost::parse(rhost).map_err(|e| ServiceError::InvalidArgument(e.to_string()))?;
         self.authorize_self_or_root(caller, &user, "request a challenge")?;
-        let now = now_secs();
-        self.check_not_locked(&user, now)?;
-
-        if self.store.outstanding_nonces() >= self.config.max_outstanding_challenges {
-            warn!(event = "challenge", user = %user, rhost, outcome = "rate_limited", reason = "outstanding cap");
-            return Err(ServiceError::RateLimited(
-                "too many challenges are outstanding; try again shortly".into(),
-            ));
+        let now = self.clock.now();
+        // A non-root caller is counted as itself, whatever rhost it names.
+        let source = Source::of(caller.uid, &rhost, self.config.grouping());
+        if let Err(refusal) = self.throttle.admit_challenge(&user, &source, now) {
+            info!(event = "challenge", user = %user, service = %service, source = %source, outcome = "refused", reason = %refusal);
+            return Err(ServiceError::Throttled(refusal));
         }
-        let per_rhost = self.config.challenges_per_rhost_per_minute;
-        if per_rhost > 0
-            && !rhost.is_empty()
-            && self.store.count_event(&format!("rhost\0{rhost}"), now)? > per_rhost
-        {
-            warn!(event = "challenge", user = %user, rhost, outcome = "rate_limited", reason = "per rhost");
-            return Err(ServiceError::RateLimited(format!(
-                "more than {per_rhost} challenges a minute from {rhost}"
-            )));
-        }
-        let per_user = self.config.challenges_per_user_per_minute;
-        if per_user > 0 && self.store.count_event(&format!("user\0{user}"), now)? > per_user {
-            warn!(event = "challenge", user = %user, rhost, outcome = "rate_limited", reason = "per user");
-            return Err(ServiceError::RateLimited(format!(
-                "more than {per_user} challenges a minute for this user"
-            )));
-        }
-
-        let challenge = Challenge::new_random(
-            user.clone(),
+        let mut challenge = Challenge::unsealed(
+            user,
             self.host.clone(),
-            service.clone(),
+            service,
+            rhost,
+            caller.uid,
             now,
             self.config.challenge_lifetime_secs,
         )
-        .map_err(|e| {
-            ServiceError::Store(StoreError::Corrupt {
-                tree: "random",
-                detail: e.to_string(),
-            })
-        })?;
-        let record = NonceRecord {
-            payload_sha256: Sha256::digest(challenge.payload()).to_vec(),
-            user: user.to_string(),
-            service: service.to_string(),
-            rhost: rhost.to_owned(),
-            expires_at: challenge.expires_at,
-        };
-        self.store.insert_nonce(&challenge.nonce_id.0, &record)?;
-        info!(event = "challenge", user = %user, service = %service, rhost, nonce_id = %challenge.nonce_id.to_hex(), outcome = "issued");
+        .map_err(|e| ServiceError::Random(e.to_string()))?;
+        self.tokens.seal(&mut challenge);
+        self.recent.record(now, self.config.challenge_lifetime_secs);
+        debug!(event = "challenge", user = %challenge.user, service = %challenge.service, source = %source, nonce_id = %challenge.nonce_id.to_hex(), outcome = "issued");
         Ok(challenge.to_token())
     }
 
-    /// Verifies a signed challenge. The nonce is consumed before anything
-    /// else is looked at, so it can validate at most once.
+    /// Verifies a signed challenge. A token this daemon did not issue (or
+    /// issued before a restart) is refused by its tag before anything else
+    /// is looked at; a nonce validates at most once; failures count
+    /// against the (user, source) the challenge was issued for.
     pub fn verify(
         &self,
         caller: &Caller,
@@ -326,68 +315,72 @@ impl Service {
             ));
         }
         self.authorize_self_or_root(caller, &user, "verify")?;
-        let now = now_secs();
-        // Filled in once the nonce is found, so every log line says where
-        // the login came from.
-        let mut origin = Origin::default();
-        let result = self.verify_authorized(&user, token, signature, now, &mut origin);
-        let Origin { service, rhost } = &origin;
-        match &result {
-            Ok(fingerprint) => {
-                self.store.clear_failures(user.as_str())?;
-                info!(event = "verify", user = %user, service, rhost, fingerprint = %fingerprint, outcome = "success");
-            }
-            Err(ServiceError::Auth(reason)) => {
-                let failures = self.store.record_failure(
-                    user.as_str(),
-                    now,
-                    self.config.max_failed_attempts,
-                    self.config.lockout_minutes * 60,
-                )?;
-                warn!(event = "verify", user = %user, service, rhost, outcome = "failure", reason = %reason, consecutive_failures = failures.consecutive);
-                if failures.locked_until > now
-                    && failures.consecutive == self.config.max_failed_attempts
-                {
-                    warn!(event = "lockout", user = %user, until = failures.locked_until, outcome = "locked");
-                }
-            }
-            Err(other) => {
-                warn!(event = "verify", user = %user, service, rhost, outcome = "refused", reason = %other);
-            }
-        }
-        result
-    }
-
-    fn verify_authorized(
-        &self,
-        user: &UserName,
-        token: &str,
-        signature: &str,
-        now: u64,
-        origin: &mut Origin,
-    ) -> Result<String, ServiceError> {
+        let now = self.clock.now();
         let auth = ServiceError::Auth;
-        let challenge =
-            Challenge::from_token(token).map_err(|e| auth(AuthFailure::MalformedChallenge(e)))?;
-        let record = self
-            .store
-            .take_nonce(&challenge.nonce_id.0)?
-            .ok_or(auth(AuthFailure::UnknownChallenge))?;
-        origin.service.clone_from(&record.service);
-        origin.rhost.clone_from(&record.rhost);
-        if record.payload_sha256 != Sha256::digest(challenge.payload()).as_slice() {
-            // Same id, other content: a forged token.
+
+        let challenge = Challenge::from_token(token).map_err(|e| {
+            warn!(event = "verify", user = %user, outcome = "failure", reason = %e);
+            auth(AuthFailure::MalformedChallenge(e))
+        })?;
+        if !self.tokens.is_genuine(&challenge) {
+            // Nothing in it can be trusted, not even the source: count nothing.
+            warn!(event = "verify", user = %user, nonce_id = %challenge.nonce_id.to_hex(), outcome = "failure", reason = %AuthFailure::UnknownChallenge);
             return Err(auth(AuthFailure::UnknownChallenge));
         }
-        if record.user != user.as_str() || challenge.user != *user {
-            return Err(auth(AuthFailure::WrongUser));
-        }
-        if challenge.check_not_expired(now).is_err() || record.expires_at <= now {
+        let source = Source::of(
+            challenge.requester_uid,
+            &challenge.rhost,
+            self.config.grouping(),
+        );
+        let service = challenge.service.clone();
+        if challenge.check_not_expired(now).is_err() {
+            info!(event = "verify", user = %user, service = %service, source = %source, outcome = "failure", reason = %AuthFailure::Expired);
             return Err(auth(AuthFailure::Expired));
         }
-        self.check_not_locked(user, now)?;
+        if let Err(refusal) = self.throttle.check_penalty(&user, &source, now) {
+            info!(event = "verify", user = %user, service = %service, source = %source, outcome = "refused", reason = %refusal);
+            return Err(ServiceError::Throttled(refusal));
+        }
 
+        match self.check_answer(&user, &challenge, signature, now) {
+            Ok(fingerprint) => {
+                self.throttle.success(&user, &source);
+                info!(event = "verify", user = %user, service = %service, source = %source, fingerprint = %fingerprint, outcome = "success");
+                Ok(fingerprint)
+            }
+            Err(ServiceError::Auth(reason)) => {
+                let count = self.throttle.failure(&user, &source, now);
+                warn!(event = "verify", user = %user, service = %service, source = %source, outcome = "failure", reason = %reason, failures = count.failures);
+                if let Some(until) = count.penalty_until {
+                    warn!(event = "penalty", user = %user, source = %source, until, failures = count.failures, outcome = "waiting");
+                }
+                Err(auth(reason))
+            }
+            Err(other) => {
+                warn!(event = "verify", user = %user, service = %service, source = %source, outcome = "refused", reason = %other);
+                Err(other)
+            }
+        }
+    }
+
+    /// The answer itself: user binding, certificates, signature, and
+    /// finally the one-time use of the nonce.
+    fn check_answer(
+        &self,
+        user: &UserName,
+        challenge: &Challenge,
+        signature: &str,
+        now: u64,
+    ) -> Result<String, ServiceError> {
+        let auth = ServiceError::Auth;
+        if challenge.user != *user {
+            return Err(auth(AuthFailure::WrongUser));
+        }
         let certificates = self.store.certificates_of(user.as_str())?;
+        if signature.trim().is_empty() {
+            let _ = challenge.verify(&self.decoy, signature);
+            return Err(auth(AuthFailure::NoSignature));
+        }
         if certificates.is_empty() {
             let _ = challenge.verify(&self.decoy, signature);
             return Err(auth(AuthFailure::NotEnrolled));
@@ -410,8 +403,19 @@ impl Service {
             };
             any_valid = true;
             if challenge.verify(cert.public_key(), signature).is_ok() {
-                self.store
-                    .touch_certificate(user.as_str(), &fingerprint, now as i64)?;
+                // Only a correct answer uses the nonce up: of concurrent
+                // correct answers exactly one gets through here.
+                if !self.tokens.consume(challenge) {
+                    return Err(auth(AuthFailure::AlreadyUsed));
+                }
+                // The last-use time is for the admin's eye: a full or
+                // read-only disk must not turn a good login away.
+                if let Err(e) =
+                    self.store
+                        .touch_certificate(user.as_str(), &fingerprint, now as i64)
+                {
+                    warn!(event = "store", user = %user, fingerprint = %fingerprint, outcome = "failed", reason = %e, "could not record the certificate's last use");
+                }
                 return Ok(fingerprint);
             }
         }
@@ -432,7 +436,7 @@ impl Service {
         let user = parse_user(user)?;
         self.authorize_root(caller, "enroll certificates")?;
         let label = check_label(label)?;
-        let now = unix_now();
+        let now = self.clock.now() as i64;
         let cert = validate_certificate(pem.as_bytes(), &user, now, self.skew()).map_err(|e| {
             warn!(event = "enroll", user = %user, outcome = "rejected", reason = %e);
             ServiceError::CertificateRejected(e)
@@ -517,25 +521,36 @@ impl Service {
             .collect())
     }
 
+    /// Clears the user's failures and waits, from every source.
     pub fn unlock(&self, caller: &Caller, user: &str) -> Result<(), ServiceError> {
         let user = parse_user(user)?;
         self.authorize_root(caller, "unlock users")?;
-        self.store.clear_failures(user.as_str())?;
-        info!(event = "unlock", user = %user, outcome = "unlocked");
+        let sources = self.throttle.clear_user(&user);
+        info!(event = "unlock", user = %user, sources, outcome = "unlocked");
         Ok(())
     }
 
-    pub fn status(&self, _caller: &Caller) -> Result<DaemonStatus, ServiceError> {
-        let counts = self.store.counts(now_secs())?;
+    /// Root learns the counts; anyone else only the version, so that no
+    /// local user learns how many accounts use ecp or are under attack.
+    pub fn status(&self, caller: &Caller) -> Result<DaemonStatus, ServiceError> {
+        let version = env!("CARGO_PKG_VERSION").to_owned();
+        if !caller.is_root() {
+            return Ok(DaemonStatus {
+                version,
+                ..DaemonStatus::default()
+            });
+        }
+        let now = self.clock.now();
+        let counts = self.store.counts()?;
         Ok(DaemonStatus {
-            version: env!("CARGO_PKG_VERSION").to_owned(),
+            version,
             host: self.host.to_string(),
             users: counts.users,
             certificates: counts.certificates,
-            outstanding_challenges: self.store.outstanding_nonces(),
-            locked_users: counts.locked_users,
+            recent_challenges: self.recent.count(now, self.config.challenge_lifetime_secs),
+            penalised_sources: self.throttle.penalised(now) as u64,
             store_bytes: counts.bytes_on_disk,
-            uptime_secs: self.started.elapsed().as_secs(),
+            uptime_secs: now.saturating_sub(self.started_at),
         })
     }
 
@@ -544,14 +559,384 @@ impl Service {
         self.periodic_cleanup()
     }
 
-    /// Removes expired challenges and stale counters; run on a timer too.
+    /// Forgets used nonces whose tokens expired and counters that hold
+    /// nothing any more; returns how many nonces were forgotten. Run on a
+    /// timer too.
     pub fn periodic_cleanup(&self) -> Result<u64, ServiceError> {
-        let now = now_secs();
-        let removed = self.store.remove_expired_nonces(now)?;
-        self.store.prune_counters(now)?;
-        if removed > 0 {
-            info!(event = "cleanup", removed, outcome = "done");
+        let now = self.clock.now();
+        let forgotten = self.tokens.forget_expired(now) as u64;
+        self.throttle.prune(now);
+        if forgotten > 0 {
+            debug!(event = "cleanup", forgotten, outcome = "done");
         }
-        Ok(removed)
+        Ok(forgotten)
+    }
+
+    /// Sizes of the in-memory tables: used nonces, (user, source) pairs,
+    /// remote sources. For tests and the bench.
+    pub fn memory_tables(&self) -> (usize, usize, usize) {
+        let (pairs, sources) = self.throttle.sizes();
+        (self.tokens.used_count(), pairs, sources)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::{ManualClock, SystemClock};
+    use ecp_core::keyfile::generate_signing_key;
+    use p256::ecdsa::SigningKey;
+
+    const ROOT: Caller = Caller { uid: 0, name: None };
+
+    struct Fixture {
+        service: Service,
+        clock: Arc<ManualClock>,
+        key: SigningKey,
+    }
+
+    /// A service on a temporary store whose clock starts at the real time
+    /// (certificates are made with it) and moves only when told; `alice`
+    /// is enrolled.
+    fn fixture(config: &str) -> Fixture {
+        let config = Config::parse(&format!("host_name = \"h\"\n{config}"), "test").unwrap();
+        let clock = Arc::new(ManualClock::at(SystemClock.now()));
+        let service = Service::new(
+            Store::temporary().unwrap(),
+            config,
+            HostName::parse("h").unwrap(),
+            clock.clone(),
+        )
+        .unwrap();
+        let key = generate_signing_key();
+        let user = UserName::parse("alice").unwrap();
+        let pem = ecp_core::certificate::build_self_signed_certificate(&key, &user, 30).unwrap();
+        service.enroll(&ROOT, "alice", &pem, "laptop").unwrap();
+        Fixture {
+            service,
+            clock,
+            key,
+        }
+    }
+
+    impl Fixture {
+        fn challenge(&self, user: &str, rhost: &str) -> Result<String, ServiceError> {
+            self.service.challenge(&ROOT, user, "sshd", rhost)
+        }
+
+        fn sign(&self, token: &str) -> String {
+            Challenge::from_token(token).unwrap().sign(&self.key)
+        }
+
+        /// A whole login for alice from `rhost`.
+        fn login(&self, rhost: &str) -> Result<String, ServiceError> {
+            let token = self.challenge("alice", rhost)?;
+            self.service
+                .verify(&ROOT, "alice", &token, &self.sign(&token))
+        }
+
+        /// A challenge for alice from `rhost`, answered with garbage.
+        fn bad_answer(&self, rhost: &str) -> Result<String, ServiceError> {
+            let token = self.challenge("alice", rhost)?;
+            let stranger = generate_signing_key();
+            let signature = Challenge::from_token(&token).unwrap().sign(&stranger);
+            self.service.verify(&ROOT, "alice", &token, &signature)
+        }
+    }
+
+    fn is_auth(result: &Result<String, ServiceError>, expected: AuthFailure) -> bool {
+        matches!(result, Err(ServiceError::Auth(reason)) if *reason == expected)
+    }
+
+    #[test]
+    fn a_challenge_validates_once_and_stores_nothing_until_answered() {
+        let f = fixture("");
+        let bytes_before = f.service.store.counts().unwrap().bytes_on_disk;
+        let token = f.challenge("alice", "192.0.2.1").unwrap();
+        assert_eq!(f.service.memory_tables().0, 0, "issuing used a nonce");
+        let signature = f.sign(&token);
+        f.service
+            .verify(&ROOT, "alice", &token, &signature)
+            .unwrap();
+        let replay = f.service.verify(&ROOT, "alice", &token, &signature);
+        assert!(is_auth(&replay, AuthFailure::AlreadyUsed), "{replay:?}");
+        assert_eq!(f.service.memory_tables().0, 1);
+        for i in 0..500 {
+            f.challenge(&format!("nobody{i}"), "192.0.2.1").ok();
+        }
+        assert_eq!(f.service.memory_tables().0, 1);
+        assert_eq!(
+            f.service.store.counts().unwrap().bytes_on_disk,
+            bytes_before
+        );
+    }
+
+    #[test]
+    fn concurrent_correct_answers_validate_exactly_once() {
+        let f = Arc::new(fixture(""));
+        let token = f.challenge("alice", "").unwrap();
+        let signature = f.sign(&token);
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                let (f, token, signature) = (f.clone(), token.clone(), signature.clone());
+                std::thread::spawn(move || {
+                    f.service.verify(&ROOT, "alice", &token, &signature).is_ok()
+                })
+            })
+            .collect();
+        let winners = handles
+            .into_iter()
+            .filter(|_| true)
+            .map(|h| h.join().unwrap())
+            .filter(|ok| *ok)
+            .count();
+        assert_eq!(winners, 1);
+    }
+
+    #[test]
+    fn forged_altered_and_earlier_tokens_are_refused_and_cost_nothing() {
+        let f = fixture("failures_before_penalty = 1");
+        let token = f.challenge("alice", "192.0.2.1").unwrap();
+        let mut altered = Challenge::from_token(&token).unwrap();
+        altered.expires_at += 3600;
+        let altered = altered.to_token();
+        let forged = ecp_core::Challenge::new_random(
+            UserName::parse("alice").unwrap(),
+            HostName::parse("h").unwrap(),
+            ServiceName::parse("sshd").unwrap(),
+            f.clock.now(),
+            300,
+        )
+        .unwrap()
+        .to_token();
+        for _ in 0..5 {
+            for bad in [&altered, &forged] {
+                let signature = f.sign(bad);
+                let result = f.service.verify(&ROOT, "alice", bad, &signature);
+                assert!(
+                    is_auth(&result, AuthFailure::UnknownChallenge),
+                    "{result:?}"
+                );
+            }
+        }
+        // Nothing counted: the real token still works from that source.
+        assert_eq!(f.service.throttle.penalised(f.clock.now()), 0);
+        f.service
+            .verify(&ROOT, "alice", &token, &f.sign(&token))
+            .unwrap();
+
+        // A token from before a restart: another Service is another key.
+        let earlier = f.challenge("alice", "").unwrap();
+        let restarted = fixture("");
+        let result = restarted
+            .service
+            .verify(&ROOT, "alice", &earlier, &f.sign(&earlier));
+        assert!(
+            is_auth(&result, AuthFailure::UnknownChallenge),
+            "{result:?}"
+        );
+    }
+
+    #[test]
+    fn challenges_expire() {
+        let f = fixture("challenge_lifetime_secs = 60");
+        let token = f.challenge("alice", "").unwrap();
+        f.clock.advance(59);
+        let early = f.challenge("alice", "").unwrap();
+        f.service
+            .verify(&ROOT, "alice", &token, &f.sign(&token))
+            .unwrap();
+        f.clock.advance(1);
+        let late = f.service.verify(&ROOT, "alice", &early, &f.sign(&early));
+        assert!(late.is_ok(), "{late:?}");
+        let token = f.challenge("alice", "").unwrap();
+        f.clock.advance(60);
+        let result = f.service.verify(&ROOT, "alice", &token, &f.sign(&token));
+        assert!(is_auth(&result, AuthFailure::Expired), "{result:?}");
+        // Used nonces are forgotten once their tokens expired.
+        f.clock.advance(60);
+        assert_eq!(f.service.periodic_cleanup().unwrap(), 2);
+        assert_eq!(f.service.memory_tables().0, 0);
+    }
+
+    #[test]
+    fn aimed_failures_never_lock_the_user_out_elsewhere() {
+        let f = fixture(
+            "failures_before_penalty = 3\npenalty_initial_secs = 10\npenalty_max_secs = 900",
+        );
+        let attacker = "203.0.113.9";
+        for _ in 0..3 {
+            assert!(is_auth(&f.bad_answer(attacker), AuthFailure::BadSignature));
+        }
+        // The fourth failure starts the wait; from then on that source is
+        // refused for alice before anything is checked.
+        let _ = f.bad_answer(attacker);
+        for _ in 0..20 {
+            assert!(matches!(
+                f.bad_answer(attacker),
+                Err(ServiceError::Throttled(Refusal::Penalised { .. }))
+            ));
+        }
+        // Alice at the console, from her own address, and from the
+        // attacker's neighbour all log in.
+        f.login("").unwrap();
+        f.login("198.51.100.20").unwrap();
+        f.login("203.0.113.10").unwrap();
+        // The wait doubles: 10 s, then 20 s.
+        f.clock.advance(10);
+        assert!(is_auth(&f.bad_answer(attacker), AuthFailure::BadSignature));
+        f.clock.advance(19);
+        assert!(f.challenge("alice", attacker).is_err());
+        f.clock.advance(1);
+        f.login(attacker).unwrap();
+        // The success cleared the count for that source.
+        assert!(is_auth(&f.bad_answer(attacker), AuthFailure::BadSignature));
+    }
+
+    #[test]
+    fn unlock_clears_every_wait_of_the_user() {
+        let f = fixture("failures_before_penalty = 1");
+        for rhost in ["192.0.2.1", "192.0.2.2", ""] {
+            let _ = f.bad_answer(rhost);
+            let _ = f.bad_answer(rhost);
+            assert!(f.challenge("alice", rhost).is_err());
+        }
+        assert_eq!(f.service.status(&ROOT).unwrap().penalised_sources, 3);
+        let bob = Caller {
+            uid: 1000,
+            name: Some("bob".into()),
+        };
+        assert!(matches!(
+            f.service.unlock(&bob, "alice"),
+            Err(ServiceError::AccessDenied(_))
+        ));
+        f.service.unlock(&ROOT, "alice").unwrap();
+        for rhost in ["192.0.2.1", "192.0.2.2", ""] {
+            f.login(rhost).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_quota_aimed_from_one_source_starves_no_one_else() {
+        let f = fixture("challenges_per_user_per_minute = 10");
+        let attacker = "203.0.113.9";
+        for _ in 0..10 {
+            f.challenge("alice", attacker).unwrap();
+        }
+        assert!(matches!(
+            f.challenge("alice", attacker),
+            Err(ServiceError::Throttled(Refusal::TooMany { .. }))
+        ));
+        f.login("").unwrap();
+        f.login("198.51.100.20").unwrap();
+        f.clock.advance(60);
+        f.login(attacker).unwrap();
+    }
+
+    #[test]
+    fn a_non_root_caller_is_counted_as_itself_not_as_the_rhost_it_names() {
+        let f = fixture("failures_before_penalty = 1\nchallenges_per_user_per_minute = 3");
+        let key = generate_signing_key();
+        let bob_name = UserName::parse("bob").unwrap();
+        let pem =
+            ecp_core::certificate::build_self_signed_certificate(&key, &bob_name, 30).unwrap();
+        f.service.enroll(&ROOT, "bob", &pem, "").unwrap();
+        let bob = Caller {
+            uid: 1000,
+            name: Some("bob".into()),
+        };
+        let victim_address = "198.51.100.20";
+        // Bob earns a wait, naming an address.
+        for _ in 0..2 {
+            let token = f
+                .service
+                .challenge(&bob, "bob", "sshd", victim_address)
+                .unwrap();
+            let _ = f.service.verify(&bob, "bob", &token, "");
+        }
+        assert!(f
+            .service
+            .challenge(&bob, "bob", "sshd", victim_address)
+            .is_err());
+        // The address itself is untouched, for bob's logins through sshd too.
+        for _ in 0..3 {
+            let token = f.challenge("bob", victim_address).unwrap();
+            let signature = Challenge::from_token(&token).unwrap().sign(&key);
+            f.service.verify(&ROOT, "bob", &token, &signature).unwrap();
+        }
+        // And a non-root caller may not act for anyone else.
+        assert!(matches!(
+            f.service.challenge(&bob, "alice", "sshd", ""),
+            Err(ServiceError::AccessDenied(_))
+        ));
+    }
+
+    #[test]
+    fn an_empty_signature_is_counted_as_a_failure() {
+        let f = fixture("failures_before_penalty = 2");
+        for _ in 0..3 {
+            let token = f.challenge("alice", "").unwrap();
+            let result = f.service.verify(&ROOT, "alice", &token, "");
+            assert!(is_auth(&result, AuthFailure::NoSignature), "{result:?}");
+        }
+        assert!(matches!(
+            f.challenge("alice", ""),
+            Err(ServiceError::Throttled(Refusal::Penalised { .. }))
+        ));
+    }
+
+    #[test]
+    fn a_flood_from_many_sources_refuses_no_legitimate_login_and_stays_bounded() {
+        let f = fixture("max_tracked_sources = 1000\nchallenge_lifetime_secs = 30");
+        let mut refused = 0;
+        for i in 0..20_000u32 {
+            let rhost = if i % 2 == 0 {
+                format!("2001:db8:0:1:{:x}:{:x}::1", i >> 16, i & 0xffff)
+            } else {
+                format!("10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255)
+            };
+            let user = format!("x{:x}", i.wrapping_mul(2_654_435_761));
+            if f.challenge(&user, &rhost).is_err() {
+                refused += 1;
+            }
+            if i % 1000 == 0 {
+                f.login("").unwrap();
+                f.login("198.51.100.20").unwrap();
+                f.clock.advance(10);
+                f.service.periodic_cleanup().unwrap();
+            }
+        }
+        // The IPv6 half is one /64: all but its allowance was refused.
+        assert!(refused >= 9_000, "{refused}");
+        let (used, pairs, sources) = f.service.memory_tables();
+        assert!(pairs <= 1000 && sources <= 1000, "{pairs} {sources}");
+        assert!(used <= 20, "{used}");
+        f.login("").unwrap();
+        f.login("2001:db8:0:2::1").unwrap();
+    }
+
+    #[test]
+    fn status_tells_non_root_callers_the_version_only() {
+        let f = fixture("");
+        f.challenge("alice", "").unwrap();
+        let bob = Caller {
+            uid: 1000,
+            name: Some("bob".into()),
+        };
+        let seen = f.service.status(&bob).unwrap();
+        assert_eq!(seen.version, env!("CARGO_PKG_VERSION"));
+        assert_eq!(
+            seen,
+            DaemonStatus {
+                version: seen.version.clone(),
+                ..DaemonStatus::default()
+            }
+        );
+        let full = f.service.status(&ROOT).unwrap();
+        assert_eq!(
+            (full.users, full.certificates, full.recent_challenges),
+            (1, 1, 1)
+        );
+        assert_eq!(full.host, "h");
     }
 }

@@ -25,15 +25,17 @@ fn service() -> &'static Service {
     SERVICE.get_or_init(|| {
         let config = Config {
             challenges_per_user_per_minute: 0,
-            challenges_per_rhost_per_minute: 0,
-            max_failed_attempts: 0,
+            challenges_per_source_per_minute: 0,
+            failures_before_penalty: 0,
             ..Config::default()
         };
         Service::new(
             Store::temporary().unwrap(),
             config,
             ecp_core::HostName::parse("fuzz").unwrap(),
+            std::sync::Arc::new(ecpd::clock::SystemClock),
         )
+        .unwrap()
     })
 }
 

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use ecp_core::bus::{AdminProxy, AuthProxy, BUS_NAME};
-use zbus::names::{BusName, OwnedUniqueName};
+use zbus::names::{BusName, OwnedUniqueName, WellKnownName};
 use zbus::proxy::CacheProperties;
 
 /// Why the daemon could not be used.
@@ -24,7 +24,8 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// Connects to `address`, checks that `org.ecp.Ecpd1` is owned by a
+    /// Connects to `address`, starts ecpd by D-Bus activation if the name
+    /// has no owner, checks that `org.ecp.Ecpd1` is owned by a
     /// process running as one of `trusted_uids`, and talks to that owner's
     /// unique name only: if the name changes hands during the login, the
     /// calls fail instead of reaching the new owner.
@@ -47,10 +48,22 @@ impl Daemon {
             .await
             .map_err(|e| unavailable("bus proxy", &e))?;
         let name = BusName::try_from(BUS_NAME).map_err(|e| unavailable("bus name", &e))?;
-        let owner: OwnedUniqueName = bus
-            .get_name_owner(name)
-            .await
-            .map_err(|e| unavailable("ecpd is not running", &e))?;
+        let owner: OwnedUniqueName = match bus.get_name_owner(name.clone()).await {
+            Ok(owner) => owner,
+            // Not running (after a boot, or a crash): have the bus start
+            // it from its activation file, then ask again.
+            Err(zbus::fdo::Error::NameHasNoOwner(_)) => {
+                let well_known =
+                    WellKnownName::try_from(BUS_NAME).map_err(|e| unavailable("bus name", &e))?;
+                bus.start_service_by_name(well_known, 0)
+                    .await
+                    .map_err(|e| unavailable("ecpd is not running and could not be started", &e))?;
+                bus.get_name_owner(name)
+                    .await
+                    .map_err(|e| unavailable("ecpd is not running", &e))?
+            }
+            Err(e) => return Err(unavailable("ecpd is not running", &e)),
+        };
         let uid = bus
             .get_connection_unix_user(BusName::Unique(owner.as_ref()))
             .await

@@ -29,6 +29,7 @@ fn pam_code(outcome: Outcome) -> PamResultCode {
         Outcome::Success => PamResultCode::PAM_SUCCESS,
         Outcome::Ignore => PamResultCode::PAM_IGNORE,
         Outcome::Denied => PamResultCode::PAM_AUTH_ERR,
+        Outcome::UserUnknown => PamResultCode::PAM_USER_UNKNOWN,
         Outcome::Unavailable => PamResultCode::PAM_AUTHINFO_UNAVAIL,
     }
 }

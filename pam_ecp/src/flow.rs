@@ -24,6 +24,8 @@ pub enum Outcome {
     Ignore,
     /// Refused: bad signature, wrong passphrase, bad key file, bad input.
     Denied,
+    /// PAM_USER names no account on this system.
+    UserUnknown,
     /// The daemon could not be asked, or answered nonsense: fail closed.
     Unavailable,
 }
@@ -82,12 +84,79 @@ fn refused(error: EcpError, login: &Login, conv: &dyn Conversation, log: &Log) -
     }
 }
 
+/// The account PAM_USER names, if PAM_USER is its canonical name. A name
+/// that resolves to an account under another spelling (`ALICE` for
+/// `alice`, with a case-insensitive directory behind NSS) is refused: it
+/// would escape the daemon's per-user counts and, with `nouserok`, look
+/// unenrolled.
+fn canonical_account(login: &Login, log: &Log) -> Result<User, Outcome> {
+    let user = login.user.as_str();
+    match User::from_name(user) {
+        Ok(Some(account)) if account.name == user => Ok(account),
+        Ok(Some(account)) => {
+            log.warning(&format!(
+                "user={user} rhost={} outcome=refused reason=\"not the canonical name of the account: {}\"",
+                login.rhost, account.name
+            ));
+            Err(Outcome::Denied)
+        }
+        Ok(None) => {
+            log.info(&format!(
+                "user={user} rhost={} outcome=refused reason=\"no such account\"",
+                login.rhost
+            ));
+            Err(Outcome::UserUnknown)
+        }
+        Err(e) => {
+            log.error(&format!("user={user} cannot look up the account: {e}"));
+            Err(Outcome::Unavailable)
+        }
+    }
+}
+
+/// How this login gets its signature. A remote login never uses a key
+/// file on this server: that file is not something the remote person has.
+fn choose_mode(
+    options: &Options,
+    login: &Login,
+    account: &User,
+    log: &Log,
+) -> Result<(Mode, std::path::PathBuf), Outcome> {
+    let user = login.user.as_str();
+    let remote = !login.rhost.is_empty();
+    let key_path = keyfile::expand_path(&options.keyfile, user, &account.dir);
+    let mode = match options.mode {
+        Mode::Auto if remote => Mode::Challenge,
+        Mode::Auto if keyfile::exists_for(account, &key_path) => Mode::Keyfile,
+        Mode::Auto => Mode::Challenge,
+        Mode::Keyfile if remote && !options.allow_remote_keyfile => {
+            log.warning(&format!(
+                "user={user} rhost={} outcome=refused reason=\"mode=keyfile refuses a remote login: a key file on this server proves nothing about the remote user (use mode=challenge, or allow_remote_keyfile)\"",
+                login.rhost
+            ));
+            return Err(Outcome::Denied);
+        }
+        mode => mode,
+    };
+    log.debug(&format!("user={user} mode={mode:?}"));
+    Ok((mode, key_path))
+}
+
 pub async fn authenticate(
     options: &Options,
     login: &Login,
     conv: &dyn Conversation,
     log: &Log,
 ) -> Outcome {
+    // Decided before the daemon is asked anything.
+    let account = match canonical_account(login, log) {
+        Ok(account) => account,
+        Err(outcome) => return outcome,
+    };
+    let (mode, key_path) = match choose_mode(options, login, &account, log) {
+        Ok(choice) => choice,
+        Err(outcome) => return outcome,
+    };
     let daemon = match connect(options, log).await {
         Ok(d) => d,
         Err(outcome) => return outcome,
@@ -119,9 +188,15 @@ pub async fn authenticate(
     };
     // Fail closed on a malformed answer or one not for this login.
     let challenge = match Challenge::from_token(&token) {
-        Ok(c) if c.user == login.user && c.service == login.service => c,
+        Ok(c)
+            if c.user == login.user
+                && c.service == login.service
+                && c.rhost.as_str() == login.rhost =>
+        {
+            c
+        }
         Ok(_) => {
-            log.error("daemon issued a challenge for another user or service");
+            log.error("daemon issued a challenge for another user, service or remote host");
             return Outcome::Unavailable;
         }
         Err(e) => {
@@ -134,31 +209,14 @@ pub async fn authenticate(
         challenge.nonce_id.to_hex()
     ));
 
-    let account = User::from_name(user).ok().flatten();
-    let key_path = account
-        .as_ref()
-        .map(|a| keyfile::expand_path(&options.keyfile, user, &a.dir));
-    let mode = match (options.mode, &account, &key_path) {
-        (Mode::Auto, Some(a), Some(path)) if keyfile::exists_for(a, path) => Mode::Keyfile,
-        (Mode::Auto, _, _) => Mode::Challenge,
-        (mode, _, _) => mode,
-    };
-    log.debug(&format!("user={user} mode={mode:?}"));
-
     let signature = match mode {
-        Mode::Keyfile => match (&account, &key_path) {
-            (Some(account), Some(path)) => {
-                match sign_with_key_file(account, path, &challenge, conv, log) {
-                    Some(signature) => signature,
-                    None => return Outcome::Denied,
-                }
-            }
-            _ => {
-                log.warning(&format!(
-                    "user={user} outcome=failure reason=\"no local account for key file mode\""
-                ));
-                return Outcome::Denied;
-            }
+        Mode::Keyfile => match sign_with_key_file(&account, &key_path, &challenge, conv, log) {
+            KeyFileAnswer::Signed(signature) => signature,
+            // Reported as an empty signature, so the daemon counts it like
+            // a failed one: guessing passphrases at this prompt is limited
+            // by the same per-source waits.
+            KeyFileAnswer::CouldNotSign => String::new(),
+            KeyFileAnswer::NoAnswer => return Outcome::Denied,
         },
         Mode::Challenge | Mode::Auto => {
             let prompt = format!("ecp challenge {token}\n{}", options.prompt);
@@ -175,12 +233,17 @@ pub async fn authenticate(
     };
 
     match daemon.auth.verify(user, &token, &signature).await {
-        Ok(()) => {
+        Ok(()) if !signature.is_empty() => {
             log.info(&format!(
                 "user={user} rhost={} outcome=success",
                 login.rhost
             ));
             Outcome::Success
+        }
+        // Never a success without a signature, whatever the daemon says.
+        Ok(()) => {
+            log.error("daemon accepted an empty signature; refusing");
+            Outcome::Unavailable
         }
         Err(EcpError::NotEnrolled(_)) if options.nouserok => {
             log.info(&format!(
@@ -188,8 +251,19 @@ pub async fn authenticate(
             ));
             Outcome::Ignore
         }
+        Err(_) if signature.is_empty() => Outcome::Denied,
         Err(e) => refused(e, login, conv, log),
     }
+}
+
+/// What came of the key-file prompt.
+enum KeyFileAnswer {
+    Signed(String),
+    /// The file was read but could not be unlocked (wrong or empty
+    /// passphrase, damaged file): reported to the daemon as a failure.
+    CouldNotSign,
+    /// No usable file, or no answer at the prompt: nothing to report.
+    NoAnswer,
 }
 
 /// Reads, unlocks and uses the key file; every failure is logged and told
@@ -200,7 +274,7 @@ fn sign_with_key_file(
     challenge: &Challenge,
     conv: &dyn Conversation,
     log: &Log,
-) -> Option<String> {
+) -> KeyFileAnswer {
     let user = &account.name;
     let pem = match keyfile::read_for(account, path) {
         Ok(pem) => pem,
@@ -209,29 +283,32 @@ fn sign_with_key_file(
                 "user={user} outcome=failure reason=\"key file {e}\""
             ));
             conv.tell_error(&format!("ecp: cannot use your key file: {e}"));
-            return None;
+            return KeyFileAnswer::NoAnswer;
         }
     };
-    let answer = conv.ask_hidden(&format!("Passphrase for ecp key {}: ", path.display()))?;
+    let Some(answer) = conv.ask_hidden(&format!("Passphrase for ecp key {}: ", path.display()))
+    else {
+        return KeyFileAnswer::NoAnswer;
+    };
     let passphrase = match Passphrase::new(answer.to_vec()) {
         Ok(p) => p,
         Err(_) => {
             log.warning(&format!(
                 "user={user} outcome=failure reason=\"empty passphrase\""
             ));
-            return None;
+            return KeyFileAnswer::CouldNotSign;
         }
     };
     drop(answer);
     match decrypt_key_pem(&pem, &passphrase) {
-        Ok(key) => Some(challenge.sign(&key)),
+        Ok(key) => KeyFileAnswer::Signed(challenge.sign(&key)),
         Err(e) => {
             log.warning(&format!(
                 "user={user} outcome=failure reason=\"key file {}: {e}\"",
                 path.display()
             ));
             conv.tell_error(&format!("ecp: {e}"));
-            None
+            KeyFileAnswer::CouldNotSign
         }
     }
 }

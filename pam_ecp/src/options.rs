@@ -5,7 +5,8 @@ use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
-    /// Key file if the user has one, else challenge.
+    /// Key file if the user has one and the login is local, else
+    /// challenge. A remote login (PAM_RHOST set) always gets a challenge.
     Auto,
     /// Sign locally with the user's encrypted key file (sudo, su, login,
     /// screen lockers).
@@ -23,6 +24,10 @@ pub struct Options {
     pub keyfile: String,
     pub debug: bool,
     pub nouserok: bool,
+    /// Lets `mode=keyfile` sign a remote login with a key file on this
+    /// server. Off by default: that file proves nothing about the remote
+    /// person, so the second factor would become a second password.
+    pub allow_remote_keyfile: bool,
     /// Bus address; `None` is the real system bus socket.
     pub bus: Option<String>,
     pub timeout: Duration,
@@ -44,6 +49,7 @@ impl Default for Options {
             keyfile: DEFAULT_KEYFILE.into(),
             debug: false,
             nouserok: false,
+            allow_remote_keyfile: false,
             bus: None,
             timeout: DEFAULT_TIMEOUT,
             prompt: DEFAULT_PROMPT.into(),
@@ -53,8 +59,8 @@ impl Default for Options {
 }
 
 impl Options {
-    /// Parses `debug`, `nouserok`, `mode=`, `keyfile=`, `bus=`, `timeout=`,
-    /// `prompt=` and `daemon_user=`.
+    /// Parses `debug`, `nouserok`, `allow_remote_keyfile`, `mode=`,
+    /// `keyfile=`, `bus=`, `timeout=`, `prompt=` and `daemon_user=`.
     pub fn parse<'a>(args: impl IntoIterator<Item = &'a str>) -> Result<Self, String> {
         let mut options = Self::default();
         for arg in args {
@@ -65,6 +71,7 @@ impl Options {
             match (key, value) {
                 ("debug", None) => options.debug = true,
                 ("nouserok", None) => options.nouserok = true,
+                ("allow_remote_keyfile", None) => options.allow_remote_keyfile = true,
                 ("mode", Some("auto")) => options.mode = Mode::Auto,
                 ("mode", Some("keyfile")) => options.mode = Mode::Keyfile,
                 ("mode", Some("challenge")) => options.mode = Mode::Challenge,
@@ -105,6 +112,7 @@ mod tests {
         let o = Options::parse([
             "debug",
             "nouserok",
+            "allow_remote_keyfile",
             "mode=challenge",
             "keyfile=/etc/ecp/keys/%u.pem",
             "bus=unix:path=/tmp/x",
@@ -113,7 +121,7 @@ mod tests {
             "daemon_user=ecpd",
         ])
         .unwrap();
-        assert!(o.debug && o.nouserok);
+        assert!(o.debug && o.nouserok && o.allow_remote_keyfile);
         assert_eq!(o.mode, Mode::Challenge);
         assert_eq!(o.keyfile, "/etc/ecp/keys/%u.pem");
         assert_eq!(o.bus.as_deref(), Some("unix:path=/tmp/x"));

@@ -31,6 +31,12 @@ impl TestBus {
 
     /// Like [`TestBus::start`], with one more policy file (XML text).
     pub fn start_with_policy(extra_policy: Option<&str>) -> Self {
+        Self::start_with(extra_policy, None)
+    }
+
+    /// Like [`TestBus::start_with_policy`], activating services from
+    /// `service_dir` (D-Bus `.service` files) when a name is asked for.
+    pub fn start_with(extra_policy: Option<&str>, service_dir: Option<&Path>) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("ecp-bus-")
             .tempdir()
@@ -46,7 +52,13 @@ impl TestBus {
         let socket = dir.path().join("system_bus_socket");
         let config = include_str!("../bus.conf.in")
             .replace("@SOCKET@", &socket.display().to_string())
-            .replace("@SYSTEM_D@", &system_d.display().to_string());
+            .replace("@SYSTEM_D@", &system_d.display().to_string())
+            .replace(
+                "@SERVICEDIRS@",
+                &service_dir
+                    .map(|d| format!("<servicedir>{}</servicedir>", d.display()))
+                    .unwrap_or_default(),
+            );
         let config_path = dir.path().join("bus.conf");
         std::fs::write(&config_path, config).unwrap();
         let mut child = Command::new("dbus-daemon")
@@ -74,6 +86,12 @@ impl TestBus {
 
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// Stops the bus daemon, as a crash of dbus-daemon would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -201,6 +219,20 @@ impl TestDaemon {
         }
     }
 
+    /// Waits up to `timeout` for ecpd to exit by itself; its status if it did.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        let child = self.child.as_mut()?;
+        while Instant::now() < deadline {
+            if let Some(status) = child.try_wait().unwrap() {
+                self.child = None;
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
     /// Starts ecpd again on the same store.
     pub fn restart(&mut self) {
         self.kill_hard();
@@ -219,6 +251,40 @@ impl TestDaemon {
                 .await
                 .unwrap()
         })
+    }
+
+    /// A throw-away user with a key made as that user in the default place
+    /// (`~/.config/ecp`), protected by `passphrase`; its certificate is
+    /// enrolled under `label` unless that is `None`.
+    pub fn keyed_user(
+        &self,
+        passphrase: &str,
+        keygen_extra: &[&str],
+        label: Option<&str>,
+    ) -> KeyedUser {
+        let user = TestUser::create(self.bus.dir());
+        let ecpctl = crate::binary_copy_in(self.bus.dir(), "ecpctl");
+        let pass_file = user.home.join("pass");
+        user.write_owned(&pass_file, &format!("{passphrase}\n"));
+        let keydir = user.home.join(".config/ecp");
+        user.keygen(&ecpctl, &keydir, &pass_file, keygen_extra);
+        if let Some(label) = label {
+            let cert = keydir.join("certificate.pem");
+            self.ecpctl(&[
+                "enroll",
+                &user.name,
+                "--cert",
+                cert.to_str().unwrap(),
+                "--label",
+                label,
+            ])
+            .ok();
+        }
+        KeyedUser {
+            user,
+            ecpctl,
+            pass_file,
+        }
     }
 
     /// Runs `ecpctl --bus <test bus> ARGS`.
@@ -356,6 +422,14 @@ fn getrandom_fill(buf: &mut [u8]) {
         .unwrap()
         .read_exact(buf)
         .unwrap();
+}
+
+/// What [`TestDaemon::keyed_user`] made.
+pub struct KeyedUser {
+    pub user: TestUser,
+    /// A copy of ecpctl the user can run.
+    pub ecpctl: PathBuf,
+    pub pass_file: PathBuf,
 }
 
 /// Whether the tests run as root (needed to create users and drop to them).
