@@ -158,7 +158,7 @@ fn sshd_login_needs_the_password_and_a_signed_challenge() {
     services.add(
         "sshd-ecp",
         &format!(
-            "auth required pam_unix.so\nauth required $MODULE mode=challenge bus={}\n\
+            "auth requisite pam_unix.so\nauth required $MODULE mode=challenge bus={}\n\
              account required pam_unix.so\nsession required pam_permit.so\n",
             daemon.address()
         ),
@@ -283,7 +283,7 @@ fn sudo_needs_the_password_and_the_key_file() {
     std::fs::write(
         pam_d.join("sudo-ecp"),
         format!(
-            "auth required pam_unix.so\nauth required {} mode=keyfile bus={}\n\
+            "auth requisite pam_unix.so\nauth required {} mode=keyfile bus={}\n\
              account required pam_unix.so\nsession required pam_permit.so\n",
             module_path().display(),
             daemon.address()
