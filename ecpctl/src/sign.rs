@@ -40,8 +40,15 @@ pub fn sign_token(
 /// What the user approves by signing, in one line.
 pub fn describe(challenge: &Challenge, now: u64) -> String {
     let left = challenge.expires_at.saturating_sub(now);
+    // Where the server saw the login come from: an address that is not
+    // yours means someone else is logging in with your signature.
+    let from = if challenge.rhost.is_local() {
+        "a local login".to_owned()
+    } else {
+        format!("a login from {}", challenge.rhost)
+    };
     format!(
-        "Approving login of {}@{} for service {}, valid until {} ({}m{:02}s left)",
+        "Approving login of {}@{} for service {} ({from}), valid until {} ({}m{:02}s left)",
         challenge.user,
         challenge.host,
         challenge.service,
@@ -49,4 +56,32 @@ pub fn describe(challenge: &Challenge, now: u64) -> String {
         left / 60,
         left % 60
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ecp_core::{HostName, RemoteHost, ServiceName, UserName};
+
+    #[test]
+    fn the_description_says_where_the_login_comes_from() {
+        let challenge = |rhost: &str| {
+            Challenge::unsealed(
+                UserName::parse("alice").unwrap(),
+                HostName::parse("server").unwrap(),
+                ServiceName::parse("sshd").unwrap(),
+                RemoteHost::parse(rhost).unwrap(),
+                0,
+                1000,
+                300,
+            )
+            .unwrap()
+        };
+        let remote = describe(&challenge("203.0.113.9"), 1000);
+        assert!(remote.contains("alice@server"), "{remote}");
+        assert!(remote.contains("a login from 203.0.113.9"), "{remote}");
+        assert!(remote.contains("5m00s left"), "{remote}");
+        let local = describe(&challenge(""), 1000);
+        assert!(local.contains("(a local login)"), "{local}");
+    }
 }
