@@ -208,8 +208,22 @@ struct PairState {
 const FAILURE_MEMORY_SECS: u64 = 24 * 3600;
 
 struct Tables {
+    /// (user, remote source) pairs.
     pairs: LruCache<(UserName, Source), PairState>,
+    /// (user, `local` or uid) pairs, apart so that a flood from remote
+    /// sources can never push a local login's count or wait out.
+    local_pairs: LruCache<(UserName, Source), PairState>,
     sources: LruCache<Source, Window>,
+}
+
+impl Tables {
+    fn pairs_of(&mut self, source: &Source) -> &mut LruCache<(UserName, Source), PairState> {
+        if source.is_remote() {
+            &mut self.pairs
+        } else {
+            &mut self.local_pairs
+        }
+    }
 }
 
 pub struct Throttle {
@@ -232,6 +246,7 @@ impl Throttle {
             limits,
             tables: Mutex::new(Tables {
                 pairs: LruCache::new(cap),
+                local_pairs: LruCache::new(cap),
                 sources: LruCache::new(cap),
             }),
         }
@@ -243,8 +258,11 @@ impl Throttle {
 
     /// Refuses while (user, source) serves a penalty. Counts nothing.
     pub fn check_penalty(&self, user: &UserName, source: &Source, now: u64) -> Result<(), Refusal> {
-        let tables = self.tables();
-        match tables.pairs.peek(&(user.clone(), source.clone())) {
+        let mut tables = self.tables();
+        match tables
+            .pairs_of(source)
+            .peek(&(user.clone(), source.clone()))
+        {
             Some(state) if state.penalty_until > now => Err(Refusal::Penalised {
                 until: state.penalty_until,
                 source: source.clone(),
@@ -264,7 +282,11 @@ impl Throttle {
         let limits = self.limits;
         let mut tables = self.tables();
         let key = (user.clone(), source.clone());
-        let mut pair = tables.pairs.peek(&key).copied().unwrap_or_default();
+        let mut pair = tables
+            .pairs_of(source)
+            .peek(&key)
+            .copied()
+            .unwrap_or_default();
         if pair.penalty_until > now {
             return Err(Refusal::Penalised {
                 until: pair.penalty_until,
@@ -294,7 +316,7 @@ impl Throttle {
         }
         // Accepted: only now is anything counted.
         *per_pair += 1;
-        tables.pairs.put(key, pair);
+        tables.pairs_of(source).put(key, pair);
         if counts_per_source {
             *window.current(now) += 1;
             tables.sources.put(source.clone(), window);
@@ -308,7 +330,11 @@ impl Throttle {
         let limits = self.limits;
         let mut tables = self.tables();
         let key = (user.clone(), source.clone());
-        let mut state = tables.pairs.peek(&key).copied().unwrap_or_default();
+        let mut state = tables
+            .pairs_of(source)
+            .peek(&key)
+            .copied()
+            .unwrap_or_default();
         if now >= state.last_failure.saturating_add(FAILURE_MEMORY_SECS) {
             state.failures = 0;
         }
@@ -325,7 +351,7 @@ impl Throttle {
             penalty_until = Some(state.penalty_until);
         }
         let failures = state.failures;
-        tables.pairs.put(key, state);
+        tables.pairs_of(source).put(key, state);
         FailureCount {
             failures,
             penalty_until,
@@ -335,7 +361,10 @@ impl Throttle {
     /// A verified login clears the failures of its (user, source).
     pub fn success(&self, user: &UserName, source: &Source) {
         let mut tables = self.tables();
-        if let Some(state) = tables.pairs.get_mut(&(user.clone(), source.clone())) {
+        if let Some(state) = tables
+            .pairs_of(source)
+            .get_mut(&(user.clone(), source.clone()))
+        {
             state.failures = 0;
             state.penalty_until = 0;
         }
@@ -344,36 +373,42 @@ impl Throttle {
     /// Clears every penalty and count of `user`; returns how many sources
     /// had one (`ecpctl unlock`).
     pub fn clear_user(&self, user: &UserName) -> usize {
-        let mut tables = self.tables();
-        let keys: Vec<_> = tables
-            .pairs
-            .iter()
-            .filter(|((u, _), _)| u == user)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in &keys {
-            tables.pairs.pop(key);
+        let mut guard = self.tables();
+        let tables = &mut *guard;
+        let mut cleared = 0;
+        for pairs in [&mut tables.pairs, &mut tables.local_pairs] {
+            let keys: Vec<_> = pairs
+                .iter()
+                .filter(|((u, _), _)| u == user)
+                .map(|(k, _)| k.clone())
+                .collect();
+            for key in &keys {
+                pairs.pop(key);
+            }
+            cleared += keys.len();
         }
-        keys.len()
+        cleared
     }
 
     /// Drops entries that no longer hold anything: ended windows, served
     /// penalties, failures past their memory.
     pub fn prune(&self, now: u64) {
-        let mut tables = self.tables();
-        let dead: Vec<_> = tables
-            .pairs
-            .iter()
-            .filter(|(_, s)| {
-                s.challenges.is_stale(now)
-                    && s.penalty_until <= now
-                    && (s.failures == 0
-                        || now >= s.last_failure.saturating_add(FAILURE_MEMORY_SECS))
-            })
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in dead {
-            tables.pairs.pop(&key);
+        let mut guard = self.tables();
+        let tables = &mut *guard;
+        for pairs in [&mut tables.pairs, &mut tables.local_pairs] {
+            let dead: Vec<_> = pairs
+                .iter()
+                .filter(|(_, s)| {
+                    s.challenges.is_stale(now)
+                        && s.penalty_until <= now
+                        && (s.failures == 0
+                            || now >= s.last_failure.saturating_add(FAILURE_MEMORY_SECS))
+                })
+                .map(|(k, _)| k.clone())
+                .collect();
+            for key in dead {
+                pairs.pop(&key);
+            }
         }
         let dead: Vec<_> = tables
             .sources
@@ -388,17 +423,22 @@ impl Throttle {
 
     /// (user, source) pairs serving a penalty at `now`.
     pub fn penalised(&self, now: u64) -> usize {
-        self.tables()
+        let tables = self.tables();
+        tables
             .pairs
             .iter()
+            .chain(tables.local_pairs.iter())
             .filter(|(_, s)| s.penalty_until > now)
             .count()
     }
 
-    /// Entries in the (user, source) and the per-source tables.
+    /// Entries in the (user, source) tables and the per-source table.
     pub fn sizes(&self) -> (usize, usize) {
         let tables = self.tables();
-        (tables.pairs.len(), tables.sources.len())
+        (
+            tables.pairs.len() + tables.local_pairs.len(),
+            tables.sources.len(),
+        )
     }
 }
 
@@ -552,6 +592,22 @@ mod tests {
         assert!(pairs <= 100 && sources <= 100, "{pairs} {sources}");
         t.admit_challenge(&alice, &remote("198.51.100.1"), 1000)
             .unwrap();
+    }
+
+    #[test]
+    fn a_remote_flood_cannot_push_out_a_local_wait() {
+        let t = Throttle::new(limits());
+        let alice = user("alice");
+        for _ in 0..3 {
+            t.failure(&alice, &Source::Local, 1000);
+        }
+        assert!(t.check_penalty(&alice, &Source::Local, 1000).is_err());
+        for i in 0..1000u32 {
+            let source = remote(&format!("2001:db8:{i:x}::1"));
+            t.admit_challenge(&user(&format!("u{i}")), &source, 1000)
+                .unwrap();
+        }
+        assert!(t.check_penalty(&alice, &Source::Local, 1000).is_err());
     }
 
     #[test]
