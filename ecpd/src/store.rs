@@ -106,13 +106,8 @@ impl Store {
     fn from_db(db: sled::Db) -> Result<Self, StoreError> {
         let mut dropped = false;
         for name in RETIRED_TREES {
-            if db
-                .tree_names()
-                .iter()
-                .any(|n| n.as_ref() == name.as_bytes())
-            {
-                dropped |= db.drop_tree(name)?;
-            }
+            // false when there is no such tree: nothing to do.
+            dropped |= db.drop_tree(name)?;
         }
         if dropped {
             db.flush()?;

@@ -204,6 +204,19 @@ struct PairState {
     last_failure: u64,
 }
 
+impl PairState {
+    /// Refuses while the pair serves a penalty.
+    fn check_penalty(&self, source: &Source, now: u64) -> Result<(), Refusal> {
+        if self.penalty_until > now {
+            return Err(Refusal::Penalised {
+                until: self.penalty_until,
+                source: source.clone(),
+            });
+        }
+        Ok(())
+    }
+}
+
 /// Failures are forgotten this long after the last one, penalty or not.
 const FAILURE_MEMORY_SECS: u64 = 24 * 3600;
 
@@ -223,6 +236,17 @@ impl Tables {
         } else {
             &mut self.local_pairs
         }
+    }
+
+    /// The (user, source) key and its state, fresh if it has none.
+    fn pair(&mut self, user: &UserName, source: &Source) -> ((UserName, Source), PairState) {
+        let key = (user.clone(), source.clone());
+        let state = self
+            .pairs_of(source)
+            .peek(&key)
+            .copied()
+            .unwrap_or_default();
+        (key, state)
     }
 }
 
@@ -258,17 +282,8 @@ impl Throttle {
 
     /// Refuses while (user, source) serves a penalty. Counts nothing.
     pub fn check_penalty(&self, user: &UserName, source: &Source, now: u64) -> Result<(), Refusal> {
-        let mut tables = self.tables();
-        match tables
-            .pairs_of(source)
-            .peek(&(user.clone(), source.clone()))
-        {
-            Some(state) if state.penalty_until > now => Err(Refusal::Penalised {
-                until: state.penalty_until,
-                source: source.clone(),
-            }),
-            _ => Ok(()),
-        }
+        let (_, state) = self.tables().pair(user, source);
+        state.check_penalty(source, now)
     }
 
     /// Admits a challenge request and counts it, or refuses it and counts
@@ -281,18 +296,8 @@ impl Throttle {
     ) -> Result<(), Refusal> {
         let limits = self.limits;
         let mut tables = self.tables();
-        let key = (user.clone(), source.clone());
-        let mut pair = tables
-            .pairs_of(source)
-            .peek(&key)
-            .copied()
-            .unwrap_or_default();
-        if pair.penalty_until > now {
-            return Err(Refusal::Penalised {
-                until: pair.penalty_until,
-                source: source.clone(),
-            });
-        }
+        let (key, mut pair) = tables.pair(user, source);
+        pair.check_penalty(source, now)?;
         let per_pair = pair.challenges.current(now);
         if limits.per_user_and_source > 0 && *per_pair >= limits.per_user_and_source {
             return Err(Refusal::TooMany {
@@ -329,12 +334,7 @@ impl Throttle {
     pub fn failure(&self, user: &UserName, source: &Source, now: u64) -> FailureCount {
         let limits = self.limits;
         let mut tables = self.tables();
-        let key = (user.clone(), source.clone());
-        let mut state = tables
-            .pairs_of(source)
-            .peek(&key)
-            .copied()
-            .unwrap_or_default();
+        let (key, mut state) = tables.pair(user, source);
         if now >= state.last_failure.saturating_add(FAILURE_MEMORY_SECS) {
             state.failures = 0;
         }
