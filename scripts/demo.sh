@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-./scripts/deps.sh --check
+ECP_DEPS_TOOLS=no ./scripts/deps.sh --ensure
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 

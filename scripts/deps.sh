@@ -2,6 +2,8 @@
 # The Debian packages (and cargo tools) the demo and the tests need.
 #   sudo scripts/deps.sh          install them (CI runs this)
 #   scripts/deps.sh --check       say what is missing, install nothing
+#   scripts/deps.sh --ensure      install only what is missing (root), or
+#                                 say the sudo command (what make demo/test run)
 set -euo pipefail
 
 # openssl: interop tests; python3-cryptography: interop with Python's
@@ -15,25 +17,75 @@ PACKAGES=(openssl python3 python3-cryptography util-linux passwd dbus-daemon dbu
     libpam0g-dev libpam-modules libpam-wrapper pamtester binutils pkg-config make
     openssh-server openssh-client sudo man-db systemd)
 
-if [ "${1:-}" = "--check" ]; then
-    missing=()
+TOOLS=(cargo-deb cargo-deny cargo-fuzz)
+
+missing_packages() {
     for p in "${PACKAGES[@]}"; do
-        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || echo "$p"
     done
-    if [ ${#missing[@]} -gt 0 ]; then
-        echo "missing Debian packages: ${missing[*]}" >&2
+}
+
+missing_tools() {
+    for t in "${TOOLS[@]}"; do
+        command -v "$t" >/dev/null 2>&1 || echo "$t"
+    done
+}
+
+install_packages() {
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update
+    apt-get install -y --no-install-recommends "$@"
+}
+
+# The package test builds the .deb with cargo-deb; the dependency policy
+# is checked with cargo-deny; the fuzz targets run briefly with cargo-fuzz.
+# Each is built once (a few minutes on two cores) into ~/.cargo/bin.
+install_tools() {
+    for t in "$@"; do
+        case "$t" in
+        cargo-deny) cargo install cargo-deny --locked --no-default-features ;;
+        *) cargo install "$t" --locked ;;
+        esac
+    done
+}
+
+mapfile -t packages < <(missing_packages)
+mapfile -t tools < <(missing_tools)
+
+case "${1:-}" in
+--check)
+    # Say what is missing, install nothing.
+    if [ ${#packages[@]} -gt 0 ]; then
+        echo "missing Debian packages: ${packages[*]}" >&2
         echo "install them with: sudo scripts/deps.sh" >&2
         exit 1
     fi
     exit 0
-fi
-
-export DEBIAN_FRONTEND=noninteractive
-apt-get update
-apt-get install -y --no-install-recommends "${PACKAGES[@]}"
-
-# The package test builds the .deb with cargo-deb; the dependency policy
-# is checked with cargo-deny; the fuzz targets run briefly with cargo-fuzz.
-command -v cargo-deb >/dev/null 2>&1 || cargo install cargo-deb --locked
-command -v cargo-deny >/dev/null 2>&1 || cargo install cargo-deny --locked --no-default-features
-command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
+    ;;
+--ensure)
+    # What `make demo` and `make test` run first: install what is missing,
+    # as root; otherwise name the one command that does it.
+    if [ ${#packages[@]} -gt 0 ]; then
+        if [ "$(id -u)" -ne 0 ]; then
+            echo "missing Debian packages: ${packages[*]}" >&2
+            echo "install them with:  sudo scripts/deps.sh   (then run make again)" >&2
+            exit 1
+        fi
+        echo "installing missing Debian packages: ${packages[*]}" >&2
+        install_packages "${packages[@]}"
+    fi
+    if [ ${#tools[@]} -gt 0 ] && [ "${ECP_DEPS_TOOLS:-yes}" = yes ]; then
+        echo "building missing cargo tools: ${tools[*]}" >&2
+        install_tools "${tools[@]}"
+    fi
+    exit 0
+    ;;
+"")
+    install_packages "${PACKAGES[@]}"
+    install_tools "${tools[@]}"
+    ;;
+*)
+    echo "usage: scripts/deps.sh [--check | --ensure]" >&2
+    exit 2
+    ;;
+esac

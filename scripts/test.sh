@@ -3,7 +3,7 @@
 # one-line total so that a run which executed nothing cannot look green.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./scripts/deps.sh --check
+./scripts/deps.sh --ensure
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings

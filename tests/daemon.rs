@@ -628,15 +628,18 @@ fn doctor_names_each_problem_and_exits_1() {
         "auth required pam_ecp.so mode=challenge nouserok\n",
     )
     .unwrap();
-    let run = daemon.ecpctl(&[
-        "doctor",
-        "--user",
-        "alice",
-        "--key",
-        &work.arg("missing.pem"),
-        "--pam-dir",
-        pam_d.to_str().unwrap(),
-    ]);
+    let doctor = |key: &str| {
+        daemon.ecpctl(&[
+            "doctor",
+            "--user",
+            "alice",
+            "--key",
+            &work.arg(key),
+            "--pam-dir",
+            pam_d.to_str().unwrap(),
+        ])
+    };
+    let run = doctor("missing.pem");
     assert_eq!(run.code, 1, "{}", run.stdout);
     assert!(
         run.stdout
@@ -662,6 +665,14 @@ fn doctor_names_each_problem_and_exits_1() {
         "{}",
         run.stdout
     );
+    // The PAM stacks: each problem named by file and line, once even
+    // where two services share the file.
+    let dir = pam_d.display();
+    let reached = format!("FAIL  {dir}/common-auth:2: pam_ecp is reached after a failed password (pam_unix.so at {dir}/common-auth:1 is \"required\")");
+    assert_eq!(run.stdout.matches(&reached).count(), 1, "{}", run.stdout);
+    let alone = format!("FAIL  {dir}/sshd:1: no password module before pam_ecp");
+    assert!(run.stdout.contains(&alone), "{}", run.stdout);
+    assert!(!run.stdout.contains("nouserok"), "{}", run.stdout);
 
     // Key and enrollment in order: those two lines turn ok.
     ecp_tests::keygen(&work, "alice", "k", "pw");
@@ -675,19 +686,44 @@ fn doctor_names_each_problem_and_exits_1() {
             "desk",
         ])
         .ok();
-    let run = daemon.ecpctl(&[
-        "doctor",
-        "--user",
-        "alice",
-        "--key",
-        &work.arg("k/private_key.pem"),
-        "--pam-dir",
-        pam_d.to_str().unwrap(),
-    ]);
+    let run = doctor("k/private_key.pem");
     assert!(run.stdout.contains("ok    key file"), "{}", run.stdout);
     assert!(
         run.stdout
             .contains("ok    certificate \"desk\" of alice enrolled"),
+        "{}",
+        run.stdout
+    );
+    // Someone is enrolled now: nouserok has done its job.
+    let nouserok =
+        format!("FAIL  {dir}/sshd:1: \"nouserok\" is still set while users are enrolled");
+    assert!(run.stdout.contains(&nouserok), "{}", run.stdout);
+
+    // Debian's common-auth as pam-auth-update writes it with ecp's
+    // profile is gated: no PAM line fails, and with all else in order
+    // the exit status is 0.
+    std::fs::write(
+        pam_d.join("common-auth"),
+        "auth\t[success=1 default=ignore]\tpam_unix.so nullok\n\
+         auth\trequisite\t\t\tpam_deny.so\n\
+         auth\trequired\t\t\tpam_permit.so\n\
+         auth\trequired\t\t\tpam_ecp.so\n",
+    )
+    .unwrap();
+    std::fs::write(
+        pam_d.join("sshd"),
+        "auth requisite pam_unix.so\nauth required pam_ecp.so mode=challenge\n",
+    )
+    .unwrap();
+    let run = doctor("k/private_key.pem");
+    assert!(
+        !run.stdout.contains(&format!("FAIL  {dir}")),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("ok    PAM service sudo: auth mode=auto (via common-auth)"),
         "{}",
         run.stdout
     );

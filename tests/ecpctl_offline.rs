@@ -391,3 +391,129 @@ fn man_page_documents_every_subcommand_and_exit_code() {
         );
     }
 }
+
+/// Runs `ecpctl askpass` for `token` with HOME at `home` and the passphrase
+/// from a file: with `terminal_input`, inside a pseudo-terminal (script(1))
+/// that types it; without, with no terminal at all.
+fn askpass(
+    home: &std::path::Path,
+    key: &std::path::Path,
+    token: &str,
+    terminal_input: Option<&str>,
+) -> ecp_tests::Run {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let ecpctl = ecp_tests::binary("ecpctl");
+    let prompt = format!("ecp challenge {token}\nSignature: ");
+    let mut command = match terminal_input {
+        None => {
+            let mut c = Command::new("setsid");
+            c.arg("--wait")
+                .arg(&ecpctl)
+                .arg("askpass")
+                .arg("--key")
+                .arg(key)
+                .arg(&prompt);
+            c
+        }
+        Some(_) => {
+            let mut c = Command::new("script");
+            c.args(["--quiet", "--return", "--command"])
+                .arg(format!(
+                    "{} askpass --key {} '{}'",
+                    ecpctl.display(),
+                    key.display(),
+                    prompt
+                ))
+                .arg("/dev/null");
+            c
+        }
+    };
+    let mut child = command
+        .env("HOME", home)
+        .env("ECP_PASSPHRASE_FILE", home.join("passphrase"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    if let Some(input) = terminal_input {
+        stdin.write_all(input.as_bytes()).unwrap();
+    }
+    // script(1) ends the session when its input ends: the input stays open
+    // until the command is done.
+    let out = child.wait_with_output().unwrap();
+    drop(stdin);
+    ecp_tests::Run::from_output("ecpctl askpass", out)
+}
+
+#[test]
+fn askpass_signs_only_for_approved_logins_and_asks_on_the_terminal_otherwise() {
+    let work = Workdir::new();
+    let dir = keygen(&work, "alice", "k", "pw");
+    let key = dir.join("private_key.pem");
+    let cert = parse_certificate_pem(&work.read("k/certificate.pem")).unwrap();
+    let home = work.path("home");
+    std::fs::create_dir(&home).unwrap();
+    std::fs::write(home.join("passphrase"), "pw\n").unwrap();
+    let list = home.join(".config/ecp/approved_hosts");
+    let challenge = challenge_for("alice");
+    let token = challenge.to_token();
+
+    // Not on the list and no terminal to ask: nothing signed, nothing added,
+    // although the passphrase needs no typing.
+    let run = askpass(&home, &key, &token, None);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stdout.is_empty(), "{}", run.stdout);
+    assert!(
+        run.stderr.contains("not on your approved list"),
+        "{}",
+        run.stderr
+    );
+    assert!(!list.exists());
+
+    // Asked on the terminal, which shows what is approved; "no" signs nothing.
+    let run = askpass(&home, &key, &token, Some("no\n"));
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout
+            .contains("Approve alice@testhost.example for service sshd"),
+        "{}",
+        run.stdout
+    );
+    assert!(!list.exists());
+
+    // "yes" signs and remembers the login.
+    let run = askpass(&home, &key, &token, Some("yes\n"));
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let signature = run
+        .stdout
+        .lines()
+        .map(str::trim)
+        .rfind(|l| !l.is_empty())
+        .unwrap();
+    challenge.verify(cert.public_key(), signature).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&list).unwrap(),
+        "alice@testhost.example sshd\n"
+    );
+
+    // From now on that login is signed without a question, even with no
+    // terminal; another host or service is not.
+    let next = challenge_for("alice");
+    let run = askpass(&home, &key, &next.to_token(), None);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    next.verify(cert.public_key(), run.stdout.trim()).unwrap();
+    let elsewhere = Challenge::new_random(
+        UserName::parse("alice").unwrap(),
+        HostName::parse("phish.example").unwrap(),
+        ServiceName::parse("sshd").unwrap(),
+        ecp_core::when::unix_now() as u64,
+        300,
+    )
+    .unwrap();
+    let run = askpass(&home, &key, &elsewhere.to_token(), None);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stdout.is_empty());
+}

@@ -88,6 +88,8 @@ fn start_sshd(dir: &Path, services: &PamServices, port: u16) -> Sshd {
     Sshd { child }
 }
 
+/// ssh as `user` with `askpass` answering every prompt; HOME (where
+/// askpass keeps its approved list) is `dir`/home.
 fn ssh(dir: &Path, askpass: &Path, user: &str, port: u16) -> Run {
     let out = Command::new("setsid")
         .args(["-w", "ssh", "-p", &port.to_string()])
@@ -109,6 +111,7 @@ fn ssh(dir: &Path, askpass: &Path, user: &str, port: u16) -> Run {
         .env("SSH_ASKPASS", askpass)
         .env("SSH_ASKPASS_REQUIRE", "force")
         .env("ECP_PASSPHRASE_FILE", dir.join("passphrase"))
+        .env("HOME", dir.join("home"))
         .stdin(Stdio::null())
         .output()
         .unwrap();
@@ -176,6 +179,25 @@ fn sshd_login_needs_the_password_and_a_signed_challenge() {
             key.display()
         ),
     );
+    // This server is not on the approved list yet, and with no terminal
+    // to ask on, askpass signs nothing: no login.
+    let approved = dir.join("home/.config/ecp/approved_hosts");
+    std::fs::create_dir_all(approved.parent().unwrap()).unwrap();
+    let run = ssh(dir, &askpass, &user.name, port);
+    assert_ne!(run.code, 0);
+    assert!(!run.stdout.contains("logged-in-as"));
+    assert!(
+        run.stderr.contains("not on your approved list"),
+        "{}",
+        run.stderr
+    );
+
+    // Approved (as a "yes" on the terminal would have added it): signed.
+    std::fs::write(
+        &approved,
+        format!("{}@sshd-test-host sshd-ecp\n", user.name),
+    )
+    .unwrap();
     let run = ssh(dir, &askpass, &user.name, port);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(

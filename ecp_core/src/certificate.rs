@@ -11,7 +11,6 @@ use std::time::{Duration, SystemTime};
 
 use p256::ecdsa::signature::Verifier;
 use p256::ecdsa::{DerSignature, Signature, SigningKey, VerifyingKey};
-use pkcs8::der::asn1::ObjectIdentifier;
 use sha2::{Digest, Sha256};
 use x509_cert::builder::profile::BuilderProfile;
 use x509_cert::builder::{Builder, CertificateBuilder};
@@ -26,8 +25,9 @@ use x509_cert::spki::{SubjectPublicKeyInfo, SubjectPublicKeyInfoRef};
 use x509_cert::time::{Time, Validity};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use crate::keyfile::curve_name;
+use crate::hex;
 use crate::names::UserName;
+use crate::oids;
 use crate::when::format_utc;
 
 /// The largest certificate PEM we accept. Ours are about 600 bytes.
@@ -47,9 +47,6 @@ pub const DEFAULT_CLOCK_SKEW: Duration = Duration::from_secs(300);
 const BACKDATE: Duration = Duration::from_secs(300);
 
 const CERT_PEM_LABEL: &str = "CERTIFICATE";
-const OID_EC_PUBLIC_KEY: &str = "1.2.840.10045.2.1";
-const OID_P256: &str = "1.2.840.10045.3.1.7";
-const OID_ECDSA_WITH_SHA256: &str = "1.2.840.10045.4.3.2";
 
 /// Why a certificate was refused. Each rule has its own variant.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -173,17 +170,7 @@ impl ParsedCertificate {
 
 /// SHA-256 fingerprint of DER bytes, lowercase hex without separators.
 pub fn fingerprint_of_der(der: &[u8]) -> String {
-    hex(&Sha256::digest(der))
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
+    hex::encode(&Sha256::digest(der))
 }
 
 /// The rule every part of ecp applies before trusting a certificate for
@@ -250,7 +237,7 @@ pub fn parse_certificate_der(der: &[u8]) -> Result<ParsedCertificate, Certificat
     let public_key = p256_public_key(&cert)?;
 
     let sig_alg = cert.signature_algorithm.algorithm.to_id_string();
-    if sig_alg != OID_ECDSA_WITH_SHA256 {
+    if sig_alg != oids::ECDSA_WITH_SHA256 {
         return Err(CertificateError::UnsupportedSignatureAlgorithm { algorithm: sig_alg });
     }
     let signature = Signature::from_der(&cert.signature_value.data)
@@ -275,7 +262,7 @@ pub fn parse_certificate_der(der: &[u8]) -> Result<ParsedCertificate, Certificat
         common_name,
         not_before: validity.not_before.timestamp(),
         not_after: validity.not_after.timestamp(),
-        serial_hex: hex(cert.raw_serial()),
+        serial_hex: hex::encode(cert.raw_serial()),
         public_key,
     })
 }
@@ -297,14 +284,10 @@ fn single_common_name(cert: &X509Certificate<'_>) -> Result<String, CertificateE
 fn p256_public_key(cert: &X509Certificate<'_>) -> Result<VerifyingKey, CertificateError> {
     let spki = cert.public_key();
     let algorithm = spki.algorithm.algorithm.to_id_string();
-    if algorithm != OID_EC_PUBLIC_KEY {
-        let name = match algorithm.as_str() {
-            "1.2.840.113549.1.1.1" => "RSA".to_owned(),
-            "1.3.101.112" => "Ed25519".to_owned(),
-            "1.3.101.113" => "Ed448".to_owned(),
-            other => format!("unknown ({other})"),
-        };
-        return Err(CertificateError::NotEcKey { algorithm: name });
+    if algorithm != oids::EC_PUBLIC_KEY {
+        return Err(CertificateError::NotEcKey {
+            algorithm: oids::algorithm_name(&algorithm),
+        });
     }
     let curve = spki
         .algorithm
@@ -312,10 +295,8 @@ fn p256_public_key(cert: &X509Certificate<'_>) -> Result<VerifyingKey, Certifica
         .as_ref()
         .and_then(|p| p.as_oid().ok())
         .map(|oid| oid.to_id_string());
-    if curve.as_deref() != Some(OID_P256) {
-        let curve = curve
-            .and_then(|c| ObjectIdentifier::from_str(&c).ok())
-            .map_or_else(|| "(not named)".to_owned(), curve_name);
+    if curve.as_deref() != Some(oids::P256) {
+        let curve = curve.map_or_else(|| "(not named)".to_owned(), |c| oids::curve_name(&c));
         return Err(CertificateError::WrongCurve { curve });
     }
     VerifyingKey::from_sec1_bytes(&spki.subject_public_key.data)
@@ -393,7 +374,8 @@ pub fn build_self_signed_certificate(
 
     let now = SystemTime::now();
     let not_before = now.checked_sub(BACKDATE).unwrap_or(now);
-    let not_after = now + Duration::from_secs(u64::from(days) * 86_400);
+    let not_after =
+        now + Duration::from_secs(u64::from(days) * crate::when::SECONDS_PER_DAY as u64);
     let time = |t: SystemTime| Time::try_from(t).map_err(|e| build_err(e.to_string()));
     let validity = Validity::new(time(not_before)?, time(not_after)?);
 

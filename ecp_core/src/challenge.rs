@@ -30,7 +30,7 @@ use base64::Engine as _;
 use p256::ecdsa::signature::{Signer, Verifier};
 use p256::ecdsa::{Signature, SigningKey, VerifyingKey};
 
-use crate::certificate::hex;
+use crate::hex;
 use crate::names::{HostName, NameError, RemoteHost, ServiceName, UserName};
 use crate::when::format_utc;
 
@@ -60,13 +60,28 @@ pub const MAX_TOKEN_LEN: usize = MAX_PAYLOAD_LEN.div_ceil(3) * 4;
 /// The longest signature text accepted (a P-256 DER signature is ≤ 72 bytes).
 pub const MAX_SIGNATURE_LEN: usize = 128;
 
+/// What pam_ecp writes before the token in its prompt, so that an askpass
+/// program finds the token wherever sshd folds the lines.
+pub const PROMPT_MARKER: &str = "ecp challenge ";
+
+/// The prompt pam_ecp shows: the marked token, then `question`.
+pub fn prompt_with_token(token: &str, question: &str) -> String {
+    format!("{PROMPT_MARKER}{token}\n{question}")
+}
+
+/// The token in a prompt made by [`prompt_with_token`], if there is one.
+pub fn token_in_prompt(prompt: &str) -> Option<&str> {
+    let at = prompt.find(PROMPT_MARKER)?;
+    prompt[at + PROMPT_MARKER.len()..].split_whitespace().next()
+}
+
 /// The nonce's public identifier.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct NonceId(pub [u8; NONCE_ID_LEN]);
 
 impl NonceId {
     pub fn to_hex(&self) -> String {
-        hex(&self.0)
+        hex::encode(&self.0)
     }
 }
 
@@ -561,7 +576,7 @@ mod tests {
     fn debug_output_leaves_out_the_tag() {
         let c = sample("alice", "h", "sshd");
         let shown = format!("{c:?}");
-        assert!(!shown.contains(&hex(&c.tag)), "{shown}");
+        assert!(!shown.contains(&hex::encode(&c.tag)), "{shown}");
         assert!(shown.contains("alice"));
     }
 }

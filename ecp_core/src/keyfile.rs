@@ -15,6 +15,8 @@ use p256::elliptic_curve::Generate;
 use p256::pkcs8::EncodePrivateKey as _;
 use pkcs8::der::pem::LineEnding;
 use pkcs8::der::{asn1::ObjectIdentifier, Decode};
+
+use crate::oids;
 use pkcs8::pkcs5::{self, pbes2};
 use pkcs8::{EncryptedPrivateKeyInfoRef, PrivateKeyInfoRef};
 use zeroize::{Zeroize, Zeroizing};
@@ -26,11 +28,8 @@ pub const MAX_KEY_FILE_LEN: usize = 16 * 1024;
 /// PEM label of an encrypted PKCS#8 private key.
 pub const ENCRYPTED_PEM_LABEL: &str = "ENCRYPTED PRIVATE KEY";
 
-const OID_EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
-const OID_P256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
-const OID_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
-const OID_ED25519: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.112");
-const OID_ED448: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.113");
+const OID_EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap(oids::EC_PUBLIC_KEY);
+const OID_P256: ObjectIdentifier = ObjectIdentifier::new_unwrap(oids::P256);
 
 /// A passphrase that is wiped from memory when dropped and never printed.
 pub struct Passphrase(Zeroizing<Vec<u8>>);
@@ -347,13 +346,9 @@ fn signing_key_from_pkcs8(der: &[u8]) -> Result<SigningKey, KeyFileError> {
     let info = PrivateKeyInfoRef::try_from(der).map_err(|_| KeyFileError::WrongPassphrase)?;
     let algorithm = info.algorithm.oid;
     if algorithm != OID_EC_PUBLIC_KEY {
-        let name = match algorithm {
-            OID_RSA => "RSA".to_owned(),
-            OID_ED25519 => "Ed25519".to_owned(),
-            OID_ED448 => "Ed448".to_owned(),
-            other => format!("unknown ({other})"),
-        };
-        return Err(KeyFileError::NotEcKey { algorithm: name });
+        return Err(KeyFileError::NotEcKey {
+            algorithm: oids::algorithm_name(&algorithm.to_string()),
+        });
     }
     let curve = info
         .algorithm
@@ -361,24 +356,15 @@ fn signing_key_from_pkcs8(der: &[u8]) -> Result<SigningKey, KeyFileError> {
         .and_then(|any| any.decode_as::<ObjectIdentifier>().ok());
     if curve != Some(OID_P256) {
         return Err(KeyFileError::WrongCurve {
-            curve: curve.map_or_else(|| "(not named)".into(), |oid| curve_name(oid).to_owned()),
+            curve: curve.map_or_else(
+                || "(not named)".into(),
+                |oid| oids::curve_name(&oid.to_string()),
+            ),
         });
     }
     use p256::pkcs8::DecodePrivateKey as _;
     let secret = p256::SecretKey::from_pkcs8_der(der).map_err(|_| KeyFileError::InvalidKey)?;
     Ok(SigningKey::from(secret))
-}
-
-/// Human names for the curves people are likely to try.
-pub(crate) fn curve_name(oid: ObjectIdentifier) -> String {
-    match oid.to_string().as_str() {
-        "1.2.840.10045.3.1.7" => "P-256".into(),
-        "1.3.132.0.34" => "P-384".into(),
-        "1.3.132.0.35" => "P-521".into(),
-        "1.3.132.0.10" => "secp256k1".into(),
-        "1.3.36.3.3.2.8.1.1.7" => "brainpoolP256r1".into(),
-        other => other.into(),
-    }
 }
 
 #[cfg(test)]

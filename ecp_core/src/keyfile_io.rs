@@ -204,7 +204,7 @@ pub fn write_file_atomically(
     let temp = dir.join(format!(
         ".{}.{}.tmp",
         name.to_string_lossy(),
-        crate::certificate::hex(&suffix)
+        crate::hex::encode(&suffix)
     ));
 
     let result = (|| {
@@ -265,10 +265,8 @@ mod tests {
     fn temp_dir() -> PathBuf {
         let mut suffix = [0u8; 8];
         getrandom::fill(&mut suffix).unwrap();
-        let dir = std::env::temp_dir().join(format!(
-            "ecp-core-test-{}",
-            crate::certificate::hex(&suffix)
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("ecp-core-test-{}", crate::hex::encode(&suffix)));
         std::fs::create_dir(&dir).unwrap();
         dir
     }

@@ -10,9 +10,12 @@
 pub mod bus;
 pub mod certificate;
 pub mod challenge;
+pub mod hex;
 pub mod keyfile;
 pub mod keyfile_io;
 pub mod names;
+pub mod oids;
+pub mod user_files;
 pub mod when;
 
 pub use certificate::{validate_certificate, CertificateError, ParsedCertificate};

@@ -2,33 +2,59 @@
 
 use std::path::PathBuf;
 
+use ecp_core::challenge::token_in_prompt;
+use ecp_core::user_files::approved_hosts_path;
+use ecp_core::when::unix_now;
+use ecp_core::Challenge;
+
+use crate::approved::{confirm_on_terminal, ApprovedHosts};
 use crate::cli::AskpassArgs;
 use crate::failure::Failure;
-
-/// The marker pam_ecp puts before the token in its prompt.
-const MARKER: &str = "ecp challenge ";
-
-/// Finds the token in a prompt, wherever sshd placed the line.
-pub fn token_in(prompt: &str) -> Option<&str> {
-    let at = prompt.find(MARKER)?;
-    prompt[at + MARKER.len()..].split_whitespace().next()
-}
+use crate::keys::home_dir;
+use crate::sign::describe;
 
 pub fn run(args: &AskpassArgs) -> Result<(), Failure> {
     let prompt = args.prompt.join(" ");
-    let Some(token) = token_in(&prompt) else {
+    let Some(token) = token_in_prompt(&prompt) else {
         // Not ours: the person answers (their password), without echo.
         let answer = rpassword::prompt_password(&prompt)
             .map_err(|e| Failure::Terminal(format!("cannot ask on a terminal ({e})")))?;
         println!("{answer}");
         return Ok(());
     };
+    let challenge = Challenge::from_token(token)?;
+    let now = u64::try_from(unix_now()).unwrap_or(0);
+    challenge.check_not_expired(now)?;
+    let mut approved = ApprovedHosts::load(&approved_hosts_path(&home_dir()?))?;
+    let newly_approved = !approved.contains(&challenge);
+    if newly_approved {
+        let question = format!(
+            "ecp: {}@{} (service {}) is not on your approved list {}.\n{}\n\
+             Approve {}@{} for service {} from now on, and sign?",
+            challenge.user,
+            challenge.host,
+            challenge.service,
+            approved.path().display(),
+            describe(&challenge, now),
+            challenge.user,
+            challenge.host,
+            challenge.service,
+        );
+        if !confirm_on_terminal(&question, approved.path())? {
+            return Err(Failure::NotApproved(
+                "not approved: nothing was signed".into(),
+            ));
+        }
+    }
     let key = args
         .key
         .clone()
         .or_else(|| std::env::var_os("ECP_KEY_FILE").map(PathBuf::from));
     let passphrase_file = std::env::var_os("ECP_PASSPHRASE_FILE").map(PathBuf::from);
     let signature = crate::sign::sign_token(token, key.as_deref(), passphrase_file.as_deref())?;
+    if newly_approved {
+        approved.add(&challenge)?;
+    }
     println!("{signature}");
     Ok(())
 }
@@ -40,13 +66,13 @@ mod tests {
     #[test]
     fn token_is_found_in_folded_prompts() {
         assert_eq!(
-            token_in("ecp challenge AbC_-1\nSignature: "),
+            token_in_prompt("ecp challenge AbC_-1\nSignature: "),
             Some("AbC_-1")
         );
         assert_eq!(
-            token_in("Password for x:\necp challenge T0K\nSignature: "),
+            token_in_prompt("Password for x:\necp challenge T0K\nSignature: "),
             Some("T0K")
         );
-        assert_eq!(token_in("alice@host's password: "), None);
+        assert_eq!(token_in_prompt("alice@host's password: "), None);
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use ecp_core::certificate::{parse_certificate_pem, ParsedCertificate, MAX_CERTIFICATE_LEN};
 use ecp_core::keyfile_io::{read_owned_file, ExpectedOwner, FileError};
 use ecp_core::validate_certificate;
-use ecp_core::when::{format_utc, unix_now};
+use ecp_core::when::{days_left, format_utc, unix_now};
 
 use crate::cli::{CertCheckArgs, CertShowArgs};
 use crate::failure::Failure;
@@ -48,7 +48,7 @@ pub fn check(args: &CertCheckArgs) -> Result<(), Failure> {
 
 fn describe(cert: &ParsedCertificate, now: i64) -> String {
     let status = match cert.check_time(now, Duration::ZERO) {
-        Ok(()) => format!("valid, {} days left", (cert.not_after() - now) / 86_400),
+        Ok(()) => format!("valid, {} days left", days_left(cert.not_after(), now)),
         Err(e) => e.to_string(),
     };
     format!(

@@ -9,7 +9,8 @@ const EXIT_CODES: &str = "\
 EXIT STATUS:
   0  success
   1  refused: the certificate, token or signature given was checked and is
-     not acceptable, a test login failed, or doctor found a problem
+     not acceptable, a test login failed, doctor found a problem, or
+     askpass was not approved to sign
   2  usage error: bad or missing arguments, invalid user name
   3  key file problem: missing, unsafe owner or mode, wrong passphrase,
      unsupported or damaged format
@@ -19,7 +20,9 @@ EXIT STATUS:
 
 FILES:
   ~/.config/ecp/private_key.pem   the user's encrypted key (default --key)
-  ~/.config/ecp/certificate.pem   the matching public certificate";
+  ~/.config/ecp/certificate.pem   the matching public certificate
+  ~/.config/ecp/approved_hosts    logins askpass signs without asking, one
+                                  \"user@host service\" per line";
 
 /// ecpctl — manage ecp keys and certificates, and sign login challenges.
 ///
@@ -102,7 +105,14 @@ pub struct CompletionsArgs {
 /// that carries "ecp challenge TOKEN" is answered with a signature made with
 /// your key file (the passphrase is asked on the terminal, or read from the
 /// file named by ECP_PASSPHRASE_FILE); any other prompt (your password) is
-/// shown on the terminal and your answer passed on. Use it as
+/// shown on the terminal and your answer passed on.
+///
+/// It signs only for logins on your approved list, ~/.config/ecp/approved_hosts
+/// (lines of "user@host service"). For any other it shows the user@host,
+/// service and origin of the login and asks on the terminal; "yes" signs and
+/// adds the line, anything else (or no terminal) signs nothing and exits 1.
+/// This is what keeps a host you were lured to from having another
+/// server's challenge signed behind your back. Use it as
 ///
 ///   alias ssh='SSH_ASKPASS="$(command -v ecpctl-askpass)" SSH_ASKPASS_REQUIRE=force ssh'
 ///

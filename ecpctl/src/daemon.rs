@@ -95,7 +95,7 @@ fn generate_for(args: &EnrollArgs) -> Result<String, Failure> {
     let out = args
         .out
         .clone()
-        .unwrap_or_else(|| account.dir.join(".config/ecp"));
+        .unwrap_or_else(|| ecp_core::user_files::user_dir(&account.dir));
     let days = args
         .days
         .unwrap_or(ecp_core::certificate::DEFAULT_VALIDITY_DAYS);

@@ -1,14 +1,15 @@
 //! `ecpctl doctor`: checks a setup end to end and says what is wrong.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use ecp_core::bus::AdminProxy;
 use ecp_core::keyfile_io::read_key_file;
-use ecp_core::when::{format_utc, unix_now};
+use ecp_core::when::{days_left, expires_soon, format_utc, unix_now};
 
 use crate::cli::DoctorArgs;
 use crate::failure::Failure;
 use crate::keys::{expected_owner, key_path_or_default};
+use crate::pam_stack;
 
 /// Where Debian and others install PAM modules.
 fn module_dirs() -> Vec<PathBuf> {
@@ -39,61 +40,6 @@ impl Report {
     }
 }
 
-/// PAM services that use pam_ecp, directly or through an @include, with
-/// the mode each line asks for.
-fn pam_services(dir: &Path) -> Vec<(String, String)> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut files: Vec<(String, String)> = entries
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let text = std::fs::read_to_string(e.path()).ok()?;
-            Some((name, text))
-        })
-        .collect();
-    files.sort();
-    let direct = |text: &str| -> Vec<String> {
-        text.lines()
-            .map(str::trim)
-            .filter(|l| !l.starts_with('#') && l.contains("pam_ecp.so"))
-            .map(|l| {
-                let kind = l
-                    .split_whitespace()
-                    .next()
-                    .unwrap_or("?")
-                    .trim_start_matches('-');
-                let mode = l
-                    .split_whitespace()
-                    .find_map(|w| w.strip_prefix("mode="))
-                    .unwrap_or("auto");
-                format!("{kind} mode={mode}")
-            })
-            .collect()
-    };
-    let mut found = Vec::new();
-    for (name, text) in &files {
-        let mut uses = direct(text);
-        for line in text.lines() {
-            if let Some(included) = line.trim().strip_prefix("@include") {
-                let included = included.trim();
-                if let Some((_, inner)) = files.iter().find(|(n, _)| n == included) {
-                    uses.extend(
-                        direct(inner)
-                            .into_iter()
-                            .map(|u| format!("{u} (via {included})")),
-                    );
-                }
-            }
-        }
-        if !uses.is_empty() {
-            found.push((name.clone(), uses.join(", ")));
-        }
-    }
-    found
-}
-
 pub fn run(bus: &str, args: &DoctorArgs) -> Result<(), Failure> {
     let mut report = Report { problems: 0 };
     let user = match &args.user {
@@ -117,17 +63,17 @@ pub fn run(bus: &str, args: &DoctorArgs) -> Result<(), Failure> {
         let certificates = admin.list(&user).await.map_err(|e| e.to_string());
         Ok::<_, String>((status, certificates))
     });
-    let certificates = match daemon {
+    let (status, certificates) = match daemon {
         Ok((status, certs)) => {
             report.ok(&format!(
                 "ecpd {} is running on {} (bus: {bus})",
                 status.version, status.host
             ));
-            Some(certs)
+            (Some(status), Some(certs))
         }
         Err(e) => {
             report.fail(&format!("ecpd is not reachable on the {bus} bus: {e}"));
-            None
+            (None, None)
         }
     };
 
@@ -141,16 +87,48 @@ pub fn run(bus: &str, args: &DoctorArgs) -> Result<(), Failure> {
         None => report.fail("PAM module pam_ecp.so is not installed in any PAM module directory"),
     }
 
-    // 3. PAM services.
-    let services = pam_services(&args.pam_dir);
-    if services.is_empty() {
-        report.warn(&format!(
-            "no PAM service in {} uses pam_ecp (see `pam-auth-update` or README: configure sshd and sudo)",
+    // 3. PAM services, and whether pam_ecp in each is a real second factor.
+    let users_enrolled = match &status {
+        Some(status) if nix::unistd::getuid().is_root() => Some(status.users > 0),
+        _ => None,
+    };
+    match pam_stack::lint_dir(&args.pam_dir, &pam_stack::Context { users_enrolled }) {
+        Err(e) => report.fail(&format!(
+            "cannot read the PAM directory {}: {e}",
             args.pam_dir.display()
-        ));
-    }
-    for (service, uses) in services {
-        report.ok(&format!("PAM service {service}: {uses}"));
+        )),
+        Ok(services) if services.is_empty() => report.warn(&format!(
+            "no PAM service in {} uses pam_ecp for auth (see `pam-auth-update` or README: configure sshd and sudo)",
+            args.pam_dir.display()
+        )),
+        Ok(services) => {
+            let mut seen = std::collections::BTreeSet::new();
+            for service in services {
+                let uses: Vec<String> = service
+                    .uses
+                    .iter()
+                    .map(|(place, mode)| {
+                        if place.file.file_name() == Some(std::ffi::OsStr::new(&service.name)) {
+                            format!("auth mode={mode}")
+                        } else {
+                            let via = place.file.file_name().unwrap_or_default().to_string_lossy();
+                            format!("auth mode={mode} (via {via})")
+                        }
+                    })
+                    .collect();
+                report.ok(&format!("PAM service {}: {}", service.name, uses.join(", ")));
+                for finding in service.findings {
+                    // A shared file (common-auth) is named once, not once
+                    // per service that includes it.
+                    if seen.insert(finding.clone()) {
+                        report.fail(&format!("{}: {}", finding.place, finding.why));
+                    }
+                }
+            }
+            if users_enrolled.is_none() {
+                report.warn("whether \"nouserok\" is still needed was not checked (run as root with ecpd running)");
+            }
+        }
     }
 
     // 4. The key file.
@@ -179,7 +157,7 @@ pub fn run(bus: &str, args: &DoctorArgs) -> Result<(), Failure> {
         Some(Ok(list)) => {
             let now = unix_now();
             for cert in list {
-                let days = (cert.not_after - now) / 86_400;
+                let days = days_left(cert.not_after, now);
                 let line = format!(
                     "certificate \"{}\" of {user} enrolled, valid until {} ({days} days left)",
                     cert.label,
@@ -187,7 +165,7 @@ pub fn run(bus: &str, args: &DoctorArgs) -> Result<(), Failure> {
                 );
                 if cert.not_after <= now {
                     report.fail(&line.replace("valid until", "EXPIRED on"));
-                } else if days < 14 {
+                } else if expires_soon(cert.not_after, now) {
                     report.warn(&line);
                 } else {
                     report.ok(&line);

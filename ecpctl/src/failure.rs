@@ -28,6 +28,8 @@ pub enum Failure {
     LoginRefused(String),
     #[error("{0}")]
     CheckFailed(String),
+    #[error("{0}")]
+    NotApproved(String),
 }
 
 impl Failure {
@@ -60,7 +62,8 @@ impl Failure {
             Failure::Certificate(_)
             | Failure::Challenge(_)
             | Failure::LoginRefused(_)
-            | Failure::CheckFailed(_) => 1,
+            | Failure::CheckFailed(_)
+            | Failure::NotApproved(_) => 1,
             Failure::Usage(_) => 2,
             Failure::KeyFile(_) | Failure::KeyFileAccess(_) | Failure::Terminal(_) => 3,
             Failure::File(_) => 4,

@@ -13,8 +13,7 @@ use crate::cli::KeygenArgs;
 use crate::failure::Failure;
 use crate::secrets::new_passphrase;
 
-pub const PRIVATE_KEY_FILE: &str = "private_key.pem";
-pub const CERTIFICATE_FILE: &str = "certificate.pem";
+pub use ecp_core::user_files::{CERTIFICATE_FILE, PRIVATE_KEY_FILE};
 
 pub fn run(args: &KeygenArgs) -> Result<(), Failure> {
     // Check before asking anything, so a refusal costs the user nothing.

@@ -4,23 +4,21 @@ use std::path::{Path, PathBuf};
 
 use ecp_core::keyfile::decrypt_key_pem;
 use ecp_core::keyfile_io::{read_key_file, ExpectedOwner};
+use ecp_core::user_files::default_key_path;
 use p256::ecdsa::SigningKey;
 
 use crate::failure::Failure;
 use crate::secrets::existing_passphrase;
-
-/// Where a user's key lives unless `--key` says otherwise.
-pub const DEFAULT_KEY_RELATIVE: &str = ".config/ecp/private_key.pem";
 
 /// `--key`, or `~/.config/ecp/private_key.pem` of the invoking user.
 pub fn key_path_or_default(key: Option<&Path>) -> Result<PathBuf, Failure> {
     if let Some(path) = key {
         return Ok(path.to_path_buf());
     }
-    Ok(home_dir()?.join(DEFAULT_KEY_RELATIVE))
+    Ok(default_key_path(&home_dir()?))
 }
 
-fn home_dir() -> Result<PathBuf, Failure> {
+pub fn home_dir() -> Result<PathBuf, Failure> {
     if let Some(home) = std::env::var_os("HOME").filter(|h| !h.is_empty()) {
         return Ok(PathBuf::from(home));
     }

@@ -4,6 +4,7 @@
 
 #![forbid(unsafe_code)]
 
+mod approved;
 mod askpass;
 mod cert;
 mod cli;
@@ -12,6 +13,7 @@ mod doctor;
 mod failure;
 mod keygen;
 mod keys;
+mod pam_stack;
 mod passwd;
 mod secrets;
 mod sign;

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use ecp_core::bus::{AdminProxy, AuthProxy, BUS_NAME};
+use ecp_core::bus::{AdminProxy, AuthProxy, CertificateEntry, EcpError, BUS_NAME};
 use zbus::names::{BusName, OwnedUniqueName, WellKnownName};
 use zbus::proxy::CacheProperties;
 
@@ -19,8 +19,8 @@ pub enum DaemonError {
 pub struct Daemon {
     // Kept so the proxies' connection lives exactly as long as this value.
     _connection: zbus::Connection,
-    pub auth: AuthProxy<'static>,
-    pub admin: AdminProxy<'static>,
+    auth: AuthProxy<'static>,
+    admin: AdminProxy<'static>,
 }
 
 impl Daemon {
@@ -90,5 +90,25 @@ impl Daemon {
             auth,
             admin,
         })
+    }
+}
+
+/// What the flows ask of ecpd: `Daemon` asks over D-Bus, the flow tests a
+/// scripted fake.
+pub(crate) trait EcpDaemon {
+    async fn certificates(&self, user: &str) -> Result<Vec<CertificateEntry>, EcpError>;
+    async fn challenge(&self, user: &str, service: &str, rhost: &str) -> Result<String, EcpError>;
+    async fn verify(&self, user: &str, token: &str, signature: &str) -> Result<(), EcpError>;
+}
+
+impl EcpDaemon for Daemon {
+    async fn certificates(&self, user: &str) -> Result<Vec<CertificateEntry>, EcpError> {
+        self.admin.list(user).await
+    }
+    async fn challenge(&self, user: &str, service: &str, rhost: &str) -> Result<String, EcpError> {
+        self.auth.challenge(user, service, rhost).await
+    }
+    async fn verify(&self, user: &str, token: &str, signature: &str) -> Result<(), EcpError> {
+        self.auth.verify(user, token, signature).await
     }
 }

@@ -3,13 +3,14 @@
 //! about trust: only the daemon's "verified" makes a success.
 
 use ecp_core::bus::EcpError;
+use ecp_core::challenge::prompt_with_token;
 use ecp_core::keyfile::decrypt_key_pem;
-use ecp_core::when::{format_utc, unix_now};
+use ecp_core::when::{days_left, expires_soon, format_utc, unix_now};
 use ecp_core::{Challenge, Passphrase, ServiceName, UserName};
 use nix::unistd::User;
 
 use crate::conversation::Conversation;
-use crate::daemon_client::{Daemon, DaemonError};
+use crate::daemon_client::{Daemon, DaemonError, EcpDaemon};
 use crate::keyfile;
 use crate::options::{Mode, Options};
 use crate::syslog::Log;
@@ -36,9 +37,6 @@ pub struct Login {
     pub service: ServiceName,
     pub rhost: String,
 }
-
-/// Certificates expiring within this many days are announced at login.
-const EXPIRY_WARNING_DAYS: i64 = 14;
 
 fn trusted_uids(options: &Options) -> Vec<u32> {
     let mut uids = vec![0];
@@ -161,12 +159,38 @@ pub async fn authenticate(
         Ok(d) => d,
         Err(outcome) => return outcome,
     };
-    let user = login.user.as_str();
+    let attempt = Attempt {
+        login,
+        account: &account,
+        mode,
+        key_path: &key_path,
+    };
+    authenticate_with(&daemon, options, &attempt, conv, log).await
+}
 
+/// One login, once the module knows whose and how it is signed.
+struct Attempt<'a> {
+    login: &'a Login,
+    account: &'a User,
+    mode: Mode,
+    key_path: &'a std::path::Path,
+}
+
+/// The conversation with the daemon and the person: challenge, signature,
+/// verdict.
+async fn authenticate_with(
+    daemon: &impl EcpDaemon,
+    options: &Options,
+    attempt: &Attempt<'_>,
+    conv: &dyn Conversation,
+    log: &Log,
+) -> Outcome {
+    let login = attempt.login;
+    let user = login.user.as_str();
     if options.nouserok {
         // Ask before prompting: a user without a certificate is passed on
         // without being asked for something they cannot give.
-        match daemon.admin.list(user).await {
+        match daemon.certificates(user).await {
             Ok(certificates) if certificates.is_empty() => {
                 log.info(&format!(
                     "user={user} outcome=ignored reason=\"no certificate enrolled (nouserok)\""
@@ -179,7 +203,6 @@ pub async fn authenticate(
     }
 
     let token = match daemon
-        .auth
         .challenge(user, login.service.as_str(), &login.rhost)
         .await
     {
@@ -209,17 +232,19 @@ pub async fn authenticate(
         challenge.nonce_id.to_hex()
     ));
 
-    let signature = match mode {
-        Mode::Keyfile => match sign_with_key_file(&account, &key_path, &challenge, conv, log) {
-            KeyFileAnswer::Signed(signature) => signature,
-            // Reported as an empty signature, so the daemon counts it like
-            // a failed one: guessing passphrases at this prompt is limited
-            // by the same per-source waits.
-            KeyFileAnswer::CouldNotSign => String::new(),
-            KeyFileAnswer::NoAnswer => return Outcome::Denied,
-        },
+    let signature = match attempt.mode {
+        Mode::Keyfile => {
+            match sign_with_key_file(attempt.account, attempt.key_path, &challenge, conv, log) {
+                KeyFileAnswer::Signed(signature) => signature,
+                // Reported as an empty signature, so the daemon counts it like
+                // a failed one: guessing passphrases at this prompt is limited
+                // by the same per-source waits.
+                KeyFileAnswer::CouldNotSign => String::new(),
+                KeyFileAnswer::NoAnswer => return Outcome::Denied,
+            }
+        }
         Mode::Challenge | Mode::Auto => {
-            let prompt = format!("ecp challenge {token}\n{}", options.prompt);
+            let prompt = prompt_with_token(&token, &options.prompt);
             match conv.ask_visible(&prompt) {
                 Some(answer) if !answer.trim().is_empty() => answer.trim().to_owned(),
                 _ => {
@@ -232,7 +257,7 @@ pub async fn authenticate(
         }
     };
 
-    match daemon.auth.verify(user, &token, &signature).await {
+    match daemon.verify(user, &token, &signature).await {
         Ok(()) if !signature.is_empty() => {
             log.info(&format!(
                 "user={user} rhost={} outcome=success",
@@ -324,16 +349,26 @@ pub async fn account(
     let Ok(daemon) = connect(options, log).await else {
         return Outcome::Ignore;
     };
-    let Ok(certificates) = daemon.admin.list(login.user.as_str()).await else {
+    warn_of_expiry(&daemon, login, conv, log, unix_now()).await
+}
+
+/// Tells the user of each certificate that expires soon; never denies.
+async fn warn_of_expiry(
+    daemon: &impl EcpDaemon,
+    login: &Login,
+    conv: &dyn Conversation,
+    log: &Log,
+    now: i64,
+) -> Outcome {
+    let Ok(certificates) = daemon.certificates(login.user.as_str()).await else {
         return Outcome::Ignore;
     };
     if certificates.is_empty() {
         return Outcome::Ignore;
     }
-    let now = unix_now();
     for cert in &certificates {
-        let days_left = (cert.not_after - now) / 86_400;
-        if cert.not_after > now && days_left < EXPIRY_WARNING_DAYS {
+        if expires_soon(cert.not_after, now) {
+            let days_left = days_left(cert.not_after, now);
             let message = format!(
                 "ecp: your certificate \"{}\" expires on {} ({} days); ask for a new one",
                 cert.label,
@@ -348,4 +383,430 @@ pub async fn account(
         }
     }
     Outcome::Success
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ecp_core::bus::CertificateEntry;
+    use ecp_core::keyfile::{encrypt_key_to_pem, generate_signing_key, KdfParams};
+    use ecp_core::{HostName, RemoteHost};
+    use std::cell::RefCell;
+    use std::collections::VecDeque;
+    use zeroize::Zeroizing;
+
+    /// ecpd as the flow sees it: each answer scripted, each call recorded.
+    #[derive(Default)]
+    struct FakeDaemon {
+        certificates: RefCell<Option<Result<Vec<CertificateEntry>, EcpError>>>,
+        challenge: RefCell<Option<Result<String, EcpError>>>,
+        verify: RefCell<Option<Result<(), EcpError>>>,
+        calls: RefCell<Vec<String>>,
+        /// The signature text of the last Verify call.
+        signature: RefCell<Option<String>>,
+    }
+
+    fn unscripted(call: &str) -> EcpError {
+        EcpError::ZBus(zbus::Error::Failure(format!("{call}: not scripted")))
+    }
+
+    impl EcpDaemon for FakeDaemon {
+        async fn certificates(&self, _user: &str) -> Result<Vec<CertificateEntry>, EcpError> {
+            self.calls.borrow_mut().push("list".into());
+            self.certificates
+                .borrow_mut()
+                .take()
+                .unwrap_or_else(|| Err(unscripted("list")))
+        }
+        async fn challenge(&self, _: &str, _: &str, _: &str) -> Result<String, EcpError> {
+            self.calls.borrow_mut().push("challenge".into());
+            self.challenge
+                .borrow_mut()
+                .take()
+                .unwrap_or_else(|| Err(unscripted("challenge")))
+        }
+        async fn verify(&self, _user: &str, _token: &str, signature: &str) -> Result<(), EcpError> {
+            self.calls.borrow_mut().push("verify".into());
+            *self.signature.borrow_mut() = Some(signature.to_owned());
+            self.verify
+                .borrow_mut()
+                .take()
+                .unwrap_or_else(|| Err(unscripted("verify")))
+        }
+    }
+
+    /// The person at the keyboard: answers in order, everything shown kept.
+    #[derive(Default)]
+    struct Script {
+        answers: RefCell<VecDeque<Option<String>>>,
+        prompts: RefCell<Vec<String>>,
+        errors: RefCell<Vec<String>>,
+        infos: RefCell<Vec<String>>,
+    }
+
+    impl Script {
+        fn answering(answers: &[Option<&str>]) -> Self {
+            let script = Script::default();
+            script
+                .answers
+                .borrow_mut()
+                .extend(answers.iter().map(|a| a.map(str::to_owned)));
+            script
+        }
+        fn next(&self, prompt: &str) -> Option<String> {
+            self.prompts.borrow_mut().push(prompt.to_owned());
+            self.answers.borrow_mut().pop_front().flatten()
+        }
+    }
+
+    impl Conversation for Script {
+        fn ask_hidden(&self, prompt: &str) -> Option<Zeroizing<Vec<u8>>> {
+            self.next(prompt).map(|a| Zeroizing::new(a.into_bytes()))
+        }
+        fn ask_visible(&self, prompt: &str) -> Option<String> {
+            self.next(prompt)
+        }
+        fn tell_error(&self, message: &str) {
+            self.errors.borrow_mut().push(message.to_owned());
+        }
+        fn tell_info(&self, message: &str) {
+            self.infos.borrow_mut().push(message.to_owned());
+        }
+    }
+
+    /// Root's account: the one account every test machine has.
+    fn root() -> User {
+        User::from_uid(nix::unistd::Uid::from_raw(0))
+            .unwrap()
+            .unwrap()
+    }
+
+    fn login(rhost: &str) -> Login {
+        Login {
+            user: UserName::parse("root").unwrap(),
+            service: ServiceName::parse("sshd").unwrap(),
+            rhost: rhost.into(),
+        }
+    }
+
+    fn token(user: &str, service: &str, rhost: &str) -> String {
+        let now = unix_now() as u64;
+        Challenge::unsealed(
+            UserName::parse(user).unwrap(),
+            HostName::parse("server").unwrap(),
+            ServiceName::parse(service).unwrap(),
+            RemoteHost::parse(rhost).unwrap(),
+            0,
+            now,
+            300,
+        )
+        .unwrap()
+        .to_token()
+    }
+
+    /// Runs the authentication flow against `daemon` and `script`.
+    fn run(
+        daemon: &FakeDaemon,
+        options: &Options,
+        login: &Login,
+        mode: Mode,
+        key_path: &std::path::Path,
+        script: &Script,
+    ) -> (Outcome, Log) {
+        let account = root();
+        let attempt = Attempt {
+            login,
+            account: &account,
+            mode,
+            key_path,
+        };
+        let log = Log::new("sshd", true);
+        let outcome = zbus::block_on(authenticate_with(daemon, options, &attempt, script, &log));
+        (outcome, log)
+    }
+
+    fn challenge_mode(daemon: &FakeDaemon, script: &Script, rhost: &str) -> Outcome {
+        let options = Options::default();
+        run(
+            daemon,
+            &options,
+            &login(rhost),
+            Mode::Challenge,
+            std::path::Path::new("/nonexistent"),
+            script,
+        )
+        .0
+    }
+
+    fn scripted(
+        challenge: Result<String, EcpError>,
+        verify: Option<Result<(), EcpError>>,
+    ) -> FakeDaemon {
+        let daemon = FakeDaemon::default();
+        *daemon.challenge.borrow_mut() = Some(challenge);
+        *daemon.verify.borrow_mut() = verify;
+        daemon
+    }
+
+    #[test]
+    fn only_a_signature_the_daemon_verifies_is_a_success() {
+        let token = token("root", "sshd", "203.0.113.9");
+        let daemon = scripted(Ok(token.clone()), Some(Ok(())));
+        let script = Script::answering(&[Some(" MEUCIQsig \n")]);
+        assert_eq!(
+            challenge_mode(&daemon, &script, "203.0.113.9"),
+            Outcome::Success
+        );
+        assert_eq!(
+            *script.prompts.borrow(),
+            [prompt_with_token(&token, crate::options::DEFAULT_PROMPT)]
+        );
+        assert_eq!(daemon.signature.borrow().as_deref(), Some("MEUCIQsig"));
+
+        for (refusal, outcome) in [
+            (
+                EcpError::AuthenticationFailed("bad signature".into()),
+                Outcome::Denied,
+            ),
+            (EcpError::ChallengeUnknown("used".into()), Outcome::Denied),
+            // The answer never came: fail closed, never a success.
+            (
+                EcpError::ZBus(zbus::Error::Failure("timeout".into())),
+                Outcome::Unavailable,
+            ),
+        ] {
+            let daemon = scripted(Ok(token.clone()), Some(Err(refusal)));
+            let script = Script::answering(&[Some("MEUCIQsig")]);
+            assert_eq!(challenge_mode(&daemon, &script, "203.0.113.9"), outcome);
+        }
+    }
+
+    #[test]
+    fn no_answer_at_the_prompt_is_denied_without_asking_the_daemon() {
+        for answer in [None, Some(""), Some("  \n")] {
+            let daemon = scripted(Ok(token("root", "sshd", "")), Some(Ok(())));
+            let script = Script::answering(&[answer]);
+            assert_eq!(
+                challenge_mode(&daemon, &script, ""),
+                Outcome::Denied,
+                "{answer:?}"
+            );
+            assert_eq!(*daemon.calls.borrow(), ["challenge"], "{answer:?}");
+        }
+    }
+
+    #[test]
+    fn a_challenge_for_another_login_or_a_malformed_one_fails_closed_unshown() {
+        for wrong in [
+            token("alice", "sshd", "203.0.113.9"),
+            token("root", "sudo", "203.0.113.9"),
+            token("root", "sshd", "198.51.100.7"),
+            token("root", "sshd", ""),
+            "AAAA".to_owned(),
+            String::new(),
+        ] {
+            let daemon = scripted(Ok(wrong.clone()), Some(Ok(())));
+            let script = Script::answering(&[Some("MEUCIQsig")]);
+            assert_eq!(
+                challenge_mode(&daemon, &script, "203.0.113.9"),
+                Outcome::Unavailable,
+                "{wrong}"
+            );
+            assert!(script.prompts.borrow().is_empty(), "{wrong}");
+            assert_eq!(*daemon.calls.borrow(), ["challenge"]);
+        }
+    }
+
+    #[test]
+    fn a_throttled_challenge_is_explained_and_denied() {
+        let daemon = scripted(
+            Err(EcpError::RateLimited(
+                "wait 20 s before the next try from this source".into(),
+            )),
+            None,
+        );
+        let script = Script::default();
+        assert_eq!(
+            challenge_mode(&daemon, &script, "203.0.113.9"),
+            Outcome::Denied
+        );
+        assert_eq!(
+            *script.errors.borrow(),
+            ["ecp: wait 20 s before the next try from this source"]
+        );
+        assert!(script.prompts.borrow().is_empty());
+    }
+
+    #[test]
+    fn nouserok_passes_on_a_user_without_certificates_before_any_challenge() {
+        let options = Options {
+            nouserok: true,
+            ..Options::default()
+        };
+        let daemon = FakeDaemon::default();
+        *daemon.certificates.borrow_mut() = Some(Ok(Vec::new()));
+        let script = Script::default();
+        let (outcome, _) = run(
+            &daemon,
+            &options,
+            &login(""),
+            Mode::Challenge,
+            std::path::Path::new("/x"),
+            &script,
+        );
+        assert_eq!(outcome, Outcome::Ignore);
+        assert_eq!(*daemon.calls.borrow(), ["list"]);
+        assert!(script.prompts.borrow().is_empty());
+
+        // Without nouserok the same user is asked and refused.
+        let daemon = scripted(Err(EcpError::NotEnrolled("no certificate".into())), None);
+        let (outcome, _) = run(
+            &daemon,
+            &Options::default(),
+            &login(""),
+            Mode::Challenge,
+            std::path::Path::new("/x"),
+            &script,
+        );
+        assert_eq!(outcome, Outcome::Denied);
+    }
+
+    /// A key file for root in a temporary directory.
+    fn key_file(
+        passphrase: &str,
+    ) -> (
+        tempfile::TempDir,
+        std::path::PathBuf,
+        p256::ecdsa::SigningKey,
+    ) {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("private_key.pem");
+        let key = generate_signing_key();
+        let pem = encrypt_key_to_pem(
+            &key,
+            &Passphrase::new(passphrase.as_bytes().to_vec()).unwrap(),
+            KdfParams::INSECURE_FAST_FOR_TESTS,
+        )
+        .unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .unwrap()
+            .write_all(pem.as_bytes())
+            .unwrap();
+        (dir, path, key)
+    }
+
+    #[test]
+    fn a_key_file_signs_the_challenge_and_a_wrong_passphrase_is_counted() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: the key file must belong to root's account");
+            return;
+        }
+        let (_dir, path, key) = key_file("right passphrase");
+        let token = token("root", "sshd", "");
+        let options = Options::default();
+
+        let daemon = scripted(Ok(token.clone()), Some(Ok(())));
+        let script = Script::answering(&[Some("right passphrase")]);
+        let (outcome, log) = run(&daemon, &options, &login(""), Mode::Keyfile, &path, &script);
+        assert_eq!(outcome, Outcome::Success);
+        let signature = daemon.signature.borrow().clone().unwrap();
+        Challenge::from_token(&token)
+            .unwrap()
+            .verify(key.verifying_key(), &signature)
+            .unwrap();
+        assert!(script.prompts.borrow()[0].starts_with("Passphrase for ecp key "));
+        assert!(!log
+            .lines
+            .borrow()
+            .iter()
+            .any(|l| l.contains("right passphrase")));
+
+        // A wrong passphrase reaches the daemon as an empty signature, so
+        // it counts there like a failed one.
+        let daemon = scripted(
+            Ok(token.clone()),
+            Some(Err(EcpError::AuthenticationFailed("no signature".into()))),
+        );
+        let script = Script::answering(&[Some("hunter2-not-it")]);
+        let (outcome, log) = run(&daemon, &options, &login(""), Mode::Keyfile, &path, &script);
+        assert_eq!(outcome, Outcome::Denied);
+        assert_eq!(daemon.signature.borrow().as_deref(), Some(""));
+        assert!(!log
+            .lines
+            .borrow()
+            .iter()
+            .any(|l| l.contains("hunter2-not-it")));
+
+        // A daemon that accepts an empty signature is not believed.
+        let daemon = scripted(Ok(token), Some(Ok(())));
+        let script = Script::answering(&[Some("hunter2-not-it")]);
+        let (outcome, _) = run(&daemon, &options, &login(""), Mode::Keyfile, &path, &script);
+        assert_eq!(outcome, Outcome::Unavailable);
+    }
+
+    #[test]
+    fn remote_logins_never_use_a_key_file_on_this_server() {
+        let account = root();
+        let log = Log::new("sshd", false);
+        let choose = |mode: Mode, allow: bool, rhost: &str| {
+            let options = Options {
+                mode,
+                allow_remote_keyfile: allow,
+                keyfile: "/".into(), // exists: auto would pick it locally
+                ..Options::default()
+            };
+            choose_mode(&options, &login(rhost), &account, &log).map(|(m, _)| m)
+        };
+        assert_eq!(
+            choose(Mode::Auto, false, "203.0.113.9"),
+            Ok(Mode::Challenge)
+        );
+        assert_eq!(choose(Mode::Auto, false, ""), Ok(Mode::Keyfile));
+        assert_eq!(
+            choose(Mode::Keyfile, false, "203.0.113.9"),
+            Err(Outcome::Denied)
+        );
+        assert_eq!(
+            choose(Mode::Keyfile, true, "203.0.113.9"),
+            Ok(Mode::Keyfile)
+        );
+        assert_eq!(choose(Mode::Challenge, false, ""), Ok(Mode::Challenge));
+    }
+
+    #[test]
+    fn certificates_that_expire_soon_are_announced_and_never_deny() {
+        let now = 1_800_000_000;
+        let entry = |label: &str, days: i64| CertificateEntry {
+            user: "root".into(),
+            label: label.into(),
+            fingerprint: "ab".repeat(32),
+            not_before: now - 86_400,
+            not_after: now + days * 86_400 + 60,
+            enrolled_at: now,
+            last_used: 0,
+        };
+        let daemon = FakeDaemon::default();
+        *daemon.certificates.borrow_mut() = Some(Ok(vec![entry("laptop", 3), entry("desk", 90)]));
+        let script = Script::default();
+        let log = Log::new("sshd", false);
+        let outcome = zbus::block_on(warn_of_expiry(&daemon, &login(""), &script, &log, now));
+        assert_eq!(outcome, Outcome::Success);
+        let infos = script.infos.borrow();
+        assert_eq!(infos.len(), 1, "{infos:?}");
+        assert!(
+            infos[0].contains("\"laptop\"") && infos[0].contains("(3 days)"),
+            "{infos:?}"
+        );
+
+        // No daemon answer: nothing to say, and no refusal.
+        let daemon = FakeDaemon::default();
+        let outcome = zbus::block_on(warn_of_expiry(&daemon, &login(""), &script, &log, now));
+        assert_eq!(outcome, Outcome::Ignore);
+    }
 }

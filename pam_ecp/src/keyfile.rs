@@ -58,7 +58,7 @@ mod tests {
     fn paths_expand_user_and_home() {
         let home = Path::new("/home/alice");
         assert_eq!(
-            expand_path("~/.config/ecp/private_key.pem", "alice", home),
+            expand_path(crate::options::DEFAULT_KEYFILE, "alice", home),
             Path::new("/home/alice/.config/ecp/private_key.pem")
         );
         assert_eq!(

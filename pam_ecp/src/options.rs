@@ -37,7 +37,7 @@ pub struct Options {
     pub daemon_user: String,
 }
 
-pub const DEFAULT_KEYFILE: &str = "~/.config/ecp/private_key.pem";
+pub const DEFAULT_KEYFILE: &str = ecp_core::user_files::DEFAULT_KEY_FILE_OPTION;
 pub const DEFAULT_PROMPT: &str = "Signature: ";
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_DAEMON_USER: &str = "_ecpd";

@@ -18,6 +18,9 @@ pub enum Severity {
 pub struct Log {
     tag: String,
     debug: bool,
+    /// Every line written, for the flow tests to read.
+    #[cfg(test)]
+    pub lines: std::cell::RefCell<Vec<String>>,
 }
 
 impl Log {
@@ -32,6 +35,8 @@ impl Log {
         Self {
             tag: format!("pam_ecp({service}:auth)"),
             debug,
+            #[cfg(test)]
+            lines: Default::default(),
         }
     }
 
@@ -43,6 +48,8 @@ impl Log {
             .chars()
             .map(|c| if c.is_control() { ' ' } else { c })
             .collect();
+        #[cfg(test)]
+        self.lines.borrow_mut().push(clean.clone());
         let line = format!(
             "<{}>{}[{}]: {}",
             AUTHPRIV * 8 + severity as u8,

@@ -1,0 +1,221 @@
+//! The logins `ecpctl askpass` may sign for without asking: a list of
+//! `user@host service` lines in ~/.config/ecp/approved_hosts.
+//!
+//! Why a list: askpass answers prompts by itself (with ECP_PASSPHRASE_FILE
+//! nothing is typed at all), so a host the user was lured to could pass on
+//! a live challenge of another server and have it signed unseen. A login
+//! that is not on the list is signed only after a "yes" typed on the
+//! terminal, next to the user@host, service and origin it is for.
+
+use std::collections::BTreeSet;
+use std::fs::OpenOptions;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use ecp_core::Challenge;
+
+use crate::failure::Failure;
+
+/// A list longer than this is not one a person keeps by hand.
+const MAX_LIST_BYTES: u64 = 1 << 20;
+
+/// One approved login target.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Target {
+    /// `user@host` as the server names them in its challenge.
+    account: String,
+    service: String,
+}
+
+impl Target {
+    fn of(challenge: &Challenge) -> Target {
+        Target {
+            account: format!("{}@{}", challenge.user, challenge.host),
+            service: challenge.service.to_string(),
+        }
+    }
+}
+
+pub struct ApprovedHosts {
+    path: PathBuf,
+    targets: BTreeSet<Target>,
+}
+
+impl ApprovedHosts {
+    /// Reads the list; a missing file is an empty list. A list that someone
+    /// else could have written is refused, since it decides what is signed.
+    pub fn load(path: &Path) -> Result<ApprovedHosts, Failure> {
+        let unreadable = |e: &dyn std::fmt::Display| {
+            Failure::Terminal(format!("cannot read {}: {e}", path.display()))
+        };
+        let file = match std::fs::File::open(path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(ApprovedHosts {
+                    path: path.to_path_buf(),
+                    targets: BTreeSet::new(),
+                })
+            }
+            Err(e) => return Err(unreadable(&e)),
+        };
+        let meta = file.metadata().map_err(|e| unreadable(&e))?;
+        let uid = nix::unistd::getuid().as_raw();
+        if meta.uid() != uid || meta.mode() & 0o022 != 0 {
+            return Err(Failure::Terminal(format!(
+                "{} must belong to you (uid {uid}) and be writable by you alone \
+                 (it is uid {}, mode {:o}): fix it with chmod go-w",
+                path.display(),
+                meta.uid(),
+                meta.mode() & 0o7777
+            )));
+        }
+        if meta.len() > MAX_LIST_BYTES {
+            return Err(unreadable(&"the file is larger than 1 MiB"));
+        }
+        let mut targets = BTreeSet::new();
+        for (index, line) in BufReader::new(file).lines().enumerate() {
+            let line = line.map_err(|e| unreadable(&e))?;
+            let line = line.split('#').next().unwrap_or("").trim();
+            if line.is_empty() {
+                continue;
+            }
+            let words: Vec<&str> = line.split_whitespace().collect();
+            match words.as_slice() {
+                [account, service] if account.contains('@') => {
+                    targets.insert(Target {
+                        account: (*account).to_owned(),
+                        service: (*service).to_owned(),
+                    });
+                }
+                _ => {
+                    return Err(Failure::Terminal(format!(
+                        "{}:{}: expected \"user@host service\", found \"{line}\"",
+                        path.display(),
+                        index + 1
+                    )))
+                }
+            }
+        }
+        Ok(ApprovedHosts {
+            path: path.to_path_buf(),
+            targets,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn contains(&self, challenge: &Challenge) -> bool {
+        self.targets.contains(&Target::of(challenge))
+    }
+
+    /// Appends the challenge's target (file 0600, directory 0700 if new).
+    pub fn add(&mut self, challenge: &Challenge) -> Result<(), Failure> {
+        let target = Target::of(challenge);
+        let unwritable = |e: std::io::Error| {
+            Failure::Terminal(format!("cannot add to {}: {e}", self.path.display()))
+        };
+        if let Some(dir) = self.path.parent() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(unwritable)?;
+        }
+        let mut file = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .open(&self.path)
+            .map_err(unwritable)?;
+        writeln!(file, "{} {}", target.account, target.service).map_err(unwritable)?;
+        self.targets.insert(target);
+        Ok(())
+    }
+}
+
+/// Asks on the controlling terminal whether to approve and sign; true only
+/// for a typed "y" or "yes". No terminal means no approval.
+pub fn confirm_on_terminal(question: &str, list: &Path) -> Result<bool, Failure> {
+    let no_terminal = |e: std::io::Error| {
+        Failure::NotApproved(format!(
+            "not on your approved list and there is no terminal to ask ({e}); \
+             to approve it, answer \"yes\" when asked on a terminal, or add the \
+             line \"user@host service\" to {}",
+            list.display()
+        ))
+    };
+    let mut tty = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")
+        .map_err(no_terminal)?;
+    write!(tty, "{question} [y/N] ").map_err(no_terminal)?;
+    tty.flush().map_err(no_terminal)?;
+    let mut answer = String::new();
+    BufReader::new(tty)
+        .read_line(&mut answer)
+        .map_err(no_terminal)?;
+    let answer = answer.trim().to_ascii_lowercase();
+    Ok(answer == "y" || answer == "yes")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ecp_core::{HostName, RemoteHost, ServiceName, UserName};
+    use std::os::unix::fs::PermissionsExt;
+
+    fn challenge(user: &str, host: &str, service: &str) -> Challenge {
+        Challenge::unsealed(
+            UserName::parse(user).unwrap(),
+            HostName::parse(host).unwrap(),
+            ServiceName::parse(service).unwrap(),
+            RemoteHost::parse("203.0.113.9").unwrap(),
+            0,
+            1000,
+            300,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_login_is_approved_for_its_user_host_and_service_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ecp/approved_hosts");
+        let mut list = ApprovedHosts::load(&path).unwrap();
+        let login = challenge("alice", "server", "sshd");
+        assert!(!list.contains(&login));
+        list.add(&login).unwrap();
+
+        let again = ApprovedHosts::load(&path).unwrap();
+        assert!(again.contains(&login));
+        assert!(!again.contains(&challenge("alice", "other", "sshd")));
+        assert!(!again.contains(&challenge("alice", "server", "sudo")));
+        assert!(!again.contains(&challenge("bob", "server", "sshd")));
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn a_list_others_can_write_or_that_is_malformed_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("approved_hosts");
+        std::fs::write(&path, "# mine\nalice@server sshd\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(ApprovedHosts::load(&path)
+            .unwrap()
+            .contains(&challenge("alice", "server", "sshd")));
+
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let err = ApprovedHosts::load(&path).err().unwrap().to_string();
+        assert!(err.contains("writable by you alone"), "{err}");
+
+        std::fs::write(&path, "alice@server sshd\nserver\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let err = ApprovedHosts::load(&path).err().unwrap().to_string();
+        assert!(err.contains("approved_hosts:2: expected"), "{err}");
+    }
+}
