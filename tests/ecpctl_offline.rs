@@ -398,13 +398,12 @@ fn man_page_documents_every_subcommand_and_exit_code() {
 fn askpass(
     home: &std::path::Path,
     key: &std::path::Path,
-    token: &str,
+    prompt: &str,
     terminal_input: Option<&str>,
 ) -> ecp_tests::Run {
     use std::io::Write;
     use std::process::{Command, Stdio};
     let ecpctl = ecp_tests::binary("ecpctl");
-    let prompt = format!("ecp challenge {token}\nSignature: ");
     let mut command = match terminal_input {
         None => {
             let mut c = Command::new("setsid");
@@ -413,7 +412,7 @@ fn askpass(
                 .arg("askpass")
                 .arg("--key")
                 .arg(key)
-                .arg(&prompt);
+                .arg(prompt);
             c
         }
         Some(_) => {
@@ -458,12 +457,19 @@ fn askpass_signs_only_for_approved_logins_and_asks_on_the_terminal_otherwise() {
     std::fs::create_dir(&home).unwrap();
     std::fs::write(home.join("passphrase"), "pw\n").unwrap();
     let list = home.join(".config/ecp/approved_hosts");
+    // The prompt as ssh hands it over: its destination, then pam_ecp's.
+    let through = |destination: &str, challenge: &Challenge| {
+        format!(
+            "({destination}) ecp challenge {}\nSignature: ",
+            challenge.to_token()
+        )
+    };
     let challenge = challenge_for("alice");
-    let token = challenge.to_token();
+    let prompt = through("alice@testhost.example", &challenge);
 
     // Not on the list and no terminal to ask: nothing signed, nothing added,
     // although the passphrase needs no typing.
-    let run = askpass(&home, &key, &token, None);
+    let run = askpass(&home, &key, &prompt, None);
     assert_eq!(run.code, 1, "{}", run.stderr);
     assert!(run.stdout.is_empty(), "{}", run.stdout);
     assert!(
@@ -474,18 +480,19 @@ fn askpass_signs_only_for_approved_logins_and_asks_on_the_terminal_otherwise() {
     assert!(!list.exists());
 
     // Asked on the terminal, which shows what is approved; "no" signs nothing.
-    let run = askpass(&home, &key, &token, Some("no\n"));
+    let run = askpass(&home, &key, &prompt, Some("no\n"));
     assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
     assert!(
-        run.stdout
-            .contains("Approve alice@testhost.example for service sshd"),
+        run.stdout.contains(
+            "Approve alice@testhost.example for service sshd through alice@testhost.example"
+        ),
         "{}",
         run.stdout
     );
     assert!(!list.exists());
 
     // "yes" signs and remembers the login.
-    let run = askpass(&home, &key, &token, Some("yes\n"));
+    let run = askpass(&home, &key, &prompt, Some("yes\n"));
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
     let signature = run
         .stdout
@@ -496,15 +503,39 @@ fn askpass_signs_only_for_approved_logins_and_asks_on_the_terminal_otherwise() {
     challenge.verify(cert.public_key(), signature).unwrap();
     assert_eq!(
         std::fs::read_to_string(&list).unwrap(),
-        "alice@testhost.example sshd\n"
+        "alice@testhost.example sshd alice@testhost.example\n"
     );
 
     // From now on that login is signed without a question, even with no
-    // terminal; another host or service is not.
+    // terminal.
     let next = challenge_for("alice");
-    let run = askpass(&home, &key, &next.to_token(), None);
+    let run = askpass(&home, &key, &through("alice@testhost.example", &next), None);
     assert_eq!(run.code, 0, "{}", run.stderr);
     next.verify(cert.public_key(), run.stdout.trim()).unwrap();
+
+    // The same server's challenge relayed by a host the user was lured to:
+    // ssh names the relay, so it is not approved; asked, the terminal says
+    // so.
+    let relayed = challenge_for("alice");
+    let run = askpass(&home, &key, &through("alice@phish.example", &relayed), None);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stdout.is_empty());
+    let run = askpass(
+        &home,
+        &key,
+        &through("alice@phish.example", &relayed),
+        Some("no\n"),
+    );
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stdout.contains(
+            "ssh is connected to alice@phish.example, but this challenge is for alice@testhost.example"
+        ),
+        "{}",
+        run.stdout
+    );
+
+    // Another server's challenge is not approved either.
     let elsewhere = Challenge::new_random(
         UserName::parse("alice").unwrap(),
         HostName::parse("phish.example").unwrap(),
@@ -513,7 +544,12 @@ fn askpass_signs_only_for_approved_logins_and_asks_on_the_terminal_otherwise() {
         300,
     )
     .unwrap();
-    let run = askpass(&home, &key, &elsewhere.to_token(), None);
+    let run = askpass(
+        &home,
+        &key,
+        &through("alice@phish.example", &elsewhere),
+        None,
+    );
     assert_eq!(run.code, 1, "{}", run.stderr);
     assert!(run.stdout.is_empty());
 }

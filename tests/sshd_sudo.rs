@@ -193,9 +193,11 @@ fn sshd_login_needs_the_password_and_a_signed_challenge() {
     );
 
     // Approved (as a "yes" on the terminal would have added it): signed.
+    // ssh names its destination (127.0.0.1) before the prompt; the
+    // challenge names the server's host.
     std::fs::write(
         &approved,
-        format!("{}@sshd-test-host sshd-ecp\n", user.name),
+        format!("{0}@sshd-test-host sshd-ecp {0}@127.0.0.1\n", user.name),
     )
     .unwrap();
     let run = ssh(dir, &askpass, &user.name, port);

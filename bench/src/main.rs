@@ -6,9 +6,11 @@
 //! Limits: p256 verification per second on one core; a bare D-Bus round
 //! trip (org.freedesktop.DBus.Peer.Ping to ecpd's connection) on the same
 //! private bus. ecp: Challenge+Verify pairs per second and their latency
-//! at 1, 4 and 16 clients; pair latency under a challenge flood; key file
-//! decryption; a whole PAM login against pam_permit; ecpd's memory and
-//! store size. Targets are checked and printed as PASS or MISS.
+//! at 1, 4 and 16 clients, and the 1-client pair beside its floor; pair
+//! latency during a flood from 10^4 sources; how fast ecpd issues and
+//! refuses challenges; key file decryption; a whole PAM login against
+//! pam_permit; ecpd's memory and store size over 10^6 challenges. Targets
+//! are checked and printed as PASS or MISS.
 
 #![forbid(unsafe_code)]
 
@@ -185,17 +187,70 @@ fn p256_verify_rate(duration: Duration) -> f64 {
     n as f64 / start.elapsed().as_secs_f64()
 }
 
-fn status_bytes(daemon: &TestDaemon) -> u64 {
-    let conn = daemon.connect();
-    zbus::block_on(async {
-        AdminProxy::new(&conn)
-            .await
-            .unwrap()
-            .status()
-            .await
-            .unwrap()
-            .store_bytes
-    })
+fn p256_sign_rate(duration: Duration) -> f64 {
+    let key = generate_signing_key();
+    let message = b"ecp-bench message of a realistic length for a challenge payload";
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed() < duration {
+        let _: p256::ecdsa::Signature = key.sign(message);
+        n += 1;
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+/// The source of the `i`-th flood request: IPv4 /32s and IPv6 /64s, each
+/// a source of its own to ecpd.
+fn flood_source(i: u64) -> String {
+    if i % 2 == 0 {
+        format!("10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255)
+    } else {
+        format!("2001:db8:{:x}:{:x}::1", (i >> 16) & 0xffff, i & 0xffff)
+    }
+}
+
+/// Sends challenges from `threads` connections, request `i` of `requests`
+/// from `source(i)` for user `victim<i % users>`, until `stop` is set or
+/// the range is done; returns (sent, issued).
+fn flood(
+    address: &str,
+    threads: u64,
+    requests: std::ops::Range<u64>,
+    users: u64,
+    source: fn(u64) -> String,
+    stop: Arc<AtomicBool>,
+) -> Vec<std::thread::JoinHandle<(u64, u64)>> {
+    (0..threads)
+        .map(|t| {
+            let (stop, address) = (stop.clone(), address.to_owned());
+            std::thread::spawn(move || {
+                let conn = connect(&address);
+                zbus::block_on(async {
+                    let auth = AuthProxy::new(&conn).await.unwrap();
+                    let (mut sent, mut issued) = (0u64, 0u64);
+                    let mut i = requests.start + t;
+                    while i < requests.end && !stop.load(Ordering::Relaxed) {
+                        let user = format!("victim{}", i % users);
+                        match auth.challenge(&user, "sshd", &source(i)).await {
+                            Ok(_) => issued += 1,
+                            Err(EcpError::RateLimited(_)) => {}
+                            Err(e) => panic!("flood request refused unexpectedly: {e:?}"),
+                        }
+                        sent += 1;
+                        i += threads;
+                    }
+                    (sent, issued)
+                })
+            })
+        })
+        .collect()
+}
+
+fn join_flood(handles: Vec<std::thread::JoinHandle<(u64, u64)>>) -> (u64, u64) {
+    handles
+        .into_iter()
+        .map(|h| h.join().unwrap())
+        .fold((0, 0), |(a, b), (c, d)| (a + c, b + d))
 }
 
 /// Runs the PAM driver: `count` logins in one process; returns seconds.
@@ -304,6 +359,7 @@ fn main() {
         "pairs/verify"
     );
     let mut p99_at_16 = 0.0;
+    let mut one_client = (0.0, 0.0);
     let mut ratio_checks = Vec::new();
     for clients in [1usize, 4, 16] {
         let ping_stats = run_clients(&address, clients, span, |_, client| client.ping());
@@ -332,9 +388,31 @@ fn main() {
         if clients == 16 {
             p99_at_16 = pair_stats.p99_ms;
         }
+        if clients == 1 {
+            one_client = (ping_stats.p50_ms, pair_stats.p50_ms);
+        }
         ratio_checks.push((clients, round_trip_ratio));
     }
     report.insert("ping".into(), Value::Object(pings));
+
+    // 2a. The 1-client pair beside what it cannot go below: two bare round
+    //     trips, one verification, one signature on the client.
+    let sign_rate = p256_sign_rate(span);
+    let (ping_p50, pair_p50) = one_client;
+    let floor_ms = 2.0 * ping_p50 + 1e3 / verify_rate + 1e3 / sign_rate;
+    let pair_overhead_ms = pair_p50 - floor_ms;
+    println!();
+    println!(
+        "1-client pair p50 {pair_p50:.3} ms; floor {floor_ms:.3} ms (2 x ping {ping_p50:.3} + verify {:.3} + sign {:.3}); overhead {pair_overhead_ms:.3} ms",
+        1e3 / verify_rate,
+        1e3 / sign_rate
+    );
+    report.insert(
+        "pair_floor".into(),
+        json!({"pair_p50_ms": round(pair_p50), "floor_ms": round(floor_ms), "ping_p50_ms": round(ping_p50),
+               "verify_ms": round(1e3 / verify_rate), "sign_ms": round(1e3 / sign_rate),
+               "overhead_ms": round(pair_overhead_ms)}),
+    );
 
     // 2b. Timing of refusals: unknown user, an account with no
     //     certificate, and an enrolled user with a bad signature, measured
@@ -379,64 +457,115 @@ fn main() {
     report.insert("refusal_timing_ms".into(), Value::Object(timing));
     report.insert("pairs".into(), Value::Object(pairs));
 
-    // 3. A challenge flood at the rate limit, from many rhosts, while one
-    //    legitimate client logs in locally.
+    // 3. A flood from 10^4 sources (IPv4 /32s and IPv6 /64s), made-up
+    //    user names, default per-source limits, while one client logs in
+    //    locally and one from another address.
     let flood_daemon = TestDaemon::start(
-        "host_name = \"bench\"\nchallenges_per_user_per_minute = 0\nchallenges_per_source_per_minute = 10\n\
-         failures_before_penalty = 0\n",
+        "host_name = \"bench\"\nchallenges_per_user_per_minute = 0\nfailures_before_penalty = 0\n",
     );
     let flood_address = flood_daemon.address().to_owned();
     let flood_users = enroll_users(&flood_daemon, 1);
     let stop = Arc::new(AtomicBool::new(false));
-    let flooders: Vec<_> = (0..3)
-        .map(|t| {
-            let (stop, address) = (stop.clone(), flood_address.clone());
-            std::thread::spawn(move || {
-                let conn = connect(&address);
-                let (mut sent, mut refused) = (0u64, 0u64);
-                while !stop.load(Ordering::Relaxed) {
-                    // 3 × 167 ≈ 500 rhosts at 10 a minute stay under the
-                    // global cap (10,000); more would fill it (see README).
-                    let rhost = format!("10.{t}.0.{}", sent % 167);
-                    let result = zbus::block_on(async {
-                        AuthProxy::new(&conn)
-                            .await
-                            .unwrap()
-                            .challenge(&format!("victim{}", sent % 50), "sshd", &rhost)
-                            .await
-                    });
-                    sent += 1;
-                    if matches!(result, Err(EcpError::RateLimited(_))) {
-                        refused += 1;
-                    }
-                }
-                (sent, refused)
-            })
+    let sources: u64 = 10_000;
+    let flooders = flood(
+        &flood_address,
+        3,
+        0..u64::MAX,
+        1_000_000,
+        |i| flood_source(i % 10_000),
+        stop.clone(),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let local_users = flood_users.clone();
+    let legit = run_clients(&flood_address, 1, span, move |_, client| {
+        let (user, key) = &local_users[0];
+        client
+            .pair(user, key, "")
+            .map_err(|e| eprintln!("legitimate local pair refused: {e:?}"))
+            .is_ok()
+    });
+    // A remote source may ask 30 challenges a minute (the default): the
+    // remote client logs in 25 times, within its own allowance.
+    let remote_client = Client::new(&connect(&flood_address));
+    let remote_start = Instant::now();
+    let remote_latencies: Vec<Duration> = (0..25)
+        .map(|_| {
+            let (user, key) = &flood_users[0];
+            let start = Instant::now();
+            remote_client
+                .pair(user, key, "192.0.2.77")
+                .expect("a legitimate remote login was refused during the flood");
+            start.elapsed()
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(300));
-    let legit = run_clients(&flood_address, 1, span, move |_, client| {
-        let (user, key) = &flood_users[0];
-        client.pair(user, key, "").is_ok()
-    });
+    let legit_remote = Stats::from(remote_latencies, remote_start.elapsed());
     stop.store(true, Ordering::Relaxed);
-    let (flood_sent, flood_refused) = flooders
-        .into_iter()
-        .map(|h| h.join().unwrap())
-        .fold((0, 0), |(a, b), (c, d)| (a + c, b + d));
+    let (flood_sent, flood_issued) = join_flood(flooders);
     let rss_flood = rss_kib(flood_daemon.pid());
     println!();
     println!(
-        "under a flood of {flood_sent} challenges from 500 rhosts ({flood_refused} refused by the limit):"
+        "during a flood of {flood_sent} challenges from {sources} sources ({flood_issued} issued, the rest refused by the per-source limit):"
     );
     println!(
-        "  legitimate pairs {:.0}/s, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        "  legitimate local pairs  {:.0}/s, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
         legit.per_sec, legit.p50_ms, legit.p99_ms, legit.max_ms
+    );
+    println!(
+        "  legitimate remote pairs {:.0}/s, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        legit_remote.per_sec, legit_remote.p50_ms, legit_remote.p99_ms, legit_remote.max_ms
     );
     report.insert(
         "flood".into(),
-        json!({"flood_requests": flood_sent, "refused": flood_refused, "legitimate_pairs": legit.json()}),
+        json!({"sources": sources, "flood_requests": flood_sent, "issued": flood_issued,
+               "legitimate_local_pairs": legit.json(), "legitimate_remote_pairs": legit_remote.json()}),
     );
+    drop(flood_daemon);
+
+    // 3b. How fast ecpd issues challenges (no limit) and refuses them (one
+    //     source over its quota), 4 connections each.
+    let rate_daemon = TestDaemon::start(
+        "host_name = \"bench\"\nchallenges_per_user_per_minute = 0\nchallenges_per_source_per_minute = 0\n",
+    );
+    let rate_address = rate_daemon.address().to_owned();
+    let timed = |limit: u64, source: fn(u64) -> String| {
+        let start = Instant::now();
+        let (sent, issued) = join_flood(flood(
+            &rate_address,
+            4,
+            0..limit,
+            1_000,
+            source,
+            Arc::new(AtomicBool::new(false)),
+        ));
+        (sent as f64 / start.elapsed().as_secs_f64(), issued)
+    };
+    let rate_requests = if quick { 20_000 } else { 100_000 };
+    let (issue_rate, _) = timed(rate_requests, flood_source);
+    drop(rate_daemon);
+    let refuse_daemon =
+        TestDaemon::start("host_name = \"bench\"\nchallenges_per_user_per_minute = 0\n");
+    let rate_address = refuse_daemon.address().to_owned();
+    let refuse = |limit: u64| {
+        let start = Instant::now();
+        let (sent, issued) = join_flood(flood(
+            &rate_address,
+            4,
+            0..limit,
+            1_000,
+            |_| "203.0.113.66".to_owned(),
+            Arc::new(AtomicBool::new(false)),
+        ));
+        (sent as f64 / start.elapsed().as_secs_f64(), issued)
+    };
+    let (refuse_rate, refuse_issued) = refuse(rate_requests);
+    println!(
+        "challenges issued {issue_rate:.0}/s (no limit); refused {refuse_rate:.0}/s (one source over its quota, {refuse_issued} issued)"
+    );
+    report.insert(
+        "challenge_rates".into(),
+        json!({"issued_per_sec": round(issue_rate), "refused_per_sec": round(refuse_rate), "requests": rate_requests}),
+    );
+    drop(refuse_daemon);
 
     // 4. Key file decryption at the default cost.
     let pass = || Passphrase::new(b"bench passphrase".to_vec()).unwrap();
@@ -517,62 +646,50 @@ fn main() {
                "added_ms": round(per_login_ms), "cheap_kdf_ms": round(cheap_decrypt_ms), "added_besides_kdf_ms": round(overhead_ms)}),
     );
 
-    // 6. Memory and store size.
-    let store_daemon = TestDaemon::start(
-        "host_name = \"bench\"\nchallenges_per_user_per_minute = 0\nchallenges_per_source_per_minute = 0\n\
-         challenge_lifetime_secs = 1\ncleanup_interval_secs = 3600\n",
-    );
-    let total = if quick { 10_000 } else { 100_000 };
-    let per_thread = total / 8;
+    // 6. Memory and store size over 10^6 challenges, default limits, each
+    //    from a new source for a new user name, so that every throttling
+    //    table fills up and must evict.
+    let store_daemon = TestDaemon::start("host_name = \"bench\"\n");
     let store_address = store_daemon.address().to_owned();
-    let handles: Vec<_> = (0..8)
-        .map(|t| {
-            let address = store_address.clone();
-            std::thread::spawn(move || {
-                let conn = connect(&address);
-                zbus::block_on(async {
-                    let auth = AuthProxy::new(&conn).await.unwrap();
-                    for i in 0..per_thread {
-                        auth.challenge(&format!("u{t}x{}", i % 100), "sshd", "")
-                            .await
-                            .unwrap();
-                    }
-                });
-            })
-        })
-        .collect();
-    for h in handles {
-        h.join().unwrap();
+    let total: u64 = if quick { 100_000 } else { 1_000_000 };
+    let store_start = dir_bytes(&store_daemon.db);
+    let mut checkpoints = Vec::new();
+    let mut done = 0;
+    let started = Instant::now();
+    println!();
+    println!("{:>10} {:>10} {:>12}", "challenges", "RSS MiB", "store MiB");
+    for step in 1..=10u64 {
+        // The request numbers continue across steps: new sources, new names.
+        let handles = flood(
+            &store_address,
+            8,
+            done..total * step / 10,
+            u64::MAX,
+            flood_source,
+            Arc::new(AtomicBool::new(false)),
+        );
+        let (sent, _) = join_flood(handles);
+        done += sent;
+        let rss = rss_kib(store_daemon.pid());
+        let store = dir_bytes(&store_daemon.db);
+        println!(
+            "{done:>10} {:>10.1} {:>12.2}",
+            rss as f64 / 1024.0,
+            store as f64 / 1048576.0
+        );
+        checkpoints.push(json!({"challenges": done, "rss_kib": rss, "store_bytes": store}));
     }
-    let before_cleanup = dir_bytes(&store_daemon.db);
-    std::thread::sleep(Duration::from_millis(1200));
-    let removed = zbus::block_on(async {
-        let conn = zbus::connection::Builder::address(store_address.as_str())
-            .build()
-            .await
-            .unwrap();
-        AdminProxy::new(&conn)
-            .await
-            .unwrap()
-            .cleanup()
-            .await
-            .unwrap()
-    });
-    std::thread::sleep(Duration::from_millis(1500));
-    let after_cleanup = dir_bytes(&store_daemon.db);
-    let sled_bytes = status_bytes(&store_daemon);
+    let store_rate = done as f64 / started.elapsed().as_secs_f64();
     let rss_store = rss_kib(store_daemon.pid());
+    let store_end = dir_bytes(&store_daemon.db);
+    let rss_half = checkpoints[4]["rss_kib"].as_u64().unwrap_or(0);
     println!(
-        "ecpd RSS: idle {:.1} MiB, after the flood {:.1} MiB, after {total} challenges {:.1} MiB",
+        "ecpd RSS: idle {:.1} MiB, after the flood {:.1} MiB, after {done} challenges {:.1} MiB ({store_rate:.0}/s); store {:.2} MiB before, {:.2} MiB after",
         rss_idle as f64 / 1024.0,
         rss_flood as f64 / 1024.0,
-        rss_store as f64 / 1024.0
-    );
-    println!(
-        "store on disk after {total} challenges: {:.1} MiB; cleanup removed {removed}; then {:.1} MiB (sled reports {:.1} MiB)",
-        before_cleanup as f64 / 1048576.0,
-        after_cleanup as f64 / 1048576.0,
-        sled_bytes as f64 / 1048576.0
+        rss_store as f64 / 1024.0,
+        store_start as f64 / 1048576.0,
+        store_end as f64 / 1048576.0
     );
     report.insert(
         "memory".into(),
@@ -580,8 +697,8 @@ fn main() {
     );
     report.insert(
         "store".into(),
-        json!({"challenges": total, "bytes_before_cleanup": before_cleanup, "removed": removed,
-               "bytes_after_cleanup": after_cleanup, "sled_size_on_disk": sled_bytes}),
+        json!({"challenges": done, "bytes_before": store_start, "bytes_after": store_end,
+               "per_sec": round(store_rate), "checkpoints": checkpoints}),
     );
 
     // Targets.
@@ -609,9 +726,43 @@ fn main() {
     );
     check(
         &mut targets,
-        "RSS < 30 MB after the flood",
+        "1-client pair overhead over its floor <= 0.1 ms",
+        pair_overhead_ms <= 0.1,
+        format!("{pair_overhead_ms:.3} ms"),
+    );
+    check(
+        &mut targets,
+        "RSS < 30 MiB after the 10^4-source flood",
         rss_flood < 30 * 1024,
         format!("{:.1} MiB", rss_flood as f64 / 1024.0),
+    );
+    check(
+        &mut targets,
+        &format!("RSS < 30 MiB after {done} challenges"),
+        rss_store < 30 * 1024,
+        format!("{:.1} MiB", rss_store as f64 / 1024.0),
+    );
+    check(
+        &mut targets,
+        "RSS flat once warm (end within 10% of halfway)",
+        (rss_store as f64) <= rss_half as f64 * 1.1,
+        format!(
+            "{:.1} MiB halfway, {:.1} MiB at the end",
+            rss_half as f64 / 1024.0,
+            rss_store as f64 / 1024.0
+        ),
+    );
+    check(
+        &mut targets,
+        &format!("store < 10 MiB after {done} challenges"),
+        store_end < 10 * 1048576,
+        format!("{:.2} MiB", store_end as f64 / 1048576.0),
+    );
+    check(
+        &mut targets,
+        "no store write per challenge (store size unchanged)",
+        store_end == store_start,
+        format!("{store_start} -> {store_end} bytes"),
     );
     report.insert("targets".into(), Value::Array(targets));
 

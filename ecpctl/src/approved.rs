@@ -1,11 +1,18 @@
 //! The logins `ecpctl askpass` may sign for without asking: a list of
-//! `user@host service` lines in ~/.config/ecp/approved_hosts.
+//! `user@host service [destination]` lines in ~/.config/ecp/approved_hosts.
 //!
 //! Why a list: askpass answers prompts by itself (with ECP_PASSPHRASE_FILE
 //! nothing is typed at all), so a host the user was lured to could pass on
 //! a live challenge of another server and have it signed unseen. A login
 //! that is not on the list is signed only after a "yes" typed on the
 //! terminal, next to the user@host, service and origin it is for.
+//!
+//! The destination is what ssh says it is connected to: OpenSSH (8.4 and
+//! later) starts every keyboard-interactive prompt with "(user@host) ", the
+//! host as the user gave it. A relay forwards the real server's challenge,
+//! whose user@host it cannot change, but ssh still names the relay as the
+//! destination: so an entry approves a challenge only as seen through the
+//! connection it was approved on.
 
 use std::collections::BTreeSet;
 use std::fs::OpenOptions;
@@ -22,19 +29,36 @@ const MAX_LIST_BYTES: u64 = 1 << 20;
 
 /// One approved login target.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-struct Target {
+pub struct Target {
     /// `user@host` as the server names them in its challenge.
     account: String,
     service: String,
+    /// `user@host` as ssh names its connection, when the prompt says.
+    destination: Option<String>,
 }
 
 impl Target {
-    fn of(challenge: &Challenge) -> Target {
+    pub fn of(challenge: &Challenge, destination: Option<&str>) -> Target {
         Target {
             account: format!("{}@{}", challenge.user, challenge.host),
             service: challenge.service.to_string(),
+            destination: destination.map(str::to_owned),
         }
     }
+
+    fn line(&self) -> String {
+        match &self.destination {
+            Some(d) => format!("{} {} {d}", self.account, self.service),
+            None => format!("{} {}", self.account, self.service),
+        }
+    }
+}
+
+/// What ssh says it is connected to, from the "(user@host) " it puts
+/// before a keyboard-interactive prompt.
+pub fn ssh_destination(prompt: &str) -> Option<&str> {
+    let inner = prompt.strip_prefix('(')?.split_once(") ")?.0;
+    (inner.contains('@') && !inner.contains(char::is_whitespace)).then_some(inner)
 }
 
 pub struct ApprovedHosts {
@@ -82,18 +106,23 @@ impl ApprovedHosts {
             }
             let words: Vec<&str> = line.split_whitespace().collect();
             match words.as_slice() {
-                [account, service] if account.contains('@') => {
+                [account, service, rest @ ..]
+                    if account.contains('@')
+                        && rest.len() <= 1
+                        && rest.iter().all(|d| d.contains('@')) =>
+                {
                     targets.insert(Target {
                         account: (*account).to_owned(),
                         service: (*service).to_owned(),
+                        destination: rest.first().map(|d| (*d).to_owned()),
                     });
                 }
                 _ => {
                     return Err(Failure::Terminal(format!(
-                        "{}:{}: expected \"user@host service\", found \"{line}\"",
-                        path.display(),
-                        index + 1
-                    )))
+                    "{}:{}: expected \"user@host service [user@destination]\", found \"{line}\"",
+                    path.display(),
+                    index + 1
+                )))
                 }
             }
         }
@@ -107,13 +136,12 @@ impl ApprovedHosts {
         &self.path
     }
 
-    pub fn contains(&self, challenge: &Challenge) -> bool {
-        self.targets.contains(&Target::of(challenge))
+    pub fn contains(&self, target: &Target) -> bool {
+        self.targets.contains(target)
     }
 
-    /// Appends the challenge's target (file 0600, directory 0700 if new).
-    pub fn add(&mut self, challenge: &Challenge) -> Result<(), Failure> {
-        let target = Target::of(challenge);
+    /// Appends `target` (file 0600, directory 0700 if new).
+    pub fn add(&mut self, target: Target) -> Result<(), Failure> {
         let unwritable = |e: std::io::Error| {
             Failure::Terminal(format!("cannot add to {}: {e}", self.path.display()))
         };
@@ -130,7 +158,7 @@ impl ApprovedHosts {
             .mode(0o600)
             .open(&self.path)
             .map_err(unwritable)?;
-        writeln!(file, "{} {}", target.account, target.service).map_err(unwritable)?;
+        writeln!(file, "{}", target.line()).map_err(unwritable)?;
         self.targets.insert(target);
         Ok(())
     }
@@ -143,7 +171,7 @@ pub fn confirm_on_terminal(question: &str, list: &Path) -> Result<bool, Failure>
         Failure::NotApproved(format!(
             "not on your approved list and there is no terminal to ask ({e}); \
              to approve it, answer \"yes\" when asked on a terminal, or add the \
-             line \"user@host service\" to {}",
+             line \"user@host service [user@destination]\" to {}",
             list.display()
         ))
     };
@@ -181,20 +209,47 @@ mod tests {
         .unwrap()
     }
 
+    fn target(user: &str, host: &str, service: &str, destination: Option<&str>) -> Target {
+        Target::of(&challenge(user, host, service), destination)
+    }
+
     #[test]
-    fn a_login_is_approved_for_its_user_host_and_service_only() {
+    fn a_login_is_approved_for_its_user_host_service_and_destination_only() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ecp/approved_hosts");
         let mut list = ApprovedHosts::load(&path).unwrap();
-        let login = challenge("alice", "server", "sshd");
+        let login = target("alice", "server", "sshd", Some("alice@server.example"));
         assert!(!list.contains(&login));
-        list.add(&login).unwrap();
+        list.add(login.clone()).unwrap();
+        list.add(target("alice", "server", "sudo", None)).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "alice@server sshd alice@server.example\nalice@server sudo\n"
+        );
 
         let again = ApprovedHosts::load(&path).unwrap();
         assert!(again.contains(&login));
-        assert!(!again.contains(&challenge("alice", "other", "sshd")));
-        assert!(!again.contains(&challenge("alice", "server", "sudo")));
-        assert!(!again.contains(&challenge("bob", "server", "sshd")));
+        assert!(again.contains(&target("alice", "server", "sudo", None)));
+        assert!(!again.contains(&target(
+            "alice",
+            "other",
+            "sshd",
+            Some("alice@server.example")
+        )));
+        assert!(!again.contains(&target(
+            "bob",
+            "server",
+            "sshd",
+            Some("alice@server.example")
+        )));
+        // The same challenge through another connection: a relay.
+        assert!(!again.contains(&target(
+            "alice",
+            "server",
+            "sshd",
+            Some("alice@phish.example")
+        )));
+        assert!(!again.contains(&target("alice", "server", "sshd", None)));
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
     }
@@ -207,15 +262,31 @@ mod tests {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         assert!(ApprovedHosts::load(&path)
             .unwrap()
-            .contains(&challenge("alice", "server", "sshd")));
+            .contains(&target("alice", "server", "sshd", None)));
 
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
         let err = ApprovedHosts::load(&path).err().unwrap().to_string();
         assert!(err.contains("writable by you alone"), "{err}");
 
-        std::fs::write(&path, "alice@server sshd\nserver\n").unwrap();
+        std::fs::write(&path, "alice@server sshd\nalice@server sshd server\n").unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         let err = ApprovedHosts::load(&path).err().unwrap().to_string();
         assert!(err.contains("approved_hosts:2: expected"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod destination_tests {
+    use super::ssh_destination;
+
+    #[test]
+    fn ssh_names_its_destination_before_keyboard_interactive_prompts() {
+        assert_eq!(
+            ssh_destination("(alice@server.example) ecp challenge T0K\nSignature: "),
+            Some("alice@server.example")
+        );
+        assert_eq!(ssh_destination("ecp challenge T0K\nSignature: "), None);
+        assert_eq!(ssh_destination("(not a destination) ecp challenge T"), None);
+        assert_eq!(ssh_destination("(alice@h)ecp challenge T"), None);
     }
 }

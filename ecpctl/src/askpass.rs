@@ -7,7 +7,7 @@ use ecp_core::user_files::approved_hosts_path;
 use ecp_core::when::unix_now;
 use ecp_core::Challenge;
 
-use crate::approved::{confirm_on_terminal, ApprovedHosts};
+use crate::approved::{confirm_on_terminal, ssh_destination, ApprovedHosts, Target};
 use crate::cli::AskpassArgs;
 use crate::failure::Failure;
 use crate::keys::home_dir;
@@ -26,19 +26,28 @@ pub fn run(args: &AskpassArgs) -> Result<(), Failure> {
     let now = u64::try_from(unix_now()).unwrap_or(0);
     challenge.check_not_expired(now)?;
     let mut approved = ApprovedHosts::load(&approved_hosts_path(&home_dir()?))?;
-    let newly_approved = !approved.contains(&challenge);
+    let destination = ssh_destination(&prompt);
+    let target = Target::of(&challenge, destination);
+    let newly_approved = !approved.contains(&target);
     if newly_approved {
+        let account = format!("{}@{}", challenge.user, challenge.host);
+        let connection = match destination {
+            Some(d) if d == account => format!("ssh is connected to {d}."),
+            // A challenge for another host than the one ssh talks to is
+            // what a relay looks like (or an alias, or an address).
+            Some(d) => format!(
+                "ssh is connected to {d}, but this challenge is for {account}: if you did \
+                 not expect that name, answer no, someone may be relaying your login."
+            ),
+            None => "ssh did not say which host it is connected to.".to_owned(),
+        };
         let question = format!(
-            "ecp: {}@{} (service {}) is not on your approved list {}.\n{}\n\
-             Approve {}@{} for service {} from now on, and sign?",
-            challenge.user,
-            challenge.host,
-            challenge.service,
+            "ecp: this login is not on your approved list {}.\n{}\n{connection}\n\
+             Approve {account} for service {} {} from now on, and sign?",
             approved.path().display(),
             describe(&challenge, now),
-            challenge.user,
-            challenge.host,
             challenge.service,
+            destination.map_or_else(String::new, |d| format!("through {d}")),
         );
         if !confirm_on_terminal(&question, approved.path())? {
             return Err(Failure::NotApproved(
@@ -53,7 +62,7 @@ pub fn run(args: &AskpassArgs) -> Result<(), Failure> {
     let passphrase_file = std::env::var_os("ECP_PASSPHRASE_FILE").map(PathBuf::from);
     let signature = crate::sign::sign_token(token, key.as_deref(), passphrase_file.as_deref())?;
     if newly_approved {
-        approved.add(&challenge)?;
+        approved.add(target)?;
     }
     println!("{signature}");
     Ok(())

@@ -22,7 +22,7 @@ FILES:
   ~/.config/ecp/private_key.pem   the user's encrypted key (default --key)
   ~/.config/ecp/certificate.pem   the matching public certificate
   ~/.config/ecp/approved_hosts    logins askpass signs without asking, one
-                                  \"user@host service\" per line";
+                                  \"user@host service user@destination\" per line";
 
 /// ecpctl — manage ecp keys and certificates, and sign login challenges.
 ///
@@ -108,11 +108,13 @@ pub struct CompletionsArgs {
 /// shown on the terminal and your answer passed on.
 ///
 /// It signs only for logins on your approved list, ~/.config/ecp/approved_hosts
-/// (lines of "user@host service"). For any other it shows the user@host,
-/// service and origin of the login and asks on the terminal; "yes" signs and
-/// adds the line, anything else (or no terminal) signs nothing and exits 1.
-/// This is what keeps a host you were lured to from having another
-/// server's challenge signed behind your back. Use it as
+/// (lines of "user@host service user@destination": the challenge's user,
+/// host and service, then the destination ssh names before its prompt).
+/// For any other it shows them and the origin of the login and asks on the
+/// terminal; "yes" signs and adds the line, anything else (or no terminal)
+/// signs nothing and exits 1. This is what keeps a host you were lured to
+/// from having your real server's challenge signed behind your back: ssh
+/// names the lure as its destination. Use it as
 ///
 ///   alias ssh='SSH_ASKPASS="$(command -v ecpctl-askpass)" SSH_ASKPASS_REQUIRE=force ssh'
 ///
