@@ -36,7 +36,7 @@ package: package-files
 install: package-files
 	DESTDIR="$(DESTDIR)" PREFIX="$(PREFIX)" PAMDIR="$(PAMDIR)" ./packaging/install.sh
 
-# Figures beside their limits (release build, about a minute):
+# Figures beside their limits (release build, about four minutes):
 # prints a table and writes target/bench/results.json
 bench:
 	$(CARGO) build --release --workspace

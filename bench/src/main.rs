@@ -504,7 +504,8 @@ fn main() {
     let rss_flood = rss_kib(flood_daemon.pid());
     println!();
     println!(
-        "during a flood of {flood_sent} challenges from {sources} sources ({flood_issued} issued, the rest refused by the per-source limit):"
+        "during a flood of {flood_sent} challenges from {sources} sources ({flood_issued} issued, {} refused by the per-source limit):",
+        flood_sent - flood_issued
     );
     println!(
         "  legitimate local pairs  {:.0}/s, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",

@@ -18,9 +18,12 @@ const UID_CACHE_LIMIT: usize = 4096;
 pub struct Shared {
     pub service: Service,
     pub bus: zbus::fdo::DBusProxy<'static>,
-    /// Where decisions run: they are CPU-bound (signature checks) or block
-    /// on disk (sled flushes), so they go to the runtime's blocking pool,
-    /// which also lets them use every core.
+    /// Where administrative decisions run: they block on disk (sled
+    /// flushes before an enrollment is acknowledged), so they go to the
+    /// runtime's blocking pool. Logins (Challenge, Verify) never wait on
+    /// disk and run where the call arrives: measured with ecp-bench, the
+    /// hop to the pool and back cost more than a Challenge itself and
+    /// lowered the pair rate at 16 clients (3,500 against 4,660 /s).
     pub runtime: tokio::runtime::Handle,
     /// uid of each sender's unique name. A unique name is never reused
     /// while the bus runs and a connection's uid cannot change, so the
@@ -61,6 +64,16 @@ impl Shared {
             })
             .await;
         joined.unwrap_or_else(|e| Err(EcpError::StoreFailure(format!("internal error: {e}"))))
+    }
+
+    /// Runs a login decision right here: it takes microseconds (Challenge)
+    /// or one signature check (Verify), never a disk flush.
+    fn decide_now<T>(
+        &self,
+        caller: Caller,
+        decision: impl FnOnce(&Service, &Caller) -> Result<T, ServiceError>,
+    ) -> Result<T, EcpError> {
+        decision(&self.service, &caller).map_err(|e| to_bus_error(e, &caller))
     }
 
     /// The uid of the message's sender, as the bus daemon knows it. Never
@@ -161,8 +174,7 @@ impl AuthInterface {
     ) -> Result<String, EcpError> {
         let caller = self.0.caller(&header).await?;
         self.0
-            .decide(caller, move |s, c| s.challenge(c, &user, &service, &rhost))
-            .await
+            .decide_now(caller, |s, c| s.challenge(c, &user, &service, &rhost))
     }
 
     async fn verify(
@@ -173,11 +185,9 @@ impl AuthInterface {
         signature: String,
     ) -> Result<(), EcpError> {
         let caller = self.0.caller(&header).await?;
-        self.0
-            .decide(caller, move |s, c| {
-                s.verify(c, &user, &token, &signature).map(drop)
-            })
-            .await
+        self.0.decide_now(caller, |s, c| {
+            s.verify(c, &user, &token, &signature).map(drop)
+        })
     }
 }
 
