@@ -668,7 +668,7 @@ fn doctor_names_each_problem_and_exits_1() {
     // The PAM stacks: each problem named by file and line, once even
     // where two services share the file.
     let dir = pam_d.display();
-    let reached = format!("FAIL  {dir}/common-auth:2: pam_ecp is reached after a failed password (pam_unix.so at {dir}/common-auth:1 is \"required\")");
+    let reached = format!("FAIL  {dir}/common-auth:2: pam_ecp is reached after a failed password (pam_unix.so at {dir}/common-auth:1 (\"required\") answering auth_err)");
     assert_eq!(run.stdout.matches(&reached).count(), 1, "{}", run.stdout);
     let alone = format!("FAIL  {dir}/sshd:1: no password module before pam_ecp");
     assert!(run.stdout.contains(&alone), "{}", run.stdout);

@@ -88,26 +88,47 @@ fn start_sshd(dir: &Path, services: &PamServices, port: u16) -> Sshd {
     Sshd { child }
 }
 
-/// ssh as `user` with `askpass` answering every prompt; HOME (where
-/// askpass keeps its approved list) is `dir`/home.
+/// The ssh command line for `user` on 127.0.0.1:`port`, keyboard-
+/// interactive only; `alias` is the name ssh knows the host by
+/// (HostKeyAlias), which it also puts before each prompt.
+fn ssh_args(user: &str, port: u16, alias: Option<&str>) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "ssh",
+        "-p",
+        &port.to_string(),
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+        "-o",
+        "PreferredAuthentications=keyboard-interactive",
+        "-o",
+        "NumberOfPasswordPrompts=1",
+        "-o",
+        "LogLevel=ERROR",
+        "-F",
+        "/dev/null",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    if let Some(alias) = alias {
+        args.extend(["-o".to_owned(), format!("HostKeyAlias={alias}")]);
+    }
+    args.push(format!("{user}@127.0.0.1"));
+    args.push("echo logged-in-as-$(id -un)".to_owned());
+    args
+}
+
+/// ssh as `user` with `askpass` answering every prompt and no terminal;
+/// HOME (where askpass keeps its approved list) is `dir`/home.
 fn ssh(dir: &Path, askpass: &Path, user: &str, port: u16) -> Run {
+    ssh_as(dir, askpass, user, port, None)
+}
+
+fn ssh_as(dir: &Path, askpass: &Path, user: &str, port: u16, alias: Option<&str>) -> Run {
     let out = Command::new("setsid")
-        .args(["-w", "ssh", "-p", &port.to_string()])
-        .args([
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-        ])
-        .args([
-            "-o",
-            "PreferredAuthentications=keyboard-interactive",
-            "-o",
-            "NumberOfPasswordPrompts=1",
-        ])
-        .args(["-o", "LogLevel=ERROR", "-F", "/dev/null"])
-        .arg(format!("{user}@127.0.0.1"))
-        .arg("echo logged-in-as-$(id -un)")
+        .arg("-w")
+        .args(ssh_args(user, port, alias))
         .env("SSH_ASKPASS", askpass)
         .env("SSH_ASKPASS_REQUIRE", "force")
         .env("ECP_PASSPHRASE_FILE", dir.join("passphrase"))
@@ -116,6 +137,35 @@ fn ssh(dir: &Path, askpass: &Path, user: &str, port: u16) -> Run {
         .output()
         .unwrap();
     Run::from_output(&format!("ssh {user}"), out)
+}
+
+/// As `ssh_as`, on a terminal where the person answers askpass's question
+/// with `answer`.
+fn ssh_on_terminal(
+    dir: &Path,
+    askpass: &Path,
+    user: &str,
+    port: u16,
+    alias: Option<&str>,
+    answer: &str,
+) -> Run {
+    let command = ssh_args(user, port, alias)
+        .iter()
+        .map(|a| format!("'{a}'"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let force = Path::new("force");
+    ecp_tests::run_on_terminal(
+        &command,
+        &[
+            ("SSH_ASKPASS", askpass),
+            ("SSH_ASKPASS_REQUIRE", force),
+            ("ECP_PASSPHRASE_FILE", &dir.join("passphrase")),
+            ("HOME", &dir.join("home")),
+        ],
+        "Sign it? [yes/no]",
+        answer,
+    )
 }
 
 /// A user with a password and a shell, a key made and enrolled.
@@ -182,7 +232,6 @@ fn sshd_login_needs_the_password_and_a_signed_challenge() {
     // This server is not on the approved list yet, and with no terminal
     // to ask on, askpass signs nothing: no login.
     let approved = dir.join("home/.config/ecp/approved_hosts");
-    std::fs::create_dir_all(approved.parent().unwrap()).unwrap();
     let run = ssh(dir, &askpass, &user.name, port);
     assert_ne!(run.code, 0);
     assert!(!run.stdout.contains("logged-in-as"));
@@ -192,21 +241,46 @@ fn sshd_login_needs_the_password_and_a_signed_challenge() {
         run.stderr
     );
 
-    // Approved (as a "yes" on the terminal would have added it): signed.
-    // ssh names its destination (127.0.0.1) before the prompt; the
-    // challenge names the server's host.
-    std::fs::write(
-        &approved,
-        format!("{0}@sshd-test-host sshd-ecp {0}@127.0.0.1\n", user.name),
-    )
-    .unwrap();
-    let run = ssh(dir, &askpass, &user.name, port);
+    // On a terminal the person is asked. ssh knows the host as
+    // sshd-test-host (the name the challenge carries) and says so before
+    // the prompt, so a "yes" signs and is remembered.
+    let host = Some("sshd-test-host");
+    let run = ssh_on_terminal(dir, &askpass, &user.name, port, host, "yes\n");
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout
+            .contains(&format!("ssh is connected to {}@sshd-test-host", user.name)),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains(&format!("logged-in-as-{}", user.name)),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(
+        std::fs::read_to_string(&approved).unwrap(),
+        format!(
+            "{0}@sshd-test-host sshd-ecp {0}@sshd-test-host\n",
+            user.name
+        )
+    );
+
+    // From now on that login needs no terminal.
+    let run = ssh_as(dir, &askpass, &user.name, port, host);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(
         run.stdout.contains(&format!("logged-in-as-{}", user.name)),
         "{}",
         run.stdout
     );
+
+    // The same server's challenge seen through another destination (as
+    // through a relay: ssh names the host it talks to, here 127.0.0.1)
+    // is not approved, and with no terminal nothing is signed.
+    let run = ssh(dir, &askpass, &user.name, port);
+    assert_ne!(run.code, 0);
+    assert!(!run.stdout.contains("logged-in-as"));
 
     // Without the key: the password alone is not enough.
     let no_key = dir.join("askpass-nokey");

@@ -1,5 +1,6 @@
 //! The logins `ecpctl askpass` may sign for without asking: a list of
-//! `user@host service [destination]` lines in ~/.config/ecp/approved_hosts.
+//! `user@host service user@destination` lines in
+//! ~/.config/ecp/approved_hosts.
 //!
 //! Why a list: askpass answers prompts by itself (with ECP_PASSPHRASE_FILE
 //! nothing is typed at all), so a host the user was lured to could pass on
@@ -12,13 +13,16 @@
 //! host as the user gave it. A relay forwards the real server's challenge,
 //! whose user@host it cannot change, but ssh still names the relay as the
 //! destination: so an entry approves a challenge only as seen through the
-//! connection it was approved on.
+//! connection it was approved on. Older ssh passes the server's text as it
+//! is, so the prefix is believed only when the program that ran askpass is
+//! OpenSSH 8.4 or later; otherwise nothing is signed without a question.
 
 use std::collections::BTreeSet;
 use std::fs::OpenOptions;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use ecp_core::Challenge;
 
@@ -33,24 +37,21 @@ pub struct Target {
     /// `user@host` as the server names them in its challenge.
     account: String,
     service: String,
-    /// `user@host` as ssh names its connection, when the prompt says.
-    destination: Option<String>,
+    /// `user@host` as ssh names its connection.
+    destination: String,
 }
 
 impl Target {
-    pub fn of(challenge: &Challenge, destination: Option<&str>) -> Target {
+    pub fn of(challenge: &Challenge, destination: &str) -> Target {
         Target {
             account: format!("{}@{}", challenge.user, challenge.host),
             service: challenge.service.to_string(),
-            destination: destination.map(str::to_owned),
+            destination: destination.to_owned(),
         }
     }
 
     fn line(&self) -> String {
-        match &self.destination {
-            Some(d) => format!("{} {} {d}", self.account, self.service),
-            None => format!("{} {}", self.account, self.service),
-        }
+        format!("{} {} {}", self.account, self.service, self.destination)
     }
 }
 
@@ -58,7 +59,49 @@ impl Target {
 /// before a keyboard-interactive prompt.
 pub fn ssh_destination(prompt: &str) -> Option<&str> {
     let inner = prompt.strip_prefix('(')?.split_once(") ")?.0;
-    (inner.contains('@') && !inner.contains(char::is_whitespace)).then_some(inner)
+    let plain = !inner.chars().any(|c| c.is_whitespace() || c.is_control());
+    (inner.contains('@') && plain).then_some(inner)
+}
+
+/// Whether `destination` (as ssh names it) is the challenge's own user and
+/// host, possibly with the host's domain: only then may a "yes" be
+/// remembered. An address or alias is approved one login at a time.
+pub fn destination_is_challenge_host(destination: &str, challenge: &Challenge) -> bool {
+    let Some((user, host)) = destination.split_once('@') else {
+        return false;
+    };
+    let own = challenge.host.as_str();
+    user == challenge.user.as_str()
+        && (host.eq_ignore_ascii_case(own)
+            || host
+                .get(..own.len() + 1)
+                .is_some_and(|head| head.eq_ignore_ascii_case(&format!("{own}."))))
+}
+
+/// The version in `ssh -V` output ("OpenSSH_9.2p1 Debian-2, OpenSSL …").
+fn openssh_version(text: &str) -> Option<(u32, u32)> {
+    let rest = text.trim_start().strip_prefix("OpenSSH_")?;
+    let (major, rest) = rest.split_once('.')?;
+    let minor: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    Some((major.parse().ok()?, minor.parse().ok()?))
+}
+
+/// Whether the program that started askpass is OpenSSH 8.4 or later: the
+/// one case where the "(user@host) " before the prompt is ssh's own and
+/// not text the server chose.
+pub fn started_by_openssh_8_4_or_later() -> bool {
+    let parent = std::os::unix::process::parent_id();
+    let Ok(exe) = std::fs::read_link(format!("/proc/{parent}/exe")) else {
+        return false;
+    };
+    if exe.file_name().is_none_or(|n| n != "ssh") {
+        return false;
+    }
+    let Ok(out) = Command::new(&exe).arg("-V").output() else {
+        return false;
+    };
+    let text = String::from_utf8_lossy(&out.stderr);
+    openssh_version(&text).is_some_and(|v| v >= (8, 4))
 }
 
 pub struct ApprovedHosts {
@@ -73,7 +116,11 @@ impl ApprovedHosts {
         let unreadable = |e: &dyn std::fmt::Display| {
             Failure::Terminal(format!("cannot read {}: {e}", path.display()))
         };
-        let file = match std::fs::File::open(path) {
+        let file = match OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+            .open(path)
+        {
             Ok(file) => file,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Ok(ApprovedHosts {
@@ -106,23 +153,21 @@ impl ApprovedHosts {
             }
             let words: Vec<&str> = line.split_whitespace().collect();
             match words.as_slice() {
-                [account, service, rest @ ..]
-                    if account.contains('@')
-                        && rest.len() <= 1
-                        && rest.iter().all(|d| d.contains('@')) =>
+                [account, service, destination]
+                    if account.contains('@') && destination.contains('@') =>
                 {
                     targets.insert(Target {
                         account: (*account).to_owned(),
                         service: (*service).to_owned(),
-                        destination: rest.first().map(|d| (*d).to_owned()),
+                        destination: (*destination).to_owned(),
                     });
                 }
                 _ => {
                     return Err(Failure::Terminal(format!(
-                    "{}:{}: expected \"user@host service [user@destination]\", found \"{line}\"",
-                    path.display(),
-                    index + 1
-                )))
+                        "{}:{}: expected \"user@host service user@destination\", found \"{line}\"",
+                        path.display(),
+                        index + 1
+                    )))
                 }
             }
         }
@@ -156,6 +201,7 @@ impl ApprovedHosts {
             .append(true)
             .create(true)
             .mode(0o600)
+            .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
             .open(&self.path)
             .map_err(unwritable)?;
         writeln!(file, "{}", target.line()).map_err(unwritable)?;
@@ -164,14 +210,15 @@ impl ApprovedHosts {
     }
 }
 
-/// Asks on the controlling terminal whether to approve and sign; true only
-/// for a typed "y" or "yes". No terminal means no approval.
+/// Asks on the controlling terminal; true only for a typed "yes". Input
+/// typed (or injected) before the question is discarded first. No
+/// terminal means no approval.
 pub fn confirm_on_terminal(question: &str, list: &Path) -> Result<bool, Failure> {
-    let no_terminal = |e: std::io::Error| {
+    let no_terminal = |e: &dyn std::fmt::Display| {
         Failure::NotApproved(format!(
             "not on your approved list and there is no terminal to ask ({e}); \
              to approve it, answer \"yes\" when asked on a terminal, or add the \
-             line \"user@host service [user@destination]\" to {}",
+             line \"user@host service user@destination\" to {}",
             list.display()
         ))
     };
@@ -179,15 +226,16 @@ pub fn confirm_on_terminal(question: &str, list: &Path) -> Result<bool, Failure>
         .read(true)
         .write(true)
         .open("/dev/tty")
-        .map_err(no_terminal)?;
-    write!(tty, "{question} [y/N] ").map_err(no_terminal)?;
-    tty.flush().map_err(no_terminal)?;
+        .map_err(|e| no_terminal(&e))?;
+    nix::sys::termios::tcflush(&tty, nix::sys::termios::FlushArg::TCIFLUSH)
+        .map_err(|e| no_terminal(&e))?;
+    write!(tty, "{question} [yes/no] ").map_err(|e| no_terminal(&e))?;
+    tty.flush().map_err(|e| no_terminal(&e))?;
     let mut answer = String::new();
     BufReader::new(tty)
         .read_line(&mut answer)
-        .map_err(no_terminal)?;
-    let answer = answer.trim().to_ascii_lowercase();
-    Ok(answer == "y" || answer == "yes")
+        .map_err(|e| no_terminal(&e))?;
+    Ok(answer.trim().eq_ignore_ascii_case("yes"))
 }
 
 #[cfg(test)]
@@ -209,7 +257,7 @@ mod tests {
         .unwrap()
     }
 
-    fn target(user: &str, host: &str, service: &str, destination: Option<&str>) -> Target {
+    fn target(user: &str, host: &str, service: &str, destination: &str) -> Target {
         Target::of(&challenge(user, host, service), destination)
     }
 
@@ -218,38 +266,25 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ecp/approved_hosts");
         let mut list = ApprovedHosts::load(&path).unwrap();
-        let login = target("alice", "server", "sshd", Some("alice@server.example"));
+        let login = target("alice", "server", "sshd", "alice@server.example");
         assert!(!list.contains(&login));
         list.add(login.clone()).unwrap();
-        list.add(target("alice", "server", "sudo", None)).unwrap();
         assert_eq!(
             std::fs::read_to_string(&path).unwrap(),
-            "alice@server sshd alice@server.example\nalice@server sudo\n"
+            "alice@server sshd alice@server.example\n"
         );
 
         let again = ApprovedHosts::load(&path).unwrap();
         assert!(again.contains(&login));
-        assert!(again.contains(&target("alice", "server", "sudo", None)));
-        assert!(!again.contains(&target(
-            "alice",
-            "other",
-            "sshd",
-            Some("alice@server.example")
-        )));
-        assert!(!again.contains(&target(
-            "bob",
-            "server",
-            "sshd",
-            Some("alice@server.example")
-        )));
-        // The same challenge through another connection: a relay.
-        assert!(!again.contains(&target(
-            "alice",
-            "server",
-            "sshd",
-            Some("alice@phish.example")
-        )));
-        assert!(!again.contains(&target("alice", "server", "sshd", None)));
+        for other in [
+            target("alice", "other", "sshd", "alice@server.example"),
+            target("alice", "server", "sudo", "alice@server.example"),
+            target("bob", "server", "sshd", "alice@server.example"),
+            // The same challenge through another connection: a relay.
+            target("alice", "server", "sshd", "alice@phish.example"),
+        ] {
+            assert!(!again.contains(&other), "{other:?}");
+        }
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
     }
@@ -258,17 +293,20 @@ mod tests {
     fn a_list_others_can_write_or_that_is_malformed_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("approved_hosts");
-        std::fs::write(&path, "# mine\nalice@server sshd\n").unwrap();
+        std::fs::write(&path, "# mine\nalice@server sshd alice@server\n").unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-        assert!(ApprovedHosts::load(&path)
-            .unwrap()
-            .contains(&target("alice", "server", "sshd", None)));
+        assert!(ApprovedHosts::load(&path).unwrap().contains(&target(
+            "alice",
+            "server",
+            "sshd",
+            "alice@server"
+        )));
 
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
         let err = ApprovedHosts::load(&path).err().unwrap().to_string();
         assert!(err.contains("writable by you alone"), "{err}");
 
-        std::fs::write(&path, "alice@server sshd\nalice@server sshd server\n").unwrap();
+        std::fs::write(&path, "alice@server sshd alice@server\nalice@server sshd\n").unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         let err = ApprovedHosts::load(&path).err().unwrap().to_string();
         assert!(err.contains("approved_hosts:2: expected"), "{err}");
@@ -277,7 +315,50 @@ mod tests {
 
 #[cfg(test)]
 mod destination_tests {
-    use super::ssh_destination;
+    use super::*;
+    use ecp_core::{HostName, RemoteHost, ServiceName, UserName};
+
+    #[test]
+    fn only_openssh_8_4_and_later_names_its_destination() {
+        assert_eq!(
+            openssh_version("OpenSSH_9.2p1 Debian-2+deb12u3, OpenSSL 3.0.15 3 Sep 2024\n"),
+            Some((9, 2))
+        );
+        assert_eq!(openssh_version("OpenSSH_8.4p1, OpenSSL"), Some((8, 4)));
+        assert!(openssh_version("OpenSSH_8.2p1 Ubuntu-4ubuntu0.11").unwrap() < (8, 4));
+        assert_eq!(openssh_version("Dropbear v2022.83"), None);
+        // This test's parent is cargo's test harness, not ssh.
+        assert!(!started_by_openssh_8_4_or_later());
+    }
+
+    #[test]
+    fn a_yes_is_remembered_only_for_the_challenge_host_itself() {
+        let challenge = Challenge::unsealed(
+            UserName::parse("alice").unwrap(),
+            HostName::parse("web1").unwrap(),
+            ServiceName::parse("sshd").unwrap(),
+            RemoteHost::local(),
+            0,
+            1000,
+            300,
+        )
+        .unwrap();
+        for (destination, same) in [
+            ("alice@web1", true),
+            ("alice@web1.example.com", true),
+            ("alice@WEB1", true),
+            ("alice@web10", false),
+            ("alice@10.0.0.5", false),
+            ("bob@web1", false),
+            ("alice@web1evil.example", false),
+        ] {
+            assert_eq!(
+                destination_is_challenge_host(destination, &challenge),
+                same,
+                "{destination}"
+            );
+        }
+    }
 
     #[test]
     fn ssh_names_its_destination_before_keyboard_interactive_prompts() {
@@ -288,5 +369,6 @@ mod destination_tests {
         assert_eq!(ssh_destination("ecp challenge T0K\nSignature: "), None);
         assert_eq!(ssh_destination("(not a destination) ecp challenge T"), None);
         assert_eq!(ssh_destination("(alice@h)ecp challenge T"), None);
+        assert_eq!(ssh_destination("(alice@h\u{1b}[2J) ecp challenge T"), None);
     }
 }

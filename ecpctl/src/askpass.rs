@@ -7,7 +7,10 @@ use ecp_core::user_files::approved_hosts_path;
 use ecp_core::when::unix_now;
 use ecp_core::Challenge;
 
-use crate::approved::{confirm_on_terminal, ssh_destination, ApprovedHosts, Target};
+use crate::approved::{
+    confirm_on_terminal, destination_is_challenge_host, ssh_destination,
+    started_by_openssh_8_4_or_later, ApprovedHosts, Target,
+};
 use crate::cli::AskpassArgs;
 use crate::failure::Failure;
 use crate::keys::home_dir;
@@ -17,7 +20,13 @@ pub fn run(args: &AskpassArgs) -> Result<(), Failure> {
     let prompt = args.prompt.join(" ");
     let Some(token) = token_in_prompt(&prompt) else {
         // Not ours: the person answers (their password), without echo.
-        let answer = rpassword::prompt_password(&prompt)
+        // The server wrote this text: no control character reaches the
+        // terminal, where one could make it answer on its own.
+        let shown: String = prompt
+            .chars()
+            .filter(|c| !c.is_control() || *c == '\n')
+            .collect();
+        let answer = rpassword::prompt_password(&shown)
             .map_err(|e| Failure::Terminal(format!("cannot ask on a terminal ({e})")))?;
         println!("{answer}");
         return Ok(());
@@ -26,34 +35,54 @@ pub fn run(args: &AskpassArgs) -> Result<(), Failure> {
     let now = u64::try_from(unix_now()).unwrap_or(0);
     challenge.check_not_expired(now)?;
     let mut approved = ApprovedHosts::load(&approved_hosts_path(&home_dir()?))?;
-    let destination = ssh_destination(&prompt);
-    let target = Target::of(&challenge, destination);
-    let newly_approved = !approved.contains(&target);
-    if newly_approved {
+    // Believed only from OpenSSH 8.4 on, which always writes it itself.
+    let destination = ssh_destination(&prompt).filter(|_| started_by_openssh_8_4_or_later());
+    let target = destination.map(|d| Target::of(&challenge, d));
+    let on_list = target.as_ref().is_some_and(|t| approved.contains(t));
+    let mut remember = None;
+    if !on_list {
         let account = format!("{}@{}", challenge.user, challenge.host);
-        let connection = match destination {
-            Some(d) if d == account => format!("ssh is connected to {d}."),
-            // A challenge for another host than the one ssh talks to is
-            // what a relay looks like (or an alias, or an address).
-            Some(d) => format!(
-                "ssh is connected to {d}, but this challenge is for {account}: if you did \
-                 not expect that name, answer no, someone may be relaying your login."
+        let (connection, remembered) = match (destination, target) {
+            (Some(d), Some(t)) if destination_is_challenge_host(d, &challenge) => (
+                format!(
+                    "ssh is connected to {d}. A \"yes\" signs and remembers this login \
+                     (service {}) in {}.",
+                    challenge.service,
+                    approved.path().display()
+                ),
+                Some(t),
             ),
-            None => "ssh did not say which host it is connected to.".to_owned(),
+            // A challenge for another host than the one ssh talks to is
+            // what a relay looks like (or an address or an alias): it is
+            // approved one login at a time.
+            (Some(d), _) => (
+                format!(
+                    "ssh is connected to {d}, but this challenge is for {account}: if you \
+                     did not expect that name, answer no, someone may be relaying your \
+                     login. A \"yes\" signs this login only."
+                ),
+                None,
+            ),
+            _ => (
+                "Which host ssh is connected to is not known (not ssh, or ssh older than \
+                 8.4). A \"yes\" signs this login only."
+                    .to_owned(),
+                None,
+            ),
         };
         let question = format!(
-            "ecp: this login is not on your approved list {}.\n{}\n{connection}\n\
-             Approve {account} for service {} {} from now on, and sign?",
-            approved.path().display(),
-            describe(&challenge, now),
+            "ecp: {} is not on your approved list for service {}.\n{}\n{connection}\n\
+             Sign it?",
+            account,
             challenge.service,
-            destination.map_or_else(String::new, |d| format!("through {d}")),
+            describe(&challenge, now),
         );
         if !confirm_on_terminal(&question, approved.path())? {
             return Err(Failure::NotApproved(
                 "not approved: nothing was signed".into(),
             ));
         }
+        remember = remembered;
     }
     let key = args
         .key
@@ -61,7 +90,7 @@ pub fn run(args: &AskpassArgs) -> Result<(), Failure> {
         .or_else(|| std::env::var_os("ECP_KEY_FILE").map(PathBuf::from));
     let passphrase_file = std::env::var_os("ECP_PASSPHRASE_FILE").map(PathBuf::from);
     let signature = crate::sign::sign_token(token, key.as_deref(), passphrase_file.as_deref())?;
-    if newly_approved {
+    if let Some(target) = remember {
         approved.add(target)?;
     }
     println!("{signature}");

@@ -109,12 +109,14 @@ pub struct CompletionsArgs {
 ///
 /// It signs only for logins on your approved list, ~/.config/ecp/approved_hosts
 /// (lines of "user@host service user@destination": the challenge's user,
-/// host and service, then the destination ssh names before its prompt).
-/// For any other it shows them and the origin of the login and asks on the
-/// terminal; "yes" signs and adds the line, anything else (or no terminal)
-/// signs nothing and exits 1. This is what keeps a host you were lured to
-/// from having your real server's challenge signed behind your back: ssh
-/// names the lure as its destination. Use it as
+/// host and service, then the destination ssh names before its prompt,
+/// believed only when OpenSSH 8.4 or later started askpass). For any other
+/// it shows them and the origin of the login on the terminal and asks;
+/// only "yes" signs, and is remembered when ssh's destination is the
+/// challenge's own user@host. Anything else, or no terminal, signs nothing
+/// and exits 1. This keeps a host you were lured to from having your real
+/// server's challenge signed behind your back: ssh names the lure as its
+/// destination. Use it as
 ///
 ///   alias ssh='SSH_ASKPASS="$(command -v ecpctl-askpass)" SSH_ASKPASS_REQUIRE=force ssh'
 ///

@@ -93,6 +93,82 @@ impl Run {
     }
 }
 
+/// Runs `shell_command` inside a pseudo-terminal (script(1)) with `env`
+/// added, and types `answer` there once `question` has appeared on it: a
+/// person at a terminal, for programs that discard what was typed before
+/// they asked. Fails the test if the question does not come within 60 s.
+pub fn run_on_terminal(
+    shell_command: &str,
+    env: &[(&str, &Path)],
+    question: &str,
+    answer: &str,
+) -> Run {
+    use std::io::{Read, Write};
+    use std::sync::{Arc, Mutex};
+    let mut command = Command::new("script");
+    command
+        .args([
+            "--quiet",
+            "--return",
+            "--command",
+            shell_command,
+            "/dev/null",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let mut child = command.spawn().expect("script(1)");
+    let mut stdout = child.stdout.take().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let reader = {
+        let seen = seen.clone();
+        std::thread::spawn(move || {
+            let mut buffer = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buffer) {
+                if n == 0 {
+                    break;
+                }
+                seen.lock().unwrap().extend_from_slice(&buffer[..n]);
+            }
+        })
+    };
+    let mut stdin = child.stdin.take().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let text = String::from_utf8_lossy(&seen.lock().unwrap()).into_owned();
+        if text.contains(question) {
+            stdin.write_all(answer.as_bytes()).unwrap();
+            break;
+        }
+        if child.try_wait().unwrap().is_some() || std::time::Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // The end of input, after the answer, lets script(1) finish as soon as
+    // the command does.
+    drop(stdin);
+    let status = child.wait().unwrap();
+    reader.join().unwrap();
+    let mut stderr = String::new();
+    let _ = child.stderr.take().unwrap().read_to_string(&mut stderr);
+    let run = Run {
+        code: status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&seen.lock().unwrap()).into_owned(),
+        stderr,
+    };
+    eprintln!(
+        "$ script {shell_command}\n  exit {}\n  terminal: {}\n  stderr: {}",
+        run.code,
+        run.stdout.trim_end(),
+        run.stderr.trim_end()
+    );
+    run
+}
+
 /// Runs a program with arguments, stdin from `input` (or /dev/null), in a new
 /// session without a controlling terminal so that nothing can prompt on the
 /// developer's tty.

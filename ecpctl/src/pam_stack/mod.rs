@@ -1,0 +1,687 @@
+//! Tells whether pam_ecp in each PAM `auth` stack is a real second factor
+//! behind the password, by running the stack the way libpam would for
+//! every combination of answers its modules can give.
+//!
+//! A stack is judged by what can happen in it: pam_ecp reached although
+//! every password module failed; a login that completes while pam_ecp
+//! failed, was unreachable (ecpd down) or never ran; a login that needs no
+//! password. Root's own bypass (`sufficient pam_rootok.so`) is by design
+//! and not reported. A file that another file includes is judged through
+//! its includers, as a part of their stacks.
+
+mod eval;
+mod parse;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use eval::{for_each_run, Answer, Run};
+pub use parse::Place;
+use parse::{in_order, Entry, Kind, ModuleLine, Reader};
+
+/// Editor and package-manager leftovers that are not services.
+const NOT_SERVICES: &[&str] = &[".dpkg-old", ".dpkg-dist", ".dpkg-new", ".ucf-old", "~"];
+
+/// Runs tried per stack before the answer is called incomplete: a stack
+/// of a dozen modules of unknown behaviour needs a few hundred thousand.
+const MAX_RUNS: usize = 500_000;
+
+/// One problem with a pam_ecp line.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Finding {
+    /// The pam_ecp line concerned.
+    pub place: Place,
+    pub why: String,
+}
+
+/// A service that uses pam_ecp for `auth`.
+#[derive(Debug)]
+pub struct Service {
+    pub name: String,
+    /// Each pam_ecp auth line: where it is and its mode.
+    pub uses: Vec<(Place, String)>,
+    pub findings: Vec<Finding>,
+}
+
+/// What the linter needs to know besides the files.
+pub struct Context {
+    /// Whether any user is enrolled; None when that is unknown.
+    pub users_enrolled: Option<bool>,
+}
+
+/// Lints every service in `dir` whose auth stack uses pam_ecp.
+pub fn lint_dir(dir: &Path, context: &Context) -> std::io::Result<Vec<Service>> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().map(|t| !t.is_dir()).unwrap_or(false))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with('.') && !NOT_SERVICES.iter().any(|s| n.ends_with(s)))
+        .collect();
+    names.sort();
+    let reader = Reader { dir };
+    let included: BTreeSet<PathBuf> = names
+        .iter()
+        .flat_map(|n| reader.included_by(&dir.join(n)))
+        .collect();
+    let mut services = Vec::new();
+    for name in names {
+        let path = dir.join(&name);
+        if included.contains(&path) {
+            continue;
+        }
+        let stack = reader.stack(&path);
+        let uses: Vec<(Place, String)> = in_order(&stack)
+            .into_iter()
+            .filter(|m| m.kind == Kind::Ecp)
+            .map(|m| {
+                let mode = m.option("mode").unwrap_or("auto").to_owned();
+                (m.place.clone(), mode)
+            })
+            .collect();
+        if uses.is_empty() {
+            continue;
+        }
+        let findings = lint_stack(&name, &stack, context);
+        services.push(Service {
+            name,
+            uses,
+            findings,
+        });
+    }
+    Ok(services)
+}
+
+/// "pam_unix.so at FILE:LINE ("required") answering auth_err".
+fn describe(module: &ModuleLine, answer: Answer) -> String {
+    format!(
+        "{} at {} (\"{}\") answering {}",
+        module.module,
+        module.place,
+        module.control.written,
+        answer.key()
+    )
+}
+
+/// What a failing pam_ecp answer means to an admin.
+fn meaning(answer: Answer) -> &'static str {
+    match answer {
+        Answer::AuthErr => "a wrong or missing signature",
+        Answer::AuthinfoUnavail => "ecpd down or unreachable",
+        Answer::UserUnknown => "an unknown user",
+        Answer::Ignore => "no certificate (nouserok)",
+        Answer::Success => "success",
+    }
+}
+
+/// The first example of each problem, per pam_ecp line.
+#[derive(Default)]
+struct Examples {
+    reached_without_password: Option<String>,
+    ecp_failure_passes: Option<String>,
+    skipped: Option<String>,
+    key_alone: Option<String>,
+}
+
+fn lint_stack(service: &str, stack: &[Entry], context: &Context) -> Vec<Finding> {
+    let order = in_order(stack);
+    let has_password = order.iter().any(|m| m.kind == Kind::Password);
+    let ecps: Vec<&ModuleLine> = order
+        .iter()
+        .copied()
+        .filter(|m| m.kind == Kind::Ecp)
+        .collect();
+    let mut examples: Vec<Examples> = ecps.iter().map(|_| Examples::default()).collect();
+    let complete = for_each_run(stack, MAX_RUNS, |run| {
+        for (ecp, found) in ecps.iter().zip(examples.iter_mut()) {
+            observe(run, ecp, has_password, found);
+        }
+    });
+
+    let mut findings = BTreeSet::new();
+    for (ecp, found) in ecps.iter().zip(examples) {
+        let mut say = |why: String| {
+            findings.insert(Finding {
+                place: ecp.place.clone(),
+                why,
+            });
+        };
+        let lone = ecp.control.is_keyword("sufficient") || ecp.control.is_keyword("optional");
+        if ecp.control.is_keyword("sufficient") {
+            say(
+                "pam_ecp is \"sufficient\": its success alone can end the stack and its \
+                 failure is ignored, so it is a lone factor or none; make it \"required\" \
+                 after a \"requisite\" password module"
+                    .into(),
+            );
+        }
+        if ecp.control.is_keyword("optional") {
+            say(
+                "pam_ecp is \"optional\": its result is ignored whenever another module \
+                 decides, so the second factor is not enforced; make it \"required\""
+                    .into(),
+            );
+        }
+        let position = order
+            .iter()
+            .position(|m| std::ptr::eq(*m, *ecp))
+            .unwrap_or(0);
+        if !order[..position].iter().any(|m| m.kind == Kind::Password) {
+            say(if has_password {
+                "no password module runs before pam_ecp: it is asked for a challenge (and \
+                 counts failures) for anyone who reaches the stack; put it after \
+                 \"auth requisite pam_unix.so\""
+                    .into()
+            } else {
+                "no password module before pam_ecp: the key is the only factor; put \
+                 \"auth requisite pam_unix.so\" before it"
+                    .into()
+            });
+        } else if let Some(why) = found.reached_without_password {
+            say(why);
+        }
+        if let Some(why) = found.skipped {
+            say(why);
+        }
+        if !lone {
+            if let Some(why) = found.ecp_failure_passes {
+                say(why);
+            }
+        }
+        if let Some(why) = found.key_alone {
+            say(why);
+        }
+        if ecp.option("nouserok").is_some() && context.users_enrolled == Some(true) {
+            say(
+                "\"nouserok\" is still set while users are enrolled: anyone not enrolled \
+                 (or whose certificates were all revoked) logs in with the password alone; \
+                 remove it once everyone is enrolled"
+                    .into(),
+            );
+        }
+        if service == "sshd" && ecp.option("mode") == Some("keyfile") {
+            say(
+                "sshd uses mode=keyfile: a remote login would be signed with a key file \
+                 on the server, which makes the key a second password (pam_ecp refuses \
+                 it unless allow_remote_keyfile is set); use mode=challenge"
+                    .into(),
+            );
+        }
+        if !complete {
+            say(format!(
+                "the stack has more paths than the {MAX_RUNS} checked: the findings above \
+                 may be incomplete"
+            ));
+        }
+    }
+    findings.into_iter().collect()
+}
+
+/// Records what `run` shows about the pam_ecp line `ecp`.
+fn observe(run: &Run<'_>, ecp: &ModuleLine, has_password: bool, found: &mut Examples) {
+    let reached = run.reached.iter().find(|r| std::ptr::eq(r.ecp, ecp));
+    if let Some(r) = reached {
+        if found.reached_without_password.is_none() && !r.password_ok {
+            if let Some((password, answer)) = r.failed_password {
+                found.reached_without_password = Some(format!(
+                    "pam_ecp is reached after a failed password ({}): anyone can make \
+                     ecpd issue challenges and count failures for a user without knowing \
+                     the password; use \"requisite\" (or \"[success=ok default=die]\") or \
+                     jump to a \"requisite pam_deny.so\"",
+                    describe(password, answer)
+                ));
+            }
+        }
+    }
+    // Root needs no authentication by design (pam_rootok).
+    if !run.logged_in() || run.root_ok {
+        return;
+    }
+    match reached {
+        Some(r) if r.answer == Answer::Success => {
+            if found.key_alone.is_none() && has_password && !run.password_ok {
+                let how = match run.any_failed_password {
+                    Some((password, answer)) => format!("even with {}", describe(password, answer)),
+                    None => "before any password module runs".to_owned(),
+                };
+                found.key_alone = Some(format!(
+                    "the password is not required: pam_ecp's success completes the login \
+                     {how}; make the password module \"requisite\""
+                ));
+            }
+        }
+        // nouserok's PAM_IGNORE is its documented meaning, judged above.
+        Some(r) if r.answer == Answer::Ignore => {}
+        Some(r) => {
+            if found.ecp_failure_passes.is_none() {
+                found.ecp_failure_passes = Some(format!(
+                    "a failed pam_ecp still lets the login through: answering {} ({}) \
+                     under its control \"{}\"; make it \"required\"",
+                    r.answer.key(),
+                    meaning(r.answer),
+                    ecp.control.written
+                ));
+            }
+        }
+        None => {
+            if found.skipped.is_none() && has_password {
+                let culprit = run.jumped_over_ecp.or(run.ended_by);
+                found.skipped = Some(match culprit {
+                    Some((m, Answer::Success)) if m.kind == Kind::Password => format!(
+                        "a right password alone completes the login before pam_ecp runs \
+                         ({}): there is no second factor",
+                        describe(m, Answer::Success)
+                    ),
+                    Some((m, answer)) => format!(
+                        "the login can complete without pam_ecp: {} skips or ends the \
+                         stack before it; no second factor is asked on that path",
+                        describe(m, answer)
+                    ),
+                    None => "the login can complete without pam_ecp running: there is no \
+                             second factor on that path"
+                        .to_owned(),
+                });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lint(files: &[(&str, &str)], enrolled: Option<bool>) -> Vec<Service> {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        lint_dir(
+            dir.path(),
+            &Context {
+                users_enrolled: enrolled,
+            },
+        )
+        .unwrap()
+    }
+
+    /// (service, line, what the finding says) for each finding.
+    fn findings(files: &[(&str, &str)], enrolled: Option<bool>) -> Vec<(String, usize, String)> {
+        lint(files, enrolled)
+            .into_iter()
+            .flat_map(|s| {
+                let name = s.name.clone();
+                s.findings
+                    .into_iter()
+                    .map(move |f| (name.clone(), f.place.line, f.why))
+            })
+            .collect()
+    }
+
+    const DEBIAN_COMMON_AUTH: &str = "\
+# here are the per-package modules (the \"Primary\" block)
+auth\t[success=1 default=ignore]\tpam_unix.so nullok
+# here's the fallback if no module succeeds
+auth\trequisite\t\t\tpam_deny.so
+auth\trequired\t\t\tpam_permit.so
+# and here are more per-package modules (the \"Additional\" block)
+auth\trequired\t\t\tpam_ecp.so nouserok
+";
+
+    /// Fedora's layout: a right password ends the stack at pam_unix.
+    const FEDORA_SYSTEM_AUTH: &str = "auth required pam_env.so\n\
+                                      auth sufficient pam_unix.so nullok\n\
+                                      auth required pam_deny.so\n";
+
+    #[test]
+    fn gated_stacks_have_no_finding() {
+        let good: &[&[(&str, &str)]] = &[
+            &[(
+                "sshd",
+                "auth requisite pam_unix.so\nauth required pam_ecp.so mode=challenge\n",
+            )],
+            &[(
+                "sudo",
+                "auth [success=ok default=die] pam_unix.so\nauth required pam_ecp.so\n",
+            )],
+            &[
+                ("common-auth", DEBIAN_COMMON_AUTH),
+                ("sshd", "@include common-auth\n"),
+                ("sudo", "#%PAM-1.0\n@include common-auth\n"),
+            ],
+            // Debian with SSSD: two password modules, either may succeed.
+            &[(
+                "login",
+                "auth [success=2 default=ignore] pam_unix.so nullok\n\
+                 auth [success=1 default=ignore] pam_sss.so use_first_pass\n\
+                 auth requisite pam_deny.so\n\
+                 auth required pam_permit.so\n\
+                 auth required /usr/lib/x86_64-linux-gnu/security/pam_ecp.so\n",
+            )],
+            // Debian 12's common-auth with SSSD and pam_cap, as
+            // pam-auth-update writes it with ecp's profile.
+            &[
+                (
+                    "common-auth",
+                    "auth\t[success=2 default=ignore]\tpam_unix.so nullok\n\
+                     auth\t[success=1 default=ignore]\tpam_sss.so use_first_pass\n\
+                     auth\trequisite\t\t\tpam_deny.so\n\
+                     auth\trequired\t\t\tpam_permit.so\n\
+                     auth\toptional\t\t\tpam_cap.so\n\
+                     auth\trequired\t\t\tpam_ecp.so nouserok\n",
+                ),
+                (
+                    "sshd",
+                    "auth required pam_env.so\n@include common-auth\naccount required pam_nologin.so\n",
+                ),
+            ],
+            // su: root skips everything, as intended; others are gated.
+            &[(
+                "su",
+                "auth sufficient pam_rootok.so\n\
+                 auth requisite pam_unix.so\n\
+                 auth required pam_ecp.so mode=keyfile\n",
+            )],
+        ];
+        for files in good {
+            assert_eq!(findings(files, Some(false)), vec![], "{files:?}");
+        }
+    }
+
+    #[test]
+    fn each_bad_stack_is_named_by_line_and_reason() {
+        // (files, service, line of the pam_ecp line, what is said)
+        type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, usize, &'a str);
+        let table: &[Case] = &[
+            (
+                &[(
+                    "sshd",
+                    "auth required pam_unix.so\nauth required pam_ecp.so mode=challenge\n",
+                )],
+                "sshd",
+                2,
+                "reached after a failed password (pam_unix.so at ",
+            ),
+            (
+                &[(
+                    "sudo",
+                    "auth requisite pam_unix.so\nauth sufficient pam_ecp.so\n",
+                )],
+                "sudo",
+                2,
+                "is \"sufficient\"",
+            ),
+            (
+                &[(
+                    "sudo",
+                    "auth requisite pam_unix.so\nauth optional pam_ecp.so\n",
+                )],
+                "sudo",
+                2,
+                "is \"optional\"",
+            ),
+            (
+                &[(
+                    "sudo",
+                    "auth requisite pam_unix.so\nauth [success=ok default=ignore] pam_ecp.so\n",
+                )],
+                "sudo",
+                2,
+                "a failed pam_ecp still lets the login through",
+            ),
+            (
+                &[("sshd", "auth required pam_ecp.so\n")],
+                "sshd",
+                1,
+                "no password module before pam_ecp",
+            ),
+            (
+                &[(
+                    "sshd",
+                    "auth required pam_ecp.so\nauth requisite pam_unix.so\n",
+                )],
+                "sshd",
+                1,
+                "no password module runs before pam_ecp",
+            ),
+            // Fedora's system-auth: "sufficient pam_unix.so" ends the
+            // stack at a right password, pam_ecp after the include never runs.
+            (
+                &[
+                    ("system-auth", FEDORA_SYSTEM_AUTH),
+                    (
+                        "sshd",
+                        "auth include system-auth\nauth required pam_ecp.so\n",
+                    ),
+                ],
+                "sshd",
+                2,
+                "a right password alone completes the login",
+            ),
+            // The same file as a substack: its end does not end the login,
+            // so pam_ecp runs even after a wrong password.
+            (
+                &[
+                    ("system-auth", FEDORA_SYSTEM_AUTH),
+                    (
+                        "sshd",
+                        "auth substack system-auth\nauth required pam_ecp.so\n",
+                    ),
+                ],
+                "sshd",
+                2,
+                "reached after a failed password",
+            ),
+            // Debian's layout with the jump one too far: it skips pam_ecp.
+            (
+                &[(
+                    "common-auth",
+                    "auth [success=2 default=ignore] pam_unix.so\n\
+                     auth requisite pam_deny.so\n\
+                     auth required pam_ecp.so\n\
+                     auth required pam_permit.so\n",
+                )],
+                "common-auth",
+                3,
+                "a right password alone completes the login",
+            ),
+            // A "skip the second factor from the LAN" recipe: pam_access
+            // jumping over pam_ecp.
+            (
+                &[(
+                    "sshd",
+                    "auth requisite pam_unix.so\n\
+                     auth [success=1 default=ignore] pam_access.so accessfile=/etc/security/lan.conf\n\
+                     auth required pam_ecp.so\n\
+                     auth required pam_permit.so\n",
+                )],
+                "sshd",
+                3,
+                "pam_access.so at ",
+            ),
+            // Another factor that is sufficient on its own.
+            (
+                &[(
+                    "sudo",
+                    "auth requisite pam_unix.so\nauth sufficient pam_u2f.so\nauth required pam_ecp.so\n",
+                )],
+                "sudo",
+                3,
+                "the login can complete without pam_ecp: pam_u2f.so",
+            ),
+            // Fails closed only on a wrong signature: ecpd down lets it through.
+            (
+                &[(
+                    "sshd",
+                    "auth requisite pam_unix.so\n\
+                     auth [success=ok auth_err=die default=ignore] pam_ecp.so\n\
+                     auth required pam_permit.so\n",
+                )],
+                "sshd",
+                2,
+                "answering authinfo_unavail (ecpd down or unreachable)",
+            ),
+            // libpam reads controls case-insensitively.
+            (
+                &[(
+                    "sshd",
+                    "auth requisite pam_unix.so\n\
+                     auth Sufficient pam_sss.so use_first_pass\n\
+                     auth required pam_ecp.so\n",
+                )],
+                "sshd",
+                3,
+                "a right password alone completes the login before pam_ecp runs (pam_sss.so",
+            ),
+            // Two password modules with their own jumps: the second one's
+            // jump passes over pam_ecp.
+            (
+                &[(
+                    "login",
+                    "auth [success=2 default=ignore] pam_unix.so\n\
+                     auth [success=3 default=ignore] pam_sss.so use_first_pass\n\
+                     auth requisite pam_deny.so\n\
+                     auth required pam_ecp.so\n\
+                     auth sufficient pam_permit.so\n\
+                     auth required pam_permit.so\n",
+                )],
+                "login",
+                4,
+                "a right password alone completes the login before pam_ecp runs (pam_sss.so",
+            ),
+            // The key alone: the password's failure is ignored.
+            (
+                &[(
+                    "sudo",
+                    "auth optional pam_unix.so\nauth required pam_ecp.so\n",
+                )],
+                "sudo",
+                2,
+                "the password is not required",
+            ),
+            // Blanks around '=' are libpam's too.
+            (
+                &[(
+                    "sshd",
+                    "auth requisite pam_unix.so\nauth [success = ok default = ignore] pam_ecp.so\n",
+                )],
+                "sshd",
+                2,
+                "a failed pam_ecp still lets the login through",
+            ),
+            (
+                &[(
+                    "sshd",
+                    "auth requisite pam_unix.so\nauth required pam_ecp.so mode=keyfile\n",
+                )],
+                "sshd",
+                2,
+                "sshd uses mode=keyfile",
+            ),
+            (
+                &[
+                    ("common-auth", DEBIAN_COMMON_AUTH),
+                    ("sudo", "@include common-auth\n"),
+                ],
+                "sudo",
+                7,
+                "\"nouserok\" is still set while users are enrolled",
+            ),
+        ];
+        for (files, service, line, says) in table {
+            let found = findings(files, Some(true));
+            assert!(
+                found
+                    .iter()
+                    .any(|(s, l, why)| s == service && l == line && why.contains(says)),
+                "{files:?}: expected {service}:{line} \"{says}\", got {found:#?}"
+            );
+        }
+    }
+
+    #[test]
+    fn lines_libpam_cannot_use_fail_and_still_count_for_jumps() {
+        // A missing include is a failing line where it stands: the stack
+        // after it still runs, and pam_ecp is still judged.
+        let found = findings(
+            &[(
+                "sshd",
+                "auth required pam_unix.so\nauth include no-such-file\nauth required pam_ecp.so\n",
+            )],
+            Some(false),
+        );
+        assert!(
+            found
+                .iter()
+                .any(|(_, line, why)| *line == 3 && why.contains("reached after a failed password")),
+            "{found:#?}"
+        );
+        // The unreadable control [success=bogus] is one failing line that
+        // the jump of 2 counts, so it lands on pam_ecp; were the line
+        // dropped, it would land past pam_ecp on pam_permit.
+        let found = findings(
+            &[(
+                "sshd",
+                "auth [success=2 default=ignore] pam_unix.so\n\
+                 auth [success=bogus] pam_env.so\n\
+                 auth requisite pam_deny.so\n\
+                 auth required pam_ecp.so\n\
+                 auth required pam_permit.so\n",
+            )],
+            Some(false),
+        );
+        assert_eq!(found, vec![], "{found:#?}");
+        // A backslash with blanks after it still continues the line, and
+        // the first of two settings of a value is the one that counts.
+        let found = findings(
+            &[(
+                "sshd",
+                "auth [default=die default=ignore] \\  \n   pam_unix.so\nauth required pam_ecp.so\n",
+            )],
+            Some(false),
+        );
+        assert_eq!(found, vec![], "{found:#?}");
+    }
+
+    #[test]
+    fn included_parts_are_not_services_and_includes_are_followed() {
+        let services = lint(
+            &[
+                ("common-auth", DEBIAN_COMMON_AUTH),
+                ("sudo", "@include common-auth\n"),
+                ("cron", "auth required pam_env.so\n"),
+                ("sshd.dpkg-old", "auth required pam_ecp.so\n"),
+            ],
+            None,
+        );
+        let names: Vec<&str> = services.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["sudo"]);
+        assert_eq!(services[0].uses.len(), 1);
+        assert!(services[0].uses[0].0.file.ends_with("common-auth"));
+        assert_eq!(services[0].uses[0].1, "auto");
+    }
+
+    #[test]
+    fn continued_lines_comments_and_include_loops_are_read_like_libpam() {
+        let found = findings(
+            &[
+                ("a", "auth include b\n"),
+                ("b", "auth include a\n"),
+                (
+                    "sshd",
+                    "auth required \\\n   pam_unix.so # the password\n\
+                     auth include a\n\
+                     auth required pam_ecp.so\n",
+                ),
+            ],
+            Some(false),
+        );
+        assert_eq!(found.len(), 1, "{found:#?}");
+        assert_eq!(found[0].1, 4);
+        assert!(found[0].2.contains("pam_unix.so at "), "{found:#?}");
+        assert!(
+            found[0]
+                .2
+                .contains("sshd:1 (\"required\") answering auth_err"),
+            "{found:#?}"
+        );
+    }
+}
