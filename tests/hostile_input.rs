@@ -218,15 +218,7 @@ fn hostile_arguments_get_exact_errors_and_store_nothing() {
             Expect::CertificateRejected,
         ));
     }
-    openssl(&[
-        "genpkey",
-        "-algorithm",
-        "EC",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-out",
-        &work.arg("p256.key"),
-    ]);
+    ecp_tests::ca::genpkey(ecp_tests::ca::CaKeyKind::P256, &work.path("p256.key"));
     openssl(&[
         "req",
         "-x509",

@@ -191,15 +191,7 @@ fn we_sign_with_openssl_key_files_of_every_pbes2_flavour() {
 #[test]
 fn we_verify_openssl_signatures_including_high_s() {
     let work = Workdir::new();
-    openssl(&[
-        "genpkey",
-        "-algorithm",
-        "EC",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-out",
-        &work.arg("k.pem"),
-    ]);
+    ecp_tests::ca::genpkey(ecp_tests::ca::CaKeyKind::P256, &work.path("k.pem"));
     let pubkey = openssl(&["pkey", "-in", &work.arg("k.pem"), "-pubout"]);
     let pubkey =
         <p256::ecdsa::VerifyingKey as p256::pkcs8::DecodePublicKey>::from_public_key_pem(&pubkey)

@@ -202,7 +202,7 @@ fn p256_sign_rate(duration: Duration) -> f64 {
 /// The source of the `i`-th flood request: IPv4 /32s and IPv6 /64s, each
 /// a source of its own to ecpd.
 fn flood_source(i: u64) -> String {
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         format!("10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255)
     } else {
         format!("2001:db8:{:x}:{:x}::1", (i >> 16) & 0xffff, i & 0xffff)

@@ -75,6 +75,8 @@ pub enum CertificateError {
     UnsupportedSignatureAlgorithm { algorithm: String },
     #[error("the certificate is not validly self-signed by its own key")]
     BadSelfSignature,
+    #[error("the certificate is a CA certificate (basicConstraints CA:TRUE); a user certificate must not be one")]
+    IsCa,
     #[error("the certificate's key usage does not allow digital signatures")]
     KeyUsageForbidsSigning,
     #[error("the certificate is not valid before {}", format_utc(*not_before))]
@@ -87,8 +89,11 @@ pub enum CertificateError {
     Build { detail: String },
 }
 
-/// A parsed certificate that passed the structural rules (one CN, P-256,
-/// valid self-signature). Time and user checks are in [`validate_certificate`].
+/// A parsed user certificate that passed the structural rules (one CN, a
+/// P-256 key, key usage allowing signatures). Who vouches for it is a
+/// separate question: its own self-signature for an enrolled certificate
+/// ([`ParsedCertificate::check_self_signed`]), or an organisation CA
+/// (`crate::trust`). Time and user checks are in [`validate_certificate`].
 #[derive(Debug, Clone)]
 pub struct ParsedCertificate {
     der: Vec<u8>,
@@ -96,7 +101,14 @@ pub struct ParsedCertificate {
     not_before: i64,
     not_after: i64,
     serial_hex: String,
+    serial: Vec<u8>,
     public_key: VerifyingKey,
+    issuer: String,
+    issuer_der: Vec<u8>,
+    tbs: Vec<u8>,
+    signature_algorithm: String,
+    signature: Vec<u8>,
+    is_ca: bool,
 }
 
 impl ParsedCertificate {
@@ -135,8 +147,58 @@ impl ParsedCertificate {
         &self.serial_hex
     }
 
+    /// The serial number's DER integer bytes.
+    pub fn serial_bytes(&self) -> &[u8] {
+        &self.serial
+    }
+
     pub fn public_key(&self) -> &VerifyingKey {
         &self.public_key
+    }
+
+    /// The issuer's name, as OpenSSL prints it in one line.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// The issuer's name in DER, to match a CA's subject exactly.
+    pub fn issuer_der(&self) -> &[u8] {
+        &self.issuer_der
+    }
+
+    /// The signed part (tbsCertificate) in DER.
+    pub fn tbs(&self) -> &[u8] {
+        &self.tbs
+    }
+
+    /// The signature algorithm's OID, dotted.
+    pub fn signature_algorithm(&self) -> &str {
+        &self.signature_algorithm
+    }
+
+    /// The issuer's signature over [`Self::tbs`].
+    pub fn signature(&self) -> &[u8] {
+        &self.signature
+    }
+
+    /// Whether basicConstraints says CA:TRUE.
+    pub fn is_ca(&self) -> bool {
+        self.is_ca
+    }
+
+    /// The anchor of an enrolled certificate: signed by its own key with
+    /// ecdsa-with-SHA256.
+    pub fn check_self_signed(&self) -> Result<(), CertificateError> {
+        if self.signature_algorithm != oids::ECDSA_WITH_SHA256 {
+            return Err(CertificateError::UnsupportedSignatureAlgorithm {
+                algorithm: self.signature_algorithm.clone(),
+            });
+        }
+        let signature =
+            Signature::from_der(&self.signature).map_err(|_| CertificateError::BadSelfSignature)?;
+        self.public_key
+            .verify(&self.tbs, &signature)
+            .map_err(|_| CertificateError::BadSelfSignature)
     }
 
     /// Checks the validity window against `now` (Unix seconds), allowing
@@ -223,7 +285,22 @@ pub fn parse_certificate_pem(pem: &[u8]) -> Result<ParsedCertificate, Certificat
 
 /// As [`parse_certificate_pem`], for DER input.
 pub fn parse_certificate_der(der: &[u8]) -> Result<ParsedCertificate, CertificateError> {
+    let cert = parse_user_certificate_der(der)?;
+    cert.check_self_signed()?;
+    Ok(cert)
+}
+
+/// Parses a user certificate and applies the structural rules only: one
+/// CN, a P-256 key, key usage (if present) allowing signatures. Nothing
+/// about who signed it.
+pub fn parse_user_certificate_der(der: &[u8]) -> Result<ParsedCertificate, CertificateError> {
     let malformed = |detail: String| CertificateError::Malformed { detail };
+    if der.len() > MAX_CERTIFICATE_LEN {
+        return Err(CertificateError::TooLarge {
+            len: der.len(),
+            max: MAX_CERTIFICATE_LEN,
+        });
+    }
     let (rest, cert) =
         X509Certificate::from_der(der).map_err(|e| malformed(format!("not X.509: {e}")))?;
     if !rest.is_empty() {
@@ -236,16 +313,6 @@ pub fn parse_certificate_der(der: &[u8]) -> Result<ParsedCertificate, Certificat
     let common_name = single_common_name(&cert)?;
     let public_key = p256_public_key(&cert)?;
 
-    let sig_alg = cert.signature_algorithm.algorithm.to_id_string();
-    if sig_alg != oids::ECDSA_WITH_SHA256 {
-        return Err(CertificateError::UnsupportedSignatureAlgorithm { algorithm: sig_alg });
-    }
-    let signature = Signature::from_der(&cert.signature_value.data)
-        .map_err(|_| CertificateError::BadSelfSignature)?;
-    public_key
-        .verify(cert.tbs_certificate.as_ref(), &signature)
-        .map_err(|_| CertificateError::BadSelfSignature)?;
-
     if let Ok(Some(ku)) = cert.key_usage() {
         if !ku.value.digital_signature() {
             return Err(CertificateError::KeyUsageForbidsSigning);
@@ -255,6 +322,14 @@ pub fn parse_certificate_der(der: &[u8]) -> Result<ParsedCertificate, Certificat
             "the key usage extension is invalid or repeated".into(),
         ));
     }
+    let is_ca = match cert.basic_constraints() {
+        Ok(bc) => bc.is_some_and(|bc| bc.value.ca),
+        Err(_) => {
+            return Err(malformed(
+                "the basic constraints extension is invalid or repeated".into(),
+            ))
+        }
+    };
 
     let validity = cert.validity();
     Ok(ParsedCertificate {
@@ -263,7 +338,14 @@ pub fn parse_certificate_der(der: &[u8]) -> Result<ParsedCertificate, Certificat
         not_before: validity.not_before.timestamp(),
         not_after: validity.not_after.timestamp(),
         serial_hex: hex::encode(cert.raw_serial()),
+        serial: cert.raw_serial().to_vec(),
         public_key,
+        issuer: cert.issuer().to_string(),
+        issuer_der: cert.issuer().as_raw().to_vec(),
+        tbs: cert.tbs_certificate.as_ref().to_vec(),
+        signature_algorithm: cert.signature_algorithm.algorithm.to_id_string(),
+        signature: cert.signature_value.data.to_vec(),
+        is_ca,
     })
 }
 

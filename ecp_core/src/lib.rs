@@ -15,6 +15,7 @@ pub mod keyfile;
 pub mod keyfile_io;
 pub mod names;
 pub mod oids;
+pub mod trust;
 pub mod user_files;
 pub mod when;
 

@@ -3,6 +3,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod ca;
 pub mod daemon;
 pub mod pam;
 

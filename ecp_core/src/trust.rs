@@ -1,0 +1,498 @@
+//! Certificates issued by an organisation CA: the trust anchors a host
+//! keeps (`ca_file`), their revocation lists (`crl_file`), and the one
+//! decision about a certificate a user presents at login.
+//!
+//! Only certificates issued *directly* by a trusted CA are accepted (the
+//! CA may itself be an intermediate: it is the anchor, its own issuer is
+//! not looked at). CA keys may be ECDSA P-256 or P-384, or RSA 2048–4096
+//! bits (PKCS#1 v1.5); the user's key is P-256 as always. Signature checks
+//! are done by the RustCrypto crates; this module only chooses which.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use p256::ecdsa::signature::hazmat::PrehashVerifier;
+use p256::ecdsa::signature::Verifier as _;
+use sha2::{Digest, Sha256, Sha384, Sha512};
+use x509_parser::prelude::{FromDer, X509Certificate};
+use x509_parser::revocation_list::CertificateRevocationList;
+use x509_parser::x509::SubjectPublicKeyInfo;
+
+use crate::certificate::{
+    fingerprint_of_der, parse_user_certificate_der, CertificateError, ParsedCertificate,
+};
+use crate::names::UserName;
+use crate::oids;
+use crate::when::format_utc;
+
+/// The largest `ca_file` or `crl_file` read (a CRL of a big organisation
+/// runs to a few MiB).
+pub const MAX_TRUST_FILE_LEN: usize = 16 * 1024 * 1024;
+
+const RSA_MIN_BITS: usize = 2048;
+const RSA_MAX_BITS: usize = 4096;
+
+/// Why a CA file, a CRL or a presented certificate was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TrustError {
+    #[error("{what} is {len} bytes long; at most {max} are read")]
+    TooLarge {
+        what: &'static str,
+        len: usize,
+        max: usize,
+    },
+    #[error("{what} is neither PEM nor DER: {detail}")]
+    Unreadable { what: &'static str, detail: String },
+    #[error("{what} holds no {label}")]
+    Empty {
+        what: &'static str,
+        label: &'static str,
+    },
+    #[error("CA certificate {subject} is not a CA (basicConstraints CA:TRUE is missing)")]
+    NotCa { subject: String },
+    #[error("CA certificate {subject} may not sign certificates (keyUsage lacks keyCertSign)")]
+    CaMayNotSign { subject: String },
+    #[error("CA certificate {subject} holds a key ecp cannot use: {detail}")]
+    UnsupportedCaKey { subject: String, detail: String },
+    #[error("the CRL of {issuer} is not issued by any trusted CA")]
+    CrlOfUnknownCa { issuer: String },
+    #[error("the CRL of {issuer} does not carry a valid signature of that CA")]
+    BadCrlSignature { issuer: String },
+    #[error("{0}")]
+    Certificate(#[from] CertificateError),
+    #[error("the certificate (serial {serial}) is issued by {issuer}, which is not a trusted CA")]
+    UnknownIssuer { issuer: String, serial: String },
+    #[error("the certificate (serial {serial}) does not carry a valid signature of {issuer}")]
+    BadIssuerSignature { issuer: String, serial: String },
+    #[error("the issuing CA {issuer} is not valid now (valid {} to {})", format_utc(*not_before), format_utc(*not_after))]
+    CaNotValidNow {
+        issuer: String,
+        not_before: i64,
+        not_after: i64,
+    },
+    #[error("the certificate (serial {serial}) is itself a CA certificate")]
+    UserCertificateIsCa { serial: String },
+    #[error("the certificate (serial {serial}) of {issuer} is revoked")]
+    Revoked { issuer: String, serial: String },
+    #[error("there is no CRL for {issuer}, and require_crl is set")]
+    NoCrl { issuer: String },
+    #[error("the CRL of {issuer} is out of date (nextUpdate {})", format_utc(*next_update))]
+    CrlOutOfDate { issuer: String, next_update: i64 },
+    #[error("signature algorithm {algorithm} is not supported with a {key} key")]
+    UnsupportedSignature {
+        algorithm: String,
+        key: &'static str,
+    },
+}
+
+/// A CA's public key.
+#[derive(Debug, Clone)]
+enum CaKey {
+    P256(p256::ecdsa::VerifyingKey),
+    P384(p384::ecdsa::VerifyingKey),
+    Rsa(rsa::PublicKey),
+}
+
+impl CaKey {
+    fn from_spki(spki: &SubjectPublicKeyInfo<'_>) -> Result<CaKey, String> {
+        use p256::pkcs8::DecodePublicKey as _;
+        let algorithm = spki.algorithm.algorithm.to_id_string();
+        match algorithm.as_str() {
+            oids::EC_PUBLIC_KEY => {
+                let curve = spki
+                    .algorithm
+                    .parameters
+                    .as_ref()
+                    .and_then(|p| p.as_oid().ok())
+                    .map(|oid| oid.to_id_string())
+                    .unwrap_or_default();
+                match curve.as_str() {
+                    oids::P256 => p256::ecdsa::VerifyingKey::from_public_key_der(spki.raw)
+                        .map(CaKey::P256)
+                        .map_err(|e| format!("P-256 key: {e}")),
+                    oids::P384 => p384::ecdsa::VerifyingKey::from_public_key_der(spki.raw)
+                        .map(CaKey::P384)
+                        .map_err(|e| format!("P-384 key: {e}")),
+                    other => Err(format!("EC key on curve {}", oids::curve_name(other))),
+                }
+            }
+            oids::RSA => {
+                use rsa::traits::PublicKeyParts as _;
+                let key = rsa::PublicKey::from_public_key_der(spki.raw)
+                    .map_err(|e| format!("RSA key: {e}"))?;
+                let bits = key.size() * 8;
+                if !(RSA_MIN_BITS..=RSA_MAX_BITS).contains(&bits) {
+                    return Err(format!(
+                        "RSA key of {bits} bits ({RSA_MIN_BITS} to {RSA_MAX_BITS} are accepted)"
+                    ));
+                }
+                Ok(CaKey::Rsa(key))
+            }
+            other => Err(format!("{} key", oids::algorithm_name(other))),
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            CaKey::P256(_) => "P-256",
+            CaKey::P384(_) => "P-384",
+            CaKey::Rsa(_) => "RSA",
+        }
+    }
+
+    /// Checks `signature` over `message` under `algorithm` (dotted OID).
+    fn verify(&self, algorithm: &str, message: &[u8], signature: &[u8]) -> Result<(), Bad> {
+        let unsupported = || Bad::Unsupported {
+            algorithm: algorithm.to_owned(),
+            key: self.name(),
+        };
+        match self {
+            CaKey::P256(key) => {
+                let signature =
+                    p256::ecdsa::Signature::from_der(signature).map_err(|_| Bad::Signature)?;
+                let digest = ecdsa_digest(algorithm, message).ok_or_else(unsupported)?;
+                key.verify_prehash(&digest, &signature)
+                    .map_err(|_| Bad::Signature)
+            }
+            CaKey::P384(key) => {
+                let signature =
+                    p384::ecdsa::Signature::from_der(signature).map_err(|_| Bad::Signature)?;
+                let digest = ecdsa_digest(algorithm, message).ok_or_else(unsupported)?;
+                key.verify_prehash(&digest, &signature)
+                    .map_err(|_| Bad::Signature)
+            }
+            CaKey::Rsa(key) => {
+                use rsa::pkcs1v15::{Signature, VerifyingKey};
+                let signature = Signature::try_from(signature).map_err(|_| Bad::Signature)?;
+                let key = key.clone();
+                let checked = match algorithm {
+                    oids::SHA256_WITH_RSA => {
+                        VerifyingKey::<Sha256>::new(key).verify(message, &signature)
+                    }
+                    oids::SHA384_WITH_RSA => {
+                        VerifyingKey::<Sha384>::new(key).verify(message, &signature)
+                    }
+                    oids::SHA512_WITH_RSA => {
+                        VerifyingKey::<Sha512>::new(key).verify(message, &signature)
+                    }
+                    _ => return Err(unsupported()),
+                };
+                checked.map_err(|_| Bad::Signature)
+            }
+        }
+    }
+}
+
+/// The digest an ECDSA signature algorithm names, over `message`.
+fn ecdsa_digest(algorithm: &str, message: &[u8]) -> Option<Vec<u8>> {
+    Some(match algorithm {
+        oids::ECDSA_WITH_SHA256 => Sha256::digest(message).to_vec(),
+        oids::ECDSA_WITH_SHA384 => Sha384::digest(message).to_vec(),
+        oids::ECDSA_WITH_SHA512 => Sha512::digest(message).to_vec(),
+        _ => return None,
+    })
+}
+
+/// Why a signature check failed, before it is given its context.
+enum Bad {
+    Signature,
+    Unsupported {
+        algorithm: String,
+        key: &'static str,
+    },
+}
+
+/// One trusted CA certificate.
+#[derive(Debug, Clone)]
+pub struct TrustedCa {
+    /// Its subject, as OpenSSL prints it in one line.
+    pub subject: String,
+    subject_der: Vec<u8>,
+    /// SHA-256 over its DER, lowercase hex.
+    pub fingerprint: String,
+    pub not_before: i64,
+    pub not_after: i64,
+    key: CaKey,
+}
+
+impl TrustedCa {
+    fn from_der(der: &[u8]) -> Result<TrustedCa, TrustError> {
+        let (_, cert) = X509Certificate::from_der(der).map_err(|e| TrustError::Unreadable {
+            what: "a certificate in the CA file",
+            detail: e.to_string(),
+        })?;
+        let subject = cert.subject().to_string();
+        let is_ca = cert
+            .basic_constraints()
+            .ok()
+            .flatten()
+            .is_some_and(|bc| bc.value.ca);
+        if !is_ca {
+            return Err(TrustError::NotCa { subject });
+        }
+        if let Ok(Some(ku)) = cert.key_usage() {
+            if !ku.value.key_cert_sign() {
+                return Err(TrustError::CaMayNotSign { subject });
+            }
+        }
+        let key =
+            CaKey::from_spki(cert.public_key()).map_err(|detail| TrustError::UnsupportedCaKey {
+                subject: subject.clone(),
+                detail,
+            })?;
+        let validity = cert.validity();
+        Ok(TrustedCa {
+            subject,
+            subject_der: cert.subject().as_raw().to_vec(),
+            fingerprint: fingerprint_of_der(der),
+            not_before: validity.not_before.timestamp(),
+            not_after: validity.not_after.timestamp(),
+            key,
+        })
+    }
+}
+
+/// Reads a `ca_file`: one or more PEM certificates (or one DER), each of
+/// which must be a usable CA.
+pub fn parse_ca_file(bytes: &[u8]) -> Result<Vec<TrustedCa>, TrustError> {
+    blocks(bytes, "the CA file", "CERTIFICATE")?
+        .iter()
+        .map(|der| TrustedCa::from_der(der))
+        .collect()
+}
+
+/// One certificate revocation list, its signature not yet checked.
+#[derive(Debug, Clone)]
+pub struct Crl {
+    /// The issuer, as OpenSSL prints it in one line.
+    pub issuer: String,
+    issuer_der: Vec<u8>,
+    pub this_update: i64,
+    pub next_update: Option<i64>,
+    revoked: HashSet<Vec<u8>>,
+    tbs: Vec<u8>,
+    signature_algorithm: String,
+    signature: Vec<u8>,
+}
+
+/// Reads a `crl_file`: one or more PEM CRLs, or one DER.
+pub fn parse_crl_file(bytes: &[u8]) -> Result<Vec<Crl>, TrustError> {
+    blocks(bytes, "the CRL file", "X509 CRL")?
+        .iter()
+        .map(|der| {
+            let (_, crl) =
+                CertificateRevocationList::from_der(der).map_err(|e| TrustError::Unreadable {
+                    what: "a CRL in the CRL file",
+                    detail: e.to_string(),
+                })?;
+            Ok(Crl {
+                issuer: crl.issuer().to_string(),
+                issuer_der: crl.issuer().as_raw().to_vec(),
+                this_update: crl.last_update().timestamp(),
+                next_update: crl.next_update().map(|t| t.timestamp()),
+                revoked: crl
+                    .iter_revoked_certificates()
+                    .map(|r| serial_key(r.raw_serial()))
+                    .collect(),
+                tbs: crl.tbs_cert_list.as_ref().to_vec(),
+                signature_algorithm: crl.signature_algorithm.algorithm.to_id_string(),
+                signature: crl.signature_value.data.to_vec(),
+            })
+        })
+        .collect()
+}
+
+/// A serial number as compared: its DER integer bytes without leading
+/// zeros (a CRL and a certificate may pad the same number differently).
+fn serial_key(raw: &[u8]) -> Vec<u8> {
+    let start = raw.iter().position(|b| *b != 0).unwrap_or(raw.len());
+    raw[start..].to_vec()
+}
+
+/// The DER blocks of a PEM file with `label` blocks, or the file itself
+/// when it is DER.
+fn blocks(
+    bytes: &[u8],
+    what: &'static str,
+    label: &'static str,
+) -> Result<Vec<Vec<u8>>, TrustError> {
+    if bytes.len() > MAX_TRUST_FILE_LEN {
+        return Err(TrustError::TooLarge {
+            what,
+            len: bytes.len(),
+            max: MAX_TRUST_FILE_LEN,
+        });
+    }
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        // Binary: one DER object.
+        return Ok(vec![bytes.to_vec()]);
+    };
+    let begin = format!("-----BEGIN {label}-----");
+    let end = format!("-----END {label}-----");
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find(&begin) {
+        let Some(stop) = rest[start..].find(&end) else {
+            return Err(TrustError::Unreadable {
+                what,
+                detail: format!("a `{begin}` block has no END line"),
+            });
+        };
+        let block = &rest[start..start + stop + end.len()];
+        let (_, der) =
+            pkcs8::der::pem::decode_vec(block.as_bytes()).map_err(|e| TrustError::Unreadable {
+                what,
+                detail: e.to_string(),
+            })?;
+        out.push(der);
+        rest = &rest[start + stop + end.len()..];
+    }
+    if out.is_empty() {
+        return Err(TrustError::Empty { what, label });
+    }
+    Ok(out)
+}
+
+/// How revocation lists are required.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CrlPolicy {
+    /// No current CRL for an issuing CA means its certificates are refused.
+    pub require_crl: bool,
+    /// How long after a CRL's nextUpdate it still counts as current.
+    pub grace_secs: u64,
+}
+
+/// The trusted CAs and their checked CRLs.
+#[derive(Debug, Clone, Default)]
+pub struct TrustStore {
+    cas: Vec<TrustedCa>,
+    /// The newest checked CRL of each CA, by index into `cas`.
+    crls: Vec<Option<Crl>>,
+}
+
+/// A presented certificate the store accepted.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    pub certificate: ParsedCertificate,
+    /// The issuing CA's subject.
+    pub issuer: String,
+}
+
+impl TrustStore {
+    /// Pairs each CRL with the CA that issued it and checks its signature;
+    /// a CRL of no trusted CA, or with a bad signature, is an error.
+    pub fn new(cas: Vec<TrustedCa>, crls: Vec<Crl>) -> Result<TrustStore, TrustError> {
+        let mut by_ca: Vec<Option<Crl>> = vec![None; cas.len()];
+        for crl in crls {
+            let Some(index) = cas.iter().position(|ca| ca.subject_der == crl.issuer_der) else {
+                return Err(TrustError::CrlOfUnknownCa { issuer: crl.issuer });
+            };
+            cas[index]
+                .key
+                .verify(&crl.signature_algorithm, &crl.tbs, &crl.signature)
+                .map_err(|_| TrustError::BadCrlSignature {
+                    issuer: crl.issuer.clone(),
+                })?;
+            let newer = by_ca[index]
+                .as_ref()
+                .is_none_or(|held| crl.this_update > held.this_update);
+            if newer {
+                by_ca[index] = Some(crl);
+            }
+        }
+        Ok(TrustStore { cas, crls: by_ca })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.cas.is_empty()
+    }
+
+    pub fn cas(&self) -> &[TrustedCa] {
+        &self.cas
+    }
+
+    /// Each CA with its current CRL, if any.
+    pub fn crls(&self) -> impl Iterator<Item = (&TrustedCa, Option<&Crl>)> {
+        self.cas.iter().zip(self.crls.iter().map(Option::as_ref))
+    }
+
+    /// The decision about a certificate presented for `user` at `now`:
+    /// issued directly by a trusted CA valid now, today's user rule (one
+    /// CN equal to the user, P-256, validity with `skew`, key usage), not a
+    /// CA itself, and not revoked by a current CRL.
+    pub fn check_presented(
+        &self,
+        der: &[u8],
+        user: &UserName,
+        now: i64,
+        skew: Duration,
+        policy: CrlPolicy,
+    ) -> Result<Accepted, TrustError> {
+        let certificate = parse_user_certificate_der(der)?;
+        let serial = certificate.serial_hex().to_owned();
+        let issuer = certificate.issuer().to_owned();
+        let Some(index) = self
+            .cas
+            .iter()
+            .position(|ca| ca.subject_der == certificate.issuer_der())
+        else {
+            return Err(TrustError::UnknownIssuer { issuer, serial });
+        };
+        let ca = &self.cas[index];
+        ca.key
+            .verify(
+                certificate.signature_algorithm(),
+                certificate.tbs(),
+                certificate.signature(),
+            )
+            .map_err(|bad| match bad {
+                Bad::Signature => TrustError::BadIssuerSignature {
+                    issuer: issuer.clone(),
+                    serial: serial.clone(),
+                },
+                Bad::Unsupported { algorithm, key } => {
+                    TrustError::UnsupportedSignature { algorithm, key }
+                }
+            })?;
+        let skew_secs = i64::try_from(skew.as_secs()).unwrap_or(i64::MAX);
+        if now.saturating_add(skew_secs) < ca.not_before
+            || now.saturating_sub(skew_secs) > ca.not_after
+        {
+            return Err(TrustError::CaNotValidNow {
+                issuer,
+                not_before: ca.not_before,
+                not_after: ca.not_after,
+            });
+        }
+        if certificate.is_ca() {
+            return Err(TrustError::UserCertificateIsCa { serial });
+        }
+        certificate.check_user(user)?;
+        certificate.check_time(now, skew)?;
+        match &self.crls[index] {
+            Some(crl) => {
+                let grace = i64::try_from(policy.grace_secs).unwrap_or(i64::MAX);
+                if let Some(next_update) = crl.next_update {
+                    if now > next_update.saturating_add(grace) {
+                        return Err(TrustError::CrlOutOfDate {
+                            issuer,
+                            next_update,
+                        });
+                    }
+                }
+                if crl
+                    .revoked
+                    .contains(&serial_key(certificate.serial_bytes()))
+                {
+                    return Err(TrustError::Revoked { issuer, serial });
+                }
+            }
+            None if policy.require_crl => return Err(TrustError::NoCrl { issuer }),
+            None => {}
+        }
+        Ok(Accepted {
+            certificate,
+            issuer: ca.subject.clone(),
+        })
+    }
+}

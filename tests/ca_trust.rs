@@ -1,0 +1,262 @@
+//! Certificates issued by an organisation CA that OpenSSL runs, judged by
+//! `ecp_core::trust` as ecpd judges them: each rule of the decision, with
+//! P-256, P-384 and RSA CAs and an intermediate CA as the anchor.
+
+use std::path::Path;
+use std::time::Duration;
+
+use ecp_core::trust::{parse_ca_file, parse_crl_file, CrlPolicy, TrustError, TrustStore};
+use ecp_core::UserName;
+use ecp_tests::ca::{openssl_user_request, CaKeyKind, TestCa};
+use ecp_tests::{openssl, Workdir};
+
+const SKEW: Duration = Duration::from_secs(300);
+const STRICT: CrlPolicy = CrlPolicy {
+    require_crl: true,
+    grace_secs: 0,
+};
+
+fn now() -> i64 {
+    ecp_core::when::unix_now()
+}
+
+fn alice() -> UserName {
+    UserName::parse("alice").unwrap()
+}
+
+/// The DER of the PEM certificate at `path`.
+fn der_of(path: &Path) -> Vec<u8> {
+    let (_, der) = pkcs8::der::pem::decode_vec(&std::fs::read(path).unwrap()).unwrap();
+    der
+}
+
+/// A store trusting `cas`, with the CRL texts in `crls`.
+fn store(cas: &[&TestCa], crls: &[String]) -> Result<TrustStore, TrustError> {
+    let ca_pem: String = cas.iter().map(|ca| ca.certificate_pem()).collect();
+    let crls = if crls.is_empty() {
+        Vec::new()
+    } else {
+        parse_crl_file(crls.concat().as_bytes())?
+    };
+    TrustStore::new(parse_ca_file(ca_pem.as_bytes())?, crls)
+}
+
+/// A certificate for CN=`name` issued by `ca`, valid for 30 days.
+fn user_certificate(work: &Workdir, ca: &TestCa, name: &str) -> std::path::PathBuf {
+    let request = openssl_user_request(&work.path(""), name);
+    let out = work.path(&format!("{name}-by-{}.pem", ca.name.replace(' ', "_")));
+    ca.sign_user(&request, &out, 30);
+    out
+}
+
+#[test]
+fn certificates_of_p256_p384_rsa_and_intermediate_cas_are_accepted_for_their_user_only() {
+    let work = Workdir::new();
+    let root = TestCa::root(&work.path(""), "Root RSA", CaKeyKind::Rsa(2048));
+    let cas = [
+        TestCa::root(&work.path(""), "CA P-256", CaKeyKind::P256),
+        TestCa::root(&work.path(""), "CA P-384", CaKeyKind::P384),
+        TestCa::root(&work.path(""), "CA RSA 3072", CaKeyKind::Rsa(3072)),
+        root.intermediate("Intermediate P-256", CaKeyKind::P256),
+    ];
+    for ca in &cas {
+        let cert = user_certificate(&work, ca, "alice");
+        // OpenSSL agrees the chain holds.
+        let chain = if ca.name.starts_with("Intermediate") {
+            format!("{}{}", root.certificate_pem(), ca.certificate_pem())
+        } else {
+            ca.certificate_pem()
+        };
+        let bundle = work.write(
+            &format!("{}-chain.pem", ca.name.replace(' ', "_")),
+            chain.as_bytes(),
+            0o644,
+        );
+        openssl(&[
+            "verify",
+            "-CAfile",
+            bundle.to_str().unwrap(),
+            cert.to_str().unwrap(),
+        ]);
+
+        let trust = store(&[ca], &[ca.crl(24)]).unwrap();
+        let accepted = trust
+            .check_presented(&der_of(&cert), &alice(), now(), SKEW, STRICT)
+            .unwrap_or_else(|e| panic!("{}: {e}", ca.name));
+        assert!(accepted.issuer.contains(&ca.name), "{}", accepted.issuer);
+        assert_eq!(accepted.certificate.common_name(), "alice");
+        // CN is alice, not bob.
+        let refused = trust
+            .check_presented(
+                &der_of(&cert),
+                &UserName::parse("bob").unwrap(),
+                now(),
+                SKEW,
+                STRICT,
+            )
+            .unwrap_err();
+        assert!(
+            refused.to_string().contains("not for user \"bob\""),
+            "{refused}"
+        );
+    }
+}
+
+#[test]
+fn each_rule_of_the_decision_refuses_with_its_reason() {
+    let work = Workdir::new();
+    let ca = TestCa::root(&work.path(""), "Org CA", CaKeyKind::P256);
+    let other = TestCa::root(&work.path(""), "Other CA", CaKeyKind::P256);
+    let good = user_certificate(&work, &ca, "alice");
+    let trust = store(&[&ca], &[ca.crl(24)]).unwrap();
+    let decide = |trust: &TrustStore, cert: &Path, at: i64, policy: CrlPolicy| {
+        trust.check_presented(&der_of(cert), &alice(), at, SKEW, policy)
+    };
+    assert!(decide(&trust, &good, now(), STRICT).is_ok());
+
+    // Another CA's certificate.
+    let foreign = user_certificate(&work, &other, "alice");
+    assert!(matches!(
+        decide(&trust, &foreign, now(), STRICT),
+        Err(TrustError::UnknownIssuer { .. })
+    ));
+
+    // The CA is past its own validity (the certificate is checked later
+    // than the CA's notAfter, user certificate or not).
+    let past_ca = trust.cas()[0].not_after + 3600;
+    assert!(matches!(
+        decide(
+            &trust,
+            &good,
+            past_ca,
+            CrlPolicy {
+                require_crl: false,
+                grace_secs: 0
+            }
+        ),
+        Err(TrustError::CaNotValidNow { .. })
+    ));
+
+    // A user certificate that is itself a CA.
+    let request = openssl_user_request(&work.path(""), "alice");
+    let ca_user = work.path("alice-ca.pem");
+    ca.sign_user_with(
+        &request,
+        &ca_user,
+        30,
+        "basicConstraints=critical,CA:TRUE\n",
+    );
+    assert!(matches!(
+        decide(&trust, &ca_user, now(), STRICT),
+        Err(TrustError::UserCertificateIsCa { .. })
+    ));
+
+    // An expired user certificate (one day long, judged three days on).
+    let short = work.path("alice-short.pem");
+    ca.sign_user(&openssl_user_request(&work.path(""), "alice"), &short, 1);
+    assert!(matches!(
+        decide(
+            &trust,
+            &short,
+            now() + 3 * 86_400,
+            CrlPolicy {
+                require_crl: false,
+                grace_secs: 0
+            }
+        ),
+        Err(TrustError::Certificate(
+            ecp_core::CertificateError::Expired { .. }
+        ))
+    ));
+
+    // Revoked: the next CRL names its serial.
+    ca.revoke(&good);
+    let revoked = store(&[&ca], &[ca.crl(24)]).unwrap();
+    let refused = decide(&revoked, &good, now(), STRICT).unwrap_err();
+    assert!(matches!(refused, TrustError::Revoked { .. }), "{refused}");
+    assert!(refused.to_string().contains("Org CA"), "{refused}");
+
+    // No CRL: refused when one is required, accepted when not.
+    let fresh = user_certificate(&work, &ca, "alice");
+    let no_crl = store(&[&ca], &[]).unwrap();
+    assert!(matches!(
+        decide(&no_crl, &fresh, now(), STRICT),
+        Err(TrustError::NoCrl { .. })
+    ));
+    assert!(decide(
+        &no_crl,
+        &fresh,
+        now(),
+        CrlPolicy {
+            require_crl: false,
+            grace_secs: 0
+        }
+    )
+    .is_ok());
+
+    // A CRL past its nextUpdate: refused, unless within the grace.
+    let next_update = revoked
+        .crls()
+        .find_map(|(_, crl)| crl?.next_update)
+        .unwrap();
+    assert!(matches!(
+        decide(&revoked, &fresh, next_update + 1, STRICT),
+        Err(TrustError::CrlOutOfDate { .. })
+    ));
+    assert!(decide(
+        &revoked,
+        &fresh,
+        next_update + 1,
+        CrlPolicy {
+            require_crl: true,
+            grace_secs: 3600
+        }
+    )
+    .is_ok());
+}
+
+#[test]
+fn bad_ca_and_crl_files_are_refused_with_the_reason() {
+    let work = Workdir::new();
+    let ca = TestCa::root(&work.path(""), "Org CA", CaKeyKind::P256);
+    // A "CA" whose certificate says CA:FALSE.
+    let not_ca = TestCa::root_with(
+        &work.path(""),
+        "Not A CA",
+        CaKeyKind::P256,
+        "basicConstraints=critical,CA:FALSE",
+    );
+    let err = parse_ca_file(not_ca.certificate_pem().as_bytes()).unwrap_err();
+    assert!(matches!(err, TrustError::NotCa { .. }), "{err}");
+    // RSA below 2048 bits.
+    let weak = TestCa::root(&work.path(""), "Weak RSA", CaKeyKind::Rsa(1024));
+    let err = parse_ca_file(weak.certificate_pem().as_bytes()).unwrap_err();
+    assert!(err.to_string().contains("1024 bits"), "{err}");
+    // A CRL signed by another key under the same name.
+    let impostor = TestCa::root(&work.path("impostor"), "Org CA", CaKeyKind::P256);
+    let err = store(&[&ca], &[impostor.crl(24)]).unwrap_err();
+    assert!(matches!(err, TrustError::BadCrlSignature { .. }), "{err}");
+    // A CRL of a CA that is not trusted.
+    let other = TestCa::root(&work.path(""), "Other CA", CaKeyKind::P256);
+    let err = store(&[&ca], &[other.crl(24)]).unwrap_err();
+    assert!(matches!(err, TrustError::CrlOfUnknownCa { .. }), "{err}");
+    // Garbage.
+    assert!(parse_crl_file(b"-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n").is_err());
+    assert!(parse_crl_file(b"hello").is_err());
+    // A DER CRL reads like the PEM one.
+    let der = work.path("crl.der");
+    let _ = ca.crl(24);
+    openssl(&[
+        "crl",
+        "-in",
+        ca.path("crl.pem").to_str().unwrap(),
+        "-outform",
+        "DER",
+        "-out",
+        der.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        parse_crl_file(&std::fs::read(&der).unwrap()).unwrap().len(),
+        1
+    );
+}
