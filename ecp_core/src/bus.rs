@@ -129,6 +129,25 @@ pub trait Auth {
     /// that the user could not sign (a wrong key-file passphrase) and
     /// counts as a failure.
     fn verify(&self, user: &str, token: &str, signature: &str) -> Result<(), EcpError>;
+
+    /// As `verify`, with the certificate (DER) the user presented beside
+    /// the signature: its key may sign when an organisation CA this host
+    /// trusts issued it. Enrolled certificates count as with `verify`. A
+    /// presented certificate that is not accepted gets the same answer as
+    /// a bad signature; the journal has the reason.
+    fn verify_presented(
+        &self,
+        user: &str,
+        token: &str,
+        signature: &str,
+        certificate: &[u8],
+    ) -> Result<(), EcpError>;
+
+    /// Whether a login of `user` needs a signature: true when `user` has
+    /// an enrolled certificate, and always when the host trusts a CA (any
+    /// account may hold a CA-issued certificate, so `nouserok` must not
+    /// wave anyone through). Non-root callers may ask about themselves.
+    fn needs_signature(&self, user: &str) -> Result<bool, EcpError>;
 }
 
 /// Certificate management.

@@ -75,6 +75,55 @@ pub fn token_in_prompt(prompt: &str) -> Option<&str> {
     prompt[at + PROMPT_MARKER.len()..].split_whitespace().next()
 }
 
+/// What separates the signature from a presented certificate in an answer.
+pub const ANSWER_SEPARATOR: char = ':';
+
+/// A user's answer to a challenge, as one line that pastes: the signature
+/// (base64 DER), then, when the key's certificate is issued by an
+/// organisation CA rather than enrolled on the host, `:` and that
+/// certificate (base64 DER). A bare signature is an answer too.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedAnswer {
+    pub signature: String,
+    pub certificate_der: Option<Vec<u8>>,
+}
+
+impl SignedAnswer {
+    /// Reads an answer line; surrounding blanks are ignored. The signature
+    /// itself is checked later, against the challenge.
+    pub fn parse(line: &str) -> Result<SignedAnswer, ChallengeError> {
+        let line = line.trim();
+        let Some((signature, certificate)) = line.split_once(ANSWER_SEPARATOR) else {
+            return Ok(SignedAnswer {
+                signature: line.to_owned(),
+                certificate_der: None,
+            });
+        };
+        let max = crate::certificate::MAX_CERTIFICATE_LEN;
+        if certificate.len() > max * 4 / 3 + 4 {
+            return Err(ChallengeError::AnswerCertificateTooLong {
+                len: certificate.len() * 3 / 4,
+                max,
+            });
+        }
+        let der = STANDARD
+            .decode(certificate.trim())
+            .map_err(|_| ChallengeError::AnswerCertificateNotBase64)?;
+        Ok(SignedAnswer {
+            signature: signature.trim().to_owned(),
+            certificate_der: Some(der),
+        })
+    }
+
+    /// The answer as one line.
+    pub fn to_line(&self) -> String {
+        match &self.certificate_der {
+            Some(der) => format!("{}{ANSWER_SEPARATOR}{}", self.signature, STANDARD.encode(der)),
+            None => self.signature.clone(),
+        }
+    }
+}
+
 /// The nonce's public identifier.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct NonceId(pub [u8; NONCE_ID_LEN]);
@@ -154,6 +203,10 @@ pub enum ChallengeError {
     SignatureMismatch,
     #[error("could not read random bytes from the operating system: {0}")]
     Random(String),
+    #[error("the certificate after the signature is not base64 text")]
+    AnswerCertificateNotBase64,
+    #[error("the certificate after the signature is {len} bytes; at most {max} are allowed")]
+    AnswerCertificateTooLong { len: usize, max: usize },
 }
 
 impl Challenge {
@@ -578,5 +631,28 @@ mod tests {
         let shown = format!("{c:?}");
         assert!(!shown.contains(&hex::encode(&c.tag)), "{shown}");
         assert!(shown.contains("alice"));
+    }
+
+    #[test]
+    fn an_answer_carries_its_certificate_in_one_line_and_a_bare_signature_still_reads() {
+        let with = SignedAnswer {
+            signature: "MEUCIQabc=".into(),
+            certificate_der: Some(vec![0x30, 0x82, 0x01, 0x00, 0xff]),
+        };
+        let line = with.to_line();
+        assert!(!line.contains('\n'));
+        assert_eq!(SignedAnswer::parse(&format!("  {line}\n")).unwrap(), with);
+        let bare = SignedAnswer::parse("MEUCIQabc=").unwrap();
+        assert_eq!(bare.certificate_der, None);
+        assert_eq!(bare.to_line(), "MEUCIQabc=");
+        assert_eq!(
+            SignedAnswer::parse("MEUCIQabc=:not base64!"),
+            Err(ChallengeError::AnswerCertificateNotBase64)
+        );
+        let huge = format!("sig:{}", "A".repeat(40_000));
+        assert!(matches!(
+            SignedAnswer::parse(&huge),
+            Err(ChallengeError::AnswerCertificateTooLong { .. })
+        ));
     }
 }

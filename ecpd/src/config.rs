@@ -1,7 +1,7 @@
 //! `/etc/ecp/ecpd.toml`: every key optional, each with a built-in default;
 //! an unknown key is an error that names it.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
@@ -46,6 +46,16 @@ pub struct Config {
     pub cleanup_interval_secs: u64,
     /// The host name bound into challenges; default: the system host name.
     pub host_name: Option<String>,
+    /// Organisation CA certificates (PEM, one or more): a user certificate
+    /// one of them issued logs in without being enrolled here.
+    pub ca_file: Option<PathBuf>,
+    /// Revocation lists of those CAs (PEM or DER, one or more).
+    pub crl_file: Option<PathBuf>,
+    /// Refuse a CA's certificates while no current CRL of it is loaded;
+    /// default: true when `ca_file` is set.
+    pub require_crl: Option<bool>,
+    /// How long after a CRL's nextUpdate it still counts as current.
+    pub crl_grace_secs: u64,
     /// Replaced by `penalty_max_secs`; still read so that old files work.
     pub lockout_minutes: Option<u64>,
     /// No longer used: challenges are not stored, so there is nothing to
@@ -72,6 +82,10 @@ impl Default for Config {
             max_tracked_sources: 50_000,
             cleanup_interval_secs: 60,
             host_name: None,
+            ca_file: None,
+            crl_file: None,
+            require_crl: None,
+            crl_grace_secs: 0,
             lockout_minutes: None,
             max_outstanding_challenges: None,
             notices: Vec::new(),
@@ -183,6 +197,14 @@ impl Config {
         }
     }
 
+    /// How revocation lists are required, from these settings.
+    pub fn crl_policy(&self) -> ecp_core::trust::CrlPolicy {
+        ecp_core::trust::CrlPolicy {
+            require_crl: self.require_crl.unwrap_or(self.ca_file.is_some()),
+            grace_secs: self.crl_grace_secs,
+        }
+    }
+
     fn check(&self, path: &str) -> Result<(), ConfigError> {
         let invalid = |key, rule| ConfigError::Invalid {
             path: path.to_owned(),
@@ -218,6 +240,17 @@ impl Config {
         }
         if self.cleanup_interval_secs == 0 {
             return Err(invalid("cleanup_interval_secs", "at least 1"));
+        }
+        if self.crl_grace_secs > 30 * 86_400 {
+            return Err(invalid("crl_grace_secs", "at most 2592000 (30 days)"));
+        }
+        if self.crl_file.is_some() && self.ca_file.is_none() {
+            return Err(invalid("crl_file", "only with ca_file"));
+        }
+        for (key, file) in [("ca_file", &self.ca_file), ("crl_file", &self.crl_file)] {
+            if file.as_ref().is_some_and(|f| !f.is_absolute()) {
+                return Err(invalid(key, "an absolute path"));
+            }
         }
         if let Some(host) = &self.host_name {
             if ecp_core::HostName::parse(host).is_err() {
@@ -296,6 +329,10 @@ mod tests {
             "max_tracked_sources",
             "cleanup_interval_secs",
             "host_name",
+            "ca_file",
+            "crl_file",
+            "require_crl",
+            "crl_grace_secs",
         ] {
             assert!(text.contains(&format!("#{key} = ")), "{key} undocumented");
         }

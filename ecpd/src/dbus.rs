@@ -157,6 +157,7 @@ pub fn to_bus_error(error: ServiceError, caller: &Caller) -> EcpError {
         }
         ServiceError::NotFound(m) => EcpError::NotFound(m),
         ServiceError::Store(e) => EcpError::StoreFailure(e.to_string()),
+        e @ ServiceError::TrustFiles(_) => EcpError::StoreFailure(e.to_string()),
         e @ ServiceError::Random(_) => EcpError::StoreFailure(e.to_string()),
     }
 }
@@ -188,6 +189,32 @@ impl AuthInterface {
         self.0.decide_now(caller, |s, c| {
             s.verify(c, &user, &token, &signature).map(drop)
         })
+    }
+
+    async fn verify_presented(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        user: String,
+        token: String,
+        signature: String,
+        certificate: Vec<u8>,
+    ) -> Result<(), EcpError> {
+        let caller = self.0.caller(&header).await?;
+        self.0.decide_now(caller, |s, c| {
+            s.verify_presented(c, &user, &token, &signature, &certificate)
+                .map(drop)
+        })
+    }
+
+    async fn needs_signature(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        user: String,
+    ) -> Result<bool, EcpError> {
+        let caller = self.0.caller(&header).await?;
+        self.0
+            .decide(caller, move |s, c| s.needs_signature(c, &user))
+            .await
     }
 }
 

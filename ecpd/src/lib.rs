@@ -1,7 +1,8 @@
 //! ecpd's parts, as a library so that tests and fuzzers can drive the
 //! decisions in-process: `config` (ecpd.toml), `store` (sled:
 //! certificates), `tokens` (stateless challenges, used nonces),
-//! `throttle` (per user and source counts and penalties), `clock`,
+//! `throttle` (per user and source counts and penalties), `trust_files`
+//! (organisation CAs and CRLs, re-read when they change), `clock`,
 //! `service` (the decisions, no D-Bus or sled types) and `dbus` (the bus
 //! edge). The daemon itself is `main.rs`.
 
@@ -14,3 +15,4 @@ pub mod service;
 pub mod store;
 pub mod throttle;
 pub mod tokens;
+pub mod trust_files;

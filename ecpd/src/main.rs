@@ -133,6 +133,22 @@ async fn serve(
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+    let mut hangup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
+
+    // The organisation CA and CRL files: re-read when they change, and on
+    // SIGHUP even when they seem not to have.
+    let watcher = shared.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(TRUST_CHECK_INTERVAL);
+        loop {
+            let force = tokio::select! {
+                _ = tick.tick() => false,
+                _ = hangup.recv() => true,
+            };
+            let shared = watcher.clone();
+            let _ = tokio::task::spawn_blocking(move || shared.service.refresh_trust(force)).await;
+        }
+    });
     tokio::select! {
         _ = term.recv() => {},
         _ = int.recv() => {},
@@ -144,6 +160,9 @@ async fn serve(
     let _ = connection.release_name(BUS_NAME).await;
     Ok(())
 }
+
+/// How often `ca_file` and `crl_file` are checked for changes.
+const TRUST_CHECK_INTERVAL: Duration = Duration::from_secs(2);
 
 /// How often the bus daemon is asked whether it is still there.
 const BUS_CHECK_INTERVAL: Duration = Duration::from_secs(5);

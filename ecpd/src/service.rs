@@ -17,6 +17,7 @@ use tracing::{debug, info, warn};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::store::{AddOutcome, CertificateRecord, Store, StoreError};
+use crate::trust_files::TrustFiles;
 use crate::throttle::{Refusal, Source, Throttle};
 use crate::tokens::Tokens;
 
@@ -80,6 +81,20 @@ pub enum ServiceError {
     Store(#[from] StoreError),
     #[error("cannot read random bytes from the operating system: {0}")]
     Random(String),
+    #[error("organisation CA files: {0}")]
+    TrustFiles(String),
+}
+
+/// Why a key may sign for a user.
+enum Authority {
+    /// An enrolled certificate, by fingerprint.
+    Enrolled { fingerprint: String },
+    /// A certificate the user presented, issued by a trusted CA.
+    Ca {
+        issuer: String,
+        serial: String,
+        fingerprint: String,
+    },
 }
 
 /// Longest certificate label accepted.
@@ -99,6 +114,9 @@ pub struct Service {
     /// for other bytes). Saves a second signature check on every login;
     /// the time window and CN are still checked at every use.
     parsed: Mutex<HashMap<String, ParsedCertificate>>,
+    /// The organisation CAs and CRLs this host trusts (`ca_file`,
+    /// `crl_file`), re-read when they change.
+    trust: TrustFiles,
     /// A key no one holds: a user with no usable certificate still costs
     /// one signature check, so the time of a refusal does not tell an
     /// enrolled user from an unknown one.
@@ -186,7 +204,10 @@ impl Service {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, ServiceError> {
         let tokens = Tokens::new().map_err(|e| ServiceError::Random(e.to_string()))?;
+        let trust =
+            TrustFiles::load(&config).map_err(|e| ServiceError::TrustFiles(e.to_string()))?;
         Ok(Self {
+            trust,
             throttle: Throttle::new(config.limits()),
             started_at: clock.now(),
             store,
@@ -308,6 +329,35 @@ impl Service {
         token: &str,
         signature: &str,
     ) -> Result<String, ServiceError> {
+        self.verify_answer(caller, user, token, signature, None)
+    }
+
+    /// As [`Service::verify`], with a certificate the user presented (DER):
+    /// its key may sign if an organisation CA this host trusts issued it.
+    pub fn verify_presented(
+        &self,
+        caller: &Caller,
+        user: &str,
+        token: &str,
+        signature: &str,
+        certificate: &[u8],
+    ) -> Result<String, ServiceError> {
+        if certificate.len() > ecp_core::certificate::MAX_CERTIFICATE_LEN {
+            return Err(ServiceError::InvalidArgument(
+                "the presented certificate is too long".into(),
+            ));
+        }
+        self.verify_answer(caller, user, token, signature, Some(certificate))
+    }
+
+    fn verify_answer(
+        &self,
+        caller: &Caller,
+        user: &str,
+        token: &str,
+        signature: &str,
+        presented: Option<&[u8]>,
+    ) -> Result<String, ServiceError> {
         let user = parse_user(user)?;
         if token.len() > MAX_TOKEN_LEN || signature.len() > MAX_SIGNATURE_LEN * 2 {
             return Err(ServiceError::InvalidArgument(
@@ -342,7 +392,7 @@ impl Service {
             return Err(ServiceError::Throttled(refusal));
         }
 
-        match self.check_answer(&user, &challenge, signature, now) {
+        match self.check_answer(&user, &challenge, signature, presented, now) {
             Ok(fingerprint) => {
                 self.throttle.success(&user, &source);
                 info!(event = "verify", user = %user, service = %service, source = %source, fingerprint = %fingerprint, outcome = "success");
@@ -363,13 +413,60 @@ impl Service {
         }
     }
 
-    /// The answer itself: user binding, certificates, signature, and
-    /// finally the one-time use of the nonce.
+    /// The keys that may sign for `user` at `now`, and why: each enrolled
+    /// certificate that is still valid, and the presented one if a trusted
+    /// CA issued it. What was passed over is logged with its reason.
+    fn signing_keys(
+        &self,
+        user: &UserName,
+        presented: Option<&[u8]>,
+        now: u64,
+    ) -> Result<Vec<(p256::ecdsa::VerifyingKey, Authority)>, ServiceError> {
+        let mut keys = Vec::new();
+        for (fingerprint, stored) in self.store.certificates_of(user.as_str())? {
+            // Re-validated at every use: it may have expired since enrolment.
+            match self
+                .parsed_certificate(&fingerprint, &stored.pem)
+                .and_then(|cert| {
+                    cert.check_user(user)?;
+                    cert.check_time(now as i64, self.skew())?;
+                    Ok(cert)
+                }) {
+                Ok(cert) => keys.push((*cert.public_key(), Authority::Enrolled { fingerprint })),
+                Err(e) => {
+                    info!(event = "verify", user = %user, fingerprint = %fingerprint, reason = %e, "skipping certificate");
+                }
+            }
+        }
+        if let Some(der) = presented {
+            let trust = self.trust.current();
+            match trust.check_presented(der, user, now as i64, self.skew(), self.config.crl_policy()) {
+                Ok(accepted) => keys.push((
+                    *accepted.certificate.public_key(),
+                    Authority::Ca {
+                        issuer: accepted.issuer,
+                        serial: accepted.certificate.serial_hex().to_owned(),
+                        fingerprint: accepted.certificate.fingerprint(),
+                    },
+                )),
+                Err(e) => {
+                    // The real reason goes to the journal only: outside,
+                    // a refused certificate looks like a bad signature.
+                    warn!(event = "verify", user = %user, presented = "refused", reason = %e, "presented certificate not accepted");
+                }
+            }
+        }
+        Ok(keys)
+    }
+
+    /// The answer itself: user binding, the keys that may sign, the
+    /// signature, and finally the one-time use of the nonce.
     fn check_answer(
         &self,
         user: &UserName,
         challenge: &Challenge,
         signature: &str,
+        presented: Option<&[u8]>,
         now: u64,
     ) -> Result<String, ServiceError> {
         let auth = ServiceError::Auth;
@@ -381,50 +478,73 @@ impl Service {
         if signature.trim().is_empty() {
             return Err(auth(AuthFailure::NoSignature));
         }
-        let certificates = self.store.certificates_of(user.as_str())?;
-        if certificates.is_empty() {
+        let keys = self.signing_keys(user, presented, now)?;
+        if keys.is_empty() {
+            // As costly as a real check, so the time of a refusal does not
+            // tell an enrolled user from an unknown one.
             let _ = challenge.verify(&self.decoy, signature);
-            return Err(auth(AuthFailure::NotEnrolled));
+            let enrolled = !self.store.certificates_of(user.as_str())?.is_empty();
+            return Err(auth(if enrolled || presented.is_some() {
+                AuthFailure::NoValidCertificate
+            } else {
+                AuthFailure::NotEnrolled
+            }));
         }
-        let mut any_valid = false;
-        for (fingerprint, stored) in certificates {
-            // Re-validated at every use: it may have expired since enrolment.
-            let cert = match self
-                .parsed_certificate(&fingerprint, &stored.pem)
-                .and_then(|cert| {
-                    cert.check_user(user)?;
-                    cert.check_time(now as i64, self.skew())?;
-                    Ok(cert)
-                }) {
-                Ok(cert) => cert,
-                Err(e) => {
-                    info!(event = "verify", user = %user, fingerprint = %fingerprint, reason = %e, "skipping certificate");
-                    continue;
-                }
-            };
-            any_valid = true;
-            if challenge.verify(cert.public_key(), signature).is_ok() {
+        for (key, authority) in keys {
+            if challenge.verify(&key, signature).is_ok() {
                 // Only a correct answer uses the nonce up: of concurrent
                 // correct answers exactly one gets through here.
                 if !self.tokens.consume(challenge) {
                     return Err(auth(AuthFailure::AlreadyUsed));
                 }
-                // The last-use time is for the admin's eye: a full or
-                // read-only disk must not turn a good login away.
-                if let Err(e) =
-                    self.store
-                        .touch_certificate(user.as_str(), &fingerprint, now as i64)
-                {
-                    warn!(event = "store", user = %user, fingerprint = %fingerprint, outcome = "failed", reason = %e, "could not record the certificate's last use");
-                }
-                return Ok(fingerprint);
+                return Ok(match authority {
+                    Authority::Enrolled { fingerprint } => {
+                        // The last-use time is for the admin's eye: a full
+                        // or read-only disk must not turn a good login away.
+                        if let Err(e) = self.store.touch_certificate(
+                            user.as_str(),
+                            &fingerprint,
+                            now as i64,
+                        ) {
+                            warn!(event = "store", user = %user, fingerprint = %fingerprint, outcome = "failed", reason = %e, "could not record the certificate's last use");
+                        }
+                        fingerprint
+                    }
+                    Authority::Ca {
+                        issuer,
+                        serial,
+                        fingerprint,
+                    } => {
+                        info!(event = "verify", user = %user, issuer = %issuer, serial = %serial, fingerprint = %fingerprint, "signed with a CA-issued certificate");
+                        fingerprint
+                    }
+                });
             }
         }
-        if !any_valid {
-            let _ = challenge.verify(&self.decoy, signature);
-            return Err(auth(AuthFailure::NoValidCertificate));
-        }
         Err(auth(AuthFailure::BadSignature))
+    }
+
+    /// Whether a login of `user` needs a signature: an enrolled
+    /// certificate, or any trusted CA (then everyone may hold one, so
+    /// `nouserok` must not let anyone through on the password alone).
+    pub fn needs_signature(&self, caller: &Caller, user: &str) -> Result<bool, ServiceError> {
+        let user = parse_user(user)?;
+        self.authorize_self_or_root(caller, &user, "ask about")?;
+        if self.trust.is_configured() {
+            return Ok(true);
+        }
+        Ok(!self.store.certificates_of(user.as_str())?.is_empty())
+    }
+
+    /// Re-reads `ca_file` and `crl_file` if they changed (always, with
+    /// `force`); true when a new set is in force.
+    pub fn refresh_trust(&self, force: bool) -> bool {
+        self.trust.refresh(force)
+    }
+
+    /// The CAs and CRLs in force.
+    pub fn trust(&self) -> std::sync::Arc<ecp_core::trust::TrustStore> {
+        self.trust.current()
     }
 
     pub fn enroll(

@@ -1,0 +1,210 @@
+//! `ca_file` and `crl_file`: read at start, re-read when either changes
+//! (checked every few seconds, and on SIGHUP), and swapped in whole. A
+//! file that cannot be read or checked leaves the last good set in place:
+//! the CAs as they were, and the CRLs only until their nextUpdate (the
+//! decision refuses a CA's certificates once its CRL is out of date).
+
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use ecp_core::trust::{parse_ca_file, parse_crl_file, TrustError, TrustStore, MAX_TRUST_FILE_LEN};
+use tracing::{error, info};
+
+use crate::config::Config;
+
+/// What identifies one version of a file: inode, size and change time, so
+/// that an atomic replace (rename) and an edit in place are both seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    inode: u64,
+    len: u64,
+    changed_ns: i128,
+}
+
+fn stamp(path: &Path) -> Option<Stamp> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some(Stamp {
+        inode: meta.ino(),
+        len: meta.len(),
+        changed_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+    })
+}
+
+/// Why the trust files could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TrustFileError {
+    #[error("{path}: {detail}")]
+    Read { path: String, detail: String },
+    #[error("{path}: {error}")]
+    Invalid { path: String, error: TrustError },
+}
+
+pub struct TrustFiles {
+    ca_file: Option<PathBuf>,
+    crl_file: Option<PathBuf>,
+    seen: Mutex<(Option<Stamp>, Option<Stamp>)>,
+    current: RwLock<Arc<TrustStore>>,
+}
+
+fn read_bounded(path: &Path) -> Result<Vec<u8>, TrustFileError> {
+    let unreadable = |detail: String| TrustFileError::Read {
+        path: path.display().to_string(),
+        detail,
+    };
+    let file = std::fs::File::open(path).map_err(|e| unreadable(e.to_string()))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_TRUST_FILE_LEN as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| unreadable(e.to_string()))?;
+    if bytes.len() > MAX_TRUST_FILE_LEN {
+        return Err(unreadable(format!("larger than {MAX_TRUST_FILE_LEN} bytes")));
+    }
+    Ok(bytes)
+}
+
+impl TrustFiles {
+    /// Reads the files named in `config`. A CA file that cannot be used is
+    /// an error (ecpd does not start on it); a CRL file that cannot be used
+    /// is logged and leaves no CRL loaded, so with `require_crl` that CA's
+    /// certificates are refused until a good one is in place.
+    pub fn load(config: &Config) -> Result<TrustFiles, TrustFileError> {
+        let files = TrustFiles {
+            ca_file: config.ca_file.clone(),
+            crl_file: config.crl_file.clone(),
+            seen: Mutex::new((None, None)),
+            current: RwLock::new(Arc::new(TrustStore::default())),
+        };
+        if files.ca_file.is_some() {
+            let stamps = files.stamps();
+            let store = match files.read() {
+                Ok(store) => store,
+                Err(e) if files.is_crl_error(&e) => {
+                    error!(event = "trust", outcome = "failed", reason = %e, "no CRL is loaded");
+                    TrustStore::new(files.read_cas()?, Vec::new()).map_err(|error| {
+                        TrustFileError::Invalid {
+                            path: files.ca_path(),
+                            error,
+                        }
+                    })?
+                }
+                Err(e) => return Err(e),
+            };
+            files.log_loaded(&store);
+            *files.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(store);
+            *files.seen.lock().unwrap_or_else(|p| p.into_inner()) = stamps;
+        }
+        Ok(files)
+    }
+
+    /// Whether any CA is configured (then every account needs a signature).
+    pub fn is_configured(&self) -> bool {
+        self.ca_file.is_some()
+    }
+
+    /// The set in force now.
+    pub fn current(&self) -> Arc<TrustStore> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Re-reads the files if either changed since last read (or always,
+    /// with `force`, for SIGHUP). Returns whether a new set is in force.
+    pub fn refresh(&self, force: bool) -> bool {
+        if self.ca_file.is_none() {
+            return false;
+        }
+        let stamps = self.stamps();
+        {
+            let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+            if !force && *seen == stamps {
+                return false;
+            }
+            // Remembered even when the read fails: a broken file is
+            // reported once, not every few seconds, until it changes.
+            *seen = stamps;
+        }
+        match self.read() {
+            Ok(store) => {
+                self.log_loaded(&store);
+                *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(store);
+                true
+            }
+            Err(e) => {
+                error!(event = "trust", outcome = "failed", reason = %e, "keeping the CAs and CRLs loaded before; an out-of-date CRL still refuses its CA's certificates");
+                false
+            }
+        }
+    }
+
+    fn stamps(&self) -> (Option<Stamp>, Option<Stamp>) {
+        (
+            self.ca_file.as_deref().and_then(stamp),
+            self.crl_file.as_deref().and_then(stamp),
+        )
+    }
+
+    fn ca_path(&self) -> String {
+        self.ca_file
+            .as_deref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default()
+    }
+
+    fn is_crl_error(&self, error: &TrustFileError) -> bool {
+        let crl = self
+            .crl_file
+            .as_deref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        match error {
+            TrustFileError::Read { path, .. } | TrustFileError::Invalid { path, .. } => {
+                *path == crl
+            }
+        }
+    }
+
+    fn read_cas(&self) -> Result<Vec<ecp_core::trust::TrustedCa>, TrustFileError> {
+        let Some(path) = &self.ca_file else {
+            return Ok(Vec::new());
+        };
+        parse_ca_file(&read_bounded(path)?).map_err(|error| TrustFileError::Invalid {
+            path: path.display().to_string(),
+            error,
+        })
+    }
+
+    fn read(&self) -> Result<TrustStore, TrustFileError> {
+        let cas = self.read_cas()?;
+        let crls = match &self.crl_file {
+            None => Vec::new(),
+            Some(path) => parse_crl_file(&read_bounded(path)?).map_err(|error| {
+                TrustFileError::Invalid {
+                    path: path.display().to_string(),
+                    error,
+                }
+            })?,
+        };
+        TrustStore::new(cas, crls).map_err(|error| TrustFileError::Invalid {
+            // A CRL that does not fit the CAs is the CRL file's fault.
+            path: self
+                .crl_file
+                .as_deref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| self.ca_path()),
+            error,
+        })
+    }
+
+    fn log_loaded(&self, store: &TrustStore) {
+        for (ca, crl) in store.crls() {
+            match crl {
+                Some(crl) => info!(event = "trust", ca = %ca.subject, fingerprint = %ca.fingerprint, crl_this_update = crl.this_update, crl_next_update = crl.next_update.unwrap_or(0), outcome = "loaded"),
+                None => info!(event = "trust", ca = %ca.subject, fingerprint = %ca.fingerprint, outcome = "loaded", "no CRL"),
+            }
+        }
+    }
+}
