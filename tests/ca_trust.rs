@@ -2,12 +2,13 @@
 //! `ecp_core::trust` as ecpd judges them: each rule of the decision, with
 //! P-256, P-384 and RSA CAs and an intermediate CA as the anchor.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ecp_core::trust::{parse_ca_file, parse_crl_file, CrlPolicy, TrustError, TrustStore};
 use ecp_core::UserName;
 use ecp_tests::ca::{openssl_user_request, CaKeyKind, TestCa};
+use ecp_tests::daemon::TestDaemon;
 use ecp_tests::{openssl, Workdir};
 
 const SKEW: Duration = Duration::from_secs(300);
@@ -259,4 +260,172 @@ fn bad_ca_and_crl_files_are_refused_with_the_reason() {
         parse_crl_file(&std::fs::read(&der).unwrap()).unwrap().len(),
         1
     );
+}
+
+/// A key for CN=`name` made by openssl, encrypted as OpenSSL writes it
+/// (PBES2, AES-256-CBC, passphrase "pw"), and its certificate from `ca`;
+/// returns (key, certificate, passphrase file).
+fn openssl_user(work: &Workdir, ca: &TestCa, name: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let request = openssl_user_request(&work.path(""), name);
+    let cert = work.path(&format!("{name}.pem"));
+    ca.sign_user(&request, &cert, 30);
+    let key = work.path(&format!("{name}-encrypted.key"));
+    openssl(&[
+        "pkcs8",
+        "-topk8",
+        "-v2",
+        "aes-256-cbc",
+        "-in",
+        work.path(&format!("{name}.key")).to_str().unwrap(),
+        "-passout",
+        "pass:pw",
+        "-out",
+        key.to_str().unwrap(),
+    ]);
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let pass = work.write(&format!("{name}.pass"), b"pw\n", 0o600);
+    (key, cert, pass)
+}
+
+/// Replaces `path` as an admin's script would: a new file renamed over it.
+fn replace_file(path: &Path, contents: &str) {
+    let next = path.with_extension("new");
+    std::fs::write(&next, contents).unwrap();
+    std::fs::rename(&next, path).unwrap();
+}
+
+#[test]
+fn a_ca_issued_certificate_logs_in_unenrolled_and_a_new_crl_revokes_it_without_restart() {
+    let work = Workdir::new();
+    let ca = TestCa::root(&work.path(""), "Org CA", CaKeyKind::P384);
+    let ca_file = work.write("ca.pem", ca.certificate_pem().as_bytes(), 0o644);
+    let crl_file = work.write("crl.pem", ca.crl(24).as_bytes(), 0o644);
+    let daemon = TestDaemon::start(&format!(
+        "host_name = \"ca-test-host\"\nca_file = \"{}\"\ncrl_file = \"{}\"\n",
+        ca_file.display(),
+        crl_file.display()
+    ));
+    let (key, cert, pass) = openssl_user(&work, &ca, "alice");
+    let test_login = |cert: &Path| {
+        daemon.ecpctl(&[
+            "test-login",
+            "alice",
+            "--key",
+            key.to_str().unwrap(),
+            "--cert",
+            cert.to_str().unwrap(),
+            "--passphrase-file",
+            pass.to_str().unwrap(),
+        ])
+    };
+
+    // Nothing is enrolled for alice on this host, yet she logs in.
+    assert!(daemon
+        .ecpctl(&["list", "alice", "--json"])
+        .ok()
+        .contains("[]"));
+    let run = test_login(&cert);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout.contains("with its CA-issued certificate"),
+        "{}",
+        run.stdout
+    );
+
+    // Another CA's certificate for the same key name: refused like a bad
+    // signature; the journal has the reason.
+    let other = TestCa::root(&work.path("other"), "Other CA", CaKeyKind::P256);
+    let foreign = work.path("foreign.pem");
+    other.sign_user(&work.path("alice.csr"), &foreign, 30);
+    let run = test_login(&foreign);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("login failed"), "{}", run.stderr);
+    assert!(
+        daemon.log().contains("Other CA, which is not a trusted CA"),
+        "{}",
+        daemon.log()
+    );
+
+    // The admin revokes the certificate and replaces the CRL: the running
+    // daemon notices the new file and refuses her from then on.
+    ca.revoke(&cert);
+    replace_file(&crl_file, &ca.crl(24));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let run = test_login(&cert);
+        if run.code != 0 {
+            assert!(run.stderr.contains("login failed"), "{}", run.stderr);
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new CRL was not picked up"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(daemon.log().contains("is revoked"), "{}", daemon.log());
+
+    // A CRL file that does not parse is reported and changes nothing: the
+    // revocation still holds (SIGHUP makes it read at once).
+    replace_file(
+        &crl_file,
+        "-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n",
+    );
+    nix_kill_hup(daemon.pid());
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !daemon
+        .log()
+        .contains("keeping the CAs and CRLs loaded before")
+    {
+        assert!(std::time::Instant::now() < deadline, "{}", daemon.log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(test_login(&cert).code, 1);
+}
+
+#[test]
+fn with_a_trusted_ca_every_account_needs_a_signature_and_nouserok_waves_no_one_through() {
+    let work = Workdir::new();
+    let ca = TestCa::root(&work.path(""), "Org CA", CaKeyKind::P256);
+    let ca_file = work.write("ca.pem", ca.certificate_pem().as_bytes(), 0o644);
+    let plain = TestDaemon::start("host_name = \"h\"\n");
+    let trusting = TestDaemon::start(&format!(
+        "host_name = \"h\"\nca_file = \"{}\"\nrequire_crl = false\n",
+        ca_file.display()
+    ));
+    let needs = |daemon: &TestDaemon, user: &str| {
+        let conn = daemon.connect();
+        zbus::block_on(async {
+            ecp_core::bus::AuthProxy::new(&conn)
+                .await
+                .unwrap()
+                .needs_signature(user)
+                .await
+                .unwrap()
+        })
+    };
+    assert!(!needs(&plain, "alice"));
+    assert!(needs(&trusting, "alice"));
+    // And a bare garbage answer for an unenrolled user is a failure, not
+    // "not enrolled" (which nouserok would turn into a pass).
+    let conn = trusting.connect();
+    let refused = zbus::block_on(async {
+        let auth = ecp_core::bus::AuthProxy::new(&conn).await.unwrap();
+        let token = auth.challenge("alice", "sshd", "").await.unwrap();
+        auth.verify("alice", &token, "MEUCIQgarbage")
+            .await
+            .unwrap_err()
+    });
+    assert!(
+        matches!(refused, ecp_core::bus::EcpError::AuthenticationFailed(_)),
+        "{refused:?}"
+    );
+}
+
+fn nix_kill_hup(pid: u32) {
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
 }

@@ -105,6 +105,7 @@ pub struct ParsedCertificate {
     public_key: VerifyingKey,
     issuer: String,
     issuer_der: Vec<u8>,
+    subject_der: Vec<u8>,
     tbs: Vec<u8>,
     signature_algorithm: String,
     signature: Vec<u8>,
@@ -164,6 +165,12 @@ impl ParsedCertificate {
     /// The issuer's name in DER, to match a CA's subject exactly.
     pub fn issuer_der(&self) -> &[u8] {
         &self.issuer_der
+    }
+
+    /// Whether issuer and subject are the same name (self-signed, as an
+    /// enrolled certificate is; a CA-issued one names its CA).
+    pub fn is_self_issued(&self) -> bool {
+        self.issuer_der == self.subject_der
     }
 
     /// The signed part (tbsCertificate) in DER.
@@ -253,6 +260,11 @@ pub fn validate_certificate(
 /// the time or the user: exactly one CN, a P-256 key, ecdsa-with-SHA256,
 /// a valid self-signature, and key usage (if present) allowing signatures.
 pub fn parse_certificate_pem(pem: &[u8]) -> Result<ParsedCertificate, CertificateError> {
+    parse_certificate_der(&pem_to_der(pem)?)
+}
+
+/// The DER inside one PEM certificate, and nothing else around it.
+fn pem_to_der(pem: &[u8]) -> Result<Vec<u8>, CertificateError> {
     if pem.len() > MAX_CERTIFICATE_LEN {
         return Err(CertificateError::TooLarge {
             len: pem.len(),
@@ -280,7 +292,13 @@ pub fn parse_certificate_pem(pem: &[u8]) -> Result<ParsedCertificate, Certificat
         pkcs8::der::pem::decode_vec(text.as_bytes()).map_err(|e| CertificateError::NotPem {
             detail: e.to_string(),
         })?;
-    parse_certificate_der(&der)
+    Ok(der)
+}
+
+/// [`parse_user_certificate_der`] for one PEM certificate: the structural
+/// rules only, whoever signed it.
+pub fn parse_user_certificate_pem(pem: &[u8]) -> Result<ParsedCertificate, CertificateError> {
+    parse_user_certificate_der(&pem_to_der(pem)?)
 }
 
 /// As [`parse_certificate_pem`], for DER input.
@@ -342,6 +360,7 @@ pub fn parse_user_certificate_der(der: &[u8]) -> Result<ParsedCertificate, Certi
         public_key,
         issuer: cert.issuer().to_string(),
         issuer_der: cert.issuer().as_raw().to_vec(),
+        subject_der: cert.subject().as_raw().to_vec(),
         tbs: cert.tbs_certificate.as_ref().to_vec(),
         signature_algorithm: cert.signature_algorithm.algorithm.to_id_string(),
         signature: cert.signature_value.data.to_vec(),

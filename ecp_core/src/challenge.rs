@@ -118,7 +118,11 @@ impl SignedAnswer {
     /// The answer as one line.
     pub fn to_line(&self) -> String {
         match &self.certificate_der {
-            Some(der) => format!("{}{ANSWER_SEPARATOR}{}", self.signature, STANDARD.encode(der)),
+            Some(der) => format!(
+                "{}{ANSWER_SEPARATOR}{}",
+                self.signature,
+                STANDARD.encode(der)
+            ),
             None => self.signature.clone(),
         }
     }

@@ -89,7 +89,13 @@ pub fn run(args: &AskpassArgs) -> Result<(), Failure> {
         .clone()
         .or_else(|| std::env::var_os("ECP_KEY_FILE").map(PathBuf::from));
     let passphrase_file = std::env::var_os("ECP_PASSPHRASE_FILE").map(PathBuf::from);
-    let signature = crate::sign::sign_token(token, key.as_deref(), passphrase_file.as_deref())?;
+    let cert = std::env::var_os("ECP_CERT_FILE").map(PathBuf::from);
+    let signature = crate::sign::sign_token(
+        token,
+        key.as_deref(),
+        cert.as_deref(),
+        passphrase_file.as_deref(),
+    )?;
     if let Some(target) = remember {
         approved.add(target)?;
     }

@@ -233,6 +233,10 @@ pub struct TestLoginArgs {
     /// Read the passphrase from the first line of FILE ("-" for standard input).
     #[arg(long, value_name = "FILE")]
     pub passphrase_file: Option<PathBuf>,
+    /// The certificate to present when an organisation CA issued it
+    /// [default: certificate.pem beside the key].
+    #[arg(long, value_name = "FILE")]
+    pub cert: Option<PathBuf>,
     /// PAM service name to request the challenge for.
     #[arg(long, value_name = "SERVICE", default_value = "ecp-test-login")]
     pub service: String,
@@ -280,6 +284,10 @@ pub struct SignArgs {
     /// The encrypted key file [default: ~/.config/ecp/private_key.pem].
     #[arg(long, value_name = "FILE")]
     pub key: Option<PathBuf>,
+    /// The certificate to send with the signature when an organisation CA
+    /// issued it [default: certificate.pem beside the key].
+    #[arg(long, value_name = "FILE")]
+    pub cert: Option<PathBuf>,
     /// Read the passphrase from the first line of FILE ("-" for standard input).
     #[arg(long, value_name = "FILE")]
     pub passphrase_file: Option<PathBuf>,

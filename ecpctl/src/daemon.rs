@@ -11,7 +11,7 @@ use ecp_core::when::format_utc;
 use crate::cli::{EnrollArgs, JsonArg, ListArgs, RevokeArgs, TestLoginArgs, UserArg};
 use crate::failure::Failure;
 use crate::keygen::{prepare_output, write_key_pair, CERTIFICATE_FILE};
-use crate::keys::{key_path_or_default, unlock_key};
+use crate::keys::{key_path_or_default, presented_certificate, unlock_key};
 
 /// How long any one call may take before we give up.
 const METHOD_TIMEOUT: Duration = Duration::from_secs(25);
@@ -234,6 +234,7 @@ pub fn test_login(bus: &str, args: &TestLoginArgs) -> Result<(), Failure> {
     let key_path = key_path_or_default(args.key.as_deref())?;
     // Unlock first: the challenge's short life should not run while the
     // user types a passphrase.
+    let certificate = presented_certificate(&key_path, args.cert.as_deref())?;
     let key = unlock_key(&key_path, args.passphrase_file.as_deref())?;
     zbus::block_on(async {
         let conn = connect(bus).await?;
@@ -243,8 +244,19 @@ pub fn test_login(bus: &str, args: &TestLoginArgs) -> Result<(), Failure> {
         let token = call(auth.challenge(args.user.as_str(), &args.service, "").await)?;
         let challenge = ecp_core::Challenge::from_token(&token)?;
         let signature = challenge.sign(&key);
-        call(auth.verify(args.user.as_str(), &token, &signature).await)?;
-        println!("login for {} accepted by ecpd", args.user);
+        match &certificate {
+            Some(der) => call(
+                auth.verify_presented(args.user.as_str(), &token, &signature, der)
+                    .await,
+            )?,
+            None => call(auth.verify(args.user.as_str(), &token, &signature).await)?,
+        }
+        let how = if certificate.is_some() {
+            " (with its CA-issued certificate)"
+        } else {
+            ""
+        };
+        println!("login for {} accepted by ecpd{how}", args.user);
         Ok(())
     })
 }

@@ -47,3 +47,32 @@ pub fn unlock_key(path: &Path, passphrase_file: Option<&Path>) -> Result<Signing
     let passphrase = existing_passphrase(passphrase_file, path)?;
     Ok(decrypt_key_pem(&pem, &passphrase)?)
 }
+
+/// The certificate to present beside a signature made with `key_path`:
+/// `cert` if given (it must be readable and a user certificate), else
+/// `certificate.pem` beside the key if that is there. Only a CA-issued
+/// certificate is presented: a self-signed one is enrolled on the host
+/// (or useless there), so the bare signature is answered.
+pub fn presented_certificate(
+    key_path: &Path,
+    cert: Option<&Path>,
+) -> Result<Option<Vec<u8>>, Failure> {
+    let path = match cert {
+        Some(path) => path.to_path_buf(),
+        None => {
+            let beside = key_path.with_file_name(ecp_core::user_files::CERTIFICATE_FILE);
+            if !beside.exists() {
+                return Ok(None);
+            }
+            beside
+        }
+    };
+    let pem = ecp_core::keyfile_io::read_owned_file(
+        &path,
+        ExpectedOwner::Anyone,
+        ecp_core::certificate::MAX_CERTIFICATE_LEN,
+    )
+    .map_err(Failure::File)?;
+    let parsed = ecp_core::certificate::parse_user_certificate_pem(&pem)?;
+    Ok((!parsed.is_self_issued()).then(|| parsed.der().to_vec()))
+}

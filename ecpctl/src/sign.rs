@@ -1,5 +1,6 @@
 //! `ecpctl sign`.
 
+use ecp_core::challenge::SignedAnswer;
 use ecp_core::when::{format_utc, unix_now};
 use ecp_core::Challenge;
 
@@ -7,24 +8,28 @@ use std::path::Path;
 
 use crate::cli::SignArgs;
 use crate::failure::Failure;
-use crate::keys::{key_path_or_default, unlock_key};
+use crate::keys::{key_path_or_default, presented_certificate, unlock_key};
 
 pub fn run(args: &SignArgs) -> Result<(), Failure> {
-    let signature = sign_token(
+    let answer = sign_token(
         args.token.trim(),
         args.key.as_deref(),
+        args.cert.as_deref(),
         args.passphrase_file.as_deref(),
     )?;
-    println!("{signature}");
+    println!("{answer}");
     Ok(())
 }
 
-/// Shows what is approved, then signs `token` with the key file; shared by
-/// `sign` and `askpass`. The token is decoded and checked before the key
-/// is touched: nothing is unlocked for a token that cannot be used.
+/// Shows what is approved, then signs `token` with the key file and
+/// returns the answer line: the signature, and a CA-issued certificate
+/// (`cert`, or the one beside the key) after it. Shared by `sign` and
+/// `askpass`. The token is decoded and checked before the key is touched:
+/// nothing is unlocked for a token that cannot be used.
 pub fn sign_token(
     token: &str,
     key: Option<&Path>,
+    cert: Option<&Path>,
     passphrase_file: Option<&Path>,
 ) -> Result<String, Failure> {
     let challenge = Challenge::from_token(token)?;
@@ -33,8 +38,13 @@ pub fn sign_token(
     eprintln!("{}", describe(&challenge, now));
 
     let key_path = key_path_or_default(key)?;
+    let certificate_der = presented_certificate(&key_path, cert)?;
     let key = unlock_key(&key_path, passphrase_file)?;
-    Ok(challenge.sign(&key))
+    Ok(SignedAnswer {
+        signature: challenge.sign(&key),
+        certificate_der,
+    }
+    .to_line())
 }
 
 /// What the user approves by signing, in one line.

@@ -17,9 +17,9 @@ use tracing::{debug, info, warn};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::store::{AddOutcome, CertificateRecord, Store, StoreError};
-use crate::trust_files::TrustFiles;
 use crate::throttle::{Refusal, Source, Throttle};
 use crate::tokens::Tokens;
+use crate::trust_files::TrustFiles;
 
 /// Who is calling, as the bus daemon vouches for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -440,7 +440,13 @@ impl Service {
         }
         if let Some(der) = presented {
             let trust = self.trust.current();
-            match trust.check_presented(der, user, now as i64, self.skew(), self.config.crl_policy()) {
+            match trust.check_presented(
+                der,
+                user,
+                now as i64,
+                self.skew(),
+                self.config.crl_policy(),
+            ) {
                 Ok(accepted) => keys.push((
                     *accepted.certificate.public_key(),
                     Authority::Ca {
@@ -483,12 +489,17 @@ impl Service {
             // As costly as a real check, so the time of a refusal does not
             // tell an enrolled user from an unknown one.
             let _ = challenge.verify(&self.decoy, signature);
+            // "Not enrolled" lets a `nouserok` module wave the user through:
+            // never so while CAs are trusted, since anyone may hold a
+            // CA-issued certificate.
             let enrolled = !self.store.certificates_of(user.as_str())?.is_empty();
-            return Err(auth(if enrolled || presented.is_some() {
-                AuthFailure::NoValidCertificate
-            } else {
-                AuthFailure::NotEnrolled
-            }));
+            return Err(auth(
+                if enrolled || presented.is_some() || self.trust.is_configured() {
+                    AuthFailure::NoValidCertificate
+                } else {
+                    AuthFailure::NotEnrolled
+                },
+            ));
         }
         for (key, authority) in keys {
             if challenge.verify(&key, signature).is_ok() {
@@ -501,11 +512,10 @@ impl Service {
                     Authority::Enrolled { fingerprint } => {
                         // The last-use time is for the admin's eye: a full
                         // or read-only disk must not turn a good login away.
-                        if let Err(e) = self.store.touch_certificate(
-                            user.as_str(),
-                            &fingerprint,
-                            now as i64,
-                        ) {
+                        if let Err(e) =
+                            self.store
+                                .touch_certificate(user.as_str(), &fingerprint, now as i64)
+                        {
                             warn!(event = "store", user = %user, fingerprint = %fingerprint, outcome = "failed", reason = %e, "could not record the certificate's last use");
                         }
                         fingerprint

@@ -59,7 +59,9 @@ fn read_bounded(path: &Path) -> Result<Vec<u8>, TrustFileError> {
         .read_to_end(&mut bytes)
         .map_err(|e| unreadable(e.to_string()))?;
     if bytes.len() > MAX_TRUST_FILE_LEN {
-        return Err(unreadable(format!("larger than {MAX_TRUST_FILE_LEN} bytes")));
+        return Err(unreadable(format!(
+            "larger than {MAX_TRUST_FILE_LEN} bytes"
+        )));
     }
     Ok(bytes)
 }
@@ -181,12 +183,12 @@ impl TrustFiles {
         let cas = self.read_cas()?;
         let crls = match &self.crl_file {
             None => Vec::new(),
-            Some(path) => parse_crl_file(&read_bounded(path)?).map_err(|error| {
-                TrustFileError::Invalid {
+            Some(path) => {
+                parse_crl_file(&read_bounded(path)?).map_err(|error| TrustFileError::Invalid {
                     path: path.display().to_string(),
                     error,
-                }
-            })?,
+                })?
+            }
         };
         TrustStore::new(cas, crls).map_err(|error| TrustFileError::Invalid {
             // A CRL that does not fit the CAs is the CRL file's fault.
@@ -202,8 +204,12 @@ impl TrustFiles {
     fn log_loaded(&self, store: &TrustStore) {
         for (ca, crl) in store.crls() {
             match crl {
-                Some(crl) => info!(event = "trust", ca = %ca.subject, fingerprint = %ca.fingerprint, crl_this_update = crl.this_update, crl_next_update = crl.next_update.unwrap_or(0), outcome = "loaded"),
-                None => info!(event = "trust", ca = %ca.subject, fingerprint = %ca.fingerprint, outcome = "loaded", "no CRL"),
+                Some(crl) => {
+                    info!(event = "trust", ca = %ca.subject, fingerprint = %ca.fingerprint, crl_this_update = crl.this_update, crl_next_update = crl.next_update.unwrap_or(0), outcome = "loaded")
+                }
+                None => {
+                    info!(event = "trust", ca = %ca.subject, fingerprint = %ca.fingerprint, outcome = "loaded", "no CRL")
+                }
             }
         }
     }

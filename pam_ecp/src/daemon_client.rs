@@ -99,6 +99,14 @@ pub(crate) trait EcpDaemon {
     async fn certificates(&self, user: &str) -> Result<Vec<CertificateEntry>, EcpError>;
     async fn challenge(&self, user: &str, service: &str, rhost: &str) -> Result<String, EcpError>;
     async fn verify(&self, user: &str, token: &str, signature: &str) -> Result<(), EcpError>;
+    async fn verify_presented(
+        &self,
+        user: &str,
+        token: &str,
+        signature: &str,
+        certificate: &[u8],
+    ) -> Result<(), EcpError>;
+    async fn needs_signature(&self, user: &str) -> Result<bool, EcpError>;
 }
 
 impl EcpDaemon for Daemon {
@@ -110,5 +118,19 @@ impl EcpDaemon for Daemon {
     }
     async fn verify(&self, user: &str, token: &str, signature: &str) -> Result<(), EcpError> {
         self.auth.verify(user, token, signature).await
+    }
+    async fn verify_presented(
+        &self,
+        user: &str,
+        token: &str,
+        signature: &str,
+        certificate: &[u8],
+    ) -> Result<(), EcpError> {
+        self.auth
+            .verify_presented(user, token, signature, certificate)
+            .await
+    }
+    async fn needs_signature(&self, user: &str) -> Result<bool, EcpError> {
+        self.auth.needs_signature(user).await
     }
 }

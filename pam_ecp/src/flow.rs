@@ -3,7 +3,7 @@
 //! about trust: only the daemon's "verified" makes a success.
 
 use ecp_core::bus::EcpError;
-use ecp_core::challenge::prompt_with_token;
+use ecp_core::challenge::{prompt_with_token, SignedAnswer};
 use ecp_core::keyfile::decrypt_key_pem;
 use ecp_core::when::{days_left, expires_soon, format_utc, unix_now};
 use ecp_core::{Challenge, Passphrase, ServiceName, UserName};
@@ -159,11 +159,16 @@ pub async fn authenticate(
         Ok(d) => d,
         Err(outcome) => return outcome,
     };
+    let cert_path = match &options.certfile {
+        Some(template) => keyfile::expand_path(template, login.user.as_str(), &account.dir),
+        None => key_path.with_file_name(ecp_core::user_files::CERTIFICATE_FILE),
+    };
     let attempt = Attempt {
         login,
         account: &account,
         mode,
         key_path: &key_path,
+        cert_path,
     };
     authenticate_with(&daemon, options, &attempt, conv, log).await
 }
@@ -174,6 +179,8 @@ struct Attempt<'a> {
     account: &'a User,
     mode: Mode,
     key_path: &'a std::path::Path,
+    /// The certificate presented with a key-file signature, if CA-issued.
+    cert_path: std::path::PathBuf,
 }
 
 /// The conversation with the daemon and the person: challenge, signature,
@@ -190,14 +197,16 @@ async fn authenticate_with(
     if options.nouserok {
         // Ask before prompting: a user without a certificate is passed on
         // without being asked for something they cannot give.
-        match daemon.certificates(user).await {
-            Ok(certificates) if certificates.is_empty() => {
+        // With organisation CAs trusted, the daemon says every account
+        // needs one: anyone may hold a CA-issued certificate.
+        match daemon.needs_signature(user).await {
+            Ok(false) => {
                 log.info(&format!(
                     "user={user} outcome=ignored reason=\"no certificate enrolled (nouserok)\""
                 ));
                 return Outcome::Ignore;
             }
-            Ok(_) => {}
+            Ok(true) => {}
             Err(e) => return refused(e, login, conv, log),
         }
     }
@@ -232,21 +241,39 @@ async fn authenticate_with(
         challenge.nonce_id.to_hex()
     ));
 
-    let signature = match attempt.mode {
+    let (signature, certificate) = match attempt.mode {
         Mode::Keyfile => {
             match sign_with_key_file(attempt.account, attempt.key_path, &challenge, conv, log) {
-                KeyFileAnswer::Signed(signature) => signature,
+                // A CA-issued certificate beside the key travels with the
+                // signature; the daemon decides whether it counts.
+                KeyFileAnswer::Signed(signature) => (
+                    signature,
+                    keyfile::ca_issued_certificate_for(attempt.account, &attempt.cert_path),
+                ),
                 // Reported as an empty signature, so the daemon counts it like
                 // a failed one: guessing passphrases at this prompt is limited
                 // by the same per-source waits.
-                KeyFileAnswer::CouldNotSign => String::new(),
+                KeyFileAnswer::CouldNotSign => (String::new(), None),
                 KeyFileAnswer::NoAnswer => return Outcome::Denied,
             }
         }
         Mode::Challenge | Mode::Auto => {
             let prompt = prompt_with_token(&token, &options.prompt);
-            match conv.ask_visible(&prompt) {
-                Some(answer) if !answer.trim().is_empty() => answer.trim().to_owned(),
+            let answer = conv
+                .ask_visible(&prompt)
+                .filter(|a| !a.trim().is_empty())
+                .map(|a| SignedAnswer::parse(&a));
+            match answer {
+                Some(Ok(answer)) if !answer.signature.is_empty() => {
+                    (answer.signature, answer.certificate_der)
+                }
+                Some(Err(e)) => {
+                    log.warning(&format!(
+                        "user={user} outcome=failure reason=\"unreadable answer: {e}\""
+                    ));
+                    conv.tell_error(&format!("ecp: {e}"));
+                    return Outcome::Denied;
+                }
                 _ => {
                     log.warning(&format!(
                         "user={user} outcome=failure reason=\"no signature given\""
@@ -257,7 +284,11 @@ async fn authenticate_with(
         }
     };
 
-    match daemon.verify(user, &token, &signature).await {
+    let verdict = match &certificate {
+        Some(der) => daemon.verify_presented(user, &token, &signature, der).await,
+        None => daemon.verify(user, &token, &signature).await,
+    };
+    match verdict {
         Ok(()) if !signature.is_empty() => {
             log.info(&format!(
                 "user={user} rhost={} outcome=success",
@@ -401,9 +432,12 @@ mod tests {
         certificates: RefCell<Option<Result<Vec<CertificateEntry>, EcpError>>>,
         challenge: RefCell<Option<Result<String, EcpError>>>,
         verify: RefCell<Option<Result<(), EcpError>>>,
+        needs_signature: RefCell<Option<Result<bool, EcpError>>>,
         calls: RefCell<Vec<String>>,
         /// The signature text of the last Verify call.
         signature: RefCell<Option<String>>,
+        /// The certificate of the last VerifyPresented call.
+        presented: RefCell<Option<Vec<u8>>>,
     }
 
     fn unscripted(call: &str) -> EcpError {
@@ -432,6 +466,28 @@ mod tests {
                 .borrow_mut()
                 .take()
                 .unwrap_or_else(|| Err(unscripted("verify")))
+        }
+        async fn verify_presented(
+            &self,
+            _user: &str,
+            _token: &str,
+            signature: &str,
+            certificate: &[u8],
+        ) -> Result<(), EcpError> {
+            self.calls.borrow_mut().push("verify_presented".into());
+            *self.signature.borrow_mut() = Some(signature.to_owned());
+            *self.presented.borrow_mut() = Some(certificate.to_vec());
+            self.verify
+                .borrow_mut()
+                .take()
+                .unwrap_or_else(|| Err(unscripted("verify_presented")))
+        }
+        async fn needs_signature(&self, _user: &str) -> Result<bool, EcpError> {
+            self.calls.borrow_mut().push("needs_signature".into());
+            self.needs_signature
+                .borrow_mut()
+                .take()
+                .unwrap_or_else(|| Err(unscripted("needs_signature")))
         }
     }
 
@@ -519,6 +575,7 @@ mod tests {
             account: &account,
             mode,
             key_path,
+            cert_path: key_path.with_file_name("certificate.pem"),
         };
         let log = Log::new("sshd", true);
         let outcome = zbus::block_on(authenticate_with(daemon, options, &attempt, script, &log));
@@ -638,25 +695,48 @@ mod tests {
     }
 
     #[test]
-    fn nouserok_passes_on_a_user_without_certificates_before_any_challenge() {
+    fn nouserok_passes_on_only_whom_the_daemon_says_needs_no_signature() {
         let options = Options {
             nouserok: true,
             ..Options::default()
         };
         let daemon = FakeDaemon::default();
-        *daemon.certificates.borrow_mut() = Some(Ok(Vec::new()));
+        *daemon.needs_signature.borrow_mut() = Some(Ok(false));
         let script = Script::default();
+        let path = std::path::Path::new("/x");
         let (outcome, _) = run(
             &daemon,
             &options,
             &login(""),
             Mode::Challenge,
-            std::path::Path::new("/x"),
+            path,
             &script,
         );
         assert_eq!(outcome, Outcome::Ignore);
-        assert_eq!(*daemon.calls.borrow(), ["list"]);
+        assert_eq!(*daemon.calls.borrow(), ["needs_signature"]);
         assert!(script.prompts.borrow().is_empty());
+
+        // A user the daemon says needs one (enrolled, or any user once
+        // CAs are trusted) is asked, and a failure is a failure.
+        let daemon = scripted(
+            Ok(token("root", "sshd", "")),
+            Some(Err(EcpError::AuthenticationFailed("bad".into()))),
+        );
+        *daemon.needs_signature.borrow_mut() = Some(Ok(true));
+        let script = Script::answering(&[Some("MEUCIQsig")]);
+        let (outcome, _) = run(
+            &daemon,
+            &options,
+            &login(""),
+            Mode::Challenge,
+            path,
+            &script,
+        );
+        assert_eq!(outcome, Outcome::Denied);
+        assert_eq!(
+            *daemon.calls.borrow(),
+            ["needs_signature", "challenge", "verify"]
+        );
 
         // Without nouserok the same user is asked and refused.
         let daemon = scripted(Err(EcpError::NotEnrolled("no certificate".into())), None);
@@ -665,10 +745,41 @@ mod tests {
             &Options::default(),
             &login(""),
             Mode::Challenge,
-            std::path::Path::new("/x"),
+            path,
             &script,
         );
         assert_eq!(outcome, Outcome::Denied);
+    }
+
+    #[test]
+    fn a_certificate_in_the_answer_is_presented_and_a_broken_one_refused() {
+        let token = token("root", "sshd", "203.0.113.9");
+        let answer = SignedAnswer {
+            signature: "MEUCIQsig".into(),
+            certificate_der: Some(vec![0x30, 0x03, 0x02, 0x01, 0x05]),
+        };
+        let daemon = scripted(Ok(token.clone()), Some(Ok(())));
+        let script = Script::answering(&[Some(&answer.to_line())]);
+        assert_eq!(
+            challenge_mode(&daemon, &script, "203.0.113.9"),
+            Outcome::Success
+        );
+        assert_eq!(*daemon.calls.borrow(), ["challenge", "verify_presented"]);
+        assert_eq!(daemon.signature.borrow().as_deref(), Some("MEUCIQsig"));
+        assert_eq!(*daemon.presented.borrow(), answer.certificate_der);
+
+        let daemon = scripted(Ok(token), Some(Ok(())));
+        let script = Script::answering(&[Some("MEUCIQsig:%%%not-base64")]);
+        assert_eq!(
+            challenge_mode(&daemon, &script, "203.0.113.9"),
+            Outcome::Denied
+        );
+        assert_eq!(*daemon.calls.borrow(), ["challenge"]);
+        assert!(
+            script.errors.borrow()[0].contains("not base64"),
+            "{:?}",
+            script.errors.borrow()
+        );
     }
 
     /// A key file for root in a temporary directory.

@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 
-use ecp_core::keyfile_io::{read_key_file, ExpectedOwner, FileError};
+use ecp_core::keyfile_io::{read_key_file, read_owned_file, ExpectedOwner, FileError};
 use nix::unistd::{setfsgid, setfsuid, User};
 use zeroize::Zeroizing;
 
@@ -40,6 +40,22 @@ fn as_user<T>(account: &User, f: impl FnOnce() -> T) -> T {
 /// Whether something exists at `path`, as the user sees it.
 pub fn exists_for(account: &User, path: &std::path::Path) -> bool {
     as_user(account, || path.symlink_metadata().is_ok())
+}
+
+/// Reads the certificate at `path` for `account`, as the user would: its
+/// DER, if it is there and a CA issued it (a self-signed one is enrolled
+/// on the host or useless, so it is not sent). Anything else is None.
+pub fn ca_issued_certificate_for(account: &User, path: &std::path::Path) -> Option<Vec<u8>> {
+    let pem = as_user(account, || {
+        read_owned_file(
+            path,
+            ExpectedOwner::Uid(account.uid.as_raw()),
+            ecp_core::certificate::MAX_CERTIFICATE_LEN,
+        )
+    })
+    .ok()?;
+    let cert = ecp_core::certificate::parse_user_certificate_pem(&pem).ok()?;
+    (!cert.is_self_issued()).then(|| cert.der().to_vec())
 }
 
 /// Reads the key file at `path` for `account`.

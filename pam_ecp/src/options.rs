@@ -22,6 +22,10 @@ pub struct Options {
     /// Key file path template: `%u` is the user name, a leading `~` the
     /// user's home directory.
     pub keyfile: String,
+    /// The certificate presented with a key-file signature (a template
+    /// like `keyfile`); None: `certificate.pem` beside the key file. Only a
+    /// CA-issued certificate is sent.
+    pub certfile: Option<String>,
     pub debug: bool,
     pub nouserok: bool,
     /// Lets `mode=keyfile` sign a remote login with a key file on this
@@ -47,6 +51,7 @@ impl Default for Options {
         Self {
             mode: Mode::Auto,
             keyfile: DEFAULT_KEYFILE.into(),
+            certfile: None,
             debug: false,
             nouserok: false,
             allow_remote_keyfile: false,
@@ -60,7 +65,8 @@ impl Default for Options {
 
 impl Options {
     /// Parses `debug`, `nouserok`, `allow_remote_keyfile`, `mode=`,
-    /// `keyfile=`, `bus=`, `timeout=`, `prompt=` and `daemon_user=`.
+    /// `keyfile=`, `certfile=`, `bus=`, `timeout=`, `prompt=` and
+    /// `daemon_user=`.
     pub fn parse<'a>(args: impl IntoIterator<Item = &'a str>) -> Result<Self, String> {
         let mut options = Self::default();
         for arg in args {
@@ -76,6 +82,9 @@ impl Options {
                 ("mode", Some("keyfile")) => options.mode = Mode::Keyfile,
                 ("mode", Some("challenge")) => options.mode = Mode::Challenge,
                 ("keyfile", Some(path)) if !path.is_empty() => options.keyfile = path.into(),
+                ("certfile", Some(path)) if !path.is_empty() => {
+                    options.certfile = Some(path.into())
+                }
                 ("bus", Some(address)) if !address.is_empty() => options.bus = Some(address.into()),
                 ("timeout", Some(secs)) => {
                     let secs: u64 = secs
@@ -115,6 +124,7 @@ mod tests {
             "allow_remote_keyfile",
             "mode=challenge",
             "keyfile=/etc/ecp/keys/%u.pem",
+            "certfile=/etc/ecp/keys/%u.crt",
             "bus=unix:path=/tmp/x",
             "timeout=3",
             "prompt=Paste the signature: ",
@@ -124,6 +134,7 @@ mod tests {
         assert!(o.debug && o.nouserok && o.allow_remote_keyfile);
         assert_eq!(o.mode, Mode::Challenge);
         assert_eq!(o.keyfile, "/etc/ecp/keys/%u.pem");
+        assert_eq!(o.certfile.as_deref(), Some("/etc/ecp/keys/%u.crt"));
         assert_eq!(o.bus.as_deref(), Some("unix:path=/tmp/x"));
         assert_eq!(o.timeout, Duration::from_secs(3));
         assert_eq!(o.prompt, "Paste the signature: ");
@@ -138,6 +149,7 @@ mod tests {
             "timeout=0",
             "timeout=x",
             "bus=",
+            "certfile=",
             "nouserok=1",
             "prompt=a\nb",
             "daemon_user=../x",
