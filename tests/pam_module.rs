@@ -819,3 +819,82 @@ fn the_first_login_after_boot_starts_ecpd_by_d_bus_activation() {
         .args(["-f", &db])
         .status();
 }
+
+#[test]
+fn a_ca_issued_certificate_beside_the_key_logs_in_with_nothing_enrolled() {
+    if !needs_root() {
+        return;
+    }
+    let work = ecp_tests::Workdir::new();
+    let ca = ecp_tests::ca::TestCa::root(
+        &work.path(""),
+        "Org CA",
+        ecp_tests::ca::CaKeyKind::Rsa(2048),
+    );
+    let ca_file = work.write("ca.pem", ca.certificate_pem().as_bytes(), 0o644);
+    let crl_file = work.write("crl.pem", ca.crl(24).as_bytes(), 0o644);
+    let s = Setup::with_config(
+        false,
+        30,
+        &format!(
+            "ca_file = \"{}\"\ncrl_file = \"{}\"\n",
+            ca_file.display(),
+            crl_file.display()
+        ),
+    );
+    s.service("ecp-keyfile", "mode=keyfile");
+    s.service("ecp-keyfile-nouserok", "mode=keyfile nouserok");
+
+    // The self-signed certificate keygen wrote is not enrolled: refused,
+    // and with a trusted CA nouserok does not wave the user through.
+    let refused = s.login("ecp-keyfile", &format!("{PASSPHRASE}\n"));
+    assert_eq!(refused.code, 1, "{}", refused.stderr);
+    let refused = s.login("ecp-keyfile-nouserok", &format!("{PASSPHRASE}\n"));
+    assert_eq!(refused.code, 1, "{}", refused.stderr);
+
+    // The CA signs a request made from the user's own (encrypted) key;
+    // the certificate goes beside the key, where the module finds it.
+    let request = work.path("user.csr");
+    ecp_tests::openssl(&[
+        "req",
+        "-new",
+        "-key",
+        s.key().to_str().unwrap(),
+        "-passin",
+        &format!("file:{}", s.pass_file.display()),
+        "-subj",
+        &format!("/CN={}", s.user.name),
+        "-out",
+        request.to_str().unwrap(),
+    ]);
+    let issued = work.path("issued.pem");
+    ca.sign_user(&request, &issued, 30);
+    s.user.write_owned(
+        &s.user.home.join(".config/ecp/certificate.pem"),
+        &std::fs::read_to_string(&issued).unwrap(),
+    );
+    let ok = s.login("ecp-keyfile", &format!("{PASSPHRASE}\n"));
+    assert_eq!(ok.code, 0, "{}", ok.stderr);
+    assert!(
+        s.daemon
+            .log()
+            .contains("signed with a CA-issued certificate"),
+        "{}",
+        s.daemon.log()
+    );
+    // Still nothing enrolled on this host.
+    assert!(s
+        .daemon
+        .ecpctl(&["list", &s.user.name, "--json"])
+        .ok()
+        .contains("[]"));
+
+    // Revoked: refused again.
+    ca.revoke(&issued);
+    std::fs::write(&crl_file, ca.crl(24)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while s.login("ecp-keyfile", &format!("{PASSPHRASE}\n")).code == 0 {
+        assert!(Instant::now() < deadline, "the new CRL was not picked up");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}

@@ -119,6 +119,36 @@ fn ssh_args(user: &str, port: u16, alias: Option<&str>) -> Vec<String> {
     args
 }
 
+/// A real sshd on a free port whose PAM service `sshd-ecp` is the password,
+/// then pam_ecp in challenge mode against `daemon`.
+fn sshd_with_ecp(daemon: &TestDaemon, dir: &Path) -> (PamServices, Sshd, u16) {
+    let services = PamServices::new();
+    services.add(
+        "sshd-ecp",
+        &format!(
+            "auth requisite pam_unix.so\nauth required $MODULE mode=challenge bus={}\n\
+             account required pam_unix.so\nsession required pam_permit.so\n",
+            daemon.address()
+        ),
+    );
+    let port = free_port();
+    let sshd = start_sshd(dir, &services, port);
+    (services, sshd, port)
+}
+
+/// An SSH_ASKPASS script at `path`: `ecpctl askpass --key KEY` for ecp
+/// challenges, `password` for anything else.
+fn askpass_script(path: &Path, key: &Path, password: &str) {
+    write_script(
+        path,
+        &format!(
+            "#!/bin/sh\ncase \"$*\" in\n  *'ecp challenge'*) exec {} askpass --key {} \"$@\" ;;\n  *) echo '{password}' ;;\nesac\n",
+            binary("ecpctl").display(),
+            key.display()
+        ),
+    );
+}
+
 /// ssh as `user` with `askpass` answering every prompt and no terminal;
 /// HOME (where askpass keeps its approved list) is `dir`/home.
 fn ssh(dir: &Path, askpass: &Path, user: &str, port: u16) -> Run {
@@ -207,28 +237,11 @@ fn sshd_login_needs_the_password_and_a_signed_challenge() {
     let dir = work.path();
     let (user, key) = enrolled_user(&daemon, dir);
 
-    let services = PamServices::new();
-    services.add(
-        "sshd-ecp",
-        &format!(
-            "auth requisite pam_unix.so\nauth required $MODULE mode=challenge bus={}\n\
-             account required pam_unix.so\nsession required pam_permit.so\n",
-            daemon.address()
-        ),
-    );
-    let port = free_port();
-    let _sshd = start_sshd(dir, &services, port);
+    let (_services, _sshd, port) = sshd_with_ecp(&daemon, dir);
 
     // The person types the password; `ecpctl askpass` answers the challenge.
     let askpass = dir.join("askpass");
-    write_script(
-        &askpass,
-        &format!(
-            "#!/bin/sh\ncase \"$*\" in\n  *'ecp challenge'*) exec {} askpass --key {} \"$@\" ;;\n  *) echo '{PASSWORD}' ;;\nesac\n",
-            binary("ecpctl").display(),
-            key.display()
-        ),
-    );
+    askpass_script(&askpass, &key, PASSWORD);
     // This server is not on the approved list yet, and with no terminal
     // to ask on, askpass signs nothing: no login.
     let approved = dir.join("home/.config/ecp/approved_hosts");
@@ -294,17 +307,144 @@ fn sshd_login_needs_the_password_and_a_signed_challenge() {
 
     // With the key but the wrong password: refused too.
     let wrong_password = dir.join("askpass-wrongpw");
-    write_script(
-        &wrong_password,
-        &format!(
-            "#!/bin/sh\ncase \"$*\" in\n  *'ecp challenge'*) exec {} askpass --key {} \"$@\" ;;\n  *) echo 'not-the-password' ;;\nesac\n",
-            binary("ecpctl").display(),
-            key.display()
-        ),
-    );
+    askpass_script(&wrong_password, &key, "not-the-password");
     let run = ssh(dir, &wrong_password, &user.name, port);
     assert_ne!(run.code, 0);
     assert!(!run.stdout.contains("logged-in-as"));
+}
+
+/// A user who can log in with PASSWORD and has a key (passphrase
+/// PASSPHRASE) in ~/.config/ecp, made as the user: (user, that directory,
+/// the passphrase file).
+fn user_with_own_key(daemon: &TestDaemon) -> (TestUser, PathBuf, PathBuf) {
+    let user = TestUser::create(daemon.bus.dir());
+    user.enable_login(PASSWORD);
+    let ecpctl = ecp_tests::binary_copy_in(daemon.bus.dir(), "ecpctl");
+    let pass = user.home.join("pass");
+    user.write_owned(&pass, &format!("{PASSPHRASE}\n"));
+    let keydir = user.home.join(".config/ecp");
+    user.keygen(&ecpctl, &keydir, &pass, &[]);
+    (user, keydir, pass)
+}
+
+/// A sudo PAM service using pam_ecp in keyfile mode against `daemon`, in a
+/// copy of /etc/pam.d, and a sudoers letting `user` run anything:
+/// (their directory, pam.d, sudoers).
+fn sudo_setup(daemon: &TestDaemon, user: &TestUser) -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let work = tempfile::tempdir().unwrap();
+    let pam_d = work.path().join("pam.d");
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg("/etc/pam.d")
+        .arg(&pam_d)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::fs::write(
+        pam_d.join("sudo-ecp"),
+        format!(
+            "auth requisite pam_unix.so\nauth required {} mode=keyfile bus={}\n\
+             account required pam_unix.so\nsession required pam_permit.so\n",
+            module_path().display(),
+            daemon.address()
+        ),
+    )
+    .unwrap();
+    let sudoers = work.path().join("sudoers");
+    std::fs::write(
+        &sudoers,
+        format!(
+            "Defaults pam_service=sudo-ecp\nDefaults !lecture\nDefaults passwd_tries=1\n\
+             root ALL=(ALL:ALL) ALL\n{} ALL=(ALL:ALL) ALL\n",
+            user.name
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&sudoers, std::fs::Permissions::from_mode(0o440)).unwrap();
+    let check = Command::new("visudo")
+        .arg("-cf")
+        .arg(&sudoers)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+
+    (work, pam_d, sudoers)
+}
+
+#[test]
+fn sshd_and_sudo_accept_a_ca_issued_certificate_with_nothing_enrolled() {
+    if !running_as_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let ca = ecp_tests::ca::TestCa::root(dir, "Org CA", ecp_tests::ca::CaKeyKind::P256);
+    std::fs::write(dir.join("ca.pem"), ca.certificate_pem()).unwrap();
+    std::fs::write(dir.join("crl.pem"), ca.crl(24)).unwrap();
+    let daemon = TestDaemon::start(&format!(
+        "host_name = \"ca-host\"\nchallenges_per_user_per_minute = 0\n\
+         ca_file = \"{0}/ca.pem\"\ncrl_file = \"{0}/crl.pem\"\n",
+        dir.display()
+    ));
+    // The user's own key, made as the user; the CA's certificate for it
+    // replaces the self-signed one beside it. Nothing is enrolled.
+    let (user, keydir, pass) = user_with_own_key(&daemon);
+    ecp_tests::openssl(&[
+        "req",
+        "-new",
+        "-key",
+        keydir.join("private_key.pem").to_str().unwrap(),
+        "-passin",
+        &format!("file:{}", pass.display()),
+        "-subj",
+        &format!("/CN={}", user.name),
+        "-out",
+        dir.join("user.csr").to_str().unwrap(),
+    ]);
+    ca.sign_user(&dir.join("user.csr"), &dir.join("user.pem"), 30);
+    user.write_owned(
+        &keydir.join("certificate.pem"),
+        &std::fs::read_to_string(dir.join("user.pem")).unwrap(),
+    );
+
+    // sudo: the module presents the certificate beside the key.
+    let (_sudo_work, pam_d, sudoers) = sudo_setup(&daemon, &user);
+    let ok = sudo_as(
+        &user,
+        &pam_d,
+        &sudoers,
+        &format!("{PASSWORD}\n{PASSPHRASE}\n"),
+    );
+    assert_eq!(ok.code, 0, "{}", ok.stderr);
+
+    // ssh: askpass answers with the signature and the certificate.
+    let (_services, _sshd, port) = sshd_with_ecp(&daemon, dir);
+    std::fs::write(dir.join("passphrase"), format!("{PASSPHRASE}\n")).unwrap();
+    let approved = dir.join("home/.config/ecp/approved_hosts");
+    std::fs::create_dir_all(approved.parent().unwrap()).unwrap();
+    std::fs::write(
+        &approved,
+        format!("{0}@ca-host sshd-ecp {0}@ca-host\n", user.name),
+    )
+    .unwrap();
+    let askpass = dir.join("askpass");
+    askpass_script(&askpass, &keydir.join("private_key.pem"), PASSWORD);
+    let run = ssh_as(dir, &askpass, &user.name, port, Some("ca-host"));
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout.contains(&format!("logged-in-as-{}", user.name)),
+        "{}",
+        run.stdout
+    );
+    assert!(daemon
+        .ecpctl(&["list", &user.name, "--json"])
+        .ok()
+        .contains("[]"));
 }
 
 /// Runs `sudo -S -k true` as `user` with `input` on stdin, inside a mount
@@ -352,14 +492,8 @@ fn sudo_needs_the_password_and_the_key_file() {
     }
     let daemon =
         TestDaemon::start("host_name = \"sudo-test-host\"\nchallenges_per_user_per_minute = 0\n");
-    let user = TestUser::create(daemon.bus.dir());
-    user.enable_login(PASSWORD);
     // The user's own key in the default place, made as the user.
-    let ecpctl = ecp_tests::binary_copy_in(daemon.bus.dir(), "ecpctl");
-    let pass = user.home.join("pass");
-    user.write_owned(&pass, &format!("{PASSPHRASE}\n"));
-    let keydir = user.home.join(".config/ecp");
-    user.keygen(&ecpctl, &keydir, &pass, &[]);
+    let (user, keydir, _pass) = user_with_own_key(&daemon);
     daemon
         .ecpctl(&[
             "enroll",
@@ -369,46 +503,7 @@ fn sudo_needs_the_password_and_the_key_file() {
         ])
         .ok();
 
-    let work = tempfile::tempdir().unwrap();
-    let pam_d = work.path().join("pam.d");
-    let status = Command::new("cp")
-        .arg("-a")
-        .arg("/etc/pam.d")
-        .arg(&pam_d)
-        .status()
-        .unwrap();
-    assert!(status.success());
-    std::fs::write(
-        pam_d.join("sudo-ecp"),
-        format!(
-            "auth requisite pam_unix.so\nauth required {} mode=keyfile bus={}\n\
-             account required pam_unix.so\nsession required pam_permit.so\n",
-            module_path().display(),
-            daemon.address()
-        ),
-    )
-    .unwrap();
-    let sudoers = work.path().join("sudoers");
-    std::fs::write(
-        &sudoers,
-        format!(
-            "Defaults pam_service=sudo-ecp\nDefaults !lecture\nDefaults passwd_tries=1\n\
-             root ALL=(ALL:ALL) ALL\n{} ALL=(ALL:ALL) ALL\n",
-            user.name
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&sudoers, std::fs::Permissions::from_mode(0o440)).unwrap();
-    let check = Command::new("visudo")
-        .arg("-cf")
-        .arg(&sudoers)
-        .output()
-        .unwrap();
-    assert!(
-        check.status.success(),
-        "{}",
-        String::from_utf8_lossy(&check.stderr)
-    );
+    let (_work, pam_d, sudoers) = sudo_setup(&daemon, &user);
 
     let ok = sudo_as(
         &user,
