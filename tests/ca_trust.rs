@@ -429,3 +429,62 @@ fn nix_kill_hup(pid: u32) {
         .unwrap();
     assert!(status.success());
 }
+
+#[test]
+fn ecpctl_cert_check_says_what_ecpd_would_decide_about_a_presented_certificate() {
+    let work = Workdir::new();
+    let ca = TestCa::root(&work.path(""), "Org CA", CaKeyKind::P256);
+    let ca_file = work.write("ca.pem", ca.certificate_pem().as_bytes(), 0o644);
+    let cert = user_certificate(&work, &ca, "alice");
+    let crl = work.write("crl.pem", ca.crl(24).as_bytes(), 0o644);
+    let check = |extra: &[&str]| {
+        let mut args = vec![
+            "cert",
+            "check",
+            "--user",
+            "alice",
+            "--ca-file",
+            ca_file.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        args.push(cert.to_str().unwrap());
+        ecp_tests::ecpctl(&args)
+    };
+    let ok = check(&["--crl-file", crl.to_str().unwrap()]);
+    assert_eq!(ok.code, 0, "{}", ok.stderr);
+    assert!(
+        ok.stdout
+            .contains("would be accepted for user alice at login: issued by"),
+        "{}",
+        ok.stdout
+    );
+
+    // No CRL: refused as ecpd refuses it by default, unless not required.
+    let no_crl = check(&[]);
+    assert_eq!(no_crl.code, 1);
+    assert!(
+        no_crl.stderr.contains("there is no CRL"),
+        "{}",
+        no_crl.stderr
+    );
+    assert_eq!(check(&["--no-require-crl"]).code, 0);
+
+    // Revoked.
+    ca.revoke(&cert);
+    std::fs::write(&crl, ca.crl(24)).unwrap();
+    let revoked = check(&["--crl-file", crl.to_str().unwrap()]);
+    assert_eq!(revoked.code, 1);
+    assert!(revoked.stderr.contains("is revoked"), "{}", revoked.stderr);
+
+    // Without --ca-file it is judged for enrollment: not self-signed.
+    let enroll = ecp_tests::ecpctl(&["cert", "check", "--user", "alice", cert.to_str().unwrap()]);
+    assert_eq!(enroll.code, 1);
+    assert!(enroll.stderr.contains("self-signed"), "{}", enroll.stderr);
+
+    // `cert show` names the issuer.
+    let shown = ecp_tests::ecpctl(&["cert", "show", cert.to_str().unwrap()]).ok();
+    assert!(
+        shown.contains("issuer:       O=ecp tests, CN=Org CA"),
+        "{shown}"
+    );
+}

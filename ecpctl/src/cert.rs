@@ -3,8 +3,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use ecp_core::certificate::{parse_certificate_pem, ParsedCertificate, MAX_CERTIFICATE_LEN};
+use ecp_core::certificate::{parse_user_certificate_pem, ParsedCertificate, MAX_CERTIFICATE_LEN};
 use ecp_core::keyfile_io::{read_owned_file, ExpectedOwner, FileError};
+use ecp_core::trust::{parse_ca_file, parse_crl_file, CrlPolicy, TrustStore};
 use ecp_core::validate_certificate;
 use ecp_core::when::{days_left, format_utc, unix_now};
 
@@ -29,13 +30,20 @@ fn read_certificate_file(path: &Path) -> Result<Vec<u8>, Failure> {
 
 pub fn show(args: &CertShowArgs) -> Result<(), Failure> {
     let pem = read_certificate_file(&args.file)?;
-    let cert = parse_certificate_pem(&pem)?;
+    // Shown whoever signed it; a self-issued one must sign itself.
+    let cert = parse_user_certificate_pem(&pem)?;
+    if cert.is_self_issued() {
+        cert.check_self_signed()?;
+    }
     print!("{}", describe(&cert, unix_now()));
     Ok(())
 }
 
 pub fn check(args: &CertCheckArgs) -> Result<(), Failure> {
     let pem = read_certificate_file(&args.file)?;
+    if let Some(ca_file) = &args.ca_file {
+        return check_ca_issued(args, ca_file, &pem);
+    }
     let cert = validate_certificate(&pem, &args.user, unix_now(), Duration::from_secs(args.skew))?;
     println!(
         "OK: {} would be accepted for user {} (valid until {})",
@@ -46,13 +54,64 @@ pub fn check(args: &CertCheckArgs) -> Result<(), Failure> {
     Ok(())
 }
 
+/// What ecpd decides about `pem` presented at login, with the CAs and CRLs
+/// from the files named.
+fn check_ca_issued(args: &CertCheckArgs, ca_file: &Path, pem: &[u8]) -> Result<(), Failure> {
+    let read = |path: &Path| {
+        read_owned_file(
+            path,
+            ExpectedOwner::Anyone,
+            ecp_core::trust::MAX_TRUST_FILE_LEN,
+        )
+        .map_err(Failure::File)
+    };
+    let refused = |e: &dyn std::fmt::Display| Failure::CheckFailed(e.to_string());
+    let cas = parse_ca_file(&read(ca_file)?).map_err(|e| refused(&e))?;
+    let crls = match &args.crl_file {
+        Some(path) => parse_crl_file(&read(path)?).map_err(|e| refused(&e))?,
+        None => Vec::new(),
+    };
+    let store = TrustStore::new(cas, crls).map_err(|e| refused(&e))?;
+    let der = parse_user_certificate_pem(pem)?.der().to_vec();
+    let policy = CrlPolicy {
+        require_crl: !args.no_require_crl,
+        grace_secs: args.crl_grace_secs,
+    };
+    let accepted = store
+        .check_presented(
+            &der,
+            &args.user,
+            unix_now(),
+            Duration::from_secs(args.skew),
+            policy,
+        )
+        .map_err(|e| refused(&e))?;
+    println!(
+        "OK: {} would be accepted for user {} at login: issued by {} (serial {}), valid until {}",
+        args.file.display(),
+        args.user,
+        accepted.issuer,
+        accepted.certificate.serial_hex(),
+        format_utc(accepted.certificate.not_after())
+    );
+    Ok(())
+}
+
 fn describe(cert: &ParsedCertificate, now: i64) -> String {
     let status = match cert.check_time(now, Duration::ZERO) {
         Ok(()) => format!("valid, {} days left", days_left(cert.not_after(), now)),
         Err(e) => e.to_string(),
     };
+    let issuer = if cert.is_self_issued() {
+        "itself (self-signed: enroll it with `ecpctl enroll`)".to_owned()
+    } else {
+        format!(
+            "{} (present it at login; ecpd must trust this CA)",
+            cert.issuer()
+        )
+    };
     format!(
-        "subject:      CN={}\nfingerprint:  {} (SHA-256)\nserial:       {}\nnot before:   {}\nnot after:    {}\nstatus:       {}\nkey:          ECDSA P-256\n",
+        "subject:      CN={}\nissuer:       {issuer}\nfingerprint:  {} (SHA-256)\nserial:       {}\nnot before:   {}\nnot after:    {}\nstatus:       {}\nkey:          ECDSA P-256\n",
         cert.common_name(),
         cert.fingerprint(),
         cert.serial_hex(),

@@ -332,11 +332,15 @@ pub struct CertShowArgs {
 
 /// Check whether the daemon would accept a certificate for a user.
 ///
-/// Applies exactly the rule ecpd applies when enrolling: one PEM
-/// certificate, exactly one CN equal to the user name, a P-256 key, a valid
-/// self-signature (ecdsa-with-SHA256), and the current time inside its
-/// validity (give or take --skew). Exit status 0 if it would be accepted,
-/// 1 with the reason if not.
+/// Without --ca-file, applies exactly the rule ecpd applies when enrolling:
+/// one PEM certificate, exactly one CN equal to the user name, a P-256 key,
+/// a valid self-signature (ecdsa-with-SHA256), and the current time inside
+/// its validity (give or take --skew). With --ca-file, applies the rule for
+/// a certificate presented at login instead: issued directly by one of
+/// those CAs (valid now, CA:TRUE), the same user rule, not a CA itself, and
+/// not revoked by a current CRL from --crl-file (one is required, as with
+/// ecpd's default require_crl, unless --no-require-crl). Exit status 0 if
+/// it would be accepted, 1 with the reason if not.
 #[derive(Debug, Args)]
 #[command(after_long_help = EXIT_CODES)]
 pub struct CertCheckArgs {
@@ -346,6 +350,23 @@ pub struct CertCheckArgs {
     /// Allowed clock difference, in seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = ecp_core::certificate::DEFAULT_CLOCK_SKEW.as_secs())]
     pub skew: u64,
+    /// Organisation CA certificates (PEM), as ecpd's ca_file.
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// Their revocation lists (PEM or DER), as ecpd's crl_file.
+    #[arg(long, value_name = "FILE", requires = "ca_file")]
+    pub crl_file: Option<PathBuf>,
+    /// Accept without a current CRL, as ecpd's `require_crl = false`.
+    #[arg(long, requires = "ca_file")]
+    pub no_require_crl: bool,
+    /// Seconds a CRL still counts after its nextUpdate (crl_grace_secs).
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 0,
+        requires = "ca_file"
+    )]
+    pub crl_grace_secs: u64,
     /// PEM certificate file.
     pub file: PathBuf,
 }
