@@ -332,6 +332,11 @@ fn a_ca_issued_certificate_logs_in_unenrolled_and_a_new_crl_revokes_it_without_r
         run.stdout
     );
 
+    // `ecpctl status` shows the CA and its CRL.
+    let status = daemon.ecpctl(&["status"]).ok();
+    assert!(status.contains("trusted CA:             O=ecp tests, CN=Org CA"), "{status}");
+    assert!(status.contains("CRL:                  this update"), "{status}");
+
     // Another CA's certificate for the same key name: refused like a bad
     // signature; the journal has the reason.
     let other = TestCa::root(&work.path("other"), "Other CA", CaKeyKind::P256);
@@ -381,6 +386,8 @@ fn a_ca_issued_certificate_logs_in_unenrolled_and_a_new_crl_revokes_it_without_r
         std::thread::sleep(Duration::from_millis(200));
     }
     assert_eq!(test_login(&cert).code, 1);
+    let status = daemon.ecpctl(&["status"]).ok();
+    assert!(status.contains("CA/CRL files problem:"), "{status}");
 }
 
 #[test]

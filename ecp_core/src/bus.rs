@@ -112,6 +112,28 @@ pub struct DaemonStatus {
     pub uptime_secs: u64,
 }
 
+/// One organisation CA ecpd trusts, with the CRL it holds for it. Times
+/// are Unix seconds; a CRL time of 0 means none (no CRL, or no
+/// nextUpdate in it).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct TrustedCaEntry {
+    pub subject: String,
+    pub fingerprint: String,
+    pub not_before: i64,
+    pub not_after: i64,
+    pub crl_this_update: i64,
+    pub crl_next_update: i64,
+}
+
+/// What `Trust` returns: whether `ca_file` is set, the CAs in force, and
+/// why the last re-read of the files failed ("" when it did not).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct TrustReport {
+    pub configured: bool,
+    pub cas: Vec<TrustedCaEntry>,
+    pub problem: String,
+}
+
 /// Methods a login needs.
 #[zbus::proxy(
     interface = "org.ecp.Ecpd1.Auth",
@@ -178,4 +200,8 @@ pub trait Admin {
     /// Forgets expired used nonces and stale counters now; returns how
     /// many nonces were forgotten.
     fn cleanup(&self) -> Result<u64, EcpError>;
+
+    /// The organisation CAs and CRLs in force (public facts: anyone may
+    /// ask).
+    fn trust(&self) -> Result<TrustReport, EcpError>;
 }

@@ -198,17 +198,21 @@ pub fn status(bus: &str, args: &JsonArg) -> Result<(), Failure> {
     zbus::block_on(async {
         let (_conn, proxy) = admin(bus).await?;
         let s = call(proxy.status().await)?;
+        let trust = call(proxy.trust().await)?;
         if args.json {
+            let mut value = serde_json::to_value(&s).map_err(|e| Failure::Usage(e.to_string()))?;
+            value["trust"] =
+                serde_json::to_value(&trust).map_err(|e| Failure::Usage(e.to_string()))?;
             let text =
-                serde_json::to_string_pretty(&s).map_err(|e| Failure::Usage(e.to_string()))?;
+                serde_json::to_string_pretty(&value).map_err(|e| Failure::Usage(e.to_string()))?;
             println!("{text}");
+            return Ok(());
+        }
+        println!("version:                {}", s.version);
+        if s.host.is_empty() {
+            // What a non-root caller is told; the rest is root's.
+            println!("(run as root for the counts)");
         } else {
-            println!("version:                {}", s.version);
-            if s.host.is_empty() {
-                // What a non-root caller is told; the rest is root's.
-                println!("(run as root for the counts)");
-                return Ok(());
-            }
             println!("host:                   {}", s.host);
             println!("users enrolled:         {}", s.users);
             println!("certificates:           {}", s.certificates);
@@ -217,8 +221,38 @@ pub fn status(bus: &str, args: &JsonArg) -> Result<(), Failure> {
             println!("store size:             {} bytes", s.store_bytes);
             println!("uptime:                 {} s", s.uptime_secs);
         }
+        print_trust(&trust);
         Ok(())
     })
+}
+
+/// The trusted CAs, one block each, and the CRL held for each.
+fn print_trust(trust: &ecp_core::bus::TrustReport) {
+    if !trust.configured {
+        println!("organisation CAs:       none (ca_file not set)");
+        return;
+    }
+    for ca in &trust.cas {
+        println!("trusted CA:             {}", ca.subject);
+        println!("  fingerprint:          {}", ca.fingerprint);
+        println!("  not after:            {}", format_utc(ca.not_after));
+        if ca.crl_this_update == 0 {
+            println!("  CRL:                  none loaded");
+        } else {
+            let next = if ca.crl_next_update == 0 {
+                "none".to_owned()
+            } else {
+                format_utc(ca.crl_next_update)
+            };
+            println!(
+                "  CRL:                  this update {}, next update {next}",
+                format_utc(ca.crl_this_update)
+            );
+        }
+    }
+    if !trust.problem.is_empty() {
+        println!("CA/CRL files problem:   {}", trust.problem);
+    }
 }
 
 pub fn cleanup(bus: &str) -> Result<(), Failure> {

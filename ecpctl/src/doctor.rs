@@ -40,6 +40,51 @@ impl Report {
     }
 }
 
+/// How long before a CRL's nextUpdate doctor starts to warn.
+const CRL_WARNING_SECS: i64 = 86_400;
+
+/// The organisation CAs ecpd trusts: a CRL that is past its nextUpdate
+/// (that CA's certificates are refused), or due within a day; a CA file
+/// that the daemon could not use.
+fn check_trust(report: &mut Report, trust: &ecp_core::bus::TrustReport, now: i64) {
+    if !trust.configured {
+        return;
+    }
+    if !trust.problem.is_empty() {
+        report.fail(&format!(
+            "ecpd could not use its CA or CRL files, and keeps what it had: {}",
+            trust.problem
+        ));
+    }
+    for ca in &trust.cas {
+        let name = &ca.subject;
+        if ca.not_after <= now {
+            report.fail(&format!(
+                "trusted CA {name} expired on {}: its certificates are refused",
+                format_utc(ca.not_after)
+            ));
+        }
+        match (ca.crl_this_update, ca.crl_next_update) {
+            (0, _) => report.warn(&format!(
+                "no CRL is loaded for CA {name}: with require_crl (the default) its certificates are refused"
+            )),
+            (_, 0) => report.ok(&format!("CA {name}: CRL without nextUpdate")),
+            (_, next) if next <= now => report.fail(&format!(
+                "the CRL of CA {name} is past its nextUpdate ({}): its certificates are refused until a fresh CRL is in crl_file",
+                format_utc(next)
+            )),
+            (_, next) if next - now < CRL_WARNING_SECS => report.warn(&format!(
+                "the CRL of CA {name} is due on {}: publish a fresh one before then",
+                format_utc(next)
+            )),
+            (_, next) => report.ok(&format!(
+                "CA {name}: CRL current until {}",
+                format_utc(next)
+            )),
+        }
+    }
+}
+
 pub fn run(bus: &str, args: &DoctorArgs) -> Result<(), Failure> {
     let mut report = Report { problems: 0 };
     let user = match &args.user {
@@ -61,14 +106,19 @@ pub fn run(bus: &str, args: &DoctorArgs) -> Result<(), Failure> {
         let admin = AdminProxy::new(&conn).await.map_err(|e| e.to_string())?;
         let status = admin.status().await.map_err(|e| e.to_string())?;
         let certificates = admin.list(&user).await.map_err(|e| e.to_string());
-        Ok::<_, String>((status, certificates))
+        let trust = admin.trust().await.map_err(|e| e.to_string());
+        Ok::<_, String>((status, certificates, trust))
     });
     let (status, certificates) = match daemon {
-        Ok((status, certs)) => {
+        Ok((status, certs, trust)) => {
             report.ok(&format!(
                 "ecpd {} is running on {} (bus: {bus})",
                 status.version, status.host
             ));
+            match trust {
+                Ok(trust) => check_trust(&mut report, &trust, unix_now()),
+                Err(e) => report.fail(&format!("cannot ask ecpd for its CAs: {e}")),
+            }
             (Some(status), Some(certs))
         }
         Err(e) => {
@@ -182,4 +232,53 @@ pub fn run(bus: &str, args: &DoctorArgs) -> Result<(), Failure> {
     }
     println!("no problems found");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ecp_core::bus::{TrustReport, TrustedCaEntry};
+
+    fn ca(crl_this_update: i64, crl_next_update: i64) -> TrustedCaEntry {
+        TrustedCaEntry {
+            subject: "CN=Org CA".into(),
+            fingerprint: "ab".repeat(32),
+            not_before: 0,
+            not_after: 2_000_000_000,
+            crl_this_update,
+            crl_next_update,
+        }
+    }
+
+    fn problems(trust: &TrustReport, now: i64) -> usize {
+        let mut report = Report { problems: 0 };
+        check_trust(&mut report, trust, now);
+        report.problems
+    }
+
+    #[test]
+    fn a_crl_past_its_next_update_fails_and_one_due_within_a_day_warns() {
+        let now = 1_800_000_000;
+        let with = |cas: Vec<TrustedCaEntry>, problem: &str| TrustReport {
+            configured: true,
+            cas,
+            problem: problem.into(),
+        };
+        assert_eq!(
+            problems(&with(vec![ca(now - 10, now + 7 * 86_400)], ""), now),
+            0
+        );
+        assert_eq!(problems(&with(vec![ca(now - 10, now + 3600)], ""), now), 0);
+        assert_eq!(problems(&with(vec![ca(now - 10, now - 1)], ""), now), 1);
+        // No CRL loaded: a warning (require_crl decides), not a failure.
+        assert_eq!(problems(&with(vec![ca(0, 0)], ""), now), 0);
+        // A file ecpd could not use (a non-CA certificate in ca_file).
+        let bad = with(
+            vec![ca(now - 10, now + 86_400 * 2)],
+            "/etc/ecp/ca.pem: CA certificate CN=x is not a CA",
+        );
+        assert_eq!(problems(&bad, now), 1);
+        // Nothing configured, nothing to say.
+        assert_eq!(problems(&TrustReport::default(), now), 0);
+    }
 }

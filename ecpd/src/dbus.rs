@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use ecp_core::bus::{CertificateEntry, DaemonStatus, EcpError};
+use ecp_core::bus::{CertificateEntry, DaemonStatus, EcpError, TrustReport};
 use zbus::message::Header;
 use zbus::names::{BusName, OwnedUniqueName};
 
@@ -286,5 +286,9 @@ impl AdminInterface {
     async fn cleanup(&self, #[zbus(header)] header: Header<'_>) -> Result<u64, EcpError> {
         let caller = self.0.caller(&header).await?;
         self.0.decide(caller, |s, c| s.cleanup(c)).await
+    }
+
+    async fn trust(&self) -> Result<TrustReport, EcpError> {
+        Ok(self.0.service.trust_report())
     }
 }

@@ -552,9 +552,24 @@ impl Service {
         self.trust.refresh(force)
     }
 
-    /// The CAs and CRLs in force.
-    pub fn trust(&self) -> std::sync::Arc<ecp_core::trust::TrustStore> {
-        self.trust.current()
+    /// The CAs and CRLs in force, for `ecpctl status` and `doctor`.
+    pub fn trust_report(&self) -> ecp_core::bus::TrustReport {
+        let store = self.trust.current();
+        ecp_core::bus::TrustReport {
+            configured: self.trust.is_configured(),
+            cas: store
+                .crls()
+                .map(|(ca, crl)| ecp_core::bus::TrustedCaEntry {
+                    subject: ca.subject.clone(),
+                    fingerprint: ca.fingerprint.clone(),
+                    not_before: ca.not_before,
+                    not_after: ca.not_after,
+                    crl_this_update: crl.map_or(0, |c| c.this_update),
+                    crl_next_update: crl.and_then(|c| c.next_update).unwrap_or(0),
+                })
+                .collect(),
+            problem: self.trust.problem(),
+        }
     }
 
     pub fn enroll(

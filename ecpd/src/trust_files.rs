@@ -46,6 +46,8 @@ pub struct TrustFiles {
     crl_file: Option<PathBuf>,
     seen: Mutex<(Option<Stamp>, Option<Stamp>)>,
     current: RwLock<Arc<TrustStore>>,
+    /// Why the last read failed; empty after a good one.
+    problem: Mutex<String>,
 }
 
 fn read_bounded(path: &Path) -> Result<Vec<u8>, TrustFileError> {
@@ -77,6 +79,7 @@ impl TrustFiles {
             crl_file: config.crl_file.clone(),
             seen: Mutex::new((None, None)),
             current: RwLock::new(Arc::new(TrustStore::default())),
+            problem: Mutex::new(String::new()),
         };
         if files.ca_file.is_some() {
             let stamps = files.stamps();
@@ -84,6 +87,7 @@ impl TrustFiles {
                 Ok(store) => store,
                 Err(e) if files.is_crl_error(&e) => {
                     error!(event = "trust", outcome = "failed", reason = %e, "no CRL is loaded");
+                    *files.problem.lock().unwrap_or_else(|p| p.into_inner()) = e.to_string();
                     TrustStore::new(files.read_cas()?, Vec::new()).map_err(|error| {
                         TrustFileError::Invalid {
                             path: files.ca_path(),
@@ -103,6 +107,14 @@ impl TrustFiles {
     /// Whether any CA is configured (then every account needs a signature).
     pub fn is_configured(&self) -> bool {
         self.ca_file.is_some()
+    }
+
+    /// Why the last read failed ("" after a good one).
+    pub fn problem(&self) -> String {
+        self.problem
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The set in force now.
@@ -133,9 +145,14 @@ impl TrustFiles {
             Ok(store) => {
                 self.log_loaded(&store);
                 *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(store);
+                self.problem
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clear();
                 true
             }
             Err(e) => {
+                *self.problem.lock().unwrap_or_else(|p| p.into_inner()) = e.to_string();
                 error!(event = "trust", outcome = "failed", reason = %e, "keeping the CAs and CRLs loaded before; an out-of-date CRL still refuses its CA's certificates");
                 false
             }
