@@ -334,8 +334,14 @@ fn a_ca_issued_certificate_logs_in_unenrolled_and_a_new_crl_revokes_it_without_r
 
     // `ecpctl status` shows the CA and its CRL.
     let status = daemon.ecpctl(&["status"]).ok();
-    assert!(status.contains("trusted CA:             O=ecp tests, CN=Org CA"), "{status}");
-    assert!(status.contains("CRL:                  this update"), "{status}");
+    assert!(
+        status.contains("trusted CA:             O=ecp tests, CN=Org CA"),
+        "{status}"
+    );
+    assert!(
+        status.contains("CRL:                  this update"),
+        "{status}"
+    );
 
     // Another CA's certificate for the same key name: refused like a bad
     // signature; the journal has the reason.
@@ -493,5 +499,148 @@ fn ecpctl_cert_check_says_what_ecpd_would_decide_about_a_presented_certificate()
     assert!(
         shown.contains("issuer:       O=ecp tests, CN=Org CA"),
         "{shown}"
+    );
+}
+
+#[test]
+fn keygen_csr_and_ca_sign_make_certificates_openssl_and_ecpd_accept() {
+    let work = Workdir::new();
+    let pass = work.write("pw.pass", b"pw\n", 0o600);
+    let run = ecp_tests::ecpctl(&[
+        "keygen",
+        "--user",
+        "alice",
+        "--out",
+        work.path("k").to_str().unwrap(),
+        "--csr",
+        "--passphrase-file",
+        pass.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let request = work.path("k/certificate_request.pem");
+    assert!(!work.path("k/certificate.pem").exists());
+    // OpenSSL reads the request and its signature.
+    openssl(&["req", "-in", request.to_str().unwrap(), "-verify", "-noout"]);
+
+    for (name, kind) in [
+        ("CA P-256", CaKeyKind::P256),
+        ("CA P-384", CaKeyKind::P384),
+        ("CA RSA", CaKeyKind::Rsa(2048)),
+    ] {
+        let ca = TestCa::root(&work.path(""), name, kind);
+        let out = work.path(&format!("{}.pem", name.replace(' ', "_")));
+        let signed = ecp_tests::ecpctl(&[
+            "ca",
+            "sign",
+            "--ca-cert",
+            ca.path("ca.pem").to_str().unwrap(),
+            "--ca-key",
+            ca.path("ca.key").to_str().unwrap(),
+            "--days",
+            "30",
+            "--out",
+            out.to_str().unwrap(),
+            request.to_str().unwrap(),
+        ]);
+        assert_eq!(signed.code, 0, "{name}: {}", signed.stderr);
+        openssl(&[
+            "verify",
+            "-x509_strict",
+            "-CAfile",
+            ca.path("ca.pem").to_str().unwrap(),
+            out.to_str().unwrap(),
+        ]);
+        let trust = store(&[&ca], &[ca.crl(24)]).unwrap();
+        let accepted = trust
+            .check_presented(&der_of(&out), &alice(), now(), SKEW, STRICT)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(accepted.certificate.common_name(), "alice");
+    }
+
+    // An encrypted CA key, with its passphrase from a file.
+    let ca = TestCa::root(&work.path(""), "CA encrypted", CaKeyKind::P256);
+    let encrypted = work.path("ca-encrypted.key");
+    openssl(&[
+        "pkcs8",
+        "-topk8",
+        "-v2",
+        "aes-256-cbc",
+        "-in",
+        ca.path("ca.key").to_str().unwrap(),
+        "-passout",
+        "pass:capw",
+        "-out",
+        encrypted.to_str().unwrap(),
+    ]);
+    std::fs::set_permissions(
+        &encrypted,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let ca_pass = work.write("ca.pass", b"capw\n", 0o600);
+    let signed = ecp_tests::ecpctl(&[
+        "ca",
+        "sign",
+        "--ca-cert",
+        ca.path("ca.pem").to_str().unwrap(),
+        "--ca-key",
+        encrypted.to_str().unwrap(),
+        "--passphrase-file",
+        ca_pass.to_str().unwrap(),
+        request.to_str().unwrap(),
+    ]);
+    assert_eq!(signed.code, 0, "{}", signed.stderr);
+    assert!(
+        signed.stdout.starts_with("-----BEGIN CERTIFICATE-----"),
+        "{}",
+        signed.stdout
+    );
+
+    // Refused: a request whose CN is no user name, a request with an RSA
+    // key, and a CA key that is not the certificate's.
+    let other = TestCa::root(&work.path(""), "Other CA", CaKeyKind::P256);
+    let sign_with = |ca_cert: &Path, ca_key: &Path, request: &Path| {
+        ecp_tests::ecpctl(&[
+            "ca",
+            "sign",
+            "--ca-cert",
+            ca_cert.to_str().unwrap(),
+            "--ca-key",
+            ca_key.to_str().unwrap(),
+            request.to_str().unwrap(),
+        ])
+    };
+    let bad_name = openssl_user_request(&work.path(""), "bad name");
+    let refused = sign_with(&ca.path("ca.pem"), &ca.path("ca.key"), &bad_name);
+    assert_eq!(refused.code, 1);
+    assert!(
+        refused.stderr.contains("valid user name"),
+        "{}",
+        refused.stderr
+    );
+    let rsa_key = work.path("rsa-user.key");
+    ecp_tests::ca::genpkey(CaKeyKind::Rsa(2048), &rsa_key);
+    let rsa_request = work.path("rsa-user.csr");
+    openssl(&[
+        "req",
+        "-new",
+        "-key",
+        rsa_key.to_str().unwrap(),
+        "-subj",
+        "/CN=alice",
+        "-out",
+        rsa_request.to_str().unwrap(),
+    ]);
+    let refused = sign_with(&ca.path("ca.pem"), &ca.path("ca.key"), &rsa_request);
+    assert_eq!(refused.code, 1);
+    assert!(refused.stderr.contains("an RSA key"), "{}", refused.stderr);
+    let mismatch = sign_with(&ca.path("ca.pem"), &other.path("ca.key"), &request);
+    assert_eq!(mismatch.code, 1);
+    assert!(
+        mismatch
+            .stderr
+            .contains("does not belong to the CA certificate"),
+        "{}",
+        mismatch.stderr
     );
 }

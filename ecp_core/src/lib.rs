@@ -11,6 +11,7 @@ pub mod bus;
 pub mod certificate;
 pub mod challenge;
 pub mod hex;
+pub mod issue;
 pub mod keyfile;
 pub mod keyfile_io;
 pub mod names;

@@ -19,6 +19,9 @@ pub fn run(args: &KeygenArgs) -> Result<(), Failure> {
     // Check before asking anything, so a refusal costs the user nothing.
     prepare_output(&args.out, args.force)?;
     let passphrase = new_passphrase(args.passphrase_file.as_deref())?;
+    if args.csr {
+        return write_key_and_request(&args.user, &args.out, passphrase, args.force);
+    }
     let cert_pem = write_key_pair(&args.user, &args.out, args.days, passphrase, args.force)?;
     let cert = parse_certificate_pem(cert_pem.as_bytes())?;
     println!("user:         {}", cert.common_name());
@@ -31,6 +34,40 @@ pub fn run(args: &KeygenArgs) -> Result<(), Failure> {
     );
     Ok(())
 }
+
+/// Generates a key pair for `user`, writes `out/private_key.pem` (0600,
+/// encrypted) and `out/certificate_request.pem` for a CA to sign.
+fn write_key_and_request(
+    user: &UserName,
+    out: &Path,
+    passphrase: Passphrase,
+    force: bool,
+) -> Result<(), Failure> {
+    let key_path = out.join(PRIVATE_KEY_FILE);
+    let request_path = out.join(REQUEST_FILE);
+    let key = generate_signing_key();
+    let key_pem = encrypt_key_to_pem(&key, &passphrase, KdfParams::DEFAULT)?;
+    drop(passphrase);
+    let request = ecp_core::issue::build_certificate_request(&key, user)
+        .map_err(|e| Failure::CheckFailed(e.to_string()))?;
+    write_file_atomically(&key_path, key_pem.as_bytes(), 0o600, None, force)
+        .map_err(Failure::File)?;
+    write_file_atomically(&request_path, request.as_bytes(), 0o644, None, force)
+        .map_err(Failure::File)?;
+    println!(
+        "private key:  {} (encrypted, mode 0600)",
+        key_path.display()
+    );
+    println!("request:      {} (mode 0644)", request_path.display());
+    println!(
+        "next step:    have your CA sign it (`ecpctl ca sign` or openssl, see README) and put the certificate in {}",
+        out.join(CERTIFICATE_FILE).display()
+    );
+    Ok(())
+}
+
+/// The certificate request `keygen --csr` writes beside the key.
+pub const REQUEST_FILE: &str = "certificate_request.pem";
 
 /// Refuses existing key files (unless `force`) and creates `out` (0700).
 pub fn prepare_output(out: &Path, force: bool) -> Result<(), Failure> {

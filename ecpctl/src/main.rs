@@ -6,6 +6,7 @@
 
 mod approved;
 mod askpass;
+mod ca;
 mod cert;
 mod cli;
 mod daemon;
@@ -22,7 +23,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use cli::{CertCommand, Cli, Command};
+use cli::{CaCommand, CertCommand, Cli, Command};
 use failure::Failure;
 
 fn run(cli: &Cli) -> Result<(), Failure> {
@@ -32,6 +33,7 @@ fn run(cli: &Cli) -> Result<(), Failure> {
         Command::Passwd(args) => passwd::run(args),
         Command::Cert(CertCommand::Show(args)) => cert::show(args),
         Command::Cert(CertCommand::Check(args)) => cert::check(args),
+        Command::Ca(CaCommand::Sign(args)) => ca::sign(args),
         Command::Enroll(args) => daemon::enroll(&cli.bus, args),
         Command::List(args) => daemon::list(&cli.bus, args),
         Command::Revoke(args) => daemon::revoke(&cli.bus, args),
