@@ -502,6 +502,21 @@ fn ecpctl_cert_check_says_what_ecpd_would_decide_about_a_presented_certificate()
     );
 }
 
+/// `ecpctl ca sign` with the CA files, `extra` arguments and `request`.
+fn ca_sign(ca_cert: &Path, ca_key: &Path, extra: &[&str], request: &Path) -> ecp_tests::Run {
+    let mut args = vec![
+        "ca",
+        "sign",
+        "--ca-cert",
+        ca_cert.to_str().unwrap(),
+        "--ca-key",
+        ca_key.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    args.push(request.to_str().unwrap());
+    ecp_tests::ecpctl(&args)
+}
+
 #[test]
 fn keygen_csr_and_ca_sign_make_certificates_openssl_and_ecpd_accept() {
     let work = Workdir::new();
@@ -529,19 +544,12 @@ fn keygen_csr_and_ca_sign_make_certificates_openssl_and_ecpd_accept() {
     ] {
         let ca = TestCa::root(&work.path(""), name, kind);
         let out = work.path(&format!("{}.pem", name.replace(' ', "_")));
-        let signed = ecp_tests::ecpctl(&[
-            "ca",
-            "sign",
-            "--ca-cert",
-            ca.path("ca.pem").to_str().unwrap(),
-            "--ca-key",
-            ca.path("ca.key").to_str().unwrap(),
-            "--days",
-            "30",
-            "--out",
-            out.to_str().unwrap(),
-            request.to_str().unwrap(),
-        ]);
+        let signed = ca_sign(
+            &ca.path("ca.pem"),
+            &ca.path("ca.key"),
+            &["--days", "30", "--out", out.to_str().unwrap()],
+            &request,
+        );
         assert_eq!(signed.code, 0, "{name}: {}", signed.stderr);
         openssl(&[
             "verify",
@@ -578,17 +586,12 @@ fn keygen_csr_and_ca_sign_make_certificates_openssl_and_ecpd_accept() {
     )
     .unwrap();
     let ca_pass = work.write("ca.pass", b"capw\n", 0o600);
-    let signed = ecp_tests::ecpctl(&[
-        "ca",
-        "sign",
-        "--ca-cert",
-        ca.path("ca.pem").to_str().unwrap(),
-        "--ca-key",
-        encrypted.to_str().unwrap(),
-        "--passphrase-file",
-        ca_pass.to_str().unwrap(),
-        request.to_str().unwrap(),
-    ]);
+    let signed = ca_sign(
+        &ca.path("ca.pem"),
+        &encrypted,
+        &["--passphrase-file", ca_pass.to_str().unwrap()],
+        &request,
+    );
     assert_eq!(signed.code, 0, "{}", signed.stderr);
     assert!(
         signed.stdout.starts_with("-----BEGIN CERTIFICATE-----"),
@@ -599,17 +602,9 @@ fn keygen_csr_and_ca_sign_make_certificates_openssl_and_ecpd_accept() {
     // Refused: a request whose CN is no user name, a request with an RSA
     // key, and a CA key that is not the certificate's.
     let other = TestCa::root(&work.path(""), "Other CA", CaKeyKind::P256);
-    let sign_with = |ca_cert: &Path, ca_key: &Path, request: &Path| {
-        ecp_tests::ecpctl(&[
-            "ca",
-            "sign",
-            "--ca-cert",
-            ca_cert.to_str().unwrap(),
-            "--ca-key",
-            ca_key.to_str().unwrap(),
-            request.to_str().unwrap(),
-        ])
-    };
+    let sign_with =
+        |ca_cert: &Path, ca_key: &Path, request: &Path| ca_sign(ca_cert, ca_key, &[], request);
+
     let bad_name = openssl_user_request(&work.path(""), "bad name");
     let refused = sign_with(&ca.path("ca.pem"), &ca.path("ca.key"), &bad_name);
     assert_eq!(refused.code, 1);

@@ -382,6 +382,15 @@ fn single_common_name(cert: &X509Certificate<'_>) -> Result<String, CertificateE
     }
 }
 
+/// The named curve (dotted OID) of an EC public key, if it names one.
+pub(crate) fn named_curve(spki: &x509_parser::x509::SubjectPublicKeyInfo<'_>) -> Option<String> {
+    spki.algorithm
+        .parameters
+        .as_ref()
+        .and_then(|p| p.as_oid().ok())
+        .map(|oid| oid.to_id_string())
+}
+
 fn p256_public_key(cert: &X509Certificate<'_>) -> Result<VerifyingKey, CertificateError> {
     let spki = cert.public_key();
     let algorithm = spki.algorithm.algorithm.to_id_string();
@@ -390,12 +399,7 @@ fn p256_public_key(cert: &X509Certificate<'_>) -> Result<VerifyingKey, Certifica
             algorithm: oids::algorithm_name(&algorithm),
         });
     }
-    let curve = spki
-        .algorithm
-        .parameters
-        .as_ref()
-        .and_then(|p| p.as_oid().ok())
-        .map(|oid| oid.to_id_string());
+    let curve = named_curve(spki);
     if curve.as_deref() != Some(oids::P256) {
         let curve = curve.map_or_else(|| "(not named)".to_owned(), |c| oids::curve_name(&c));
         return Err(CertificateError::WrongCurve { curve });

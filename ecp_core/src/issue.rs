@@ -105,13 +105,7 @@ pub fn check_certificate_request(bytes: &[u8]) -> Result<CheckedRequest, IssueEr
     };
     let spki = &info.subject_pki;
     let algorithm = spki.algorithm.algorithm.to_id_string();
-    let curve = spki
-        .algorithm
-        .parameters
-        .as_ref()
-        .and_then(|p| p.as_oid().ok())
-        .map(|oid| oid.to_id_string())
-        .unwrap_or_default();
+    let curve = crate::certificate::named_curve(spki).unwrap_or_default();
     if algorithm != oids::EC_PUBLIC_KEY || curve != oids::P256 {
         let what = if algorithm == oids::EC_PUBLIC_KEY {
             format!("a key on curve {}", oids::curve_name(&curve))

@@ -99,13 +99,7 @@ impl CaKey {
         let algorithm = spki.algorithm.algorithm.to_id_string();
         match algorithm.as_str() {
             oids::EC_PUBLIC_KEY => {
-                let curve = spki
-                    .algorithm
-                    .parameters
-                    .as_ref()
-                    .and_then(|p| p.as_oid().ok())
-                    .map(|oid| oid.to_id_string())
-                    .unwrap_or_default();
+                let curve = crate::certificate::named_curve(spki).unwrap_or_default();
                 match curve.as_str() {
                     oids::P256 => p256::ecdsa::VerifyingKey::from_public_key_der(spki.raw)
                         .map(CaKey::P256)
