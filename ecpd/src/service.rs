@@ -1086,4 +1086,146 @@ mod tests {
         );
         assert_eq!(full.host, "h");
     }
+
+    /// An organisation CA made in-process: its certificate file in `dir`
+    /// and its key.
+    fn organisation_ca(
+        dir: &std::path::Path,
+    ) -> (std::path::PathBuf, ecp_core::issue::CaSigningKey) {
+        use std::str::FromStr;
+        use x509_cert::builder::{profile::cabf::Root, Builder, CertificateBuilder};
+        let key = generate_signing_key();
+        let subject = x509_cert::name::Name::from_str("CN=Test CA,O=ecp tests,C=XX").unwrap();
+        let validity =
+            x509_cert::time::Validity::from_now(std::time::Duration::from_secs(86_400)).unwrap();
+        let spki = x509_cert::spki::SubjectPublicKeyInfo::from_key(key.verifying_key()).unwrap();
+        let certificate = CertificateBuilder::new(
+            Root::new(false, subject).unwrap(),
+            x509_cert::serial_number::SerialNumber::from(7u32),
+            validity,
+            spki,
+        )
+        .unwrap()
+        .build::<_, p256::ecdsa::DerSignature>(&key)
+        .unwrap();
+        use pkcs8::der::EncodePem;
+        let pem = certificate.to_pem(pkcs8::der::pem::LineEnding::LF).unwrap();
+        let path = dir.join("ca.pem");
+        std::fs::write(&path, pem).unwrap();
+        (path, ecp_core::issue::CaSigningKey::P256(key))
+    }
+
+    /// A certificate for `user`'s `key` from the CA, in DER.
+    fn issued(
+        ca: &(std::path::PathBuf, ecp_core::issue::CaSigningKey),
+        user: &str,
+        key: &SigningKey,
+    ) -> Vec<u8> {
+        let request =
+            ecp_core::issue::build_certificate_request(key, &UserName::parse(user).unwrap())
+                .unwrap();
+        let request = ecp_core::issue::check_certificate_request(request.as_bytes()).unwrap();
+        let pem = ecp_core::issue::issue_user_certificate(
+            &std::fs::read(&ca.0).unwrap(),
+            &ca.1,
+            &request,
+            30,
+        )
+        .unwrap();
+        ecp_core::certificate::parse_user_certificate_pem(pem.as_bytes())
+            .unwrap()
+            .der()
+            .to_vec()
+    }
+
+    /// The usual fixture, trusting the CA certificate in `ca_file`.
+    fn trusting(ca_file: &std::path::Path) -> Fixture {
+        fixture(&format!(
+            "ca_file = \"{}\"\nrequire_crl = false\n",
+            ca_file.display()
+        ))
+    }
+
+    #[test]
+    fn the_keys_that_may_sign_are_the_enrolled_ones_and_a_presented_ca_issued_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = organisation_ca(dir.path());
+        let f = trusting(&ca.0);
+        let alice = UserName::parse("alice").unwrap();
+        let now = f.clock.now();
+        let other_key = generate_signing_key();
+
+        let enrolled_only = f.service.signing_keys(&alice, None, now).unwrap();
+        assert_eq!(enrolled_only.len(), 1);
+        assert!(matches!(enrolled_only[0].1, Authority::Enrolled { .. }));
+
+        let presented = issued(&ca, "alice", &other_key);
+        let both = f
+            .service
+            .signing_keys(&alice, Some(&presented), now)
+            .unwrap();
+        assert_eq!(both.len(), 2);
+        assert!(matches!(&both[1].1, Authority::Ca { issuer, .. } if issuer.contains("Test CA")));
+        assert_eq!(both[1].0, *other_key.verifying_key());
+
+        // Not for alice, not from a trusted CA, or garbage: not a key.
+        let for_bob = issued(&ca, "bob", &other_key);
+        let self_signed = ecp_core::certificate::parse_certificate_pem(
+            ecp_core::certificate::build_self_signed_certificate(&other_key, &alice, 30)
+                .unwrap()
+                .as_bytes(),
+        )
+        .unwrap()
+        .der()
+        .to_vec();
+        for refused in [for_bob, self_signed, vec![0x30, 0x00]] {
+            assert_eq!(
+                f.service
+                    .signing_keys(&alice, Some(&refused), now)
+                    .unwrap()
+                    .len(),
+                1
+            );
+        }
+    }
+
+    #[test]
+    fn a_ca_issued_key_logs_in_unenrolled_and_a_refusal_still_costs_one_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = organisation_ca(dir.path());
+        let f = trusting(&ca.0);
+        let carol = generate_signing_key();
+        let certificate = issued(&ca, "carol", &carol);
+        let token = f.challenge("carol", "").unwrap();
+        let signature = Challenge::from_token(&token).unwrap().sign(&carol);
+        let fingerprint = f
+            .service
+            .verify_presented(&ROOT, "carol", &token, &signature, &certificate)
+            .unwrap();
+        assert_eq!(
+            fingerprint,
+            ecp_core::certificate::fingerprint_of_der(&certificate)
+        );
+        assert!(f.service.list(&ROOT, "carol").unwrap().is_empty());
+
+        // Without the certificate, or with a stranger's signature: refused,
+        // and never as "not enrolled" (which nouserok would let through).
+        let token = f.challenge("carol", "").unwrap();
+        let signature = Challenge::from_token(&token).unwrap().sign(&carol);
+        assert!(matches!(
+            f.service.verify(&ROOT, "carol", &token, &signature),
+            Err(ServiceError::Auth(AuthFailure::NoValidCertificate))
+        ));
+        let token = f.challenge("carol", "").unwrap();
+        let stranger = Challenge::from_token(&token)
+            .unwrap()
+            .sign(&generate_signing_key());
+        assert!(matches!(
+            f.service
+                .verify_presented(&ROOT, "carol", &token, &stranger, &certificate),
+            Err(ServiceError::Auth(AuthFailure::BadSignature))
+        ));
+        assert!(f.service.needs_signature(&ROOT, "carol").unwrap());
+        assert!(f.service.needs_signature(&ROOT, "nobody-here").unwrap());
+    }
 }
