@@ -150,6 +150,33 @@ impl Client {
             self.auth.verify(user, &token, &signature).await
         })
     }
+
+    /// As `pair`, presenting a CA-issued certificate with the signature.
+    fn pair_presented(&self, user: &str, key: &SigningKey, certificate: &[u8]) -> Result<(), EcpError> {
+        zbus::block_on(async {
+            let token = self.auth.challenge(user, "sshd", "").await?;
+            let signature = Challenge::from_token(&token).unwrap().sign(key);
+            self.auth
+                .verify_presented(user, &token, &signature, certificate)
+                .await
+        })
+    }
+}
+
+/// An organisation CA (OpenSSL, P-256) in `dir` and a user `name` it
+/// certified: (ca.pem path, crl.pem path, the user's key, certificate DER).
+fn organisation_ca(dir: &Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf, SigningKey, Vec<u8>) {
+    use p256::pkcs8::DecodePrivateKey as _;
+    let ca = ecp_tests::ca::TestCa::root(dir, "Bench CA", ecp_tests::ca::CaKeyKind::P256);
+    let crl = dir.join("bench-crl.pem");
+    std::fs::write(&crl, ca.crl(24)).unwrap();
+    let request = ecp_tests::ca::openssl_user_request(dir, name);
+    let cert = dir.join(format!("{name}.pem"));
+    ca.sign_user(&request, &cert, 30);
+    let key_pem = std::fs::read_to_string(dir.join(format!("{name}.key"))).unwrap();
+    let key = SigningKey::from_pkcs8_pem(&key_pem).unwrap();
+    let (_, der) = pkcs8::der::pem::decode_vec(&std::fs::read(&cert).unwrap()).unwrap();
+    (ca.path("ca.pem"), crl, key, der)
 }
 
 fn enroll_users(daemon: &TestDaemon, count: usize) -> Arc<Vec<(String, SigningKey)>> {
@@ -335,10 +362,14 @@ fn main() {
     println!("p256 verify, 1 core                       {verify_rate:>10.0} /s");
     report.insert("p256_verify_per_sec".into(), json!(round(verify_rate)));
 
-    let daemon = TestDaemon::start(
+    let ca_dir = tempfile::tempdir().unwrap();
+    let (ca_file, crl_file, ca_user_key, ca_user_cert) = organisation_ca(ca_dir.path(), "causer");
+    let daemon = TestDaemon::start(&format!(
         "host_name = \"bench\"\nchallenges_per_user_per_minute = 0\nchallenges_per_source_per_minute = 0\n\
-         failures_before_penalty = 0\n",
-    );
+         failures_before_penalty = 0\nca_file = \"{}\"\ncrl_file = \"{}\"\n",
+        ca_file.display(),
+        crl_file.display()
+    ));
     let address = daemon.address().to_owned();
     let users = enroll_users(&daemon, 16);
     let rss_idle = rss_kib(daemon.pid());
@@ -407,6 +438,18 @@ fn main() {
         1e3 / verify_rate,
         1e3 / sign_rate
     );
+    // 2b. A pair whose key an organisation CA certified (nothing enrolled):
+    //     the CA signature and CRL lookup on top of the enrolled pair.
+    let ca_pairs = run_clients(&address, 1, span, move |_, client| {
+        client
+            .pair_presented("causer", &ca_user_key, &ca_user_cert)
+            .is_ok()
+    });
+    println!(
+        "1-client pair with a CA-issued certificate: p50 {:.3} ms, p99 {:.3} ms ({:.0}/s) vs enrolled p50 {pair_p50:.3} ms",
+        ca_pairs.p50_ms, ca_pairs.p99_ms, ca_pairs.per_sec
+    );
+    report.insert("ca_issued_pairs".into(), ca_pairs.json());
     report.insert(
         "pair_floor".into(),
         json!({"pair_p50_ms": round(pair_p50), "floor_ms": round(floor_ms), "ping_p50_ms": round(ping_p50),
