@@ -152,7 +152,12 @@ impl Client {
     }
 
     /// As `pair`, presenting a CA-issued certificate with the signature.
-    fn pair_presented(&self, user: &str, key: &SigningKey, certificate: &[u8]) -> Result<(), EcpError> {
+    fn pair_presented(
+        &self,
+        user: &str,
+        key: &SigningKey,
+        certificate: &[u8],
+    ) -> Result<(), EcpError> {
         zbus::block_on(async {
             let token = self.auth.challenge(user, "sshd", "").await?;
             let signature = Challenge::from_token(&token).unwrap().sign(key);
@@ -165,7 +170,10 @@ impl Client {
 
 /// An organisation CA (OpenSSL, P-256) in `dir` and a user `name` it
 /// certified: (ca.pem path, crl.pem path, the user's key, certificate DER).
-fn organisation_ca(dir: &Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf, SigningKey, Vec<u8>) {
+fn organisation_ca(
+    dir: &Path,
+    name: &str,
+) -> (std::path::PathBuf, std::path::PathBuf, SigningKey, Vec<u8>) {
     use p256::pkcs8::DecodePrivateKey as _;
     let ca = ecp_tests::ca::TestCa::root(dir, "Bench CA", ecp_tests::ca::CaKeyKind::P256);
     let crl = dir.join("bench-crl.pem");

@@ -458,7 +458,10 @@ impl Service {
                 Err(e) => {
                     // The real reason goes to the journal only: outside,
                     // a refused certificate looks like a bad signature.
-                    warn!(event = "verify", user = %user, presented = "refused", reason = %e, "presented certificate not accepted");
+                    let (serial, issuer) = ecp_core::certificate::parse_user_certificate_der(der)
+                        .map(|c| (c.serial_hex().to_owned(), c.issuer().to_owned()))
+                        .unwrap_or_default();
+                    warn!(event = "verify", user = %user, presented = "refused", serial = %serial, issuer = %issuer, reason = %e, "presented certificate not accepted");
                 }
             }
         }
@@ -492,14 +495,16 @@ impl Service {
             // "Not enrolled" lets a `nouserok` module wave the user through:
             // never so while CAs are trusted, since anyone may hold a
             // CA-issued certificate.
+            // A presented certificate that was refused answers exactly as
+            // a bad signature does.
             let enrolled = !self.store.certificates_of(user.as_str())?.is_empty();
-            return Err(auth(
-                if enrolled || presented.is_some() || self.trust.is_configured() {
-                    AuthFailure::NoValidCertificate
-                } else {
-                    AuthFailure::NotEnrolled
-                },
-            ));
+            return Err(auth(if presented.is_some() {
+                AuthFailure::BadSignature
+            } else if enrolled || self.trust.is_configured() {
+                AuthFailure::NoValidCertificate
+            } else {
+                AuthFailure::NotEnrolled
+            }));
         }
         for (key, authority) in keys {
             if challenge.verify(&key, signature).is_ok() {
@@ -1223,6 +1228,27 @@ mod tests {
         assert!(matches!(
             f.service
                 .verify_presented(&ROOT, "carol", &token, &stranger, &certificate),
+            Err(ServiceError::Auth(AuthFailure::BadSignature))
+        ));
+        // A certificate from no trusted CA: the same answer as a bad
+        // signature, though carol has no key at all here.
+        let token = f.challenge("carol", "").unwrap();
+        let signature = Challenge::from_token(&token).unwrap().sign(&carol);
+        let self_signed = ecp_core::certificate::parse_certificate_pem(
+            ecp_core::certificate::build_self_signed_certificate(
+                &carol,
+                &UserName::parse("carol").unwrap(),
+                30,
+            )
+            .unwrap()
+            .as_bytes(),
+        )
+        .unwrap()
+        .der()
+        .to_vec();
+        assert!(matches!(
+            f.service
+                .verify_presented(&ROOT, "carol", &token, &signature, &self_signed),
             Err(ServiceError::Auth(AuthFailure::BadSignature))
         ));
         assert!(f.service.needs_signature(&ROOT, "carol").unwrap());
