@@ -31,8 +31,12 @@ fn der_of(path: &Path) -> Vec<u8> {
     der
 }
 
-/// A store trusting `cas`, with the CRL texts in `crls`.
-fn store(cas: &[&TestCa], crls: &[String]) -> Result<TrustStore, TrustError> {
+/// A store trusting `cas`, with the CRL texts in `crls`, and the CRLs of
+/// no CA in it.
+fn store_and_unused(
+    cas: &[&TestCa],
+    crls: &[String],
+) -> Result<(TrustStore, Vec<ecp_core::trust::Crl>), TrustError> {
     let ca_pem: String = cas.iter().map(|ca| ca.certificate_pem()).collect();
     let crls = if crls.is_empty() {
         Vec::new()
@@ -40,6 +44,11 @@ fn store(cas: &[&TestCa], crls: &[String]) -> Result<TrustStore, TrustError> {
         parse_crl_file(crls.concat().as_bytes())?
     };
     TrustStore::new(parse_ca_file(ca_pem.as_bytes())?, crls)
+}
+
+/// A store trusting `cas`, with the CRL texts in `crls`.
+fn store(cas: &[&TestCa], crls: &[String]) -> Result<TrustStore, TrustError> {
+    store_and_unused(cas, crls).map(|(store, _)| store)
 }
 
 /// A certificate for CN=`name` issued by `ca`, valid for 30 days.
@@ -114,6 +123,19 @@ fn each_rule_of_the_decision_refuses_with_its_reason() {
         trust.check_presented(&der_of(cert), &alice(), at, SKEW, policy)
     };
     assert!(decide(&trust, &good, now(), STRICT).is_ok());
+
+    // A renewed CA key under the same name: both certificates in ca_file,
+    // and a certificate from the new key is accepted.
+    let renewed = TestCa::root(&work.path("renewed"), "Org CA", CaKeyKind::P256);
+    let from_renewed = work.path("alice-by-renewed.pem");
+    renewed.sign_user(
+        &openssl_user_request(&work.path(""), "alice"),
+        &from_renewed,
+        30,
+    );
+    let both = store(&[&ca, &renewed], &[ca.crl(24), renewed.crl(24)]).unwrap();
+    assert!(decide(&both, &from_renewed, now(), STRICT).is_ok());
+    assert!(decide(&both, &good, now(), STRICT).is_ok());
 
     // Another CA's certificate.
     let foreign = user_certificate(&work, &other, "alice");
@@ -237,10 +259,23 @@ fn bad_ca_and_crl_files_are_refused_with_the_reason() {
     let impostor = TestCa::root(&work.path("impostor"), "Org CA", CaKeyKind::P256);
     let err = store(&[&ca], &[impostor.crl(24)]).unwrap_err();
     assert!(matches!(err, TrustError::BadCrlSignature { .. }), "{err}");
-    // A CRL of a CA that is not trusted.
+    // A CRL of a CA that is not trusted is set aside (a root's list beside
+    // an intermediate anchor), not an error.
     let other = TestCa::root(&work.path(""), "Other CA", CaKeyKind::P256);
-    let err = store(&[&ca], &[other.crl(24)]).unwrap_err();
-    assert!(matches!(err, TrustError::CrlOfUnknownCa { .. }), "{err}");
+    let (_, unused) = store_and_unused(&[&ca], &[other.crl(24)]).unwrap();
+    assert_eq!(unused.len(), 1);
+    // A partitioned CRL (issuingDistributionPoint: users only) could leave
+    // revocations out if read as the whole list: refused.
+    let partial = ca.crl_with_extensions(
+        24,
+        "[crl_ext]\nissuingDistributionPoint=critical,@idp\n\
+         [idp]\nfullname=URI:http://example.invalid/users.crl\nonlyuser=TRUE\n",
+    );
+    let err = parse_crl_file(partial.as_bytes()).unwrap_err();
+    assert!(matches!(err, TrustError::IncompleteCrl { .. }), "{err}");
+    // A CRL number is fine, and orders CRLs.
+    let numbered = ca.crl_with_extensions(24, "[crl_ext]\nauthorityKeyIdentifier=keyid\n");
+    assert_eq!(parse_crl_file(numbered.as_bytes()).unwrap().len(), 1);
     // Garbage.
     assert!(parse_crl_file(b"-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n").is_err());
     assert!(parse_crl_file(b"hello").is_err());
@@ -357,6 +392,7 @@ fn a_ca_issued_certificate_logs_in_unenrolled_and_a_new_crl_revokes_it_without_r
         daemon.log()
     );
 
+    std::fs::copy(&crl_file, work.path("crl-before.pem")).unwrap();
     // The admin revokes the certificate and replaces the CRL: the running
     // daemon notices the new file and refuses her from then on.
     ca.revoke(&cert);
@@ -375,6 +411,20 @@ fn a_ca_issued_certificate_logs_in_unenrolled_and_a_new_crl_revokes_it_without_r
         std::thread::sleep(Duration::from_millis(500));
     }
     assert!(daemon.log().contains("is revoked"), "{}", daemon.log());
+
+    // The CRL from before the revocation, replayed: refused as a
+    // rollback, and the revocation holds.
+    replace_file(
+        &crl_file,
+        &std::fs::read_to_string(work.path("crl-before.pem")).unwrap(),
+    );
+    nix_kill_hup(daemon.pid());
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !daemon.log().contains("older than the one already in force") {
+        assert!(std::time::Instant::now() < deadline, "{}", daemon.log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(test_login(&cert).code, 1);
 
     // A CRL file that does not parse is reported and changes nothing: the
     // revocation still holds (SIGHUP makes it read at once).
@@ -631,6 +681,35 @@ fn keygen_csr_and_ca_sign_make_certificates_openssl_and_ecpd_accept() {
     assert!(refused.stderr.contains("an RSA key"), "{}", refused.stderr);
     let mismatch = sign_with(&ca.path("ca.pem"), &other.path("ca.key"), &request);
     assert_eq!(mismatch.code, 1);
+    // --user guards against signing the wrong request; root needs
+    // --allow-root.
+    let wrong_user = ca_sign(
+        &ca.path("ca.pem"),
+        &ca.path("ca.key"),
+        &["--user", "bob"],
+        &request,
+    );
+    assert_eq!(wrong_user.code, 1);
+    assert!(
+        wrong_user.stderr.contains("is for alice, not for bob"),
+        "{}",
+        wrong_user.stderr
+    );
+    let root_request = openssl_user_request(&work.path(""), "root");
+    let for_root = sign_with(&ca.path("ca.pem"), &ca.path("ca.key"), &root_request);
+    assert_eq!(for_root.code, 1);
+    assert!(
+        for_root.stderr.contains("--allow-root"),
+        "{}",
+        for_root.stderr
+    );
+    let allowed = ca_sign(
+        &ca.path("ca.pem"),
+        &ca.path("ca.key"),
+        &["--allow-root"],
+        &root_request,
+    );
+    assert_eq!(allowed.code, 0, "{}", allowed.stderr);
     assert!(
         mismatch
             .stderr

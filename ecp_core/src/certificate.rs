@@ -110,6 +110,10 @@ pub struct ParsedCertificate {
     signature_algorithm: String,
     signature: Vec<u8>,
     is_ca: bool,
+    /// Critical extensions other than those ecp applies (basic
+    /// constraints, key usage, extended key usage, subject alternative
+    /// name), dotted.
+    unknown_critical: Vec<String>,
 }
 
 impl ParsedCertificate {
@@ -186,6 +190,12 @@ impl ParsedCertificate {
     /// The issuer's signature over [`Self::tbs`].
     pub fn signature(&self) -> &[u8] {
         &self.signature
+    }
+
+    /// Critical extensions ecp does not apply; RFC 5280 says a certificate
+    /// with one must not be relied on.
+    pub fn unknown_critical_extensions(&self) -> &[String] {
+        &self.unknown_critical
     }
 
     /// Whether basicConstraints says CA:TRUE.
@@ -349,9 +359,20 @@ pub fn parse_user_certificate_der(der: &[u8]) -> Result<ParsedCertificate, Certi
         }
     };
 
+    // basicConstraints, keyUsage, extendedKeyUsage, subjectAltName.
+    const UNDERSTOOD: &[&str] = &["2.5.29.19", "2.5.29.15", "2.5.29.37", "2.5.29.17"];
+    let unknown_critical = cert
+        .extensions()
+        .iter()
+        .filter(|e| e.critical)
+        .map(|e| e.oid.to_id_string())
+        .filter(|oid| !UNDERSTOOD.contains(&oid.as_str()))
+        .collect();
+
     let validity = cert.validity();
     Ok(ParsedCertificate {
         der: der.to_vec(),
+        unknown_critical,
         common_name,
         not_before: validity.not_before.timestamp(),
         not_after: validity.not_after.timestamp(),

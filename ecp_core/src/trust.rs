@@ -54,10 +54,12 @@ pub enum TrustError {
     CaMayNotSign { subject: String },
     #[error("CA certificate {subject} holds a key ecp cannot use: {detail}")]
     UnsupportedCaKey { subject: String, detail: String },
-    #[error("the CRL of {issuer} is not issued by any trusted CA")]
-    CrlOfUnknownCa { issuer: String },
     #[error("the CRL of {issuer} does not carry a valid signature of that CA")]
     BadCrlSignature { issuer: String },
+    #[error("the CRL of {issuer} is {what}; ecp needs complete CRLs (no delta, partitioned or indirect CRLs)")]
+    IncompleteCrl { issuer: String, what: String },
+    #[error("the CRL of {issuer} is older than the one already in force (CRL number or thisUpdate went back)")]
+    CrlRolledBack { issuer: String },
     #[error("{0}")]
     Certificate(#[from] CertificateError),
     #[error("the certificate (serial {serial}) is issued by {issuer}, which is not a trusted CA")]
@@ -78,6 +80,10 @@ pub enum TrustError {
     NoCrl { issuer: String },
     #[error("the CRL of {issuer} is out of date (nextUpdate {})", format_utc(*next_update))]
     CrlOutOfDate { issuer: String, next_update: i64 },
+    #[error("the CRL of {issuer} has no nextUpdate, so it never goes out of date; require_crl needs one that does")]
+    CrlWithoutNextUpdate { issuer: String },
+    #[error("the certificate (serial {serial}) carries critical extensions ecp does not know: {extensions}")]
+    UnknownCriticalExtension { serial: String, extensions: String },
     #[error("signature algorithm {algorithm} is not supported with a {key} key")]
     UnsupportedSignature {
         algorithm: String,
@@ -207,6 +213,8 @@ pub struct TrustedCa {
     pub not_before: i64,
     pub not_after: i64,
     key: CaKey,
+    /// keyUsage allows cRLSign (or there is no keyUsage).
+    may_sign_crls: bool,
 }
 
 impl TrustedCa {
@@ -224,11 +232,14 @@ impl TrustedCa {
         if !is_ca {
             return Err(TrustError::NotCa { subject });
         }
-        if let Ok(Some(ku)) = cert.key_usage() {
-            if !ku.value.key_cert_sign() {
-                return Err(TrustError::CaMayNotSign { subject });
-            }
+        // A keyUsage that cannot be read is no permission.
+        let usage = cert.key_usage().map_err(|_| TrustError::CaMayNotSign {
+            subject: subject.clone(),
+        })?;
+        if usage.as_ref().is_some_and(|ku| !ku.value.key_cert_sign()) {
+            return Err(TrustError::CaMayNotSign { subject });
         }
+        let may_sign_crls = usage.as_ref().is_none_or(|ku| ku.value.crl_sign());
         let key =
             CaKey::from_spki(cert.public_key()).map_err(|detail| TrustError::UnsupportedCaKey {
                 subject: subject.clone(),
@@ -242,6 +253,7 @@ impl TrustedCa {
             not_before: validity.not_before.timestamp(),
             not_after: validity.not_after.timestamp(),
             key,
+            may_sign_crls,
         })
     }
 }
@@ -263,13 +275,29 @@ pub struct Crl {
     issuer_der: Vec<u8>,
     pub this_update: i64,
     pub next_update: Option<i64>,
+    /// The cRLNumber extension, if present: CRLs of one CA only go up.
+    pub crl_number: Option<x509_parser::num_bigint::BigUint>,
     revoked: HashSet<Vec<u8>>,
     tbs: Vec<u8>,
     signature_algorithm: String,
     signature: Vec<u8>,
 }
 
-/// Reads a `crl_file`: one or more PEM CRLs, or one DER.
+/// CRL extensions ecp understands well enough to use a CRL that carries
+/// them: cRLNumber and authorityKeyIdentifier.
+const KNOWN_CRL_EXTENSIONS: &[&str] = &["2.5.29.20", "2.5.29.35"];
+/// deltaCRLIndicator: a delta CRL lists only what changed since a base.
+const DELTA_CRL_INDICATOR: &str = "2.5.29.27";
+/// issuingDistributionPoint: the CRL may cover only part of the CA's
+/// certificates (a partition, users or CAs only, some reasons, or another
+/// issuer's certificates).
+const ISSUING_DISTRIBUTION_POINT: &str = "2.5.29.28";
+
+/// Reads a `crl_file`: one or more PEM CRLs, or one DER. Only complete
+/// CRLs are accepted: a delta CRL, one with an issuingDistributionPoint,
+/// one with an unknown critical extension, or an entry with a critical
+/// extension (certificateIssuer of an indirect CRL) could leave revoked
+/// certificates out if read as the whole list, so it is refused.
 pub fn parse_crl_file(bytes: &[u8]) -> Result<Vec<Crl>, TrustError> {
     blocks(bytes, "the CRL file", "X509 CRL")?
         .iter()
@@ -279,11 +307,41 @@ pub fn parse_crl_file(bytes: &[u8]) -> Result<Vec<Crl>, TrustError> {
                     what: "a CRL in the CRL file",
                     detail: e.to_string(),
                 })?;
+            let issuer = crl.issuer().to_string();
+            let incomplete = |what: &str| TrustError::IncompleteCrl {
+                issuer: issuer.clone(),
+                what: what.to_owned(),
+            };
+            for extension in crl.extensions() {
+                let oid = extension.oid.to_id_string();
+                match oid.as_str() {
+                    DELTA_CRL_INDICATOR => return Err(incomplete("a delta CRL")),
+                    ISSUING_DISTRIBUTION_POINT => {
+                        return Err(incomplete("limited by an issuingDistributionPoint"))
+                    }
+                    known if KNOWN_CRL_EXTENSIONS.contains(&known) => {}
+                    other if extension.critical => {
+                        return Err(incomplete(&format!(
+                            "marked with critical extension {other}"
+                        )))
+                    }
+                    _ => {}
+                }
+            }
+            if crl
+                .iter_revoked_certificates()
+                .any(|r| r.extensions().iter().any(|e| e.critical))
+            {
+                return Err(incomplete(
+                    "listing entries with critical extensions (an indirect CRL)",
+                ));
+            }
             Ok(Crl {
-                issuer: crl.issuer().to_string(),
                 issuer_der: crl.issuer().as_raw().to_vec(),
+                issuer,
                 this_update: crl.last_update().timestamp(),
                 next_update: crl.next_update().map(|t| t.timestamp()),
+                crl_number: crl.crl_number().cloned(),
                 revoked: crl
                     .iter_revoked_certificates()
                     .map(|r| serial_key(r.raw_serial()))
@@ -294,6 +352,30 @@ pub fn parse_crl_file(bytes: &[u8]) -> Result<Vec<Crl>, TrustError> {
             })
         })
         .collect()
+}
+
+impl Crl {
+    /// Whether this CRL comes later than `other` of the same CA: by CRL
+    /// number when both have one, else by thisUpdate.
+    pub fn is_newer_than(&self, other: &Crl) -> bool {
+        match (&self.crl_number, &other.crl_number) {
+            (Some(mine), Some(theirs)) if mine != theirs => mine > theirs,
+            _ => self.this_update > other.this_update,
+        }
+    }
+
+    /// Whether this CRL goes back before `other` (a replayed old CRL).
+    pub fn is_older_than(&self, other: &Crl) -> bool {
+        match (&self.crl_number, &other.crl_number) {
+            (Some(mine), Some(theirs)) => mine < theirs,
+            _ => self.this_update < other.this_update,
+        }
+    }
+
+    /// The CA subject this CRL is issued by, in DER.
+    pub fn issuer_der(&self) -> &[u8] {
+        &self.issuer_der
+    }
 }
 
 /// A serial number as compared: its DER integer bytes without leading
@@ -373,28 +455,58 @@ pub struct Accepted {
 }
 
 impl TrustStore {
-    /// Pairs each CRL with the CA that issued it and checks its signature;
-    /// a CRL of no trusted CA, or with a bad signature, is an error.
-    pub fn new(cas: Vec<TrustedCa>, crls: Vec<Crl>) -> Result<TrustStore, TrustError> {
+    /// Pairs each CRL with the CA that issued it (any CA of that name whose
+    /// key verifies it and whose keyUsage allows cRLSign) and keeps the
+    /// newest of each. A CRL that names a trusted CA but is not signed by
+    /// it is an error; a CRL of a CA that is not trusted (a root's list
+    /// beside an intermediate anchor) is set aside and returned, for the
+    /// log.
+    pub fn new(cas: Vec<TrustedCa>, crls: Vec<Crl>) -> Result<(TrustStore, Vec<Crl>), TrustError> {
         let mut by_ca: Vec<Option<Crl>> = vec![None; cas.len()];
+        let mut unused = Vec::new();
         for crl in crls {
-            let Some(index) = cas.iter().position(|ca| ca.subject_der == crl.issuer_der) else {
-                return Err(TrustError::CrlOfUnknownCa { issuer: crl.issuer });
+            let named: Vec<usize> = (0..cas.len())
+                .filter(|&i| cas[i].subject_der == crl.issuer_der)
+                .collect();
+            if named.is_empty() {
+                unused.push(crl);
+                continue;
+            }
+            let Some(index) = named.into_iter().find(|&i| {
+                cas[i].may_sign_crls
+                    && cas[i]
+                        .key
+                        .verify(&crl.signature_algorithm, &crl.tbs, &crl.signature)
+                        .is_ok()
+            }) else {
+                return Err(TrustError::BadCrlSignature { issuer: crl.issuer });
             };
-            cas[index]
-                .key
-                .verify(&crl.signature_algorithm, &crl.tbs, &crl.signature)
-                .map_err(|_| TrustError::BadCrlSignature {
-                    issuer: crl.issuer.clone(),
-                })?;
-            let newer = by_ca[index]
+            if by_ca[index]
                 .as_ref()
-                .is_none_or(|held| crl.this_update > held.this_update);
-            if newer {
+                .is_none_or(|held| crl.is_newer_than(held))
+            {
                 by_ca[index] = Some(crl);
             }
         }
-        Ok(TrustStore { cas, crls: by_ca })
+        Ok((TrustStore { cas, crls: by_ca }, unused))
+    }
+
+    /// Refuses a store whose CRL for some CA goes back before the one
+    /// `earlier` held for the same CA (by subject and key fingerprint).
+    pub fn check_not_rolled_back(&self, earlier: &TrustStore) -> Result<(), TrustError> {
+        for (ca, crl) in self.crls() {
+            let Some(crl) = crl else { continue };
+            let before = earlier
+                .crls()
+                .find(|(old, _)| old.fingerprint == ca.fingerprint)
+                .and_then(|(_, old)| old);
+            if before.is_some_and(|old| crl.is_older_than(old)) {
+                return Err(TrustError::CrlRolledBack {
+                    issuer: crl.issuer.clone(),
+                });
+            }
+        }
+        Ok(())
     }
 
     pub fn is_empty(&self) -> bool {
@@ -425,29 +537,45 @@ impl TrustStore {
         let certificate = parse_user_certificate_der(der)?;
         let serial = certificate.serial_hex().to_owned();
         let issuer = certificate.issuer().to_owned();
-        let Some(index) = self
-            .cas
-            .iter()
-            .position(|ca| ca.subject_der == certificate.issuer_der())
-        else {
+        let named: Vec<usize> = (0..self.cas.len())
+            .filter(|&i| self.cas[i].subject_der == certificate.issuer_der())
+            .collect();
+        if named.is_empty() {
             return Err(TrustError::UnknownIssuer { issuer, serial });
+        }
+        // Several CAs may share a name (a renewed CA key): the one whose
+        // key verifies the certificate is its issuer.
+        let mut failure = TrustError::BadIssuerSignature {
+            issuer: issuer.clone(),
+            serial: serial.clone(),
         };
-        let ca = &self.cas[index];
-        ca.key
-            .verify(
+        let mut found = None;
+        for i in named {
+            match self.cas[i].key.verify(
                 certificate.signature_algorithm(),
                 certificate.tbs(),
                 certificate.signature(),
-            )
-            .map_err(|bad| match bad {
-                Bad::Signature => TrustError::BadIssuerSignature {
-                    issuer: issuer.clone(),
-                    serial: serial.clone(),
-                },
-                Bad::Unsupported { algorithm, key } => {
-                    TrustError::UnsupportedSignature { algorithm, key }
+            ) {
+                Ok(()) => {
+                    found = Some(i);
+                    break;
                 }
-            })?;
+                Err(Bad::Unsupported { algorithm, key }) => {
+                    failure = TrustError::UnsupportedSignature { algorithm, key }
+                }
+                Err(Bad::Signature) => {}
+            }
+        }
+        let Some(index) = found else {
+            return Err(failure);
+        };
+        let ca = &self.cas[index];
+        if !certificate.unknown_critical_extensions().is_empty() {
+            return Err(TrustError::UnknownCriticalExtension {
+                serial,
+                extensions: certificate.unknown_critical_extensions().join(", "),
+            });
+        }
         let skew_secs = i64::try_from(skew.as_secs()).unwrap_or(i64::MAX);
         if now.saturating_add(skew_secs) < ca.not_before
             || now.saturating_sub(skew_secs) > ca.not_after

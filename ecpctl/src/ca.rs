@@ -24,6 +24,20 @@ pub fn sign(args: &CaSignArgs) -> Result<(), Failure> {
     // The request is checked before the CA key is touched.
     let request =
         check_certificate_request(&read(&args.request, ExpectedOwner::Anyone)?).map_err(refused)?;
+    if let Some(user) = &args.user {
+        if *user != request.user {
+            return Err(Failure::CheckFailed(format!(
+                "the request is for {}, not for {user}",
+                request.user
+            )));
+        }
+    }
+    if request.user.as_str() == "root" && !args.allow_root {
+        return Err(Failure::CheckFailed(
+            "the request is for root: give --allow-root if that is meant".into(),
+        ));
+    }
+    eprintln!("signing a certificate for {}", request.user);
     let ca_cert = read(&args.ca_cert, ExpectedOwner::Anyone)?;
     // A CA key is as private as a user's: same owner and mode rules.
     let ca_key_pem = read(&args.ca_key, crate::keys::expected_owner())?;

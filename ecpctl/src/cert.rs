@@ -71,7 +71,13 @@ fn check_ca_issued(args: &CertCheckArgs, ca_file: &Path, pem: &[u8]) -> Result<(
         Some(path) => parse_crl_file(&read(path)?).map_err(|e| refused(&e))?,
         None => Vec::new(),
     };
-    let store = TrustStore::new(cas, crls).map_err(|e| refused(&e))?;
+    let (store, unused) = TrustStore::new(cas, crls).map_err(|e| refused(&e))?;
+    for crl in unused {
+        eprintln!(
+            "note: the CRL of {} is of no CA in --ca-file; ignored",
+            crl.issuer
+        );
+    }
     let der = parse_user_certificate_pem(pem)?.der().to_vec();
     let policy = CrlPolicy {
         require_crl: !args.no_require_crl,

@@ -316,6 +316,14 @@ pub struct CaSignArgs {
     /// Write the certificate to FILE instead of standard output.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+    /// The user the request must be for: a request naming anyone else is
+    /// refused (a guard against signing the wrong file).
+    #[arg(long, value_name = "NAME", value_parser = parse_user)]
+    pub user: Option<UserName>,
+    /// Sign a request for root. Refused without this: ecpd accepts
+    /// CA-issued certificates for root only with ca_allow_root.
+    #[arg(long)]
+    pub allow_root: bool,
     /// The user's certificate request (PEM or DER PKCS#10).
     pub request: PathBuf,
 }

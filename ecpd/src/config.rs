@@ -56,6 +56,11 @@ pub struct Config {
     pub require_crl: Option<bool>,
     /// How long after a CRL's nextUpdate it still counts as current.
     pub crl_grace_secs: u64,
+    /// Let a CA-issued certificate sign for an account with uid 0. Off by
+    /// default: a CA that also issues certificates for other purposes (or
+    /// lets requesters choose their subject) would otherwise hand out the
+    /// second factor for root on every host.
+    pub ca_allow_root: bool,
     /// Replaced by `penalty_max_secs`; still read so that old files work.
     pub lockout_minutes: Option<u64>,
     /// No longer used: challenges are not stored, so there is nothing to
@@ -86,6 +91,7 @@ impl Default for Config {
             crl_file: None,
             require_crl: None,
             crl_grace_secs: 0,
+            ca_allow_root: false,
             lockout_minutes: None,
             max_outstanding_challenges: None,
             notices: Vec::new(),
@@ -333,6 +339,7 @@ mod tests {
             "crl_file",
             "require_crl",
             "crl_grace_secs",
+            "ca_allow_root",
         ] {
             assert!(text.contains(&format!("#{key} = ")), "{key} undocumented");
         }

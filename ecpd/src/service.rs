@@ -85,6 +85,16 @@ pub enum ServiceError {
     TrustFiles(String),
 }
 
+/// Whether `user` is root, or an account with uid 0 under another name.
+/// An account the name service cannot look up counts as one, to be safe.
+fn is_superuser(user: &UserName) -> bool {
+    match nix::unistd::User::from_name(user.as_str()) {
+        Ok(Some(account)) => account.uid.is_root(),
+        Ok(None) => user.as_str() == "root",
+        Err(_) => true,
+    }
+}
+
 /// Why a key may sign for a user.
 enum Authority {
     /// An enrolled certificate, by fingerprint.
@@ -447,6 +457,9 @@ impl Service {
                 self.skew(),
                 self.config.crl_policy(),
             ) {
+                Ok(accepted) if !self.config.ca_allow_root && is_superuser(user) => {
+                    warn!(event = "verify", user = %user, presented = "refused", serial = %accepted.certificate.serial_hex(), issuer = ?accepted.issuer, reason = "a CA-issued certificate may not sign for an account with uid 0 (ca_allow_root is off)", "presented certificate not accepted");
+                }
                 Ok(accepted) => keys.push((
                     *accepted.certificate.public_key(),
                     Authority::Ca {
@@ -461,7 +474,9 @@ impl Service {
                     let (serial, issuer) = ecp_core::certificate::parse_user_certificate_der(der)
                         .map(|c| (c.serial_hex().to_owned(), c.issuer().to_owned()))
                         .unwrap_or_default();
-                    warn!(event = "verify", user = %user, presented = "refused", serial = %serial, issuer = %issuer, reason = %e, "presented certificate not accepted");
+                    // Debug formatting: names in a certificate are the presenter's
+                    // text, and must not forge log lines.
+                    warn!(event = "verify", user = %user, presented = "refused", serial = %serial, issuer = ?issuer, reason = ?e.to_string(), "presented certificate not accepted");
                 }
             }
         }
@@ -530,7 +545,7 @@ impl Service {
                         serial,
                         fingerprint,
                     } => {
-                        info!(event = "verify", user = %user, issuer = %issuer, serial = %serial, fingerprint = %fingerprint, "signed with a CA-issued certificate");
+                        info!(event = "verify", user = %user, issuer = ?issuer, serial = %serial, fingerprint = %fingerprint, "signed with a CA-issued certificate");
                         fingerprint
                     }
                 });
@@ -1172,6 +1187,27 @@ mod tests {
         assert_eq!(both.len(), 2);
         assert!(matches!(&both[1].1, Authority::Ca { issuer, .. } if issuer.contains("Test CA")));
         assert_eq!(both[1].0, *other_key.verifying_key());
+
+        // root: not from a CA unless ca_allow_root.
+        let root = UserName::parse("root").unwrap();
+        let for_root = issued(&ca, "root", &other_key);
+        assert!(f
+            .service
+            .signing_keys(&root, Some(&for_root), now)
+            .unwrap()
+            .is_empty());
+        let allowing = fixture(&format!(
+            "ca_file = \"{}\"\nrequire_crl = false\nca_allow_root = true\n",
+            ca.0.display()
+        ));
+        assert_eq!(
+            allowing
+                .service
+                .signing_keys(&root, Some(&for_root), now)
+                .unwrap()
+                .len(),
+            1
+        );
 
         // Not for alice, not from a trusted CA, or garbage: not a key.
         let for_bob = issued(&ca, "bob", &other_key);

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
 use ecp_core::trust::{parse_ca_file, parse_crl_file, TrustError, TrustStore, MAX_TRUST_FILE_LEN};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::config::Config;
 
@@ -28,7 +28,8 @@ fn stamp(path: &Path) -> Option<Stamp> {
     Some(Stamp {
         inode: meta.ino(),
         len: meta.len(),
-        changed_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+        // ctime, which no one can set back (mtime can be).
+        changed_ns: i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()),
     })
 }
 
@@ -50,12 +51,29 @@ pub struct TrustFiles {
     problem: Mutex<String>,
 }
 
+/// Reads a trust file, which decides who may log in as anyone: it must
+/// belong to root (or to ecpd's own account) and be writable by no one
+/// else. Symbolic links are followed (the file may be distributed).
 fn read_bounded(path: &Path) -> Result<Vec<u8>, TrustFileError> {
     let unreadable = |detail: String| TrustFileError::Read {
         path: path.display().to_string(),
         detail,
     };
     let file = std::fs::File::open(path).map_err(|e| unreadable(e.to_string()))?;
+    let meta = file.metadata().map_err(|e| unreadable(e.to_string()))?;
+    let own = nix::unistd::geteuid().as_raw();
+    if meta.uid() != 0 && meta.uid() != own {
+        return Err(unreadable(format!(
+            "owned by uid {}; it must belong to root",
+            meta.uid()
+        )));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(unreadable(format!(
+            "mode {:o} lets others write it; chmod go-w",
+            meta.mode() & 0o7777
+        )));
+    }
     let mut bytes = Vec::new();
     file.take(MAX_TRUST_FILE_LEN as u64 + 1)
         .read_to_end(&mut bytes)
@@ -86,14 +104,14 @@ impl TrustFiles {
             let store = match files.read() {
                 Ok(store) => store,
                 Err(e) if files.is_crl_error(&e) => {
-                    error!(event = "trust", outcome = "failed", reason = %e, "no CRL is loaded");
+                    error!(event = "trust", outcome = "failed", reason = ?e.to_string(), "no CRL is loaded");
                     *files.problem.lock().unwrap_or_else(|p| p.into_inner()) = e.to_string();
-                    TrustStore::new(files.read_cas()?, Vec::new()).map_err(|error| {
-                        TrustFileError::Invalid {
+                    TrustStore::new(files.read_cas()?, Vec::new())
+                        .map_err(|error| TrustFileError::Invalid {
                             path: files.ca_path(),
                             error,
-                        }
-                    })?
+                        })?
+                        .0
                 }
                 Err(e) => return Err(e),
             };
@@ -141,7 +159,18 @@ impl TrustFiles {
             // reported once, not every few seconds, until it changes.
             *seen = stamps;
         }
-        match self.read() {
+        // A CRL older than the one in force is a replay (an old list from
+        // before a revocation): refused like a broken file.
+        let read = self.read().and_then(|store| {
+            store
+                .check_not_rolled_back(&self.current())
+                .map(|()| store)
+                .map_err(|error| TrustFileError::Invalid {
+                    path: self.crl_path(),
+                    error,
+                })
+        });
+        match read {
             Ok(store) => {
                 self.log_loaded(&store);
                 *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(store);
@@ -153,7 +182,7 @@ impl TrustFiles {
             }
             Err(e) => {
                 *self.problem.lock().unwrap_or_else(|p| p.into_inner()) = e.to_string();
-                error!(event = "trust", outcome = "failed", reason = %e, "keeping the CAs and CRLs loaded before; an out-of-date CRL still refuses its CA's certificates");
+                error!(event = "trust", outcome = "failed", reason = ?e.to_string(), "keeping the CAs and CRLs loaded before; an out-of-date CRL still refuses its CA's certificates");
                 false
             }
         }
@@ -173,12 +202,15 @@ impl TrustFiles {
             .unwrap_or_default()
     }
 
-    fn is_crl_error(&self, error: &TrustFileError) -> bool {
-        let crl = self
-            .crl_file
+    fn crl_path(&self) -> String {
+        self.crl_file
             .as_deref()
             .map(|p| p.display().to_string())
-            .unwrap_or_default();
+            .unwrap_or_default()
+    }
+
+    fn is_crl_error(&self, error: &TrustFileError) -> bool {
+        let crl = self.crl_path();
         match error {
             TrustFileError::Read { path, .. } | TrustFileError::Invalid { path, .. } => {
                 *path == crl
@@ -207,15 +239,17 @@ impl TrustFiles {
                 })?
             }
         };
-        TrustStore::new(cas, crls).map_err(|error| TrustFileError::Invalid {
-            // A CRL that does not fit the CAs is the CRL file's fault.
-            path: self
-                .crl_file
-                .as_deref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_else(|| self.ca_path()),
-            error,
-        })
+        let (store, unused) = TrustStore::new(cas, crls).map_err(|error| {
+            TrustFileError::Invalid {
+                // A CRL that does not fit the CAs is the CRL file's fault.
+                path: self.crl_path(),
+                error,
+            }
+        })?;
+        for crl in unused {
+            warn!(event = "trust", crl_issuer = ?crl.issuer, outcome = "ignored", "a CRL of a CA that is not in ca_file");
+        }
+        Ok(store)
     }
 
     fn log_loaded(&self, store: &TrustStore) {
@@ -229,5 +263,33 @@ impl TrustFiles {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_trust_file_others_can_write_is_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ca.pem");
+        std::fs::write(
+            &path,
+            "-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let config = Config {
+            ca_file: Some(path.clone()),
+            ..Config::default()
+        };
+        let err = TrustFiles::load(&config).err().unwrap().to_string();
+        assert!(err.contains("lets others write it"), "{err}");
+        // Made private, it is read (and found not to be a CA file).
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = TrustFiles::load(&config).err().unwrap().to_string();
+        assert!(!err.contains("lets others write it"), "{err}");
     }
 }

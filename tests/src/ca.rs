@@ -202,6 +202,34 @@ impl TestCa {
         self.ca_command(&["-revoke", cert.to_str().unwrap()]);
     }
 
+    /// As `crl`, with CRL extensions: `sections` is openssl config text
+    /// defining a `[crl_ext]` section (and any it refers to).
+    pub fn crl_with_extensions(&self, hours: u32, sections: &str) -> String {
+        let base = std::fs::read_to_string(self.path("ca.cnf")).unwrap();
+        std::fs::write(
+            self.path("ca-ext.cnf"),
+            format!("{base}crl_extensions = crl_ext\n{sections}"),
+        )
+        .unwrap();
+        let out = self.path("crl-ext.pem");
+        run(&[
+            "ca",
+            "-config",
+            &self.arg("ca-ext.cnf"),
+            "-keyfile",
+            &self.arg("ca.key"),
+            "-cert",
+            &self.arg("ca.pem"),
+            "-gencrl",
+            "-crlhours",
+            &hours.to_string(),
+            "-out",
+            out.to_str().unwrap(),
+        ]
+        .map(String::from));
+        std::fs::read_to_string(out).unwrap()
+    }
+
     /// A CRL of the revocations so far, valid for `hours`, as PEM.
     pub fn crl(&self, hours: u32) -> String {
         let out = self.path("crl.pem");
