@@ -335,7 +335,7 @@ fn a_ca_issued_certificate_logs_in_unenrolled_and_a_new_crl_revokes_it_without_r
     let ca = TestCa::root(&work.path(""), "Org CA", CaKeyKind::P384);
     let ca_file = work.write("ca.pem", ca.certificate_pem().as_bytes(), 0o644);
     let crl_file = work.write("crl.pem", ca.crl(24).as_bytes(), 0o644);
-    let daemon = TestDaemon::start(&format!(
+    let mut daemon = TestDaemon::start(&format!(
         "host_name = \"ca-test-host\"\nca_file = \"{}\"\ncrl_file = \"{}\"\n",
         ca_file.display(),
         crl_file.display()
@@ -425,6 +425,45 @@ fn a_ca_issued_certificate_logs_in_unenrolled_and_a_new_crl_revokes_it_without_r
         std::thread::sleep(Duration::from_millis(200));
     }
     assert_eq!(test_login(&cert).code, 1);
+
+    // Not even after a restart: the newest CRL seen is recorded in the
+    // store, so the replayed one loads as no CRL at all.
+    drop(test_login);
+    daemon.restart();
+    let status = daemon.ecpctl(&["status"]).ok();
+    assert!(
+        status.contains("CRL:                  none loaded"),
+        "{status}"
+    );
+    assert!(
+        status.contains("older than the one already in force"),
+        "{status}"
+    );
+    let run = daemon.ecpctl(&[
+        "test-login",
+        "alice",
+        "--key",
+        key.to_str().unwrap(),
+        "--cert",
+        cert.to_str().unwrap(),
+        "--passphrase-file",
+        pass.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    replace_file(&crl_file, &ca.crl(24));
+    nix_kill_hup(daemon.pid());
+    let test_login = |cert: &Path| {
+        daemon.ecpctl(&[
+            "test-login",
+            "alice",
+            "--key",
+            key.to_str().unwrap(),
+            "--cert",
+            cert.to_str().unwrap(),
+            "--passphrase-file",
+            pass.to_str().unwrap(),
+        ])
+    };
 
     // A CRL file that does not parse is reported and changes nothing: the
     // revocation still holds (SIGHUP makes it read at once).

@@ -372,6 +372,11 @@ impl Crl {
         }
     }
 
+    /// The CRL number as unsigned big-endian bytes, if it has one.
+    pub fn crl_number_bytes(&self) -> Option<Vec<u8>> {
+        self.crl_number.as_ref().map(|n| n.to_bytes_be())
+    }
+
     /// The CA subject this CRL is issued by, in DER.
     pub fn issuer_der(&self) -> &[u8] {
         &self.issuer_der

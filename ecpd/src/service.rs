@@ -16,7 +16,7 @@ use tracing::{debug, info, warn};
 
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::store::{AddOutcome, CertificateRecord, Store, StoreError};
+use crate::store::{AddOutcome, CertificateRecord, CrlMark, Store, StoreError};
 use crate::throttle::{Refusal, Source, Throttle};
 use crate::tokens::Tokens;
 use crate::trust_files::TrustFiles;
@@ -85,6 +85,48 @@ pub enum ServiceError {
     TrustFiles(String),
 }
 
+/// Refuses a set whose CRL of some CA is older than the newest one this
+/// store has recorded for that CA: a replayed list from before a
+/// revocation, even across restarts. A store that cannot be read refuses.
+fn crls_not_older_than_recorded(
+    store: &Store,
+    candidate: &ecp_core::trust::TrustStore,
+) -> Result<(), ecp_core::trust::TrustError> {
+    for (ca, crl) in candidate.crls() {
+        let Some(crl) = crl else { continue };
+        let held = store.crl_high_water(&ca.fingerprint).map_err(|e| {
+            ecp_core::trust::TrustError::Unreadable {
+                what: "the record of CRLs seen",
+                detail: e.to_string(),
+            }
+        })?;
+        let mark = CrlMark {
+            crl_number: crl.crl_number_bytes(),
+            this_update: crl.this_update,
+        };
+        if held.is_some_and(|held| mark.is_before(&held)) {
+            return Err(ecp_core::trust::TrustError::CrlRolledBack {
+                issuer: crl.issuer.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Records the CRLs now in force as the newest seen of their CAs.
+fn record_crl_marks(store: &Store, trust: &ecp_core::trust::TrustStore) {
+    for (ca, crl) in trust.crls() {
+        let Some(crl) = crl else { continue };
+        let mark = CrlMark {
+            crl_number: crl.crl_number_bytes(),
+            this_update: crl.this_update,
+        };
+        if let Err(e) = store.raise_crl_high_water(&ca.fingerprint, &mark) {
+            warn!(event = "store", outcome = "failed", reason = %e, "could not record the newest CRL seen");
+        }
+    }
+}
+
 /// Whether `user` is root, or an account with uid 0 under another name.
 /// An account the name service cannot look up counts as one, to be safe.
 fn is_superuser(user: &UserName) -> bool {
@@ -111,7 +153,7 @@ enum Authority {
 pub const MAX_LABEL_LEN: usize = 64;
 
 pub struct Service {
-    store: Store,
+    store: Arc<Store>,
     config: Config,
     host: HostName,
     clock: Arc<dyn Clock>,
@@ -214,8 +256,14 @@ impl Service {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, ServiceError> {
         let tokens = Tokens::new().map_err(|e| ServiceError::Random(e.to_string()))?;
-        let trust =
-            TrustFiles::load(&config).map_err(|e| ServiceError::TrustFiles(e.to_string()))?;
+        let store = Arc::new(store);
+        let marks = store.clone();
+        let trust = TrustFiles::load(
+            &config,
+            Box::new(move |candidate| crls_not_older_than_recorded(&marks, candidate)),
+        )
+        .map_err(|e| ServiceError::TrustFiles(e.to_string()))?;
+        record_crl_marks(&store, &trust.current());
         Ok(Self {
             trust,
             throttle: Throttle::new(config.limits()),
@@ -569,7 +617,11 @@ impl Service {
     /// Re-reads `ca_file` and `crl_file` if they changed (always, with
     /// `force`); true when a new set is in force.
     pub fn refresh_trust(&self, force: bool) -> bool {
-        self.trust.refresh(force)
+        let changed = self.trust.refresh(force);
+        if changed {
+            record_crl_marks(&self.store, &self.trust.current());
+        }
+        changed
     }
 
     /// The CAs and CRLs in force, for `ecpctl status` and `doctor`.

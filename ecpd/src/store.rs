@@ -31,6 +31,40 @@ pub struct CertificateRecord {
     pub last_used: i64,
 }
 
+/// Where a CA's CRLs have got to: its CRL number (big-endian bytes) when
+/// it has one, and its thisUpdate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CrlMark {
+    pub crl_number: Option<Vec<u8>>,
+    pub this_update: i64,
+}
+
+impl CrlMark {
+    /// Whether this mark comes after `other`: by CRL number when both have
+    /// one, else by thisUpdate.
+    pub fn is_after(&self, other: &CrlMark) -> bool {
+        match (&self.crl_number, &other.crl_number) {
+            (Some(a), Some(b)) if a != b => big_endian_greater(a, b),
+            _ => self.this_update > other.this_update,
+        }
+    }
+
+    /// Whether this mark goes back before `other`.
+    pub fn is_before(&self, other: &CrlMark) -> bool {
+        match (&self.crl_number, &other.crl_number) {
+            (Some(a), Some(b)) => big_endian_greater(b, a),
+            _ => self.this_update < other.this_update,
+        }
+    }
+}
+
+/// `a > b` for unsigned big-endian numbers of any length.
+fn big_endian_greater(a: &[u8], b: &[u8]) -> bool {
+    let trim = |x: &[u8]| -> Vec<u8> { x.iter().copied().skip_while(|&d| d == 0).collect() };
+    let (a, b) = (trim(a), trim(b));
+    (a.len(), a) > (b.len(), b)
+}
+
 /// Why a certificate could not be added.
 #[derive(Debug, PartialEq, Eq)]
 pub enum AddOutcome {
@@ -42,6 +76,9 @@ pub enum AddOutcome {
 pub struct Store {
     db: sled::Db,
     certificates: sled::Tree,
+    /// The newest CRL seen of each organisation CA (by CA fingerprint), so
+    /// that an older one is refused even after a restart.
+    crl_high_water: sled::Tree,
     /// Serialises enroll/revoke so the per-user bound cannot be raced.
     certificate_writes: Mutex<()>,
 }
@@ -114,6 +151,7 @@ impl Store {
         }
         Ok(Self {
             certificates: db.open_tree("certificates")?,
+            crl_high_water: db.open_tree("crl_high_water")?,
             db,
             certificate_writes: Mutex::new(()),
         })
@@ -122,6 +160,35 @@ impl Store {
     /// Makes every write so far durable.
     pub fn flush(&self) -> Result<(), StoreError> {
         self.db.flush()?;
+        Ok(())
+    }
+
+    // ---- CRLs ----
+
+    /// The newest CRL recorded for the CA with `ca_fingerprint`.
+    pub fn crl_high_water(&self, ca_fingerprint: &str) -> Result<Option<CrlMark>, StoreError> {
+        self.crl_high_water
+            .get(ca_fingerprint.as_bytes())?
+            .map(|v| decode("crl_high_water", &v))
+            .transpose()
+    }
+
+    /// Records `mark` for the CA if it is newer than what is recorded;
+    /// durable when it returns.
+    pub fn raise_crl_high_water(
+        &self,
+        ca_fingerprint: &str,
+        mark: &CrlMark,
+    ) -> Result<(), StoreError> {
+        let newer = match self.crl_high_water(ca_fingerprint)? {
+            Some(held) => mark.is_after(&held),
+            None => true,
+        };
+        if newer {
+            self.crl_high_water
+                .insert(ca_fingerprint.as_bytes(), encode(mark))?;
+            self.db.flush()?;
+        }
         Ok(())
     }
 

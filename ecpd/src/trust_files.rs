@@ -42,7 +42,12 @@ pub enum TrustFileError {
     Invalid { path: String, error: TrustError },
 }
 
+/// A check a freshly read set must pass before it is put in force (the
+/// service checks CRLs against the newest ones it has recorded).
+pub type Acceptance = Box<dyn Fn(&TrustStore) -> Result<(), TrustError> + Send + Sync>;
+
 pub struct TrustFiles {
+    accept: Acceptance,
     ca_file: Option<PathBuf>,
     crl_file: Option<PathBuf>,
     seen: Mutex<(Option<Stamp>, Option<Stamp>)>,
@@ -91,8 +96,9 @@ impl TrustFiles {
     /// an error (ecpd does not start on it); a CRL file that cannot be used
     /// is logged and leaves no CRL loaded, so with `require_crl` that CA's
     /// certificates are refused until a good one is in place.
-    pub fn load(config: &Config) -> Result<TrustFiles, TrustFileError> {
+    pub fn load(config: &Config, accept: Acceptance) -> Result<TrustFiles, TrustFileError> {
         let files = TrustFiles {
+            accept,
             ca_file: config.ca_file.clone(),
             crl_file: config.crl_file.clone(),
             seen: Mutex::new((None, None)),
@@ -101,7 +107,15 @@ impl TrustFiles {
         };
         if files.ca_file.is_some() {
             let stamps = files.stamps();
-            let store = match files.read() {
+            let checked = files.read().and_then(|store| {
+                (files.accept)(&store)
+                    .map(|()| store)
+                    .map_err(|error| TrustFileError::Invalid {
+                        path: files.crl_path(),
+                        error,
+                    })
+            });
+            let store = match checked {
                 Ok(store) => store,
                 Err(e) if files.is_crl_error(&e) => {
                     error!(event = "trust", outcome = "failed", reason = ?e.to_string(), "no CRL is loaded");
@@ -164,6 +178,7 @@ impl TrustFiles {
         let read = self.read().and_then(|store| {
             store
                 .check_not_rolled_back(&self.current())
+                .and_then(|()| (self.accept)(&store))
                 .map(|()| store)
                 .map_err(|error| TrustFileError::Invalid {
                     path: self.crl_path(),
@@ -285,11 +300,12 @@ mod tests {
             ca_file: Some(path.clone()),
             ..Config::default()
         };
-        let err = TrustFiles::load(&config).err().unwrap().to_string();
+        let any = || -> Acceptance { Box::new(|_| Ok(())) };
+        let err = TrustFiles::load(&config, any()).err().unwrap().to_string();
         assert!(err.contains("lets others write it"), "{err}");
         // Made private, it is read (and found not to be a CA file).
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let err = TrustFiles::load(&config).err().unwrap().to_string();
+        let err = TrustFiles::load(&config, any()).err().unwrap().to_string();
         assert!(!err.contains("lets others write it"), "{err}");
     }
 }
