@@ -322,6 +322,20 @@ fn openssl_user(work: &Workdir, ca: &TestCa, name: &str) -> (PathBuf, PathBuf, P
     (key, cert, pass)
 }
 
+/// `ecpctl test-login alice` against `daemon` with `key`, presenting `cert`.
+fn test_login(daemon: &TestDaemon, key: &Path, cert: &Path, pass: &Path) -> ecp_tests::Run {
+    daemon.ecpctl(&[
+        "test-login",
+        "alice",
+        "--key",
+        key.to_str().unwrap(),
+        "--cert",
+        cert.to_str().unwrap(),
+        "--passphrase-file",
+        pass.to_str().unwrap(),
+    ])
+}
+
 /// Replaces `path` as an admin's script would: a new file renamed over it.
 fn replace_file(path: &Path, contents: &str) {
     let next = path.with_extension("new");
@@ -341,25 +355,13 @@ fn a_ca_issued_certificate_logs_in_unenrolled_and_a_new_crl_revokes_it_without_r
         crl_file.display()
     ));
     let (key, cert, pass) = openssl_user(&work, &ca, "alice");
-    let test_login = |cert: &Path| {
-        daemon.ecpctl(&[
-            "test-login",
-            "alice",
-            "--key",
-            key.to_str().unwrap(),
-            "--cert",
-            cert.to_str().unwrap(),
-            "--passphrase-file",
-            pass.to_str().unwrap(),
-        ])
-    };
 
     // Nothing is enrolled for alice on this host, yet she logs in.
     assert!(daemon
         .ecpctl(&["list", "alice", "--json"])
         .ok()
         .contains("[]"));
-    let run = test_login(&cert);
+    let run = test_login(&daemon, &key, &cert, &pass);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(
         run.stdout.contains("with its CA-issued certificate"),
@@ -383,7 +385,7 @@ fn a_ca_issued_certificate_logs_in_unenrolled_and_a_new_crl_revokes_it_without_r
     let other = TestCa::root(&work.path("other"), "Other CA", CaKeyKind::P256);
     let foreign = work.path("foreign.pem");
     other.sign_user(&work.path("alice.csr"), &foreign, 30);
-    let run = test_login(&foreign);
+    let run = test_login(&daemon, &key, &foreign, &pass);
     assert_eq!(run.code, 1, "{}", run.stderr);
     assert!(run.stderr.contains("login failed"), "{}", run.stderr);
     assert!(
@@ -399,7 +401,7 @@ fn a_ca_issued_certificate_logs_in_unenrolled_and_a_new_crl_revokes_it_without_r
     replace_file(&crl_file, &ca.crl(24));
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
-        let run = test_login(&cert);
+        let run = test_login(&daemon, &key, &cert, &pass);
         if run.code != 0 {
             assert!(run.stderr.contains("login failed"), "{}", run.stderr);
             break;
@@ -424,11 +426,10 @@ fn a_ca_issued_certificate_logs_in_unenrolled_and_a_new_crl_revokes_it_without_r
         assert!(std::time::Instant::now() < deadline, "{}", daemon.log());
         std::thread::sleep(Duration::from_millis(200));
     }
-    assert_eq!(test_login(&cert).code, 1);
+    assert_eq!(test_login(&daemon, &key, &cert, &pass).code, 1);
 
     // Not even after a restart: the newest CRL seen is recorded in the
     // store, so the replayed one loads as no CRL at all.
-    drop(test_login);
     daemon.restart();
     let status = daemon.ecpctl(&["status"]).ok();
     assert!(
@@ -439,31 +440,10 @@ fn a_ca_issued_certificate_logs_in_unenrolled_and_a_new_crl_revokes_it_without_r
         status.contains("older than the one already in force"),
         "{status}"
     );
-    let run = daemon.ecpctl(&[
-        "test-login",
-        "alice",
-        "--key",
-        key.to_str().unwrap(),
-        "--cert",
-        cert.to_str().unwrap(),
-        "--passphrase-file",
-        pass.to_str().unwrap(),
-    ]);
+    let run = test_login(&daemon, &key, &cert, &pass);
     assert_eq!(run.code, 1, "{}", run.stderr);
     replace_file(&crl_file, &ca.crl(24));
     nix_kill_hup(daemon.pid());
-    let test_login = |cert: &Path| {
-        daemon.ecpctl(&[
-            "test-login",
-            "alice",
-            "--key",
-            key.to_str().unwrap(),
-            "--cert",
-            cert.to_str().unwrap(),
-            "--passphrase-file",
-            pass.to_str().unwrap(),
-        ])
-    };
 
     // A CRL file that does not parse is reported and changes nothing: the
     // revocation still holds (SIGHUP makes it read at once).
@@ -480,7 +460,7 @@ fn a_ca_issued_certificate_logs_in_unenrolled_and_a_new_crl_revokes_it_without_r
         assert!(std::time::Instant::now() < deadline, "{}", daemon.log());
         std::thread::sleep(Duration::from_millis(200));
     }
-    assert_eq!(test_login(&cert).code, 1);
+    assert_eq!(test_login(&daemon, &key, &cert, &pass).code, 1);
     let status = daemon.ecpctl(&["status"]).ok();
     assert!(status.contains("CA/CRL files problem:"), "{status}");
 }
