@@ -12,10 +12,11 @@ set -euo pipefail
 # libpam0g-dev: pam-bindings links libpam; libpam-wrapper + pamtester: real
 # libpam driving the built module; binutils: nm; openssh-server/-client and
 # sudo: the module inside the real programs; man-db and systemd: the
-# package test (systemd-analyze verify).
+# package test (systemd-analyze verify); slapd + ldap-utils: a private
+# directory server for the LDAP tests (the machine's own slapd is unused).
 PACKAGES=(openssl python3 python3-cryptography util-linux passwd dbus-daemon dbus-bin
     libpam0g-dev libpam-modules libpam-wrapper pamtester binutils pkg-config make
-    openssh-server openssh-client sudo man-db systemd)
+    openssh-server openssh-client sudo man-db systemd slapd ldap-utils)
 
 TOOLS=(cargo-deb cargo-deny cargo-fuzz)
 

@@ -5,6 +5,7 @@
 
 pub mod ca;
 pub mod daemon;
+pub mod directory;
 pub mod pam;
 
 use std::ffi::OsStr;

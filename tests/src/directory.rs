@@ -1,0 +1,214 @@
+//! A private OpenLDAP directory for tests: Debian's slapd with a
+//! throwaway configuration (mdb, the stock schemas) in a temporary
+//! directory, listening on its own ldapi:// socket (and a loopback port
+//! when asked), never the machine's slapd. Users get `posixAccount`
+//! entries with `userCertificate;binary` values, as SSSD expects them.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::{run_with_input, Run};
+
+pub const BASE_DN: &str = "dc=example,dc=org";
+pub const ADMIN_DN: &str = "cn=admin,dc=example,dc=org";
+const ADMIN_PASSWORD: &str = "secret";
+
+/// A running slapd; stopped (and its files removed) on drop.
+pub struct TestDirectory {
+    dir: tempfile::TempDir,
+    /// The ldapi:// URI of its socket.
+    pub uri: String,
+    pid: u32,
+    next_uid: std::cell::Cell<u32>,
+}
+
+impl TestDirectory {
+    /// Starts slapd with an empty tree under [`BASE_DN`].
+    pub fn start() -> TestDirectory {
+        let dir = tempfile::Builder::new()
+            .prefix("ecp-ldap-")
+            .tempdir()
+            .unwrap();
+        let path = dir.path();
+        std::fs::create_dir(path.join("db")).unwrap();
+        let config = format!(
+            "include /etc/ldap/schema/core.schema\n\
+             include /etc/ldap/schema/cosine.schema\n\
+             include /etc/ldap/schema/nis.schema\n\
+             include /etc/ldap/schema/inetorgperson.schema\n\
+             pidfile {0}/slapd.pid\n\
+             modulepath /usr/lib/ldap\n\
+             moduleload back_mdb\n\
+             database mdb\n\
+             maxsize 10485760\n\
+             suffix \"{BASE_DN}\"\n\
+             rootdn \"{ADMIN_DN}\"\n\
+             rootpw {ADMIN_PASSWORD}\n\
+             directory {0}/db\n",
+            path.display()
+        );
+        std::fs::write(path.join("slapd.conf"), config).unwrap();
+        let socket = path.join("ldapi");
+        let uri = format!("ldapi://{}", socket.to_str().unwrap().replace('/', "%2F"));
+        let status = Command::new("/usr/sbin/slapd")
+            .arg("-f")
+            .arg(path.join("slapd.conf"))
+            .args(["-h", &uri])
+            .status()
+            .expect("start slapd (apt-get install slapd)");
+        assert!(status.success(), "slapd did not start");
+        let pid_file = path.join("slapd.pid");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !(socket.exists() && pid_file.exists()) {
+            assert!(Instant::now() < deadline, "slapd did not come up");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let pid = std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let directory = TestDirectory {
+            dir,
+            uri,
+            pid,
+            next_uid: std::cell::Cell::new(20_000),
+        };
+        directory.modify(&format!(
+            "dn: {BASE_DN}\nobjectClass: dcObject\nobjectClass: organization\ndc: example\no: Example\n\n\
+             dn: ou=people,{BASE_DN}\nobjectClass: organizationalUnit\nou: people\n"
+        ), true);
+        directory
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// The DN of `user`'s entry.
+    pub fn user_dn(user: &str) -> String {
+        format!("uid={user},ou=people,{BASE_DN}")
+    }
+
+    /// Runs ldapadd (`add`) or ldapmodify with `ldif` as the admin.
+    pub fn modify(&self, ldif: &str, add: bool) -> Run {
+        let tool = if add { "ldapadd" } else { "ldapmodify" };
+        let run = run_with_input(
+            Path::new(&format!("/usr/bin/{tool}")),
+            &["-x", "-H", &self.uri, "-D", ADMIN_DN, "-w", ADMIN_PASSWORD],
+            Some(ldif.as_bytes()),
+        );
+        assert_eq!(run.code, 0, "{tool}: {}", run.stderr);
+        run
+    }
+
+    /// Adds a posixAccount entry for `user` with these certificates (DER).
+    pub fn add_user(&self, user: &str, certificates: &[Vec<u8>]) {
+        let uid = self.next_uid.get();
+        self.next_uid.set(uid + 1);
+        let mut ldif = format!(
+            "dn: {}\nobjectClass: inetOrgPerson\nobjectClass: posixAccount\nuid: {user}\n\
+             cn: {user}\nsn: {user}\nuidNumber: {uid}\ngidNumber: {uid}\nhomeDirectory: /home/{user}\n",
+            Self::user_dn(user)
+        );
+        for der in certificates {
+            ldif.push_str(&format!(
+                "userCertificate;binary:< file://{}\n",
+                self.der_file(der).display()
+            ));
+        }
+        self.modify(&ldif, true);
+    }
+
+    /// Removes one certificate value from `user`'s entry.
+    pub fn remove_certificate(&self, user: &str, der: &[u8]) {
+        self.modify(
+            &format!(
+                "dn: {}\nchangetype: modify\ndelete: userCertificate;binary\nuserCertificate;binary:< file://{}\n",
+                Self::user_dn(user),
+                self.der_file(der).display()
+            ),
+            false,
+        );
+    }
+
+    /// A file holding `der`, for ldif `:<` references.
+    fn der_file(&self, der: &[u8]) -> PathBuf {
+        let name = ecp_core::certificate::fingerprint_of_der(der);
+        let path = self.dir.path().join(format!("{name}.der"));
+        std::fs::write(&path, der).unwrap();
+        path
+    }
+
+    /// The DER values of `user`'s certificate attribute, read back with
+    /// ldapsearch (what any LDAP client sees).
+    pub fn certificates_of(&self, user: &str) -> Vec<Vec<u8>> {
+        let out = Command::new("/usr/bin/ldapsearch")
+            .args([
+                "-x",
+                "-LLL",
+                "-o",
+                "ldif-wrap=no",
+                "-H",
+                &self.uri,
+                "-b",
+                BASE_DN,
+            ])
+            .arg(format!("(uid={user})"))
+            .arg("userCertificate;binary")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        use base64::Engine as _;
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.strip_prefix("userCertificate;binary:: "))
+            .map(|b64| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(b64)
+                    .unwrap()
+            })
+            .collect()
+    }
+
+    /// Stops answering (SIGSTOP), as a hung server does.
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    pub fn thaw(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for TestDirectory {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-CONT", &self.pid.to_string()])
+            .status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.pid.to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Path::new(&format!("/proc/{}", self.pid)).exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
