@@ -34,3 +34,114 @@ fn a_private_slapd_holds_and_gives_back_users_certificates() {
     directory.remove_certificate("alice", &laptop);
     assert_eq!(directory.certificates_of("alice"), vec![desk]);
 }
+
+/// alice's key pair (passphrase "pw") in `work`/k: (directory, certificate DER).
+fn alice_key(work: &Workdir) -> (std::path::PathBuf, Vec<u8>) {
+    let dir = keygen(work, "alice", "k", "pw");
+    let der = parse_certificate_pem(&work.read("k/certificate.pem"))
+        .unwrap()
+        .der()
+        .to_vec();
+    (dir, der)
+}
+
+/// `ecpctl test-login alice` against `daemon` with the key in `dir`.
+fn alice_test_login(
+    daemon: &ecp_tests::daemon::TestDaemon,
+    work: &Workdir,
+    dir: &std::path::Path,
+) -> ecp_tests::Run {
+    daemon.ecpctl(&[
+        "test-login",
+        "alice",
+        "--key",
+        dir.join("private_key.pem").to_str().unwrap(),
+        "--passphrase-file",
+        work.path("k.pass").to_str().unwrap(),
+    ])
+}
+
+/// A daemon reading users' certificates from `directory`.
+fn daemon_with(directory: &TestDirectory, extra: &str) -> ecp_tests::daemon::TestDaemon {
+    ecp_tests::daemon::TestDaemon::start(&format!(
+        "host_name = \"dir-host\"\nchallenges_per_user_per_minute = 0\n\n[directory]\n\
+         uri = [\"{}\"]\nbase_dn = \"{}\"\ntimeout_ms = 500\n{extra}",
+        directory.uri,
+        ecp_tests::directory::BASE_DN
+    ))
+}
+
+#[test]
+fn a_directory_certificate_logs_in_unenrolled_until_the_directory_removes_it() {
+    let directory = TestDirectory::start();
+    let work = Workdir::new();
+    let (dir, der) = alice_key(&work);
+    directory.add_user("alice", std::slice::from_ref(&der));
+    let daemon = daemon_with(&directory, "cache_ttl_secs = 3600\n");
+    let test_login = || alice_test_login(&daemon, &work, &dir);
+    let run = test_login();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(daemon
+        .ecpctl(&["list", "alice", "--json"])
+        .ok()
+        .contains("[]"));
+    assert!(
+        daemon
+            .log()
+            .contains("signed with a certificate from the directory"),
+        "{}",
+        daemon.log()
+    );
+
+    // Removed in the directory: the cached answer still holds for the TTL;
+    // `ecpctl cache flush` makes the next login ask, and it is refused.
+    directory.remove_certificate("alice", &der);
+    assert_eq!(test_login().code, 0);
+    let flushed = daemon.ecpctl(&["cache", "flush", "alice"]).ok();
+    assert!(flushed.contains("dropped 1"), "{flushed}");
+    let run = test_login();
+    assert_eq!(run.code, 1, "{}", run.stderr);
+}
+
+#[test]
+fn a_frozen_or_stopped_directory_is_answered_from_the_cache_within_the_timeout() {
+    let directory = TestDirectory::start();
+    let work = Workdir::new();
+    let (dir, der) = alice_key(&work);
+    directory.add_user("alice", &[der]);
+    // Every login asks the directory (TTL 0).
+    let daemon = daemon_with(&directory, "cache_ttl_secs = 0\nmax_offline_secs = 3600\n");
+    let test_login = || alice_test_login(&daemon, &work, &dir);
+    assert_eq!(test_login().code, 0);
+
+    // Hung (SIGSTOP): the lookup gives up after timeout_ms and the cached
+    // answer is used; the login does not wait for the bus's own timeout.
+    directory.freeze();
+    let started = std::time::Instant::now();
+    let run = test_login();
+    let took = started.elapsed();
+    directory.thaw();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(took < std::time::Duration::from_secs(10), "{took:?}");
+    assert!(
+        daemon.log().contains("using the cached answer"),
+        "{}",
+        daemon.log()
+    );
+
+    // A user the directory never answered for, with the directory down:
+    // Unavailable, never "not enrolled".
+    drop(directory);
+    let conn = daemon.connect();
+    let refused = zbus::block_on(async {
+        let auth = ecp_core::bus::AuthProxy::new(&conn).await.unwrap();
+        let token = auth.challenge("bob", "sshd", "").await.unwrap();
+        auth.verify("bob", &token, "MEUCIQgarbage")
+            .await
+            .unwrap_err()
+    });
+    assert!(
+        matches!(refused, ecp_core::bus::EcpError::DirectoryUnavailable(_)),
+        "{refused:?}"
+    );
+}

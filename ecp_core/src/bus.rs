@@ -80,6 +80,9 @@ pub enum EcpError {
     NotFound(String),
     /// The daemon's store failed; nothing unsafe was accepted.
     StoreFailure(String),
+    /// The directory holding the user's certificates could not be asked,
+    /// and no cached answer is young enough: the login cannot be decided.
+    DirectoryUnavailable(String),
 }
 
 /// One enrolled certificate, as `List` returns it. Times are Unix seconds;
@@ -204,4 +207,8 @@ pub trait Admin {
     /// The organisation CAs and CRLs in force (public facts: anyone may
     /// ask).
     fn trust(&self) -> Result<TrustReport, EcpError>;
+
+    /// Drops cached directory answers for `user`, or for everyone when
+    /// `user` is "" (root only); returns how many.
+    fn flush_directory_cache(&self, user: &str) -> Result<u64, EcpError>;
 }

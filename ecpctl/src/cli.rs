@@ -50,6 +50,8 @@ pub enum Command {
     Cert(CertCommand),
     #[command(subcommand)]
     Ca(CaCommand),
+    #[command(subcommand)]
+    Cache(CacheCommand),
     Enroll(EnrollArgs),
     List(ListArgs),
     Revoke(RevokeArgs),
@@ -277,6 +279,25 @@ pub struct KeygenArgs {
     /// DIR/certificate.pem.
     #[arg(long)]
     pub csr: bool,
+}
+
+/// The daemon's cache of directory (LDAP) answers.
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// Drop cached directory answers now, for USER or everyone (root only)
+    ///
+    /// ecpd keeps each user's certificates from the directory for
+    /// cache_ttl_secs; after a revocation in the directory, this makes the
+    /// next login ask the directory at once. Prints how many were dropped.
+    #[command(after_long_help = EXIT_CODES)]
+    Flush(CacheFlushArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CacheFlushArgs {
+    /// Whose answer to drop [default: everyone's].
+    #[arg(value_parser = parse_user)]
+    pub user: Option<UserName>,
 }
 
 /// Work as an organisation CA kept in files.

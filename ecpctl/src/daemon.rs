@@ -255,6 +255,16 @@ fn print_trust(trust: &ecp_core::bus::TrustReport) {
     }
 }
 
+pub fn flush_cache(bus: &str, args: &crate::cli::CacheFlushArgs) -> Result<(), Failure> {
+    zbus::block_on(async {
+        let (_conn, proxy) = admin(bus).await?;
+        let user = args.user.as_ref().map(|u| u.as_str()).unwrap_or("");
+        let removed = call(proxy.flush_directory_cache(user).await)?;
+        println!("dropped {removed} cached directory answer(s)");
+        Ok(())
+    })
+}
+
 pub fn cleanup(bus: &str) -> Result<(), Failure> {
     zbus::block_on(async {
         let (_conn, proxy) = admin(bus).await?;

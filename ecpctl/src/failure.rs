@@ -39,6 +39,7 @@ impl Failure {
         use ecp_core::bus::EcpError as E;
         match error {
             E::ZBus(e) => Failure::DaemonUnreachable(e.to_string()),
+            E::DirectoryUnavailable(m) => Failure::DaemonUnreachable(m),
             E::AuthenticationFailed(m)
             | E::NotEnrolled(m)
             | E::ChallengeExpired(m)

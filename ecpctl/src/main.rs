@@ -23,7 +23,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use cli::{CaCommand, CertCommand, Cli, Command};
+use cli::{CaCommand, CacheCommand, CertCommand, Cli, Command};
 use failure::Failure;
 
 fn run(cli: &Cli) -> Result<(), Failure> {
@@ -34,6 +34,7 @@ fn run(cli: &Cli) -> Result<(), Failure> {
         Command::Cert(CertCommand::Show(args)) => cert::show(args),
         Command::Cert(CertCommand::Check(args)) => cert::check(args),
         Command::Ca(CaCommand::Sign(args)) => ca::sign(args),
+        Command::Cache(CacheCommand::Flush(args)) => daemon::flush_cache(&cli.bus, args),
         Command::Enroll(args) => daemon::enroll(&cli.bus, args),
         Command::List(args) => daemon::list(&cli.bus, args),
         Command::Revoke(args) => daemon::revoke(&cli.bus, args),

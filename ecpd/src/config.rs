@@ -61,6 +61,8 @@ pub struct Config {
     /// lets requesters choose their subject) would otherwise hand out the
     /// second factor for root on every host.
     pub ca_allow_root: bool,
+    /// Users' certificates from an LDAP directory, with an offline cache.
+    pub directory: Option<crate::directory::DirectoryConfig>,
     /// Replaced by `penalty_max_secs`; still read so that old files work.
     pub lockout_minutes: Option<u64>,
     /// No longer used: challenges are not stored, so there is nothing to
@@ -92,6 +94,7 @@ impl Default for Config {
             require_crl: None,
             crl_grace_secs: 0,
             ca_allow_root: false,
+            directory: None,
             lockout_minutes: None,
             max_outstanding_challenges: None,
             notices: Vec::new(),
@@ -249,6 +252,9 @@ impl Config {
         }
         if self.crl_grace_secs > 30 * 86_400 {
             return Err(invalid("crl_grace_secs", "at most 2592000 (30 days)"));
+        }
+        if let Some((key, rule)) = self.directory.as_ref().and_then(|d| d.problem()) {
+            return Err(invalid(key, rule));
         }
         if self.crl_file.is_some() && self.ca_file.is_none() {
             return Err(invalid("crl_file", "only with ca_file"));

@@ -76,6 +76,28 @@ impl Shared {
         decision(&self.service, &caller).map_err(|e| to_bus_error(e, &caller))
     }
 
+    /// Asks the directory about `user` when the service says its cached
+    /// answer is due, on the tokio runtime (ldap3 needs it), within the
+    /// configured timeouts. None when no lookup was due.
+    async fn directory_lookup(
+        &self,
+        user: &str,
+    ) -> Option<Result<Vec<Vec<u8>>, crate::directory::LookupError>> {
+        if !self.service.directory_lookup_due(user) {
+            return None;
+        }
+        let config = self.service.directory()?.clone();
+        let user = user.to_owned();
+        let task = self
+            .runtime
+            .spawn(async move { crate::directory::lookup(&config, &user).await });
+        Some(task.await.unwrap_or_else(|e| {
+            Err(crate::directory::LookupError::Refused(format!(
+                "the lookup failed: {e}"
+            )))
+        }))
+    }
+
     /// The uid of the message's sender, as the bus daemon knows it. Never
     /// the connection's own peer credentials: those are the bus daemon's.
     async fn caller(&self, header: &Header<'_>) -> Result<Caller, EcpError> {
@@ -158,6 +180,7 @@ pub fn to_bus_error(error: ServiceError, caller: &Caller) -> EcpError {
         ServiceError::NotFound(m) => EcpError::NotFound(m),
         ServiceError::Store(e) => EcpError::StoreFailure(e.to_string()),
         e @ ServiceError::TrustFiles(_) => EcpError::StoreFailure(e.to_string()),
+        ServiceError::DirectoryUnavailable(m) => EcpError::DirectoryUnavailable(m),
         e @ ServiceError::Random(_) => EcpError::StoreFailure(e.to_string()),
     }
 }
@@ -186,8 +209,10 @@ impl AuthInterface {
         signature: String,
     ) -> Result<(), EcpError> {
         let caller = self.0.caller(&header).await?;
+        let looked_up = self.0.directory_lookup(&user).await;
         self.0.decide_now(caller, |s, c| {
-            s.verify(c, &user, &token, &signature).map(drop)
+            s.verify_answer(c, &user, &token, &signature, None, looked_up)
+                .map(drop)
         })
     }
 
@@ -200,8 +225,14 @@ impl AuthInterface {
         certificate: Vec<u8>,
     ) -> Result<(), EcpError> {
         let caller = self.0.caller(&header).await?;
+        if certificate.len() > ecp_core::certificate::MAX_CERTIFICATE_LEN {
+            return Err(EcpError::InvalidArgument(
+                "the presented certificate is too long".into(),
+            ));
+        }
+        let looked_up = self.0.directory_lookup(&user).await;
         self.0.decide_now(caller, |s, c| {
-            s.verify_presented(c, &user, &token, &signature, &certificate)
+            s.verify_answer(c, &user, &token, &signature, Some(&certificate), looked_up)
                 .map(drop)
         })
     }
@@ -286,6 +317,17 @@ impl AdminInterface {
     async fn cleanup(&self, #[zbus(header)] header: Header<'_>) -> Result<u64, EcpError> {
         let caller = self.0.caller(&header).await?;
         self.0.decide(caller, |s, c| s.cleanup(c)).await
+    }
+
+    async fn flush_directory_cache(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        user: String,
+    ) -> Result<u64, EcpError> {
+        let caller = self.0.caller(&header).await?;
+        self.0
+            .decide(caller, move |s, c| s.flush_directory_cache(c, &user))
+            .await
     }
 
     async fn trust(&self) -> Result<TrustReport, EcpError> {

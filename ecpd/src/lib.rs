@@ -11,6 +11,7 @@
 pub mod clock;
 pub mod config;
 pub mod dbus;
+pub mod directory;
 pub mod service;
 pub mod store;
 pub mod throttle;

@@ -16,7 +16,8 @@ use tracing::{debug, info, warn};
 
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::store::{AddOutcome, CertificateRecord, CrlMark, Store, StoreError};
+use crate::directory::LookupError;
+use crate::store::{AddOutcome, CachedLookup, CertificateRecord, CrlMark, Store, StoreError};
 use crate::throttle::{Refusal, Source, Throttle};
 use crate::tokens::Tokens;
 use crate::trust_files::TrustFiles;
@@ -83,6 +84,8 @@ pub enum ServiceError {
     Random(String),
     #[error("organisation CA files: {0}")]
     TrustFiles(String),
+    #[error("{0}")]
+    DirectoryUnavailable(String),
 }
 
 /// Refuses a set whose CRL of some CA is older than the newest one this
@@ -139,6 +142,8 @@ fn is_superuser(user: &UserName) -> bool {
 
 /// Why a key may sign for a user.
 enum Authority {
+    /// A certificate from the user's directory entry (or its cached copy).
+    Directory { fingerprint: String },
     /// An enrolled certificate, by fingerprint.
     Enrolled { fingerprint: String },
     /// A certificate the user presented, issued by a trusted CA.
@@ -387,7 +392,7 @@ impl Service {
         token: &str,
         signature: &str,
     ) -> Result<String, ServiceError> {
-        self.verify_answer(caller, user, token, signature, None)
+        self.verify_answer(caller, user, token, signature, None, None)
     }
 
     /// As [`Service::verify`], with a certificate the user presented (DER):
@@ -405,16 +410,19 @@ impl Service {
                 "the presented certificate is too long".into(),
             ));
         }
-        self.verify_answer(caller, user, token, signature, Some(certificate))
+        self.verify_answer(caller, user, token, signature, Some(certificate), None)
     }
 
-    fn verify_answer(
+    /// Verify or VerifyPresented, with the directory's fresh answer for
+    /// the user when one was fetched (see [`Service::directory_lookup_due`]).
+    pub fn verify_answer(
         &self,
         caller: &Caller,
         user: &str,
         token: &str,
         signature: &str,
         presented: Option<&[u8]>,
+        looked_up: Option<Result<Vec<Vec<u8>>, LookupError>>,
     ) -> Result<String, ServiceError> {
         let user = parse_user(user)?;
         if token.len() > MAX_TOKEN_LEN || signature.len() > MAX_SIGNATURE_LEN * 2 {
@@ -450,7 +458,7 @@ impl Service {
             return Err(ServiceError::Throttled(refusal));
         }
 
-        match self.check_answer(&user, &challenge, signature, presented, now) {
+        match self.check_answer(&user, &challenge, signature, presented, looked_up, now) {
             Ok(fingerprint) => {
                 self.throttle.success(&user, &source);
                 info!(event = "verify", user = %user, service = %service, source = %source, fingerprint = %fingerprint, outcome = "success");
@@ -539,6 +547,7 @@ impl Service {
         challenge: &Challenge,
         signature: &str,
         presented: Option<&[u8]>,
+        looked_up: Option<Result<Vec<Vec<u8>>, LookupError>>,
         now: u64,
     ) -> Result<String, ServiceError> {
         let auth = ServiceError::Auth;
@@ -550,7 +559,8 @@ impl Service {
         if signature.trim().is_empty() {
             return Err(auth(AuthFailure::NoSignature));
         }
-        let keys = self.signing_keys(user, presented, now)?;
+        let mut keys = self.signing_keys(user, presented, now)?;
+        keys.extend(self.directory_keys(user, looked_up, now)?);
         if keys.is_empty() {
             // As costly as a real check, so the time of a refusal does not
             // tell an enrolled user from an unknown one.
@@ -588,6 +598,10 @@ impl Service {
                         }
                         fingerprint
                     }
+                    Authority::Directory { fingerprint } => {
+                        info!(event = "verify", user = %user, fingerprint = %fingerprint, "signed with a certificate from the directory");
+                        fingerprint
+                    }
                     Authority::Ca {
                         issuer,
                         serial,
@@ -602,13 +616,141 @@ impl Service {
         Err(auth(AuthFailure::BadSignature))
     }
 
+    /// Whether the directory must be asked for `user` before a Verify:
+    /// it is configured and the cached answer is missing or older than
+    /// `cache_ttl_secs`.
+    pub fn directory_lookup_due(&self, user: &str) -> bool {
+        let Some(directory) = &self.config.directory else {
+            return false;
+        };
+        let Ok(user) = UserName::parse(user) else {
+            return false;
+        };
+        let now = self.clock.now();
+        match self.store.cached_lookup(user.as_str()) {
+            Ok(Some(cached)) => now.saturating_sub(cached.fetched_at) >= directory.cache_ttl_secs,
+            _ => true,
+        }
+    }
+
+    pub fn directory(&self) -> Option<&crate::directory::DirectoryConfig> {
+        self.config.directory.as_ref()
+    }
+
+    /// The keys the directory vouches for: from a fresh answer (which then
+    /// replaces the cached one — also when it holds no certificate, which
+    /// is how a revocation arrives), else from the cache while it is young
+    /// enough. A failed lookup never replaces a cached answer; with none
+    /// younger than `max_offline_secs` the login cannot be decided.
+    fn directory_keys(
+        &self,
+        user: &UserName,
+        looked_up: Option<Result<Vec<Vec<u8>>, LookupError>>,
+        now: u64,
+    ) -> Result<Vec<(p256::ecdsa::VerifyingKey, Authority)>, ServiceError> {
+        let Some(directory) = &self.config.directory else {
+            return Ok(Vec::new());
+        };
+        let cached = self.store.cached_lookup(user.as_str())?;
+        let certificates = match looked_up {
+            Some(Ok(certificates)) => {
+                self.store.cache_lookup(
+                    user.as_str(),
+                    &CachedLookup {
+                        fetched_at: now,
+                        certificates: certificates.clone(),
+                    },
+                )?;
+                certificates
+            }
+            failed => {
+                let age = cached.as_ref().map(|c| now.saturating_sub(c.fetched_at));
+                let young = age.is_some_and(|age| age < directory.max_offline_secs);
+                if let Some(Err(e)) = &failed {
+                    warn!(event = "directory", user = %user, outcome = "failed", reason = %e, cached_age_secs = age.unwrap_or(0), "using the cached answer while it is younger than max_offline_secs");
+                }
+                match cached {
+                    Some(cached) if young => cached.certificates,
+                    _ => {
+                        let why = match failed {
+                            Some(Err(e)) => e.to_string(),
+                            _ => "no directory answer was fetched".into(),
+                        };
+                        warn!(event = "directory", user = %user, outcome = "unavailable", reason = %why, "no cached answer young enough: the login fails closed");
+                        return Err(ServiceError::DirectoryUnavailable(format!(
+                            "the directory cannot be asked about {user} ({why}) and no cached answer is younger than {} s",
+                            directory.max_offline_secs
+                        )));
+                    }
+                }
+            }
+        };
+        let mut keys = Vec::new();
+        for der in certificates {
+            let checked = ecp_core::certificate::parse_user_certificate_der(&der)
+                .and_then(|cert| {
+                    if !cert.is_self_issued() {
+                        return Err(ecp_core::CertificateError::BadSelfSignature);
+                    }
+                    cert.check_self_signed()?;
+                    cert.check_user(user)?;
+                    cert.check_time(now as i64, self.skew())?;
+                    Ok(cert)
+                })
+                .map(|cert| (*cert.public_key(), cert.fingerprint()))
+                .or_else(|e| {
+                    // Not self-signed: a trusted CA may have issued it.
+                    let trust = self.trust.current();
+                    trust
+                        .check_presented(
+                            &der,
+                            user,
+                            now as i64,
+                            self.skew(),
+                            self.config.crl_policy(),
+                        )
+                        .map(|a| (*a.certificate.public_key(), a.certificate.fingerprint()))
+                        .map_err(|_| e)
+                });
+            match checked {
+                Ok((key, fingerprint)) => keys.push((key, Authority::Directory { fingerprint })),
+                Err(e) => {
+                    info!(event = "verify", user = %user, source = "directory", reason = ?e.to_string(), "skipping a directory certificate");
+                }
+            }
+        }
+        Ok(keys)
+    }
+
+    /// Drops cached directory answers (one user's, or all); root only.
+    pub fn flush_directory_cache(&self, caller: &Caller, user: &str) -> Result<u64, ServiceError> {
+        self.authorize_root(caller, "flush the directory cache")?;
+        let user = if user.is_empty() {
+            None
+        } else {
+            Some(parse_user(user)?)
+        };
+        let removed = self
+            .store
+            .flush_lookups(user.as_ref().map(|u| u.as_str()))?;
+        info!(
+            event = "directory",
+            outcome = "flushed",
+            removed,
+            "directory cache flushed"
+        );
+        Ok(removed)
+    }
+
     /// Whether a login of `user` needs a signature: an enrolled
     /// certificate, or any trusted CA (then everyone may hold one, so
     /// `nouserok` must not let anyone through on the password alone).
     pub fn needs_signature(&self, caller: &Caller, user: &str) -> Result<bool, ServiceError> {
         let user = parse_user(user)?;
         self.authorize_self_or_root(caller, &user, "ask about")?;
-        if self.trust.is_configured() {
+        // With a directory, who has certificates is the directory's answer:
+        // until that is asked here, everyone needs a signature.
+        if self.trust.is_configured() || self.config.directory.is_some() {
             return Ok(true);
         }
         Ok(!self.store.certificates_of(user.as_str())?.is_empty())
@@ -1263,14 +1405,7 @@ mod tests {
 
         // Not for alice, not from a trusted CA, or garbage: not a key.
         let for_bob = issued(&ca, "bob", &other_key);
-        let self_signed = ecp_core::certificate::parse_certificate_pem(
-            ecp_core::certificate::build_self_signed_certificate(&other_key, &alice, 30)
-                .unwrap()
-                .as_bytes(),
-        )
-        .unwrap()
-        .der()
-        .to_vec();
+        let self_signed = self_signed_der(&other_key, &alice);
         for refused in [for_bob, self_signed, vec![0x30, 0x00]] {
             assert_eq!(
                 f.service
@@ -1322,18 +1457,7 @@ mod tests {
         // signature, though carol has no key at all here.
         let token = f.challenge("carol", "").unwrap();
         let signature = Challenge::from_token(&token).unwrap().sign(&carol);
-        let self_signed = ecp_core::certificate::parse_certificate_pem(
-            ecp_core::certificate::build_self_signed_certificate(
-                &carol,
-                &UserName::parse("carol").unwrap(),
-                30,
-            )
-            .unwrap()
-            .as_bytes(),
-        )
-        .unwrap()
-        .der()
-        .to_vec();
+        let self_signed = self_signed_der(&carol, &UserName::parse("carol").unwrap());
         assert!(matches!(
             f.service
                 .verify_presented(&ROOT, "carol", &token, &signature, &self_signed),
@@ -1341,5 +1465,83 @@ mod tests {
         ));
         assert!(f.service.needs_signature(&ROOT, "carol").unwrap());
         assert!(f.service.needs_signature(&ROOT, "nobody-here").unwrap());
+    }
+
+    /// The DER of a self-signed certificate for `user`'s `key`.
+    fn self_signed_der(key: &SigningKey, user: &UserName) -> Vec<u8> {
+        let pem = ecp_core::certificate::build_self_signed_certificate(key, user, 30).unwrap();
+        ecp_core::certificate::parse_certificate_pem(pem.as_bytes())
+            .unwrap()
+            .der()
+            .to_vec()
+    }
+
+    /// A service whose users' certificates come from a directory (no
+    /// server: the tests hand it the directory's answers).
+    fn with_directory() -> Fixture {
+        fixture(
+            "[directory]\nuri = [\"ldapi://%2Fnowhere\"]\nbase_dn = \"dc=example,dc=org\"\n\
+             cache_ttl_secs = 60\nmax_offline_secs = 600\n",
+        )
+    }
+
+    #[test]
+    fn the_directory_answer_is_cached_replaced_by_a_revocation_and_bounded_offline() {
+        let f = with_directory();
+        let dave = generate_signing_key();
+        let user = UserName::parse("dave").unwrap();
+        let der = self_signed_der(&dave, &user);
+        let login = |looked_up: Option<Result<Vec<Vec<u8>>, LookupError>>| {
+            let token = f.challenge("dave", "").unwrap();
+            let signature = Challenge::from_token(&token).unwrap().sign(&dave);
+            f.service
+                .verify_answer(&ROOT, "dave", &token, &signature, None, looked_up)
+        };
+        let down = || Some(Err(LookupError::Unreachable("connect timed out".into())));
+
+        // Nothing cached and the directory down: cannot decide.
+        assert!(f.service.directory_lookup_due("dave"));
+        assert!(matches!(
+            login(down()),
+            Err(ServiceError::DirectoryUnavailable(_))
+        ));
+
+        // The directory's answer logs dave in with nothing enrolled, and is
+        // cached: no lookup is due within the TTL.
+        assert!(login(Some(Ok(vec![der.clone()]))).is_ok());
+        assert!(!f.service.directory_lookup_due("dave"));
+        assert!(login(None).is_ok());
+        f.clock.advance(61);
+        assert!(f.service.directory_lookup_due("dave"));
+
+        // The directory down: the cached answer serves until it is
+        // max_offline_secs old, then the login fails closed.
+        assert!(login(down()).is_ok());
+        f.clock.advance(600);
+        assert!(matches!(
+            login(down()),
+            Err(ServiceError::DirectoryUnavailable(_))
+        ));
+
+        // The directory back, with the certificate removed: refused, and
+        // the empty answer replaces the cached one.
+        assert!(login(Some(Ok(vec![der.clone()]))).is_ok());
+        assert!(login(Some(Ok(Vec::new()))).is_err());
+        assert!(matches!(login(None), Err(ServiceError::Auth(_))));
+        // A failed lookup never brings the old answer back.
+        assert!(matches!(login(down()), Err(ServiceError::Auth(_))));
+
+        // Hostile values (garbage, another user's certificate) give no key.
+        let other = self_signed_der(&dave, &UserName::parse("erin").unwrap());
+        assert!(login(Some(Ok(vec![vec![0x30, 0x82, 0xff], other]))).is_err());
+
+        // ecpctl cache flush: root only, and the next login must ask.
+        let bob = Caller {
+            uid: 1000,
+            name: Some("bob".into()),
+        };
+        assert!(f.service.flush_directory_cache(&bob, "").is_err());
+        assert_eq!(f.service.flush_directory_cache(&ROOT, "dave").unwrap(), 1);
+        assert!(f.service.directory_lookup_due("dave"));
     }
 }

@@ -31,6 +31,14 @@ pub struct CertificateRecord {
     pub last_used: i64,
 }
 
+/// A directory answer for one user: the certificate values (DER) and when
+/// they were fetched (Unix seconds).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CachedLookup {
+    pub fetched_at: u64,
+    pub certificates: Vec<Vec<u8>>,
+}
+
 /// Where a CA's CRLs have got to: its CRL number (big-endian bytes) when
 /// it has one, and its thisUpdate.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,6 +87,8 @@ pub struct Store {
     /// The newest CRL seen of each organisation CA (by CA fingerprint), so
     /// that an older one is refused even after a restart.
     crl_high_water: sled::Tree,
+    /// The last good directory answer for each user, with its time.
+    directory_cache: sled::Tree,
     /// Serialises enroll/revoke so the per-user bound cannot be raced.
     certificate_writes: Mutex<()>,
 }
@@ -152,6 +162,7 @@ impl Store {
         Ok(Self {
             certificates: db.open_tree("certificates")?,
             crl_high_water: db.open_tree("crl_high_water")?,
+            directory_cache: db.open_tree("directory_cache")?,
             db,
             certificate_writes: Mutex::new(()),
         })
@@ -190,6 +201,51 @@ impl Store {
             self.db.flush()?;
         }
         Ok(())
+    }
+
+    // ---- directory cache ----
+
+    /// The cached directory answer for `user`.
+    pub fn cached_lookup(&self, user: &str) -> Result<Option<CachedLookup>, StoreError> {
+        self.directory_cache
+            .get(user.as_bytes())?
+            .map(|v| decode("directory_cache", &v))
+            .transpose()
+    }
+
+    /// Replaces `user`'s cached answer (only a complete answer from a
+    /// working directory gets here).
+    pub fn cache_lookup(&self, user: &str, lookup: &CachedLookup) -> Result<(), StoreError> {
+        self.directory_cache
+            .insert(user.as_bytes(), encode(lookup))?;
+        Ok(())
+    }
+
+    /// Drops `user`'s cached answer, or every one; returns how many.
+    pub fn flush_lookups(&self, user: Option<&str>) -> Result<u64, StoreError> {
+        match user {
+            Some(user) => Ok(u64::from(
+                self.directory_cache.remove(user.as_bytes())?.is_some(),
+            )),
+            None => {
+                let n = self.directory_cache.len() as u64;
+                self.directory_cache.clear()?;
+                Ok(n)
+            }
+        }
+    }
+
+    /// (entries, oldest fetch time) of the directory cache.
+    pub fn lookup_cache_summary(&self) -> Result<(u64, Option<u64>), StoreError> {
+        let mut oldest: Option<u64> = None;
+        let mut count = 0;
+        for item in self.directory_cache.iter() {
+            let (_, value) = item?;
+            let cached: CachedLookup = decode("directory_cache", &value)?;
+            oldest = Some(oldest.map_or(cached.fetched_at, |o| o.min(cached.fetched_at)));
+            count += 1;
+        }
+        Ok((count, oldest))
     }
 
     // ---- certificates ----

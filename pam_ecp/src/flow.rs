@@ -70,6 +70,11 @@ fn refused(error: EcpError, login: &Login, conv: &dyn Conversation, log: &Log) -
             log.error(&format!("{who} outcome=unavailable reason=\"{e}\""));
             Outcome::Unavailable
         }
+        // Fail closed, and never as "not enrolled" (nouserok would pass it).
+        EcpError::DirectoryUnavailable(m) => {
+            log.error(&format!("{who} outcome=unavailable reason=\"{m}\""));
+            Outcome::Unavailable
+        }
         EcpError::Locked(m) | EcpError::RateLimited(m) => {
             log.warning(&format!("{who} outcome=refused reason=\"{m}\""));
             conv.tell_error(&format!("ecp: {m}"));
