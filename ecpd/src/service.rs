@@ -653,6 +653,13 @@ impl Service {
         };
         let cached = self.store.cached_lookup(user.as_str())?;
         let certificates = match looked_up {
+            // No certificate: the cached answer goes (that is how a removal
+            // arrives), and none is made, so that names an outsider makes
+            // up cannot fill the store.
+            Some(Ok(certificates)) if certificates.is_empty() => {
+                self.store.flush_lookups(Some(user.as_str()))?;
+                certificates
+            }
             Some(Ok(certificates)) => {
                 self.store.cache_lookup(
                     user.as_str(),
@@ -1526,10 +1533,34 @@ mod tests {
         // The directory back, with the certificate removed: refused, and
         // the empty answer replaces the cached one.
         assert!(login(Some(Ok(vec![der.clone()]))).is_ok());
-        assert!(login(Some(Ok(Vec::new()))).is_err());
-        assert!(matches!(login(None), Err(ServiceError::Auth(_))));
-        // A failed lookup never brings the old answer back.
-        assert!(matches!(login(down()), Err(ServiceError::Auth(_))));
+        assert!(matches!(
+            login(Some(Ok(Vec::new()))),
+            Err(ServiceError::Auth(_))
+        ));
+        assert!(f.service.directory_lookup_due("dave"));
+        // A failed lookup never brings the old answer back: fails closed.
+        assert!(matches!(
+            login(down()),
+            Err(ServiceError::DirectoryUnavailable(_))
+        ));
+
+        // Made-up names the directory has no certificate for leave no
+        // trace in the store.
+        let before = f.service.store.lookup_cache_summary().unwrap().0;
+        for i in 0..50 {
+            let name = format!("nobody{i}");
+            let token = f.challenge(&name, "").unwrap();
+            let _ = f.service.verify_answer(
+                &ROOT,
+                &name,
+                &token,
+                "MEUCIQx",
+                None,
+                Some(Ok(Vec::new())),
+            );
+        }
+        assert_eq!(f.service.store.lookup_cache_summary().unwrap().0, before);
+        assert!(login(Some(Ok(vec![der.clone()]))).is_ok());
 
         // Hostile values (garbage, another user's certificate) give no key.
         let other = self_signed_der(&dave, &UserName::parse("erin").unwrap());
