@@ -145,3 +145,55 @@ fn a_frozen_or_stopped_directory_is_answered_from_the_cache_within_the_timeout()
         "{refused:?}"
     );
 }
+
+#[test]
+fn ecpctl_cert_ldif_adds_a_certificate_that_ecpd_then_accepts() {
+    let directory = TestDirectory::start();
+    let work = Workdir::new();
+    let (dir, der) = alice_key(&work);
+    directory.add_user("alice", &[]);
+    let dn = TestDirectory::user_dn("alice");
+    let cert = work.path("k/certificate.pem");
+    let ldif = ecp_tests::ecpctl(&[
+        "cert",
+        "ldif",
+        "--user",
+        "alice",
+        "--dn",
+        &dn,
+        cert.to_str().unwrap(),
+    ])
+    .ok();
+    assert!(
+        ldif.starts_with(&format!("dn: {dn}\nchangetype: modify\n")),
+        "{ldif}"
+    );
+    directory.modify(&ldif, false);
+    assert_eq!(directory.certificates_of("alice"), vec![der]);
+    let daemon = daemon_with(&directory, "cache_ttl_secs = 60\n");
+    let run = alice_test_login(&daemon, &work, &dir);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+
+    // Not alice's certificate, or not a DN: refused, nothing printed.
+    let wrong = ecp_tests::ecpctl(&[
+        "cert",
+        "ldif",
+        "--user",
+        "bob",
+        "--dn",
+        &dn,
+        cert.to_str().unwrap(),
+    ]);
+    assert_eq!(wrong.code, 1);
+    assert!(wrong.stdout.is_empty());
+    let bad_dn = ecp_tests::ecpctl(&[
+        "cert",
+        "ldif",
+        "--user",
+        "alice",
+        "--dn",
+        "uid=alice\nchangetype: delete",
+        cert.to_str().unwrap(),
+    ]);
+    assert_eq!(bad_dn.code, 2);
+}

@@ -9,7 +9,7 @@ use ecp_core::trust::{parse_ca_file, parse_crl_file, CrlPolicy, TrustStore};
 use ecp_core::validate_certificate;
 use ecp_core::when::{days_left, format_utc, unix_now};
 
-use crate::cli::{CertCheckArgs, CertShowArgs};
+use crate::cli::{CertCheckArgs, CertLdifArgs, CertShowArgs};
 use crate::failure::Failure;
 
 fn read_certificate_file(path: &Path) -> Result<Vec<u8>, Failure> {
@@ -50,6 +50,50 @@ pub fn check(args: &CertCheckArgs) -> Result<(), Failure> {
         args.file.display(),
         args.user,
         format_utc(cert.not_after())
+    );
+    Ok(())
+}
+
+/// Prints an LDIF modify record adding the certificate to the user's
+/// directory entry.
+pub fn ldif(args: &CertLdifArgs) -> Result<(), Failure> {
+    let plain = |text: &str| !text.is_empty() && !text.chars().any(char::is_control);
+    if !plain(&args.dn) || !args.dn.contains('=') {
+        return Err(Failure::Usage(format!(
+            "--dn {:?}: not a distinguished name",
+            args.dn
+        )));
+    }
+    let attribute_ok = args
+        .attribute
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == ';');
+    if !attribute_ok || args.attribute.is_empty() {
+        return Err(Failure::Usage(format!(
+            "--attribute {:?}: not an attribute name",
+            args.attribute
+        )));
+    }
+    let pem = read_certificate_file(&args.file)?;
+    let cert = parse_user_certificate_pem(&pem)?;
+    if cert.is_self_issued() {
+        cert.check_self_signed()?;
+    }
+    cert.check_user(&args.user)?;
+    use base64::Engine as _;
+    let value = base64::engine::general_purpose::STANDARD.encode(cert.der());
+    // A DN with characters LDIF cannot carry plainly goes base64 too.
+    let dn_line = if args.dn.is_ascii() && !args.dn.starts_with([' ', ':', '<']) {
+        format!("dn: {}", args.dn)
+    } else {
+        format!(
+            "dn:: {}",
+            base64::engine::general_purpose::STANDARD.encode(&args.dn)
+        )
+    };
+    println!(
+        "{dn_line}\nchangetype: modify\nadd: {0}\n{0}:: {value}\n-",
+        args.attribute
     );
     Ok(())
 }

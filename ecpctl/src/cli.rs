@@ -398,6 +398,31 @@ pub struct PasswdArgs {
 pub enum CertCommand {
     Show(CertShowArgs),
     Check(CertCheckArgs),
+    Ldif(CertLdifArgs),
+}
+
+/// Print the LDIF that adds a certificate to a user's directory entry.
+///
+/// The certificate must pass the structural rule for USER (one CN equal to
+/// the user name, a P-256 key, key usage allowing signatures; a
+/// self-signed one must sign itself). The output is an LDIF modify record
+/// adding the certificate's DER to `userCertificate;binary` of DN, for
+/// `ldapmodify`. ecpd reads it from there when ecpd.toml has a
+/// [directory] section.
+#[derive(Debug, Args)]
+#[command(after_long_help = EXIT_CODES)]
+pub struct CertLdifArgs {
+    /// The user the certificate is for (its CN).
+    #[arg(long, value_name = "NAME", value_parser = parse_user)]
+    pub user: UserName,
+    /// The user's entry, e.g. uid=alice,ou=people,dc=example,dc=org.
+    #[arg(long, value_name = "DN")]
+    pub dn: String,
+    /// The attribute to add to [default: userCertificate;binary].
+    #[arg(long, value_name = "NAME", default_value = "userCertificate;binary")]
+    pub attribute: String,
+    /// PEM certificate file.
+    pub file: PathBuf,
 }
 
 /// Show a certificate's subject, SHA-256 fingerprint and validity.

@@ -33,6 +33,7 @@ fn run(cli: &Cli) -> Result<(), Failure> {
         Command::Passwd(args) => passwd::run(args),
         Command::Cert(CertCommand::Show(args)) => cert::show(args),
         Command::Cert(CertCommand::Check(args)) => cert::check(args),
+        Command::Cert(CertCommand::Ldif(args)) => cert::ldif(args),
         Command::Ca(CaCommand::Sign(args)) => ca::sign(args),
         Command::Cache(CacheCommand::Flush(args)) => daemon::flush_cache(&cli.bus, args),
         Command::Enroll(args) => daemon::enroll(&cli.bus, args),
