@@ -336,6 +336,15 @@ fn test_login(daemon: &TestDaemon, key: &Path, cert: &Path, pass: &Path) -> ecp_
     ])
 }
 
+/// Waits (up to 20 s) until the daemon's log says `text`.
+fn wait_for_log(daemon: &TestDaemon, text: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !daemon.log().contains(text) {
+        assert!(std::time::Instant::now() < deadline, "{}", daemon.log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// Replaces `path` as an admin's script would: a new file renamed over it.
 fn replace_file(path: &Path, contents: &str) {
     let next = path.with_extension("new");
@@ -421,11 +430,7 @@ fn a_ca_issued_certificate_logs_in_unenrolled_and_a_new_crl_revokes_it_without_r
         &std::fs::read_to_string(work.path("crl-before.pem")).unwrap(),
     );
     nix_kill_hup(daemon.pid());
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while !daemon.log().contains("older than the one already in force") {
-        assert!(std::time::Instant::now() < deadline, "{}", daemon.log());
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_for_log(&daemon, "older than the one already in force");
     assert_eq!(test_login(&daemon, &key, &cert, &pass).code, 1);
 
     // Not even after a restart: the newest CRL seen is recorded in the
@@ -452,14 +457,7 @@ fn a_ca_issued_certificate_logs_in_unenrolled_and_a_new_crl_revokes_it_without_r
         "-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n",
     );
     nix_kill_hup(daemon.pid());
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while !daemon
-        .log()
-        .contains("keeping the CAs and CRLs loaded before")
-    {
-        assert!(std::time::Instant::now() < deadline, "{}", daemon.log());
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_for_log(&daemon, "keeping the CAs and CRLs loaded before");
     assert_eq!(test_login(&daemon, &key, &cert, &pass).code, 1);
     let status = daemon.ecpctl(&["status"]).ok();
     assert!(status.contains("CA/CRL files problem:"), "{status}");

@@ -275,8 +275,9 @@ pub struct Crl {
     issuer_der: Vec<u8>,
     pub this_update: i64,
     pub next_update: Option<i64>,
-    /// The cRLNumber extension, if present: CRLs of one CA only go up.
-    pub crl_number: Option<x509_parser::num_bigint::BigUint>,
+    /// The cRLNumber extension as unsigned big-endian bytes, if present:
+    /// CRLs of one CA only go up.
+    pub crl_number: Option<Vec<u8>>,
     revoked: HashSet<Vec<u8>>,
     tbs: Vec<u8>,
     signature_algorithm: String,
@@ -341,7 +342,7 @@ pub fn parse_crl_file(bytes: &[u8]) -> Result<Vec<Crl>, TrustError> {
                 issuer,
                 this_update: crl.last_update().timestamp(),
                 next_update: crl.next_update().map(|t| t.timestamp()),
-                crl_number: crl.crl_number().cloned(),
+                crl_number: crl.crl_number().map(|n| n.to_bytes_be()),
                 revoked: crl
                     .iter_revoked_certificates()
                     .map(|r| serial_key(r.raw_serial()))
@@ -354,27 +355,57 @@ pub fn parse_crl_file(bytes: &[u8]) -> Result<Vec<Crl>, TrustError> {
         .collect()
 }
 
-impl Crl {
-    /// Whether this CRL comes later than `other` of the same CA: by CRL
-    /// number when both have one, else by thisUpdate.
-    pub fn is_newer_than(&self, other: &Crl) -> bool {
+/// Where a CA's CRLs have got to: a CRL's number (unsigned big-endian
+/// bytes) when it has one, and its thisUpdate. What ecpd records to refuse
+/// a replayed older CRL, and how two CRLs of one CA are ordered.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CrlMark {
+    pub crl_number: Option<Vec<u8>>,
+    pub this_update: i64,
+}
+
+impl CrlMark {
+    /// Whether this mark comes after `other`: by CRL number when both have
+    /// one, else by thisUpdate.
+    pub fn is_after(&self, other: &CrlMark) -> bool {
         match (&self.crl_number, &other.crl_number) {
-            (Some(mine), Some(theirs)) if mine != theirs => mine > theirs,
+            (Some(a), Some(b)) if !same_number(a, b) => big_endian_greater(a, b),
             _ => self.this_update > other.this_update,
         }
     }
 
-    /// Whether this CRL goes back before `other` (a replayed old CRL).
-    pub fn is_older_than(&self, other: &Crl) -> bool {
+    /// Whether this mark goes back before `other` (a replayed old CRL).
+    pub fn is_before(&self, other: &CrlMark) -> bool {
         match (&self.crl_number, &other.crl_number) {
-            (Some(mine), Some(theirs)) => mine < theirs,
+            (Some(a), Some(b)) => big_endian_greater(b, a),
             _ => self.this_update < other.this_update,
         }
     }
+}
 
-    /// The CRL number as unsigned big-endian bytes, if it has one.
-    pub fn crl_number_bytes(&self) -> Option<Vec<u8>> {
-        self.crl_number.as_ref().map(|n| n.to_bytes_be())
+/// Unsigned big-endian bytes without leading zeros.
+fn significant(x: &[u8]) -> &[u8] {
+    let start = x.iter().position(|&d| d != 0).unwrap_or(x.len());
+    &x[start..]
+}
+
+fn same_number(a: &[u8], b: &[u8]) -> bool {
+    significant(a) == significant(b)
+}
+
+/// `a > b` for unsigned big-endian numbers of any length.
+fn big_endian_greater(a: &[u8], b: &[u8]) -> bool {
+    let (a, b) = (significant(a), significant(b));
+    (a.len(), a) > (b.len(), b)
+}
+
+impl Crl {
+    /// This CRL's place among its CA's CRLs.
+    pub fn mark(&self) -> CrlMark {
+        CrlMark {
+            crl_number: self.crl_number.clone(),
+            this_update: self.this_update,
+        }
     }
 
     /// The CA subject this CRL is issued by, in DER.
@@ -386,8 +417,7 @@ impl Crl {
 /// A serial number as compared: its DER integer bytes without leading
 /// zeros (a CRL and a certificate may pad the same number differently).
 fn serial_key(raw: &[u8]) -> Vec<u8> {
-    let start = raw.iter().position(|b| *b != 0).unwrap_or(raw.len());
-    raw[start..].to_vec()
+    significant(raw).to_vec()
 }
 
 /// The DER blocks of a PEM file with `label` blocks, or the file itself
@@ -488,7 +518,7 @@ impl TrustStore {
             };
             if by_ca[index]
                 .as_ref()
-                .is_none_or(|held| crl.is_newer_than(held))
+                .is_none_or(|held| crl.mark().is_after(&held.mark()))
             {
                 by_ca[index] = Some(crl);
             }
@@ -505,7 +535,7 @@ impl TrustStore {
                 .crls()
                 .find(|(old, _)| old.fingerprint == ca.fingerprint)
                 .and_then(|(_, old)| old);
-            if before.is_some_and(|old| crl.is_older_than(old)) {
+            if before.is_some_and(|old| crl.mark().is_before(&old.mark())) {
                 return Err(TrustError::CrlRolledBack {
                     issuer: crl.issuer.clone(),
                 });

@@ -17,7 +17,7 @@ use tracing::{debug, info, warn};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::directory::LookupError;
-use crate::store::{AddOutcome, CachedLookup, CertificateRecord, CrlMark, Store, StoreError};
+use crate::store::{AddOutcome, CachedLookup, CertificateRecord, Store, StoreError};
 use crate::throttle::{Refusal, Source, Throttle};
 use crate::tokens::Tokens;
 use crate::trust_files::TrustFiles;
@@ -103,11 +103,7 @@ fn crls_not_older_than_recorded(
                 detail: e.to_string(),
             }
         })?;
-        let mark = CrlMark {
-            crl_number: crl.crl_number_bytes(),
-            this_update: crl.this_update,
-        };
-        if held.is_some_and(|held| mark.is_before(&held)) {
+        if held.is_some_and(|held| crl.mark().is_before(&held)) {
             return Err(ecp_core::trust::TrustError::CrlRolledBack {
                 issuer: crl.issuer.clone(),
             });
@@ -120,11 +116,7 @@ fn crls_not_older_than_recorded(
 fn record_crl_marks(store: &Store, trust: &ecp_core::trust::TrustStore) {
     for (ca, crl) in trust.crls() {
         let Some(crl) = crl else { continue };
-        let mark = CrlMark {
-            crl_number: crl.crl_number_bytes(),
-            this_update: crl.this_update,
-        };
-        if let Err(e) = store.raise_crl_high_water(&ca.fingerprint, &mark) {
+        if let Err(e) = store.raise_crl_high_water(&ca.fingerprint, &crl.mark()) {
             warn!(event = "store", outcome = "failed", reason = %e, "could not record the newest CRL seen");
         }
     }

@@ -12,6 +12,7 @@
 use std::path::Path;
 use std::sync::Mutex;
 
+use ecp_core::trust::CrlMark;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, thiserror::Error)]
@@ -37,40 +38,6 @@ pub struct CertificateRecord {
 pub struct CachedLookup {
     pub fetched_at: u64,
     pub certificates: Vec<Vec<u8>>,
-}
-
-/// Where a CA's CRLs have got to: its CRL number (big-endian bytes) when
-/// it has one, and its thisUpdate.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CrlMark {
-    pub crl_number: Option<Vec<u8>>,
-    pub this_update: i64,
-}
-
-impl CrlMark {
-    /// Whether this mark comes after `other`: by CRL number when both have
-    /// one, else by thisUpdate.
-    pub fn is_after(&self, other: &CrlMark) -> bool {
-        match (&self.crl_number, &other.crl_number) {
-            (Some(a), Some(b)) if a != b => big_endian_greater(a, b),
-            _ => self.this_update > other.this_update,
-        }
-    }
-
-    /// Whether this mark goes back before `other`.
-    pub fn is_before(&self, other: &CrlMark) -> bool {
-        match (&self.crl_number, &other.crl_number) {
-            (Some(a), Some(b)) => big_endian_greater(b, a),
-            _ => self.this_update < other.this_update,
-        }
-    }
-}
-
-/// `a > b` for unsigned big-endian numbers of any length.
-fn big_endian_greater(a: &[u8], b: &[u8]) -> bool {
-    let trim = |x: &[u8]| -> Vec<u8> { x.iter().copied().skip_while(|&d| d == 0).collect() };
-    let (a, b) = (trim(a), trim(b));
-    (a.len(), a) > (b.len(), b)
 }
 
 /// Why a certificate could not be added.

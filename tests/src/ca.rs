@@ -179,12 +179,13 @@ impl TestCa {
         self.sign_with(request, out, &ext, days);
     }
 
-    /// `openssl ca` on this CA's database, with `extra` arguments.
-    fn ca_command(&self, extra: &[&str]) {
+    /// `openssl ca` with the configuration `config` (in this CA's
+    /// directory) on this CA's database, with `extra` arguments.
+    fn ca_command(&self, config: &str, extra: &[&str]) {
         let mut args: Vec<String> = [
             "ca",
             "-config",
-            &self.arg("ca.cnf"),
+            &self.arg(config),
             "-keyfile",
             &self.arg("ca.key"),
             "-cert",
@@ -199,7 +200,23 @@ impl TestCa {
 
     /// Revokes the certificate in `cert`.
     pub fn revoke(&self, cert: &Path) {
-        self.ca_command(&["-revoke", cert.to_str().unwrap()]);
+        self.ca_command("ca.cnf", &["-revoke", cert.to_str().unwrap()]);
+    }
+
+    /// A CRL made with `config`, valid for `hours`, as PEM (written to `out`).
+    fn gencrl(&self, config: &str, out: &str, hours: u32) -> String {
+        let out = self.path(out);
+        self.ca_command(
+            config,
+            &[
+                "-gencrl",
+                "-crlhours",
+                &hours.to_string(),
+                "-out",
+                out.to_str().unwrap(),
+            ],
+        );
+        std::fs::read_to_string(out).unwrap()
     }
 
     /// As `crl`, with CRL extensions: `sections` is openssl config text
@@ -211,36 +228,12 @@ impl TestCa {
             format!("{base}crl_extensions = crl_ext\n{sections}"),
         )
         .unwrap();
-        let out = self.path("crl-ext.pem");
-        run(&[
-            "ca",
-            "-config",
-            &self.arg("ca-ext.cnf"),
-            "-keyfile",
-            &self.arg("ca.key"),
-            "-cert",
-            &self.arg("ca.pem"),
-            "-gencrl",
-            "-crlhours",
-            &hours.to_string(),
-            "-out",
-            out.to_str().unwrap(),
-        ]
-        .map(String::from));
-        std::fs::read_to_string(out).unwrap()
+        self.gencrl("ca-ext.cnf", "crl-ext.pem", hours)
     }
 
     /// A CRL of the revocations so far, valid for `hours`, as PEM.
     pub fn crl(&self, hours: u32) -> String {
-        let out = self.path("crl.pem");
-        self.ca_command(&[
-            "-gencrl",
-            "-crlhours",
-            &hours.to_string(),
-            "-out",
-            out.to_str().unwrap(),
-        ]);
-        std::fs::read_to_string(out).unwrap()
+        self.gencrl("ca.cnf", "crl.pem", hours)
     }
 }
 
