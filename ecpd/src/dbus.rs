@@ -77,13 +77,15 @@ impl Shared {
     }
 
     /// Asks the directory about `user` when the service says its cached
-    /// answer is due, on the tokio runtime (ldap3 needs it), within the
-    /// configured timeouts. None when no lookup was due.
+    /// answer is due (and `token` is genuine), on the tokio runtime (ldap3
+    /// needs it), within the configured timeouts. None when no lookup was
+    /// due.
     async fn directory_lookup(
         &self,
         user: &str,
+        token: &str,
     ) -> Option<Result<Vec<Vec<u8>>, crate::directory::LookupError>> {
-        if !self.service.directory_lookup_due(user) {
+        if !self.service.directory_lookup_due(user, token) {
             return None;
         }
         let config = self.service.directory()?.clone();
@@ -209,7 +211,7 @@ impl AuthInterface {
         signature: String,
     ) -> Result<(), EcpError> {
         let caller = self.0.caller(&header).await?;
-        let looked_up = self.0.directory_lookup(&user).await;
+        let looked_up = self.0.directory_lookup(&user, &token).await;
         self.0.decide_now(caller, |s, c| {
             s.verify_answer(c, &user, &token, &signature, None, looked_up)
                 .map(drop)
@@ -225,12 +227,7 @@ impl AuthInterface {
         certificate: Vec<u8>,
     ) -> Result<(), EcpError> {
         let caller = self.0.caller(&header).await?;
-        if certificate.len() > ecp_core::certificate::MAX_CERTIFICATE_LEN {
-            return Err(EcpError::InvalidArgument(
-                "the presented certificate is too long".into(),
-            ));
-        }
-        let looked_up = self.0.directory_lookup(&user).await;
+        let looked_up = self.0.directory_lookup(&user, &token).await;
         self.0.decide_now(caller, |s, c| {
             s.verify_answer(c, &user, &token, &signature, Some(&certificate), looked_up)
                 .map(drop)

@@ -397,11 +397,6 @@ impl Service {
         signature: &str,
         certificate: &[u8],
     ) -> Result<String, ServiceError> {
-        if certificate.len() > ecp_core::certificate::MAX_CERTIFICATE_LEN {
-            return Err(ServiceError::InvalidArgument(
-                "the presented certificate is too long".into(),
-            ));
-        }
         self.verify_answer(caller, user, token, signature, Some(certificate), None)
     }
 
@@ -420,6 +415,11 @@ impl Service {
         if token.len() > MAX_TOKEN_LEN || signature.len() > MAX_SIGNATURE_LEN * 2 {
             return Err(ServiceError::InvalidArgument(
                 "token or signature is too long".into(),
+            ));
+        }
+        if presented.is_some_and(|c| c.len() > ecp_core::certificate::MAX_CERTIFICATE_LEN) {
+            return Err(ServiceError::InvalidArgument(
+                "the presented certificate is too long".into(),
             ));
         }
         self.authorize_self_or_root(caller, &user, "verify")?;
@@ -608,10 +608,12 @@ impl Service {
         Err(auth(AuthFailure::BadSignature))
     }
 
-    /// Whether the directory must be asked for `user` before a Verify:
-    /// it is configured and the cached answer is missing or older than
-    /// `cache_ttl_secs`.
-    pub fn directory_lookup_due(&self, user: &str) -> bool {
+    /// Whether the directory must be asked for `user` before a Verify with
+    /// `token`: it is configured and the cached answer is missing or older
+    /// than `cache_ttl_secs`.
+    /// Only for a genuine, unexpired token issued for `user`: nothing
+    /// anyone can send without one makes ecpd ask the directory.
+    pub fn directory_lookup_due(&self, user: &str, token: &str) -> bool {
         let Some(directory) = &self.config.directory else {
             return false;
         };
@@ -619,6 +621,13 @@ impl Service {
             return false;
         };
         let now = self.clock.now();
+        let genuine = token.len() <= MAX_TOKEN_LEN
+            && Challenge::from_token(token).is_ok_and(|c| {
+                c.user == user && self.tokens.is_genuine(&c) && c.check_not_expired(now).is_ok()
+            });
+        if !genuine {
+            return false;
+        }
         match self.store.cached_lookup(user.as_str()) {
             Ok(Some(cached)) => now.saturating_sub(cached.fetched_at) >= directory.cache_ttl_secs,
             _ => true,
@@ -1499,7 +1508,9 @@ mod tests {
         let down = || Some(Err(LookupError::Unreachable("connect timed out".into())));
 
         // Nothing cached and the directory down: cannot decide.
-        assert!(f.service.directory_lookup_due("dave"));
+        assert!(f
+            .service
+            .directory_lookup_due("dave", &f.challenge("dave", "").unwrap()));
         assert!(matches!(
             login(down()),
             Err(ServiceError::DirectoryUnavailable(_))
@@ -1508,10 +1519,18 @@ mod tests {
         // The directory's answer logs dave in with nothing enrolled, and is
         // cached: no lookup is due within the TTL.
         assert!(login(Some(Ok(vec![der.clone()]))).is_ok());
-        assert!(!f.service.directory_lookup_due("dave"));
+        assert!(!f
+            .service
+            .directory_lookup_due("dave", &f.challenge("dave", "").unwrap()));
         assert!(login(None).is_ok());
         f.clock.advance(61);
-        assert!(f.service.directory_lookup_due("dave"));
+        // Due now, but only for a genuine token of dave's: one that is not
+        // ecpd's, or another user's, never makes it ask.
+        assert!(!f.service.directory_lookup_due("dave", "AAAA"));
+        let alices = f.challenge("alice", "").unwrap();
+        assert!(!f.service.directory_lookup_due("dave", &alices));
+        let daves = f.challenge("dave", "").unwrap();
+        assert!(f.service.directory_lookup_due("dave", &daves));
 
         // The directory down: the cached answer serves until it is
         // max_offline_secs old, then the login fails closed.
@@ -1529,7 +1548,9 @@ mod tests {
             login(Some(Ok(Vec::new()))),
             Err(ServiceError::Auth(_))
         ));
-        assert!(f.service.directory_lookup_due("dave"));
+        assert!(f
+            .service
+            .directory_lookup_due("dave", &f.challenge("dave", "").unwrap()));
         // A failed lookup never brings the old answer back: fails closed.
         assert!(matches!(
             login(down()),
@@ -1565,6 +1586,8 @@ mod tests {
         };
         assert!(f.service.flush_directory_cache(&bob, "").is_err());
         assert_eq!(f.service.flush_directory_cache(&ROOT, "dave").unwrap(), 1);
-        assert!(f.service.directory_lookup_due("dave"));
+        assert!(f
+            .service
+            .directory_lookup_due("dave", &f.challenge("dave", "").unwrap()));
     }
 }
