@@ -63,12 +63,83 @@ fn alice_test_login(
 
 /// A daemon reading users' certificates from `directory`.
 fn daemon_with(directory: &TestDirectory, extra: &str) -> ecp_tests::daemon::TestDaemon {
+    daemon_at(&directory.uri, extra)
+}
+
+/// A daemon reading users' certificates from the directory at `uri`.
+fn daemon_at(uri: &str, extra: &str) -> ecp_tests::daemon::TestDaemon {
     ecp_tests::daemon::TestDaemon::start(&format!(
         "host_name = \"dir-host\"\nchallenges_per_user_per_minute = 0\n\n[directory]\n\
-         uri = [\"{}\"]\nbase_dn = \"{}\"\ntimeout_ms = 500\n{extra}",
-        directory.uri,
+         uri = [\"{uri}\"]\nbase_dn = \"{}\"\ntimeout_ms = 500\n{extra}",
         ecp_tests::directory::BASE_DN
     ))
+}
+
+#[test]
+fn tls_to_the_directory_verifies_the_server_and_refuses_one_that_does_not() {
+    let directory = TestDirectory::start_tls();
+    let (plain, tls) = directory.tls_ports.unwrap();
+    let work = Workdir::new();
+    let (dir, der) = alice_key(&work);
+    directory.add_user("alice", &[der]);
+    let ca = directory.tls_file("ca.pem");
+    let other_ca = directory.tls_file("other-ca.pem");
+    let with_ca = |ca: &std::path::Path| format!("tls_ca_file = \"{}\"\n", ca.display());
+
+    // ldaps://, and ldap:// with StartTLS (the default for ldap://), to a
+    // server whose certificate the test CA issued for its name.
+    for uri in [
+        format!("ldaps://localhost:{tls}"),
+        format!("ldap://localhost:{plain}"),
+    ] {
+        let daemon = daemon_at(&uri, &with_ca(&ca));
+        let run = alice_test_login(&daemon, &work, &dir);
+        assert_eq!(run.code, 0, "{uri}: {}\n{}", run.stderr, daemon.log());
+    }
+
+    // A server certificate from a CA not in tls_ca_file, or not for the
+    // name in the URI: no connection, so no answer, and the login fails
+    // closed with the reason in the log.
+    for (uri, ca) in [
+        (format!("ldaps://localhost:{tls}"), &other_ca),
+        (format!("ldap://localhost:{plain}"), &other_ca),
+        (format!("ldaps://127.0.0.1:{tls}"), &ca),
+    ] {
+        let daemon = daemon_at(&uri, &with_ca(ca));
+        let run = alice_test_login(&daemon, &work, &dir);
+        assert_ne!(run.code, 0, "{uri} with {}", ca.display());
+        assert!(
+            daemon.log().contains("TLS certificate was refused"),
+            "{uri}: {}",
+            daemon.log()
+        );
+    }
+
+    // Plain ldap:// only when tls = "none" says so; without it ecpd asks
+    // for StartTLS, and a tls_ca_file ecpd cannot read stops it at start.
+    let daemon = daemon_at(&format!("ldap://127.0.0.1:{plain}"), "tls = \"none\"\n");
+    assert_eq!(alice_test_login(&daemon, &work, &dir).code, 0);
+    let config = work.write(
+        "bad-ca.toml",
+        format!(
+            "[directory]\nuri = [\"ldaps://localhost:{tls}\"]\nbase_dn = \"dc=example,dc=org\"\n\
+             tls_ca_file = \"{}\"\n",
+            work.path("k/private_key.pem").display()
+        )
+        .as_bytes(),
+        0o644,
+    );
+    let check = ecp_tests::run_with_input(
+        &ecp_tests::binary("ecpd"),
+        &["--check-config", "--config", config.to_str().unwrap()],
+        None,
+    );
+    assert_eq!(check.code, 1, "{}", check.stdout);
+    assert!(
+        check.stderr.contains("no PEM certificate"),
+        "{}",
+        check.stderr
+    );
 }
 
 #[test]

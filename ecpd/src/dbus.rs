@@ -76,28 +76,20 @@ impl Shared {
         decision(&self.service, &caller).map_err(|e| to_bus_error(e, &caller))
     }
 
-    /// Asks the directory about `user` when the service says its cached
-    /// answer is due (and `token` is genuine), on the tokio runtime (ldap3
-    /// needs it), within the configured timeouts. None when no lookup was
-    /// due.
+    /// Runs a directory lookup the service found due, on the tokio
+    /// runtime (ldap3 needs it), within the configured timeouts.
     async fn directory_lookup(
         &self,
-        user: &str,
-        token: &str,
+        due: Option<crate::service::DueLookup>,
     ) -> Option<Result<Vec<Vec<u8>>, crate::directory::LookupError>> {
-        if !self.service.directory_lookup_due(user, token) {
-            return None;
-        }
-        let config = self.service.directory()?.clone();
-        let user = user.to_owned();
-        let task = self
-            .runtime
-            .spawn(async move { crate::directory::lookup(&config, &user).await });
-        Some(task.await.unwrap_or_else(|e| {
+        let due = due?;
+        let user = due.user().to_owned();
+        let outcome = self.runtime.spawn(due.run()).await.unwrap_or_else(|e| {
             Err(crate::directory::LookupError::Refused(format!(
                 "the lookup failed: {e}"
             )))
-        }))
+        });
+        Some(self.service.lookup_done(&user, outcome))
     }
 
     /// The uid of the message's sender, as the bus daemon knows it. Never
@@ -183,6 +175,7 @@ pub fn to_bus_error(error: ServiceError, caller: &Caller) -> EcpError {
         ServiceError::Store(e) => EcpError::StoreFailure(e.to_string()),
         e @ ServiceError::TrustFiles(_) => EcpError::StoreFailure(e.to_string()),
         ServiceError::DirectoryUnavailable(m) => EcpError::DirectoryUnavailable(m),
+        e @ ServiceError::Directory(_) => EcpError::StoreFailure(e.to_string()),
         e @ ServiceError::Random(_) => EcpError::StoreFailure(e.to_string()),
     }
 }
@@ -211,7 +204,10 @@ impl AuthInterface {
         signature: String,
     ) -> Result<(), EcpError> {
         let caller = self.0.caller(&header).await?;
-        let looked_up = self.0.directory_lookup(&user, &token).await;
+        let looked_up = self
+            .0
+            .directory_lookup(self.0.service.directory_lookup_due(&user, &token))
+            .await;
         self.0.decide_now(caller, |s, c| {
             s.verify_answer(c, &user, &token, &signature, None, looked_up)
                 .map(drop)
@@ -227,7 +223,10 @@ impl AuthInterface {
         certificate: Vec<u8>,
     ) -> Result<(), EcpError> {
         let caller = self.0.caller(&header).await?;
-        let looked_up = self.0.directory_lookup(&user, &token).await;
+        let looked_up = self
+            .0
+            .directory_lookup(self.0.service.directory_lookup_due(&user, &token))
+            .await;
         self.0.decide_now(caller, |s, c| {
             s.verify_answer(c, &user, &token, &signature, Some(&certificate), looked_up)
                 .map(drop)
@@ -240,8 +239,12 @@ impl AuthInterface {
         user: String,
     ) -> Result<bool, EcpError> {
         let caller = self.0.caller(&header).await?;
+        let looked_up = self
+            .0
+            .directory_lookup(self.0.service.needs_signature_lookup_due(&caller, &user))
+            .await;
         self.0
-            .decide(caller, move |s, c| s.needs_signature(c, &user))
+            .decide(caller, move |s, c| s.needs_signature(c, &user, looked_up))
             .await
     }
 }

@@ -7,11 +7,15 @@
 //! hostile directory can hold a login up or exhaust the daemon. Caching,
 //! and what a failed lookup means, is `Service`'s business.
 
-use std::path::PathBuf;
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ldap3::{LdapConnAsync, LdapConnSettings, Scope, SearchEntry, SearchOptions};
+use lru::LruCache;
 use serde::Deserialize;
+use tokio::sync::Semaphore;
 
 /// At most this many certificates of one user are taken from an entry.
 pub const MAX_DIRECTORY_CERTIFICATES: usize = 16;
@@ -61,13 +65,18 @@ impl DirectoryConfig {
             return Some(("directory.uri", "at least one server"));
         }
         for uri in &self.uri {
-            let allowed = uri.starts_with("ldapi://")
-                || (uri.starts_with("ldap://") && self.tls.as_deref() == Some("none"));
-            if !allowed {
-                return Some((
-                    "directory.uri",
-                    "ldapi:// (a local socket), or ldap:// with tls = \"none\" set explicitly; ldaps:// and StartTLS are not supported yet",
-                ));
+            let scheme = uri.split_once("://").map(|(scheme, _)| scheme);
+            match scheme {
+                Some("ldapi" | "ldaps" | "ldap") => {}
+                _ => {
+                    return Some((
+                        "directory.uri",
+                        "ldaps://HOST, ldap://HOST (StartTLS, or no TLS with tls = \"none\") or ldapi://SOCKET",
+                    ))
+                }
+            }
+            if uri.chars().any(char::is_whitespace) {
+                return Some(("directory.uri", "one URI per string, without blanks"));
             }
         }
         if self.base_dn.is_empty() {
@@ -77,7 +86,13 @@ impl DirectoryConfig {
             return Some(("directory.user_filter", "an LDAP filter containing {user}"));
         }
         if self.tls.as_deref().is_some_and(|t| t != "none") {
-            return Some(("directory.tls", "\"none\", or unset"));
+            return Some((
+                "directory.tls",
+                "\"none\" (plain ldap:// without TLS), or unset (StartTLS on ldap://)",
+            ));
+        }
+        if self.tls_ca_file.as_ref().is_some_and(|f| !f.is_absolute()) {
+            return Some(("directory.tls_ca_file", "an absolute path"));
         }
         if self.bind_dn.is_some() != self.bind_password_file.is_some() {
             return Some((
@@ -108,6 +123,297 @@ pub enum LookupError {
     Refused(String),
 }
 
+/// Lookups in flight at once, per pool. Each holds at most one bounded
+/// answer, so this also bounds the memory lookups can take.
+const LOOKUPS_PER_POOL: usize = 4;
+
+/// Names the directory said have no certificate, remembered for
+/// `cache_ttl_secs` so that `nouserok` and repeated attempts do not ask
+/// again; bounded, since anyone can make names up.
+const ABSENT_NAMES_LIMIT: usize = 4096;
+
+/// The directory as ecpd uses it: its settings, the TLS client built from
+/// them, the lookup pools, and what the last lookups found.
+pub struct Directory {
+    config: DirectoryConfig,
+    tls: Arc<rustls::ClientConfig>,
+    /// Lookups for users the cache knows (their answer is being
+    /// refreshed) and for everyone else: a flood of made-up names fills
+    /// only the second, so known users' refreshes still get through.
+    known_users: Semaphore,
+    other_users: Semaphore,
+    /// Names the directory answered "no certificate" for, with when.
+    absent: Mutex<LruCache<String, u64>>,
+    health: Mutex<Health>,
+}
+
+/// The outcome of recent lookups, for `ecpctl status`.
+#[derive(Debug, Clone, Default)]
+struct Health {
+    last_success: Option<u64>,
+    last_failure: Option<(u64, String)>,
+}
+
+impl Directory {
+    /// Checks the section and reads `tls_ca_file` (or the system's CA
+    /// bundle): a directory ecpd cannot talk to safely stops it at start.
+    pub fn new(config: DirectoryConfig) -> Result<Self, String> {
+        if let Some((key, rule)) = config.problem() {
+            return Err(format!("{key}: {rule}"));
+        }
+        let tls = Arc::new(tls_client(config.tls_ca_file.as_deref())?);
+        Ok(Self {
+            config,
+            tls,
+            known_users: Semaphore::new(LOOKUPS_PER_POOL),
+            other_users: Semaphore::new(LOOKUPS_PER_POOL),
+            absent: Mutex::new(LruCache::new(
+                NonZeroUsize::new(ABSENT_NAMES_LIMIT).expect("non-zero"),
+            )),
+            health: Mutex::new(Health::default()),
+        })
+    }
+
+    pub fn config(&self) -> &DirectoryConfig {
+        &self.config
+    }
+
+    /// Whether the directory said, less than `cache_ttl_secs` ago, that
+    /// `user` has no certificate.
+    pub fn known_absent(&self, user: &str, now: u64) -> bool {
+        let mut absent = self.absent.lock().unwrap_or_else(|e| e.into_inner());
+        match absent.get(user) {
+            Some(&at) if now.saturating_sub(at) < self.config.cache_ttl_secs => true,
+            Some(_) => {
+                absent.pop(user);
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// Records a lookup's outcome: its time for `status`, and the names
+    /// without a certificate.
+    pub fn record(&self, user: &str, outcome: &Result<Vec<Vec<u8>>, LookupError>, now: u64) {
+        {
+            let mut absent = self.absent.lock().unwrap_or_else(|e| e.into_inner());
+            match outcome {
+                Ok(values) if values.is_empty() => {
+                    absent.put(user.to_owned(), now);
+                }
+                Ok(_) => {
+                    absent.pop(user);
+                }
+                Err(_) => {}
+            }
+        }
+        let mut health = self.health.lock().unwrap_or_else(|e| e.into_inner());
+        match outcome {
+            Ok(_) | Err(LookupError::Refused(_)) => health.last_success = Some(now),
+            Err(e) => health.last_failure = Some((now, e.to_string())),
+        }
+    }
+
+    /// When a server last answered, and the last failure.
+    pub fn health(&self) -> (Option<u64>, Option<(u64, String)>) {
+        let health = self.health.lock().unwrap_or_else(|e| e.into_inner());
+        (health.last_success, health.last_failure.clone())
+    }
+
+    /// The certificate values (DER) of `user`'s entry, from the first
+    /// server that answers. A user with no entry, or an entry without the
+    /// attribute, has none. `known` picks the lookup pool: whether the
+    /// cache holds an answer for this user.
+    pub async fn lookup(&self, user: &str, known: bool) -> Result<Vec<Vec<u8>>, LookupError> {
+        let pool = if known {
+            &self.known_users
+        } else {
+            &self.other_users
+        };
+        let _permit = tokio::time::timeout(self.config.timeout(), pool.acquire())
+            .await
+            .map_err(|_| {
+                LookupError::Unreachable(format!(
+                    "{LOOKUPS_PER_POOL} lookups already waiting on the directory"
+                ))
+            })?
+            .map_err(|e| LookupError::Unreachable(e.to_string()))?;
+        let filter = self
+            .config
+            .user_filter
+            .replace("{user}", &ldap3::ldap_escape(user));
+        let attributes = vec![self.config.certificate_attribute.as_str()];
+        let entries = self
+            .search(&self.config.base_dn, Scope::Subtree, &filter, attributes)
+            .await?;
+        let count = entries.len();
+        let mut entries = entries.into_iter();
+        match (entries.next(), count) {
+            (None, _) => Ok(Vec::new()),
+            (Some(entry), 1) => certificate_values(&self.config, SearchEntry::construct(entry)),
+            (Some(_), n) => Err(LookupError::Refused(format!(
+                "the user filter matched {n} entries; it must match one"
+            ))),
+        }
+    }
+
+    /// Whether a server answers now: reads the base entry, as a lookup
+    /// would, for `ecpctl status` and `doctor`. Ok names the server.
+    pub async fn probe(&self) -> Result<String, LookupError> {
+        let _permit = tokio::time::timeout(self.config.timeout(), self.known_users.acquire())
+            .await
+            .map_err(|_| LookupError::Unreachable("the lookup pool is busy".into()))?
+            .map_err(|e| LookupError::Unreachable(e.to_string()))?;
+        let mut last = String::from("no server configured");
+        for uri in &self.config.uri {
+            match self
+                .search_at(
+                    uri,
+                    &self.config.base_dn,
+                    Scope::Base,
+                    "(objectClass=*)",
+                    vec!["1.1"],
+                )
+                .await
+            {
+                Ok(_) => return Ok(uri.clone()),
+                Err(LookupError::Unreachable(why)) => last = format!("{uri}: {why}"),
+                Err(LookupError::Refused(why)) => {
+                    return Err(LookupError::Refused(format!("{uri}: {why}")))
+                }
+            }
+        }
+        Err(LookupError::Unreachable(last))
+    }
+
+    /// One search, on the first server that answers.
+    async fn search(
+        &self,
+        base: &str,
+        scope: Scope,
+        filter: &str,
+        attributes: Vec<&str>,
+    ) -> Result<Vec<ldap3::ResultEntry>, LookupError> {
+        let mut last = String::from("no server configured");
+        for uri in &self.config.uri {
+            match self
+                .search_at(uri, base, scope, filter, attributes.clone())
+                .await
+            {
+                Ok(entries) => return Ok(entries),
+                Err(LookupError::Unreachable(why)) => last = format!("{uri}: {why}"),
+                Err(refused) => return Err(refused),
+            }
+        }
+        Err(LookupError::Unreachable(last))
+    }
+
+    /// Connect (with TLS as the URI and `tls` say), bind, search: all of
+    /// it within `timeout_ms`, so a server that stops answering halfway
+    /// costs one timeout, not three.
+    async fn search_at(
+        &self,
+        uri: &str,
+        base: &str,
+        scope: Scope,
+        filter: &str,
+        attributes: Vec<&str>,
+    ) -> Result<Vec<ldap3::ResultEntry>, LookupError> {
+        let timeout = self.config.timeout();
+        let password = bind_password(&self.config)?;
+        let starttls = uri.starts_with("ldap://") && self.config.tls.as_deref() != Some("none");
+        let settings = LdapConnSettings::new()
+            .set_conn_timeout(timeout)
+            .set_starttls(starttls)
+            .set_config(self.tls.clone());
+        let exchange = async {
+            let (connection, mut ldap) = LdapConnAsync::with_settings(settings, uri)
+                .await
+                .map_err(|e| LookupError::Unreachable(connect_error(&e)))?;
+            let driver = tokio::spawn(async move {
+                let _ = connection.drive().await;
+            });
+            let answer = async {
+                if let (Some(dn), Some(pw)) = (&self.config.bind_dn, password.as_deref()) {
+                    ldap.simple_bind(dn, pw)
+                        .await
+                        .map_err(|e| LookupError::Unreachable(e.to_string()))?
+                        .success()
+                        .map_err(|e| LookupError::Refused(format!("bind: {e}")))?;
+                }
+                let (entries, _) = ldap
+                    .with_search_options(SearchOptions::new().sizelimit(2))
+                    .search(base, scope, filter, attributes)
+                    .await
+                    .map_err(|e| LookupError::Unreachable(e.to_string()))?
+                    .success()
+                    .map_err(|e| LookupError::Refused(format!("search: {e}")))?;
+                Ok(entries)
+            }
+            .await;
+            // Only when the server answered: an unbind to a frozen server
+            // would wait too.
+            if answer.is_ok() {
+                let _ = tokio::time::timeout(Duration::from_millis(50), ldap.unbind()).await;
+            }
+            driver.abort();
+            answer
+        };
+        tokio::time::timeout(timeout, exchange).await.map_err(|_| {
+            LookupError::Unreachable(format!("no answer within {} ms", self.config.timeout_ms))
+        })?
+    }
+}
+
+/// A connection error as an admin needs it: a certificate that does not
+/// verify is named as such.
+fn connect_error(e: &ldap3::LdapError) -> String {
+    let text = e.to_string();
+    if text.contains("certificate") || text.contains("Certificate") {
+        format!("the server's TLS certificate was refused ({text}); check tls_ca_file and the server's name")
+    } else {
+        text
+    }
+}
+
+/// The TLS client: it trusts the CAs in `ca_file` (PEM), or the system's
+/// bundle when none is set, checks the server's name against the URI's
+/// host, and offers no client certificate.
+fn tls_client(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let path = ca_file.unwrap_or(Path::new(SYSTEM_CA_BUNDLE));
+    let pem = match std::fs::read(path) {
+        Ok(pem) => pem,
+        // No system bundle and no tls_ca_file: only ldapi:// and tls =
+        // "none" can work, and any TLS connection is refused.
+        Err(e) if ca_file.is_none() && e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(format!("directory.tls_ca_file {}: {e}", path.display())),
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        let cert = cert.map_err(|e| format!("{}: {e}", path.display()))?;
+        roots
+            .add(cert)
+            .map_err(|e| format!("{}: a CA certificate is unusable: {e}", path.display()))?;
+    }
+    if roots.is_empty() && ca_file.is_some() {
+        return Err(format!(
+            "directory.tls_ca_file {}: no PEM certificate in it",
+            path.display()
+        ));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+/// Debian's bundle of the CAs the system trusts.
+const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
 /// The bind password, read for each connection (it may be rotated): the
 /// file must belong to root or ecpd's account and be readable by no one
 /// else.
@@ -132,80 +438,6 @@ fn bind_password(config: &DirectoryConfig) -> Result<Option<String>, LookupError
         .read_to_string(&mut text)
         .map_err(|e| refused(e.to_string()))?;
     Ok(Some(text.lines().next().unwrap_or("").to_owned()))
-}
-
-/// The certificate values (DER) of `user`'s entry, from the first server
-/// that answers. A user with no entry, or an entry without the attribute,
-/// has none.
-pub async fn lookup(config: &DirectoryConfig, user: &str) -> Result<Vec<Vec<u8>>, LookupError> {
-    let password = bind_password(config)?;
-    let filter = config
-        .user_filter
-        .replace("{user}", &ldap3::ldap_escape(user));
-    let mut last = String::from("no server configured");
-    for uri in &config.uri {
-        match lookup_at(config, uri, password.as_deref(), &filter).await {
-            Ok(values) => return Ok(values),
-            Err(LookupError::Unreachable(why)) => last = format!("{uri}: {why}"),
-            Err(refused) => return Err(refused),
-        }
-    }
-    Err(LookupError::Unreachable(last))
-}
-
-async fn lookup_at(
-    config: &DirectoryConfig,
-    uri: &str,
-    password: Option<&str>,
-    filter: &str,
-) -> Result<Vec<Vec<u8>>, LookupError> {
-    let timeout = config.timeout();
-    let unreachable = |e: &dyn std::fmt::Display| LookupError::Unreachable(e.to_string());
-    let settings = LdapConnSettings::new().set_conn_timeout(timeout);
-    let (connection, mut ldap) =
-        tokio::time::timeout(timeout, LdapConnAsync::with_settings(settings, uri))
-            .await
-            .map_err(|_| unreachable(&"connect timed out"))?
-            .map_err(|e| unreachable(&e))?;
-    let driver = tokio::spawn(async move {
-        let _ = connection.drive().await;
-    });
-    let answer = async {
-        if let (Some(dn), Some(pw)) = (&config.bind_dn, password) {
-            ldap.with_timeout(timeout)
-                .simple_bind(dn, pw)
-                .await
-                .map_err(|e| unreachable(&e))?
-                .success()
-                .map_err(|e| LookupError::Refused(format!("bind: {e}")))?;
-        }
-        let (entries, _) = ldap
-            .with_timeout(timeout)
-            .with_search_options(SearchOptions::new().sizelimit(2))
-            .search(
-                &config.base_dn,
-                Scope::Subtree,
-                filter,
-                vec![config.certificate_attribute.as_str()],
-            )
-            .await
-            .map_err(|e| unreachable(&e))?
-            .success()
-            .map_err(|e| LookupError::Refused(format!("search: {e}")))?;
-        let count = entries.len();
-        let mut entries = entries.into_iter();
-        match (entries.next(), count) {
-            (None, _) => Ok(Vec::new()),
-            (Some(entry), 1) => certificate_values(config, SearchEntry::construct(entry)),
-            (Some(_), n) => Err(LookupError::Refused(format!(
-                "the user filter matched {n} entries; it must match one"
-            ))),
-        }
-    }
-    .await;
-    let _ = ldap.unbind().await;
-    driver.abort();
-    answer
 }
 
 /// The attribute's values, bounded in number and size.

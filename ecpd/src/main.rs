@@ -195,6 +195,13 @@ fn main() -> ExitCode {
         warn!("{}: {notice}", args.config.display());
     }
     if args.check_config {
+        // What ecpd reads at start besides this file, checked too.
+        if let Some(directory) = &config.directory {
+            if let Err(e) = ecpd::directory::Directory::new(directory.clone()) {
+                error!("{}: [directory] {e}", args.config.display());
+                return ExitCode::FAILURE;
+            }
+        }
         println!("{}: OK", args.config.display());
         return ExitCode::SUCCESS;
     }

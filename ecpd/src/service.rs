@@ -16,7 +16,7 @@ use tracing::{debug, info, warn};
 
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::directory::LookupError;
+use crate::directory::{Directory, LookupError};
 use crate::store::{AddOutcome, CachedLookup, CertificateRecord, Store, StoreError};
 use crate::throttle::{Refusal, Source, Throttle};
 use crate::tokens::Tokens;
@@ -86,6 +86,8 @@ pub enum ServiceError {
     TrustFiles(String),
     #[error("{0}")]
     DirectoryUnavailable(String),
+    #[error("directory: {0}")]
+    Directory(String),
 }
 
 /// Refuses a set whose CRL of some CA is older than the newest one this
@@ -166,10 +168,30 @@ pub struct Service {
     /// The organisation CAs and CRLs this host trusts (`ca_file`,
     /// `crl_file`), re-read when they change.
     trust: TrustFiles,
+    /// Users' certificates from LDAP, when `[directory]` is set.
+    directory: Option<Arc<Directory>>,
     /// A key no one holds: a user with no usable certificate still costs
     /// one signature check, so the time of a refusal does not tell an
     /// enrolled user from an unknown one.
     decoy: p256::ecdsa::VerifyingKey,
+}
+
+/// A directory lookup the service found due; the D-Bus edge runs it on
+/// the tokio runtime and hands the outcome back.
+pub struct DueLookup {
+    directory: Arc<Directory>,
+    user: String,
+    known: bool,
+}
+
+impl DueLookup {
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    pub async fn run(self) -> Result<Vec<Vec<u8>>, LookupError> {
+        self.directory.lookup(&self.user, self.known).await
+    }
 }
 
 /// Parsed certificates kept before the cache starts afresh.
@@ -261,8 +283,16 @@ impl Service {
         )
         .map_err(|e| ServiceError::TrustFiles(e.to_string()))?;
         record_crl_marks(&store, &trust.current());
+        let directory = config
+            .directory
+            .clone()
+            .map(Directory::new)
+            .transpose()
+            .map_err(ServiceError::Directory)?
+            .map(Arc::new);
         Ok(Self {
             trust,
+            directory,
             throttle: Throttle::new(config.limits()),
             started_at: clock.now(),
             store,
@@ -613,47 +643,88 @@ impl Service {
     /// than `cache_ttl_secs`.
     /// Only for a genuine, unexpired token issued for `user`: nothing
     /// anyone can send without one makes ecpd ask the directory.
-    pub fn directory_lookup_due(&self, user: &str, token: &str) -> bool {
-        let Some(directory) = &self.config.directory else {
-            return false;
-        };
-        let Ok(user) = UserName::parse(user) else {
-            return false;
-        };
+    pub fn directory_lookup_due(&self, user: &str, token: &str) -> Option<DueLookup> {
+        self.directory.as_ref()?;
+        let user = UserName::parse(user).ok()?;
         let now = self.clock.now();
         let genuine = token.len() <= MAX_TOKEN_LEN
             && Challenge::from_token(token).is_ok_and(|c| {
                 c.user == user && self.tokens.is_genuine(&c) && c.check_not_expired(now).is_ok()
             });
         if !genuine {
-            return false;
+            return None;
         }
-        match self.store.cached_lookup(user.as_str()) {
-            Ok(Some(cached)) => now.saturating_sub(cached.fetched_at) >= directory.cache_ttl_secs,
-            _ => true,
-        }
+        self.lookup_due(&user, now)
     }
 
-    pub fn directory(&self) -> Option<&crate::directory::DirectoryConfig> {
-        self.config.directory.as_ref()
+    /// Whether `user`'s directory answer is missing or stale; the lookup to
+    /// run if so.
+    fn lookup_due(&self, user: &UserName, now: u64) -> Option<DueLookup> {
+        let directory = self.directory.as_ref()?;
+        let ttl = directory.config().cache_ttl_secs;
+        let known = match self.store.cached_lookup(user.as_str()) {
+            Ok(Some(cached)) if now.saturating_sub(cached.fetched_at) < ttl => return None,
+            Ok(Some(_)) => true,
+            _ => false,
+        };
+        if !known && directory.known_absent(user.as_str(), now) {
+            return None;
+        }
+        Some(DueLookup {
+            directory: directory.clone(),
+            user: user.as_str().to_owned(),
+            known,
+        })
     }
 
-    /// The keys the directory vouches for: from a fresh answer (which then
-    /// replaces the cached one — also when it holds no certificate, which
-    /// is how a revocation arrives), else from the cache while it is young
-    /// enough. A failed lookup never replaces a cached answer; with none
-    /// younger than `max_offline_secs` the login cannot be decided.
-    fn directory_keys(
+    /// The lookup `NeedsSignature` needs for `nouserok`: only when the
+    /// caller may ask about `user`, nothing else already says a signature
+    /// is needed, and no fresh answer is at hand.
+    pub fn needs_signature_lookup_due(&self, caller: &Caller, user: &str) -> Option<DueLookup> {
+        self.directory.as_ref()?;
+        let user = UserName::parse(user).ok()?;
+        self.authorize_self_or_root(caller, &user, "ask about")
+            .ok()?;
+        if self.trust.is_configured() {
+            return None;
+        }
+        if !self.store.certificates_of(user.as_str()).ok()?.is_empty() {
+            return None;
+        }
+        self.lookup_due(&user, self.clock.now())
+    }
+
+    /// Records a finished lookup (for `status` and the names without a
+    /// certificate) and hands it on to the decision.
+    pub fn lookup_done(
+        &self,
+        user: &str,
+        outcome: Result<Vec<Vec<u8>>, LookupError>,
+    ) -> Result<Vec<Vec<u8>>, LookupError> {
+        if let Some(directory) = &self.directory {
+            directory.record(user, &outcome, self.clock.now());
+        }
+        outcome
+    }
+
+    /// The certificates the directory holds for `user`: from a fresh
+    /// answer (which then replaces the cached one — also when it holds no
+    /// certificate, which is how a revocation arrives), else from the
+    /// cache while it is young enough. A failed lookup never replaces a
+    /// cached answer; with none younger than `max_offline_secs` the login
+    /// cannot be decided.
+    fn directory_certificates(
         &self,
         user: &UserName,
         looked_up: Option<Result<Vec<Vec<u8>>, LookupError>>,
         now: u64,
-    ) -> Result<Vec<(p256::ecdsa::VerifyingKey, Authority)>, ServiceError> {
-        let Some(directory) = &self.config.directory else {
+    ) -> Result<Vec<Vec<u8>>, ServiceError> {
+        let Some(directory) = &self.directory else {
             return Ok(Vec::new());
         };
+        let max_offline_secs = directory.config().max_offline_secs;
         let cached = self.store.cached_lookup(user.as_str())?;
-        let certificates = match looked_up {
+        Ok(match looked_up {
             // No certificate: the cached answer goes (that is how a removal
             // arrives), and none is made, so that names an outsider makes
             // up cannot fill the store.
@@ -671,9 +742,12 @@ impl Service {
                 )?;
                 certificates
             }
+            // Nothing asked: the cache is fresh, or the directory said
+            // lately that there is no certificate.
+            None if cached.is_none() && directory.known_absent(user.as_str(), now) => Vec::new(),
             failed => {
                 let age = cached.as_ref().map(|c| now.saturating_sub(c.fetched_at));
-                let young = age.is_some_and(|age| age < directory.max_offline_secs);
+                let young = age.is_some_and(|age| age < max_offline_secs);
                 if let Some(Err(e)) = &failed {
                     warn!(event = "directory", user = %user, outcome = "failed", reason = %e, cached_age_secs = age.unwrap_or(0), "using the cached answer while it is younger than max_offline_secs");
                 }
@@ -686,13 +760,23 @@ impl Service {
                         };
                         warn!(event = "directory", user = %user, outcome = "unavailable", reason = %why, "no cached answer young enough: the login fails closed");
                         return Err(ServiceError::DirectoryUnavailable(format!(
-                            "the directory cannot be asked about {user} ({why}) and no cached answer is younger than {} s",
-                            directory.max_offline_secs
+                            "the directory cannot be asked about {user} ({why}) and no cached answer is younger than {max_offline_secs} s"
                         )));
                     }
                 }
             }
-        };
+        })
+    }
+
+    /// The keys the directory vouches for: its certificates that are
+    /// valid for `user` now (self-signed, or issued by a trusted CA).
+    fn directory_keys(
+        &self,
+        user: &UserName,
+        looked_up: Option<Result<Vec<Vec<u8>>, LookupError>>,
+        now: u64,
+    ) -> Result<Vec<(p256::ecdsa::VerifyingKey, Authority)>, ServiceError> {
+        let certificates = self.directory_certificates(user, looked_up, now)?;
         let mut keys = Vec::new();
         for der in certificates {
             let checked = ecp_core::certificate::parse_user_certificate_der(&der)
@@ -753,15 +837,27 @@ impl Service {
     /// Whether a login of `user` needs a signature: an enrolled
     /// certificate, or any trusted CA (then everyone may hold one, so
     /// `nouserok` must not let anyone through on the password alone).
-    pub fn needs_signature(&self, caller: &Caller, user: &str) -> Result<bool, ServiceError> {
+    pub fn needs_signature(
+        &self,
+        caller: &Caller,
+        user: &str,
+        looked_up: Option<Result<Vec<Vec<u8>>, LookupError>>,
+    ) -> Result<bool, ServiceError> {
         let user = parse_user(user)?;
         self.authorize_self_or_root(caller, &user, "ask about")?;
-        // With a directory, who has certificates is the directory's answer:
-        // until that is asked here, everyone needs a signature.
-        if self.trust.is_configured() || self.config.directory.is_some() {
+        // Any trusted CA may have issued this user a certificate.
+        if self.trust.is_configured() {
             return Ok(true);
         }
-        Ok(!self.store.certificates_of(user.as_str())?.is_empty())
+        if !self.store.certificates_of(user.as_str())?.is_empty() {
+            return Ok(true);
+        }
+        // "Not enrolled" only on the directory's word (fresh, or cached
+        // while young enough); any certificate value counts, usable or
+        // not, and a directory that cannot be asked is an error.
+        Ok(!self
+            .directory_certificates(&user, looked_up, self.clock.now())?
+            .is_empty())
     }
 
     /// Re-reads `ca_file` and `crl_file` if they changed (always, with
@@ -1471,8 +1567,11 @@ mod tests {
                 .verify_presented(&ROOT, "carol", &token, &signature, &self_signed),
             Err(ServiceError::Auth(AuthFailure::BadSignature))
         ));
-        assert!(f.service.needs_signature(&ROOT, "carol").unwrap());
-        assert!(f.service.needs_signature(&ROOT, "nobody-here").unwrap());
+        assert!(f.service.needs_signature(&ROOT, "carol", None).unwrap());
+        assert!(f
+            .service
+            .needs_signature(&ROOT, "nobody-here", None)
+            .unwrap());
     }
 
     /// The DER of a self-signed certificate for `user`'s `key`.
@@ -1500,6 +1599,7 @@ mod tests {
         let user = UserName::parse("dave").unwrap();
         let der = self_signed_der(&dave, &user);
         let login = |looked_up: Option<Result<Vec<Vec<u8>>, LookupError>>| {
+            let looked_up = looked_up.map(|outcome| f.service.lookup_done("dave", outcome));
             let token = f.challenge("dave", "").unwrap();
             let signature = Challenge::from_token(&token).unwrap().sign(&dave);
             f.service
@@ -1510,7 +1610,8 @@ mod tests {
         // Nothing cached and the directory down: cannot decide.
         assert!(f
             .service
-            .directory_lookup_due("dave", &f.challenge("dave", "").unwrap()));
+            .directory_lookup_due("dave", &f.challenge("dave", "").unwrap())
+            .is_some());
         assert!(matches!(
             login(down()),
             Err(ServiceError::DirectoryUnavailable(_))
@@ -1519,18 +1620,19 @@ mod tests {
         // The directory's answer logs dave in with nothing enrolled, and is
         // cached: no lookup is due within the TTL.
         assert!(login(Some(Ok(vec![der.clone()]))).is_ok());
-        assert!(!f
+        assert!(f
             .service
-            .directory_lookup_due("dave", &f.challenge("dave", "").unwrap()));
+            .directory_lookup_due("dave", &f.challenge("dave", "").unwrap())
+            .is_none());
         assert!(login(None).is_ok());
         f.clock.advance(61);
         // Due now, but only for a genuine token of dave's: one that is not
         // ecpd's, or another user's, never makes it ask.
-        assert!(!f.service.directory_lookup_due("dave", "AAAA"));
+        assert!(f.service.directory_lookup_due("dave", "AAAA").is_none());
         let alices = f.challenge("alice", "").unwrap();
-        assert!(!f.service.directory_lookup_due("dave", &alices));
+        assert!(f.service.directory_lookup_due("dave", &alices).is_none());
         let daves = f.challenge("dave", "").unwrap();
-        assert!(f.service.directory_lookup_due("dave", &daves));
+        assert!(f.service.directory_lookup_due("dave", &daves).is_some());
 
         // The directory down: the cached answer serves until it is
         // max_offline_secs old, then the login fails closed.
@@ -1548,9 +1650,18 @@ mod tests {
             login(Some(Ok(Vec::new()))),
             Err(ServiceError::Auth(_))
         ));
+        // "No certificate" is remembered (in memory) for the TTL: no
+        // lookup, and still refused rather than unavailable.
         assert!(f
             .service
-            .directory_lookup_due("dave", &f.challenge("dave", "").unwrap()));
+            .directory_lookup_due("dave", &f.challenge("dave", "").unwrap())
+            .is_none());
+        assert!(matches!(login(None), Err(ServiceError::Auth(_))));
+        f.clock.advance(61);
+        assert!(f
+            .service
+            .directory_lookup_due("dave", &f.challenge("dave", "").unwrap())
+            .is_some());
         // A failed lookup never brings the old answer back: fails closed.
         assert!(matches!(
             login(down()),
@@ -1588,6 +1699,58 @@ mod tests {
         assert_eq!(f.service.flush_directory_cache(&ROOT, "dave").unwrap(), 1);
         assert!(f
             .service
-            .directory_lookup_due("dave", &f.challenge("dave", "").unwrap()));
+            .directory_lookup_due("dave", &f.challenge("dave", "").unwrap())
+            .is_some());
+    }
+
+    #[test]
+    fn nouserok_with_a_directory_needs_its_word_that_there_is_no_certificate() {
+        let f = with_directory();
+        let dave = generate_signing_key();
+        let der = self_signed_der(&dave, &UserName::parse("dave").unwrap());
+        let down = || Some(Err(LookupError::Unreachable("connect timed out".into())));
+        let needs = |user: &str, looked_up: Option<Result<Vec<Vec<u8>>, LookupError>>| {
+            let looked_up = looked_up.map(|outcome| f.service.lookup_done(user, outcome));
+            f.service.needs_signature(&ROOT, user, looked_up)
+        };
+        // Unreachable, nothing cached: cannot say, so no PAM_IGNORE.
+        assert!(f
+            .service
+            .needs_signature_lookup_due(&ROOT, "erin")
+            .is_some());
+        assert!(matches!(
+            needs("erin", down()),
+            Err(ServiceError::DirectoryUnavailable(_))
+        ));
+        // The directory's "no certificate" is the only way to "not
+        // enrolled", and it is remembered for the TTL.
+        assert!(!needs("erin", Some(Ok(Vec::new()))).unwrap());
+        assert!(f
+            .service
+            .needs_signature_lookup_due(&ROOT, "erin")
+            .is_none());
+        assert!(!needs("erin", None).unwrap());
+        f.clock.advance(61);
+        assert!(f
+            .service
+            .needs_signature_lookup_due(&ROOT, "erin")
+            .is_some());
+        // Any value counts, even one that is no certificate at all.
+        assert!(needs("dave", Some(Ok(vec![vec![1, 2, 3]]))).unwrap());
+        assert!(needs("dave", Some(Ok(vec![der]))).unwrap());
+        // Cached: the directory down changes nothing until max_offline_secs.
+        assert!(f
+            .service
+            .needs_signature_lookup_due(&ROOT, "dave")
+            .is_none());
+        f.clock.advance(61);
+        assert!(needs("dave", down()).unwrap());
+        // A user may ask about itself only.
+        let bob = Caller {
+            uid: 1000,
+            name: Some("bob".into()),
+        };
+        assert!(f.service.needs_signature_lookup_due(&bob, "dave").is_none());
+        assert!(f.service.needs_signature(&bob, "dave", None).is_err());
     }
 }

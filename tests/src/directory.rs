@@ -19,25 +19,125 @@ pub struct TestDirectory {
     dir: tempfile::TempDir,
     /// The ldapi:// URI of its socket.
     pub uri: String,
+    /// With TLS: the loopback ports of its ldap:// (StartTLS) and
+    /// ldaps:// listeners.
+    pub tls_ports: Option<(u16, u16)>,
     pid: u32,
     next_uid: std::cell::Cell<u32>,
+}
+
+/// Two distinct loopback ports free right now (both held while the
+/// second is picked, so they differ).
+fn free_ports() -> (u16, u16) {
+    let bind = || std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let (first, second) = (bind(), bind());
+    let port = |l: &std::net::TcpListener| l.local_addr().unwrap().port();
+    (port(&first), port(&second))
+}
+
+/// Makes, in `dir`, a test CA (`ca.pem`), an unrelated CA
+/// (`other-ca.pem`), and a server certificate for the name `localhost`
+/// only (`server.pem`, `server.key`) issued by the first.
+fn make_tls_files(dir: &Path) {
+    let file = |name: &str| dir.join(name).to_str().unwrap().to_owned();
+    let new_p256_key = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    for ca in ["ca", "other-ca"] {
+        let subject = format!("/CN=ecp test directory {ca}");
+        let (key, pem) = (file(&format!("{ca}.key")), file(&format!("{ca}.pem")));
+        let mut args = vec!["req", "-x509", "-days", "2", "-subj", &subject];
+        args.extend(new_p256_key);
+        args.extend(["-keyout", &key, "-out", &pem]);
+        args.extend(["-addext", "basicConstraints=critical,CA:TRUE"]);
+        args.extend(["-addext", "keyUsage=critical,keyCertSign,cRLSign"]);
+        crate::openssl(&args);
+    }
+    let (key, csr, ext) = (file("server.key"), file("server.csr"), file("server.ext"));
+    let mut args = vec![
+        "req",
+        "-new",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        &key,
+        "-out",
+        &csr,
+    ];
+    args.extend(new_p256_key);
+    crate::openssl(&args);
+    std::fs::write(
+        &ext,
+        "subjectAltName=DNS:localhost\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    let (ca, ca_key, out) = (file("ca.pem"), file("ca.key"), file("server.pem"));
+    crate::openssl(&[
+        "x509",
+        "-req",
+        "-days",
+        "2",
+        "-in",
+        &csr,
+        "-CA",
+        &ca,
+        "-CAkey",
+        &ca_key,
+        "-CAcreateserial",
+        "-extfile",
+        &ext,
+        "-out",
+        &out,
+    ]);
 }
 
 impl TestDirectory {
     /// Starts slapd with an empty tree under [`BASE_DN`].
     pub fn start() -> TestDirectory {
+        Self::start_with(false)
+    }
+
+    /// As [`start`](Self::start), also listening on loopback with TLS
+    /// (a certificate for `localhost` from the test CA in
+    /// [`tls_file`](Self::tls_file)`("ca.pem")`).
+    pub fn start_tls() -> TestDirectory {
+        Self::start_with(true)
+    }
+
+    /// A file made for the TLS listeners: `ca.pem` (the CA that issued
+    /// the server's certificate) or `other-ca.pem` (one that did not).
+    pub fn tls_file(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn start_with(tls: bool) -> TestDirectory {
         let dir = tempfile::Builder::new()
             .prefix("ecp-ldap-")
             .tempdir()
             .unwrap();
         let path = dir.path();
         std::fs::create_dir(path.join("db")).unwrap();
+        let tls_settings = if tls {
+            make_tls_files(path);
+            format!(
+                "TLSCACertificateFile {0}/ca.pem\nTLSCertificateFile {0}/server.pem\n\
+                 TLSCertificateKeyFile {0}/server.key\n",
+                path.display()
+            )
+        } else {
+            String::new()
+        };
         let config = format!(
             "include /etc/ldap/schema/core.schema\n\
              include /etc/ldap/schema/cosine.schema\n\
              include /etc/ldap/schema/nis.schema\n\
              include /etc/ldap/schema/inetorgperson.schema\n\
              pidfile {0}/slapd.pid\n\
+             {tls_settings}\
              modulepath /usr/lib/ldap\n\
              moduleload back_mdb\n\
              database mdb\n\
@@ -51,13 +151,33 @@ impl TestDirectory {
         std::fs::write(path.join("slapd.conf"), config).unwrap();
         let socket = path.join("ldapi");
         let uri = format!("ldapi://{}", socket.to_str().unwrap().replace('/', "%2F"));
+        let tls_ports = tls.then(free_ports);
+        let mut listeners = uri.clone();
+        if let Some((plain, tls)) = tls_ports {
+            listeners.push_str(&format!(
+                " ldap://127.0.0.1:{plain}/ ldaps://127.0.0.1:{tls}/"
+            ));
+        }
         let status = Command::new("/usr/sbin/slapd")
             .arg("-f")
             .arg(path.join("slapd.conf"))
-            .args(["-h", &uri])
+            .args(["-h", &listeners])
+            .stderr(std::fs::File::create(path.join("slapd.log")).unwrap())
             .status()
             .expect("start slapd (apt-get install slapd)");
-        assert!(status.success(), "slapd did not start");
+        if !status.success() {
+            let kept = dir.keep();
+            panic!(
+                "slapd did not start; its files are kept in {}",
+                kept.display()
+            );
+        }
+        assert!(
+            status.success(),
+            "slapd did not start ({listeners}, {}): {}",
+            path.display(),
+            std::fs::read_to_string(path.join("slapd.log")).unwrap_or_default()
+        );
         let pid_file = path.join("slapd.pid");
         let deadline = Instant::now() + Duration::from_secs(10);
         while !(socket.exists() && pid_file.exists()) {
@@ -72,6 +192,7 @@ impl TestDirectory {
         let directory = TestDirectory {
             dir,
             uri,
+            tls_ports,
             pid,
             next_uid: std::cell::Cell::new(20_000),
         };
