@@ -200,9 +200,30 @@ fn a_frozen_or_stopped_directory_is_answered_from_the_cache_within_the_timeout()
         daemon.log()
     );
 
+    // ecpctl status and doctor (as root) try the server and show the cache.
+    let status = daemon.ecpctl(&["status"]).ok();
+    assert!(status.contains("reachable:            yes"), "{status}");
+    assert!(
+        status.contains("cached users:         1, oldest fetched"),
+        "{status}"
+    );
+    assert!(status.contains("last failed lookup:"), "{status}");
+
     // A user the directory never answered for, with the directory down:
     // Unavailable, never "not enrolled".
     drop(directory);
+    let status = daemon.ecpctl(&["status"]).ok();
+    assert!(status.contains("reachable:            NO: "), "{status}");
+    let doctor = daemon.ecpctl(&["doctor"]);
+    assert_eq!(doctor.code, 1);
+    assert!(
+        doctor
+            .stdout
+            .contains("FAIL  directory unreachable: no directory server answered: ldapi://")
+            && doctor.stdout.contains("1 cached users keep logging in"),
+        "{}",
+        doctor.stdout
+    );
     let conn = daemon.connect();
     let refused = zbus::block_on(async {
         let auth = ecp_core::bus::AuthProxy::new(&conn).await.unwrap();

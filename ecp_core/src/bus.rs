@@ -137,6 +137,30 @@ pub struct TrustReport {
     pub problem: String,
 }
 
+/// What `Directory` returns: the `[directory]` servers, whether one
+/// answered just now (asked only for root: others see the last lookups),
+/// the last lookups, and the offline cache. Times are Unix seconds, 0 for
+/// never.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct DirectoryReport {
+    pub configured: bool,
+    pub servers: Vec<String>,
+    /// Whether ecpd asked a server for this report.
+    pub probed: bool,
+    /// The server that answered ("" when none did, or none was asked).
+    pub answered_by: String,
+    /// Why no server answered, when asked.
+    pub problem: String,
+    pub last_success: i64,
+    pub last_failure: i64,
+    pub last_failure_reason: String,
+    /// Users with a cached answer, and when the oldest was fetched.
+    pub cached_users: u64,
+    pub oldest_cached: i64,
+    pub cache_ttl_secs: u64,
+    pub max_offline_secs: u64,
+}
+
 /// Methods a login needs.
 #[zbus::proxy(
     interface = "org.ecp.Ecpd1.Auth",
@@ -207,6 +231,10 @@ pub trait Admin {
     /// The organisation CAs and CRLs in force (public facts: anyone may
     /// ask).
     fn trust(&self) -> Result<TrustReport, EcpError>;
+
+    /// The directory's state: servers, reachability (tried now for root
+    /// only), last lookups, cached users.
+    fn directory(&self) -> Result<DirectoryReport, EcpError>;
 
     /// Drops cached directory answers for `user`, or for everyone when
     /// `user` is "" (root only); returns how many.

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use ecp_core::bus::{AdminProxy, AuthProxy, CertificateEntry, EcpError};
-use ecp_core::when::format_utc;
+use ecp_core::when::{format_utc, unix_now};
 
 use crate::cli::{EnrollArgs, JsonArg, ListArgs, RevokeArgs, TestLoginArgs, UserArg};
 use crate::failure::Failure;
@@ -199,10 +199,13 @@ pub fn status(bus: &str, args: &JsonArg) -> Result<(), Failure> {
         let (_conn, proxy) = admin(bus).await?;
         let s = call(proxy.status().await)?;
         let trust = call(proxy.trust().await)?;
+        let directory = call(proxy.directory().await)?;
         if args.json {
             let mut value = serde_json::to_value(&s).map_err(|e| Failure::Usage(e.to_string()))?;
             value["trust"] =
                 serde_json::to_value(&trust).map_err(|e| Failure::Usage(e.to_string()))?;
+            value["directory"] =
+                serde_json::to_value(&directory).map_err(|e| Failure::Usage(e.to_string()))?;
             let text =
                 serde_json::to_string_pretty(&value).map_err(|e| Failure::Usage(e.to_string()))?;
             println!("{text}");
@@ -222,8 +225,61 @@ pub fn status(bus: &str, args: &JsonArg) -> Result<(), Failure> {
             println!("uptime:                 {} s", s.uptime_secs);
         }
         print_trust(&trust);
+        print_directory(&directory, unix_now());
         Ok(())
     })
+}
+
+/// "2026-11-23 15:40:00 UTC (120 s ago)", or `never`.
+fn when_and_age(at: i64, now: i64, never: &str) -> String {
+    if at == 0 {
+        never.to_owned()
+    } else {
+        format!("{} ({} s ago)", format_utc(at), now.saturating_sub(at))
+    }
+}
+
+/// The directory's servers, whether one answered, the last lookups and
+/// the offline cache.
+fn print_directory(d: &ecp_core::bus::DirectoryReport, now: i64) {
+    if !d.configured {
+        println!("directory:              none ([directory] not set)");
+        return;
+    }
+    println!("directory:              {}", d.servers.join(", "));
+    let reachable = match (d.probed, d.answered_by.is_empty()) {
+        (false, _) => "not asked (run as root to try the servers)".to_owned(),
+        (true, false) => format!("yes ({} answered)", d.answered_by),
+        (true, true) => format!("NO: {}", d.problem),
+    };
+    println!("  reachable:            {reachable}");
+    println!(
+        "  last good lookup:     {}",
+        when_and_age(d.last_success, now, "none since ecpd started")
+    );
+    if d.last_failure != 0 {
+        println!(
+            "  last failed lookup:   {}: {}",
+            when_and_age(d.last_failure, now, ""),
+            d.last_failure_reason
+        );
+    }
+    println!(
+        "  cached users:         {}{}",
+        d.cached_users,
+        if d.cached_users == 0 {
+            String::new()
+        } else {
+            format!(
+                ", oldest fetched {}",
+                when_and_age(d.oldest_cached, now, "")
+            )
+        }
+    );
+    println!(
+        "  cache:                fresh for {} s, used offline for up to {} s",
+        d.cache_ttl_secs, d.max_offline_secs
+    );
 }
 
 /// The trusted CAs, one block each, and the CRL held for each.

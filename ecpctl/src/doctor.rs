@@ -85,6 +85,42 @@ fn check_trust(report: &mut Report, trust: &ecp_core::bus::TrustReport, now: i64
     }
 }
 
+/// The directory: a probe that found no server fails (with what that
+/// means for logins); lookups failing since the last good one warn; a
+/// non-root run cannot probe and says so.
+fn check_directory(report: &mut Report, d: &ecp_core::bus::DirectoryReport, now: i64) {
+    if !d.configured {
+        return;
+    }
+    let servers = d.servers.join(", ");
+    if !d.probed {
+        report.warn(&format!(
+            "directory {servers}: not tried (run doctor as root to try the servers)"
+        ));
+    } else if d.answered_by.is_empty() {
+        let serving = if d.cached_users == 0 {
+            "no user has a cached answer, so directory users cannot log in".to_owned()
+        } else {
+            format!(
+                "{} cached users keep logging in until their answer is {} s old (the oldest was fetched {} s ago)",
+                d.cached_users,
+                d.max_offline_secs,
+                now.saturating_sub(d.oldest_cached)
+            )
+        };
+        report.fail(&format!("directory unreachable: {}; {serving}", d.problem));
+    } else {
+        report.ok(&format!("directory {} answers", d.answered_by));
+    }
+    if d.last_failure > d.last_success {
+        report.warn(&format!(
+            "the last directory lookup failed ({} s ago): {}",
+            now.saturating_sub(d.last_failure),
+            d.last_failure_reason
+        ));
+    }
+}
+
 pub fn run(bus: &str, args: &DoctorArgs) -> Result<(), Failure> {
     let mut report = Report { problems: 0 };
     let user = match &args.user {
@@ -107,10 +143,11 @@ pub fn run(bus: &str, args: &DoctorArgs) -> Result<(), Failure> {
         let status = admin.status().await.map_err(|e| e.to_string())?;
         let certificates = admin.list(&user).await.map_err(|e| e.to_string());
         let trust = admin.trust().await.map_err(|e| e.to_string());
-        Ok::<_, String>((status, certificates, trust))
+        let directory = admin.directory().await.map_err(|e| e.to_string());
+        Ok::<_, String>((status, certificates, trust, directory))
     });
     let (status, certificates) = match daemon {
-        Ok((status, certs, trust)) => {
+        Ok((status, certs, trust, directory)) => {
             report.ok(&format!(
                 "ecpd {} is running on {} (bus: {bus})",
                 status.version, status.host
@@ -118,6 +155,10 @@ pub fn run(bus: &str, args: &DoctorArgs) -> Result<(), Failure> {
             match trust {
                 Ok(trust) => check_trust(&mut report, &trust, unix_now()),
                 Err(e) => report.fail(&format!("cannot ask ecpd for its CAs: {e}")),
+            }
+            match directory {
+                Ok(directory) => check_directory(&mut report, &directory, unix_now()),
+                Err(e) => report.fail(&format!("cannot ask ecpd about the directory: {e}")),
             }
             (Some(status), Some(certs))
         }
@@ -280,5 +321,39 @@ mod tests {
         assert_eq!(problems(&bad, now), 1);
         // Nothing configured, nothing to say.
         assert_eq!(problems(&TrustReport::default(), now), 0);
+    }
+
+    #[test]
+    fn an_unreachable_directory_fails_and_says_who_still_logs_in() {
+        use ecp_core::bus::DirectoryReport;
+        let now = 1_800_000_000;
+        let count = |d: &DirectoryReport| {
+            let mut report = Report { problems: 0 };
+            check_directory(&mut report, d, now);
+            report.problems
+        };
+        assert_eq!(count(&DirectoryReport::default()), 0);
+        let answered = DirectoryReport {
+            configured: true,
+            servers: vec!["ldaps://a".into()],
+            probed: true,
+            answered_by: "ldaps://a".into(),
+            ..DirectoryReport::default()
+        };
+        assert_eq!(count(&answered), 0);
+        let down = DirectoryReport {
+            answered_by: String::new(),
+            problem: "connect timed out".into(),
+            cached_users: 3,
+            oldest_cached: now - 100,
+            ..answered.clone()
+        };
+        assert_eq!(count(&down), 1);
+        // Not probed (not root): a warning, not a failure.
+        let unasked = DirectoryReport {
+            probed: false,
+            ..down
+        };
+        assert_eq!(count(&unasked), 0);
     }
 }

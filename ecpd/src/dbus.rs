@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use ecp_core::bus::{CertificateEntry, DaemonStatus, EcpError, TrustReport};
+use ecp_core::bus::{CertificateEntry, DaemonStatus, DirectoryReport, EcpError, TrustReport};
 use zbus::message::Header;
 use zbus::names::{BusName, OwnedUniqueName};
 
@@ -332,5 +332,25 @@ impl AdminInterface {
 
     async fn trust(&self) -> Result<TrustReport, EcpError> {
         Ok(self.0.service.trust_report())
+    }
+
+    async fn directory(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<DirectoryReport, EcpError> {
+        let caller = self.0.caller(&header).await?;
+        let probe = match self.0.service.directory_probe_due(&caller) {
+            Some(directory) => self
+                .0
+                .runtime
+                .spawn(async move { directory.probe().await })
+                .await
+                .ok()
+                .flatten(),
+            None => None,
+        };
+        self.0
+            .decide(caller, move |s, _| s.directory_report(probe))
+            .await
     }
 }

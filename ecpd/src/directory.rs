@@ -145,6 +145,9 @@ pub struct Directory {
     /// Names the directory answered "no certificate" for, with when.
     absent: Mutex<LruCache<String, u64>>,
     health: Mutex<Health>,
+    /// One status probe at a time: `ecpctl status` must not become a way
+    /// to load the directory or crowd out lookups.
+    probing: Semaphore,
 }
 
 /// The outcome of recent lookups, for `ecpctl status`.
@@ -171,6 +174,7 @@ impl Directory {
                 NonZeroUsize::new(ABSENT_NAMES_LIMIT).expect("non-zero"),
             )),
             health: Mutex::new(Health::default()),
+            probing: Semaphore::new(1),
         })
     }
 
@@ -257,33 +261,26 @@ impl Directory {
         }
     }
 
-    /// Whether a server answers now: reads the base entry, as a lookup
-    /// would, for `ecpctl status` and `doctor`. Ok names the server.
-    pub async fn probe(&self) -> Result<String, LookupError> {
-        let _permit = tokio::time::timeout(self.config.timeout(), self.known_users.acquire())
-            .await
-            .map_err(|_| LookupError::Unreachable("the lookup pool is busy".into()))?
-            .map_err(|e| LookupError::Unreachable(e.to_string()))?;
+    /// Whether a server answers now: reads the base entry as a lookup
+    /// would, for `ecpctl status` and `doctor`. Ok names the server; None
+    /// when another probe is under way.
+    pub async fn probe(&self) -> Option<Result<String, LookupError>> {
+        let _permit = self.probing.try_acquire().ok()?;
         let mut last = String::from("no server configured");
         for uri in &self.config.uri {
+            let base = &self.config.base_dn;
             match self
-                .search_at(
-                    uri,
-                    &self.config.base_dn,
-                    Scope::Base,
-                    "(objectClass=*)",
-                    vec!["1.1"],
-                )
+                .search_at(uri, base, Scope::Base, "(objectClass=*)", vec!["1.1"])
                 .await
             {
-                Ok(_) => return Ok(uri.clone()),
+                Ok(_) => return Some(Ok(uri.clone())),
                 Err(LookupError::Unreachable(why)) => last = format!("{uri}: {why}"),
                 Err(LookupError::Refused(why)) => {
-                    return Err(LookupError::Refused(format!("{uri}: {why}")))
+                    return Some(Err(LookupError::Refused(format!("{uri}: {why}"))))
                 }
             }
         }
-        Err(LookupError::Unreachable(last))
+        Some(Err(LookupError::Unreachable(last)))
     }
 
     /// One search, on the first server that answers.

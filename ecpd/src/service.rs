@@ -890,6 +890,47 @@ impl Service {
         }
     }
 
+    /// Whether a status probe of the directory is due for `caller`: root
+    /// only (it makes a connection), when a directory is configured.
+    pub fn directory_probe_due(&self, caller: &Caller) -> Option<Arc<Directory>> {
+        self.authorize_root(caller, "probe the directory").ok()?;
+        self.directory.clone()
+    }
+
+    /// The directory's state for `status` and `doctor`, with the outcome
+    /// of a probe made just now (None: none was made).
+    pub fn directory_report(
+        &self,
+        probe: Option<Result<String, LookupError>>,
+    ) -> Result<ecp_core::bus::DirectoryReport, ServiceError> {
+        let Some(directory) = &self.directory else {
+            return Ok(ecp_core::bus::DirectoryReport::default());
+        };
+        let config = directory.config();
+        let (last_success, last_failure) = directory.health();
+        let (cached_users, oldest) = self.store.lookup_cache_summary()?;
+        let (answered_by, problem) = match &probe {
+            Some(Ok(uri)) => (uri.clone(), String::new()),
+            Some(Err(e)) => (String::new(), e.to_string()),
+            None => (String::new(), String::new()),
+        };
+        let (last_failure, last_failure_reason) = last_failure.unwrap_or_default();
+        Ok(ecp_core::bus::DirectoryReport {
+            configured: true,
+            servers: config.uri.clone(),
+            probed: probe.is_some(),
+            answered_by,
+            problem,
+            last_success: last_success.unwrap_or(0) as i64,
+            last_failure: last_failure as i64,
+            last_failure_reason,
+            cached_users,
+            oldest_cached: oldest.unwrap_or(0) as i64,
+            cache_ttl_secs: config.cache_ttl_secs,
+            max_offline_secs: config.max_offline_secs,
+        })
+    }
+
     pub fn enroll(
         &self,
         caller: &Caller,
