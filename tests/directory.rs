@@ -289,3 +289,95 @@ fn ecpctl_cert_ldif_adds_a_certificate_that_ecpd_then_accepts() {
     ]);
     assert_eq!(bad_dn.code, 2);
 }
+
+/// Verify with a fresh token for `user` and a signature that cannot be
+/// right: the daemon's answer.
+fn garbage_verify(
+    daemon: &ecp_tests::daemon::TestDaemon,
+    user: &str,
+) -> Result<(), ecp_core::bus::EcpError> {
+    let conn = daemon.connect();
+    zbus::block_on(async {
+        let auth = ecp_core::bus::AuthProxy::new(&conn).await.unwrap();
+        let token = auth.challenge(user, "sshd", "").await?;
+        auth.verify(user, &token, "MEUCIQgarbage").await
+    })
+}
+
+#[test]
+fn hostile_directory_entries_and_odd_names_are_refused_without_harm() {
+    use ecp_core::bus::EcpError;
+    let directory = TestDirectory::start();
+    let work = Workdir::new();
+    let (dir, der) = alice_key(&work);
+    directory.add_user_with("alice", "userPKCS12", &[der]);
+    // Hundreds of values; one oversized value beside garbage DER (a
+    // SEQUENCE claiming 4 GiB, and random bytes).
+    let many: Vec<Vec<u8>> = (0..300u32)
+        .map(|i| [b"not a certificate ".as_slice(), &i.to_be_bytes()].concat())
+        .collect();
+    // slapd checks userCertificate's syntax; the hostile values go in an
+    // attribute of binary syntax (as directories that check nothing hold
+    // them), which the daemon is told to read.
+    directory.add_user_with("mallory", "userPKCS12", &many);
+    directory.add_user_with(
+        "oscar",
+        "userPKCS12",
+        &[
+            vec![0x30; 2 << 20],
+            vec![0x30, 0x84, 0xff, 0xff, 0xff, 0xff, 0x02, 0x01],
+            b"\x01\x02garbage".to_vec(),
+        ],
+    );
+    let daemon = daemon_with(
+        &directory,
+        "cache_ttl_secs = 0\nmax_offline_secs = 3600\ncertificate_attribute = \"userPKCS12\"\n",
+    );
+
+    // Too many values: the whole answer is refused (and nothing cached);
+    // oversized and malformed values give no key. Neither logs anyone in.
+    assert!(matches!(
+        garbage_verify(&daemon, "mallory"),
+        Err(EcpError::DirectoryUnavailable(_))
+    ));
+    assert!(daemon
+        .log()
+        .contains("300 certificate values; at most 16 are read"));
+    let oscar = garbage_verify(&daemon, "oscar");
+    assert!(
+        matches!(
+            oscar,
+            Err(EcpError::AuthenticationFailed(_) | EcpError::NotEnrolled(_))
+        ),
+        "{oscar:?}\n{}",
+        daemon.log()
+    );
+
+    // User names that would be LDAP filter syntax never reach the
+    // directory: they are not user names.
+    for name in ["*", "alice)(uid=*", "al*ce", "alice\\2a", "(|(uid=*))"] {
+        assert!(
+            matches!(
+                garbage_verify(&daemon, name),
+                Err(EcpError::InvalidArgument(_))
+            ),
+            "{name}"
+        );
+    }
+
+    // The daemon is unharmed: alice logs in. mallory's refused answer is
+    // not kept, and of oscar's only the small values (still counted, so
+    // that nouserok never takes a broken entry for "no certificate").
+    let run = alice_test_login(&daemon, &work, &dir);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let status = daemon.ecpctl(&["status"]).ok();
+    assert!(status.contains("cached users:         2,"), "{status}");
+    let store_bytes: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("store size:"))
+        .and_then(|v| v.trim().strip_suffix(" bytes"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(store_bytes < 64 * 1024, "{status}");
+}

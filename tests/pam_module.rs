@@ -898,3 +898,71 @@ fn a_ca_issued_certificate_beside_the_key_logs_in_with_nothing_enrolled() {
         std::thread::sleep(Duration::from_millis(500));
     }
 }
+
+#[test]
+fn a_directory_certificate_logs_in_through_libpam_and_a_lost_directory_fails_closed() {
+    if !needs_root() {
+        return;
+    }
+    use ecp_tests::directory::{TestDirectory, BASE_DN};
+    let directory = TestDirectory::start();
+    // No answer is ever old enough to serve offline: the moment the
+    // directory is gone, the cache no longer counts (max_offline_secs
+    // passed, without a test that sleeps).
+    let s = Setup::with_config(
+        false,
+        30,
+        &format!(
+            "[directory]\nuri = [\"{}\"]\nbase_dn = \"{BASE_DN}\"\ntimeout_ms = 500\n\
+             cache_ttl_secs = 0\nmax_offline_secs = 0\n",
+            directory.uri
+        ),
+    );
+    let certificate = std::fs::read(s.user.home.join(".config/ecp/certificate.pem")).unwrap();
+    let der = ecp_core::certificate::parse_certificate_pem(&certificate)
+        .unwrap()
+        .der()
+        .to_vec();
+    directory.add_user(&s.user.name, &[der]);
+    let bus = s.daemon.address().to_owned();
+    s.services.add(
+        "ecp-keyfile",
+        &format!("auth required $MODULE bus={bus} mode=keyfile\n"),
+    );
+    s.services.add(
+        "ecp-nouserok",
+        &format!(
+            "auth required $MODULE bus={bus} mode=keyfile nouserok\nauth required pam_permit.so\n"
+        ),
+    );
+
+    // Nothing enrolled on this host: the directory's certificate is the one.
+    for service in ["ecp-keyfile", "ecp-nouserok"] {
+        let ok = s.login(service, &format!("{PASSPHRASE}\n"));
+        assert_eq!(ok.code, 0, "{service}: {}\n{}", ok.stderr, s.daemon.log());
+    }
+    assert!(s
+        .daemon
+        .log()
+        .contains("signed with a certificate from the directory"));
+
+    // The directory gone and the cached answer past max_offline_secs: the
+    // login fails as unavailable, and nouserok does not wave it through.
+    drop(directory);
+    for service in ["ecp-keyfile", "ecp-nouserok"] {
+        let refused = s.login(service, &format!("{PASSPHRASE}\n"));
+        assert_eq!(refused.code, 1, "{service}: {}", refused.stdout);
+        assert!(
+            refused
+                .stderr
+                .contains("Authentication service cannot retrieve authentication info"),
+            "{service}: {}",
+            refused.stderr
+        );
+    }
+    assert!(
+        s.daemon.log().contains("the login fails closed"),
+        "{}",
+        s.daemon.log()
+    );
+}

@@ -375,6 +375,19 @@ fn sudo_setup(daemon: &TestDaemon, user: &TestUser) -> (tempfile::TempDir, PathB
     (work, pam_d, sudoers)
 }
 
+/// The client side in `dir`: the passphrase file, an approved-hosts list
+/// (under `dir`/home) that lets askpass sign `user`@`host`'s sshd-ecp
+/// challenges, and the askpass script using the key in `keydir`.
+fn approving_askpass(dir: &Path, user: &str, host: &str, keydir: &Path) -> PathBuf {
+    std::fs::write(dir.join("passphrase"), format!("{PASSPHRASE}\n")).unwrap();
+    let approved = dir.join("home/.config/ecp/approved_hosts");
+    std::fs::create_dir_all(approved.parent().unwrap()).unwrap();
+    std::fs::write(&approved, format!("{user}@{host} sshd-ecp {user}@{host}\n")).unwrap();
+    let askpass = dir.join("askpass");
+    askpass_script(&askpass, &keydir.join("private_key.pem"), PASSWORD);
+    askpass
+}
+
 #[test]
 fn sshd_and_sudo_accept_a_ca_issued_certificate_with_nothing_enrolled() {
     if !running_as_root() {
@@ -424,16 +437,7 @@ fn sshd_and_sudo_accept_a_ca_issued_certificate_with_nothing_enrolled() {
 
     // ssh: askpass answers with the signature and the certificate.
     let (_services, _sshd, port) = sshd_with_ecp(&daemon, dir);
-    std::fs::write(dir.join("passphrase"), format!("{PASSPHRASE}\n")).unwrap();
-    let approved = dir.join("home/.config/ecp/approved_hosts");
-    std::fs::create_dir_all(approved.parent().unwrap()).unwrap();
-    std::fs::write(
-        &approved,
-        format!("{0}@ca-host sshd-ecp {0}@ca-host\n", user.name),
-    )
-    .unwrap();
-    let askpass = dir.join("askpass");
-    askpass_script(&askpass, &keydir.join("private_key.pem"), PASSWORD);
+    let askpass = approving_askpass(dir, &user.name, "ca-host", &keydir);
     let run = ssh_as(dir, &askpass, &user.name, port, Some("ca-host"));
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(
@@ -445,6 +449,49 @@ fn sshd_and_sudo_accept_a_ca_issued_certificate_with_nothing_enrolled() {
         .ecpctl(&["list", &user.name, "--json"])
         .ok()
         .contains("[]"));
+}
+
+#[test]
+fn sshd_accepts_a_certificate_from_the_directory_until_it_is_removed_there() {
+    if !running_as_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    use ecp_tests::directory::{TestDirectory, BASE_DN};
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let directory = TestDirectory::start();
+    let daemon = TestDaemon::start(&format!(
+        "host_name = \"dir-host\"\nchallenges_per_user_per_minute = 0\n\n[directory]\n\
+         uri = [\"{}\"]\nbase_dn = \"{BASE_DN}\"\ncache_ttl_secs = 3600\n",
+        directory.uri
+    ));
+    // The user's own key; its self-signed certificate goes into the
+    // directory only. Nothing is enrolled on this host.
+    let (user, keydir, _pass) = user_with_own_key(&daemon);
+    let pem = std::fs::read(keydir.join("certificate.pem")).unwrap();
+    let der = ecp_core::certificate::parse_certificate_pem(&pem)
+        .unwrap()
+        .der()
+        .to_vec();
+    directory.add_user(&user.name, std::slice::from_ref(&der));
+
+    let (_services, _sshd, port) = sshd_with_ecp(&daemon, dir);
+    let askpass = approving_askpass(dir, &user.name, "dir-host", &keydir);
+    let login = || ssh_as(dir, &askpass, &user.name, port, Some("dir-host"));
+    let run = login();
+    assert_eq!(run.code, 0, "{}\n{}", run.stderr, daemon.log());
+    assert!(run.stdout.contains(&format!("logged-in-as-{}", user.name)));
+    assert!(daemon
+        .log()
+        .contains("signed with a certificate from the directory"));
+
+    // Removed in the directory and the host's cache flushed: refused.
+    directory.remove_certificate(&user.name, &der);
+    daemon.ecpctl(&["cache", "flush", &user.name]).ok();
+    let run = login();
+    assert_ne!(run.code, 0, "{}", run.stdout);
+    assert!(!run.stdout.contains("logged-in-as-"));
 }
 
 /// Runs `sudo -S -k true` as `user` with `input` on stdin, inside a mount

@@ -109,6 +109,14 @@ impl DirectoryConfig {
         None
     }
 
+    /// The search filter for `user`. Names are validated before they get
+    /// here (no LDAP filter syntax can pass), and escaped per RFC 4515
+    /// anyway.
+    pub fn filter_for(&self, user: &str) -> String {
+        self.user_filter
+            .replace("{user}", &ldap3::ldap_escape(user))
+    }
+
     pub fn timeout(&self) -> Duration {
         Duration::from_millis(self.timeout_ms)
     }
@@ -242,10 +250,7 @@ impl Directory {
                 ))
             })?
             .map_err(|e| LookupError::Unreachable(e.to_string()))?;
-        let filter = self
-            .config
-            .user_filter
-            .replace("{user}", &ldap3::ldap_escape(user));
+        let filter = self.config.filter_for(user);
         let attributes = vec![self.config.certificate_attribute.as_str()];
         let entries = self
             .search(&self.config.base_dn, Scope::Subtree, &filter, attributes)
@@ -467,4 +472,62 @@ fn certificate_values(
         .into_iter()
         .filter(|v| v.len() <= ecp_core::certificate::MAX_CERTIFICATE_LEN)
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filter_syntax_in_a_name_is_escaped() {
+        let config = DirectoryConfig::default();
+        assert_eq!(
+            config.filter_for("alice"),
+            "(&(objectClass=posixAccount)(uid=alice))"
+        );
+        assert_eq!(
+            config.filter_for("*)(uid=*"),
+            "(&(objectClass=posixAccount)(uid=\\2a\\29\\28uid=\\2a))"
+        );
+        assert_eq!(
+            config.filter_for("a\\b\0"),
+            "(&(objectClass=posixAccount)(uid=a\\5cb\\00))"
+        );
+    }
+
+    #[test]
+    fn uris_and_tls_settings_are_checked() {
+        let with = |uri: &str, tls: Option<&str>| DirectoryConfig {
+            uri: vec![uri.into()],
+            base_dn: "dc=example,dc=org".into(),
+            tls: tls.map(str::to_owned),
+            ..DirectoryConfig::default()
+        };
+        for good in [
+            "ldaps://ldap.example.org",
+            "ldap://ldap.example.org",
+            "ldapi://%2Frun%2Fslapd",
+        ] {
+            assert_eq!(with(good, None).problem(), None, "{good}");
+        }
+        assert_eq!(with("ldap://h", Some("none")).problem(), None);
+        for bad in ["http://h", "ldaps://a ldaps://b", "h"] {
+            assert!(with(bad, None).problem().is_some(), "{bad}");
+        }
+        assert!(with("ldap://h", Some("starttls")).problem().is_some());
+        let relative = DirectoryConfig {
+            tls_ca_file: Some("ca.pem".into()),
+            ..with("ldaps://h", None)
+        };
+        assert!(relative.problem().is_some());
+        // A CA file that holds no certificate stops ecpd at start.
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "").unwrap();
+        let config = DirectoryConfig {
+            tls_ca_file: Some(empty),
+            ..with("ldaps://h", None)
+        };
+        assert!(Directory::new(config).is_err());
+    }
 }

@@ -748,7 +748,7 @@ impl Service {
             failed => {
                 let age = cached.as_ref().map(|c| now.saturating_sub(c.fetched_at));
                 let young = age.is_some_and(|age| age < max_offline_secs);
-                if let Some(Err(e)) = &failed {
+                if let (Some(Err(e)), true) = (&failed, young) {
                     warn!(event = "directory", user = %user, outcome = "failed", reason = %e, cached_age_secs = age.unwrap_or(0), "using the cached answer while it is younger than max_offline_secs");
                 }
                 match cached {

@@ -230,6 +230,13 @@ impl TestDirectory {
 
     /// Adds a posixAccount entry for `user` with these certificates (DER).
     pub fn add_user(&self, user: &str, certificates: &[Vec<u8>]) {
+        self.add_user_with(user, "userCertificate;binary", certificates);
+    }
+
+    /// Adds a posixAccount entry for `user` with these values of
+    /// `attribute` (slapd checks userCertificate values' syntax; an
+    /// attribute of binary syntax such as userPKCS12 takes any bytes).
+    pub fn add_user_with(&self, user: &str, attribute: &str, values: &[Vec<u8>]) {
         let uid = self.next_uid.get();
         self.next_uid.set(uid + 1);
         let mut ldif = format!(
@@ -237,10 +244,10 @@ impl TestDirectory {
              cn: {user}\nsn: {user}\nuidNumber: {uid}\ngidNumber: {uid}\nhomeDirectory: /home/{user}\n",
             Self::user_dn(user)
         );
-        for der in certificates {
+        for value in values {
             ldif.push_str(&format!(
-                "userCertificate;binary:< file://{}\n",
-                self.der_file(der).display()
+                "{attribute}:< file://{}\n",
+                self.der_file(value).display()
             ));
         }
         self.modify(&ldif, true);
