@@ -345,6 +345,22 @@ fn machine() -> Value {
     json!({"cpu": cpu, "cores": cores, "kernel": kernel.trim()})
 }
 
+/// The store's size once sled has written what it had pending (it
+/// flushes in the background every half second): the same reading twice,
+/// a second apart, or the last one after ten seconds.
+fn settled_dir_bytes(path: &Path) -> u64 {
+    let mut last = dir_bytes(path);
+    for _ in 0..10 {
+        std::thread::sleep(Duration::from_secs(1));
+        let now = dir_bytes(path);
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
+    last
+}
+
 fn check(results: &mut Vec<Value>, name: &str, ok: bool, detail: String) {
     println!("  {:<4} {name}: {detail}", if ok { "PASS" } else { "MISS" });
     results.push(json!({"target": name, "pass": ok, "detail": detail}));
@@ -711,7 +727,7 @@ fn main() {
     let store_daemon = TestDaemon::start("host_name = \"bench\"\n");
     let store_address = store_daemon.address().to_owned();
     let total: u64 = if quick { 100_000 } else { 1_000_000 };
-    let store_start = dir_bytes(&store_daemon.db);
+    let store_start = settled_dir_bytes(&store_daemon.db);
     let mut checkpoints = Vec::new();
     let mut done = 0;
     let started = Instant::now();
@@ -740,7 +756,7 @@ fn main() {
     }
     let store_rate = done as f64 / started.elapsed().as_secs_f64();
     let rss_store = rss_kib(store_daemon.pid());
-    let store_end = dir_bytes(&store_daemon.db);
+    let store_end = settled_dir_bytes(&store_daemon.db);
     let rss_half = checkpoints[4]["rss_kib"].as_u64().unwrap_or(0);
     println!(
         "ecpd RSS: idle {:.1} MiB, after the flood {:.1} MiB, after {done} challenges {:.1} MiB ({store_rate:.0}/s); store {:.2} MiB before, {:.2} MiB after",

@@ -199,13 +199,16 @@ pub fn status(bus: &str, args: &JsonArg) -> Result<(), Failure> {
         let (_conn, proxy) = admin(bus).await?;
         let s = call(proxy.status().await)?;
         let trust = call(proxy.trust().await)?;
-        let directory = call(proxy.directory().await)?;
+        // Root's only; others are told so below.
+        let directory = proxy.directory().await.ok();
         if args.json {
             let mut value = serde_json::to_value(&s).map_err(|e| Failure::Usage(e.to_string()))?;
             value["trust"] =
                 serde_json::to_value(&trust).map_err(|e| Failure::Usage(e.to_string()))?;
-            value["directory"] =
-                serde_json::to_value(&directory).map_err(|e| Failure::Usage(e.to_string()))?;
+            if let Some(directory) = &directory {
+                value["directory"] =
+                    serde_json::to_value(directory).map_err(|e| Failure::Usage(e.to_string()))?;
+            }
             let text =
                 serde_json::to_string_pretty(&value).map_err(|e| Failure::Usage(e.to_string()))?;
             println!("{text}");
@@ -225,7 +228,10 @@ pub fn status(bus: &str, args: &JsonArg) -> Result<(), Failure> {
             println!("uptime:                 {} s", s.uptime_secs);
         }
         print_trust(&trust);
-        print_directory(&directory, unix_now());
+        match &directory {
+            Some(directory) => print_directory(directory, unix_now()),
+            None => println!("directory:              (run as root to see it)"),
+        }
         Ok(())
     })
 }

@@ -109,6 +109,11 @@ fn check_directory(report: &mut Report, d: &ecp_core::bus::DirectoryReport, now:
             )
         };
         report.fail(&format!("directory unreachable: {}; {serving}", d.problem));
+        if d.servers.iter().any(|uri| !uri.starts_with("ldapi://")) {
+            report.warn(
+                "the packaged ecpd.service keeps ecpd off the network: for ldap(s):// servers install /usr/share/doc/ecp/examples/ecpd-directory.conf as a drop-in (see the file)",
+            );
+        }
     } else {
         report.ok(&format!("directory {} answers", d.answered_by));
     }
@@ -143,7 +148,7 @@ pub fn run(bus: &str, args: &DoctorArgs) -> Result<(), Failure> {
         let status = admin.status().await.map_err(|e| e.to_string())?;
         let certificates = admin.list(&user).await.map_err(|e| e.to_string());
         let trust = admin.trust().await.map_err(|e| e.to_string());
-        let directory = admin.directory().await.map_err(|e| e.to_string());
+        let directory = admin.directory().await;
         Ok::<_, String>((status, certificates, trust, directory))
     });
     let (status, certificates) = match daemon {
@@ -158,6 +163,9 @@ pub fn run(bus: &str, args: &DoctorArgs) -> Result<(), Failure> {
             }
             match directory {
                 Ok(directory) => check_directory(&mut report, &directory, unix_now()),
+                Err(ecp_core::bus::EcpError::AccessDenied(_)) => {
+                    report.warn("the directory is not checked: run doctor as root")
+                }
                 Err(e) => report.fail(&format!("cannot ask ecpd about the directory: {e}")),
             }
             (Some(status), Some(certs))

@@ -206,7 +206,11 @@ impl AuthInterface {
         let caller = self.0.caller(&header).await?;
         let looked_up = self
             .0
-            .directory_lookup(self.0.service.directory_lookup_due(&user, &token))
+            .directory_lookup(
+                self.0
+                    .service
+                    .directory_lookup_due(&caller, &user, &token, &signature),
+            )
             .await;
         self.0.decide_now(caller, |s, c| {
             s.verify_answer(c, &user, &token, &signature, None, looked_up)
@@ -225,7 +229,11 @@ impl AuthInterface {
         let caller = self.0.caller(&header).await?;
         let looked_up = self
             .0
-            .directory_lookup(self.0.service.directory_lookup_due(&user, &token))
+            .directory_lookup(
+                self.0
+                    .service
+                    .directory_lookup_due(&caller, &user, &token, &signature),
+            )
             .await;
         self.0.decide_now(caller, |s, c| {
             s.verify_answer(c, &user, &token, &signature, Some(&certificate), looked_up)
@@ -350,7 +358,7 @@ impl AdminInterface {
             None => None,
         };
         self.0
-            .decide(caller, move |s, _| s.directory_report(probe))
+            .decide(caller, move |s, c| s.directory_report(c, probe))
             .await
     }
 }

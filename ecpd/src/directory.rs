@@ -127,8 +127,16 @@ impl DirectoryConfig {
 pub enum LookupError {
     #[error("no directory server answered: {0}")]
     Unreachable(String),
-    #[error("the directory's answer for this user was refused: {0}")]
+    /// The server answered, but not usefully (a failed bind, a search
+    /// error): like an outage, the cached answer still counts.
+    #[error("the directory refused the lookup: {0}")]
     Refused(String),
+    /// The user's entry itself is unusable (too many values, several
+    /// matching entries, a referral): whatever was cached for the user is
+    /// dropped and the login fails closed, so that padding an entry can
+    /// never keep an older answer alive.
+    #[error("the directory's entry for this user was refused: {0}")]
+    BadEntry(String),
 }
 
 /// Lookups in flight at once, per pool. Each holds at most one bounded
@@ -153,9 +161,28 @@ pub struct Directory {
     /// Names the directory answered "no certificate" for, with when.
     absent: Mutex<LruCache<String, u64>>,
     health: Mutex<Health>,
+    /// Users with a lookup under way.
+    in_flight: Mutex<std::collections::HashSet<String>>,
     /// One status probe at a time: `ecpctl status` must not become a way
     /// to load the directory or crowd out lookups.
     probing: Semaphore,
+}
+
+/// A lookup under way for one user; dropping it ends it.
+pub struct InFlight {
+    directory: Arc<Directory>,
+    user: String,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut in_flight = self
+            .directory
+            .in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        in_flight.remove(&self.user);
+    }
 }
 
 /// The outcome of recent lookups, for `ecpctl status`.
@@ -183,6 +210,7 @@ impl Directory {
             )),
             health: Mutex::new(Health::default()),
             probing: Semaphore::new(1),
+            in_flight: Mutex::new(std::collections::HashSet::new()),
         })
     }
 
@@ -204,6 +232,32 @@ impl Directory {
         }
     }
 
+    /// Forgets what the directory said about names without a certificate
+    /// (one name, or all): `ecpctl cache flush` means "ask again".
+    pub fn forget_absent(&self, user: Option<&str>) {
+        let mut absent = self.absent.lock().unwrap_or_else(|e| e.into_inner());
+        match user {
+            Some(user) => {
+                absent.pop(user);
+            }
+            None => absent.clear(),
+        }
+    }
+
+    /// Marks a lookup for `user` as under way; None when one already is
+    /// (then the caller decides from the cache: one user's logins never
+    /// hold more than one lookup slot).
+    pub fn start_lookup(self: &Arc<Self>, user: &str) -> Option<InFlight> {
+        let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        if !in_flight.insert(user.to_owned()) {
+            return None;
+        }
+        Some(InFlight {
+            directory: self.clone(),
+            user: user.to_owned(),
+        })
+    }
+
     /// Records a lookup's outcome: its time for `status`, and the names
     /// without a certificate.
     pub fn record(&self, user: &str, outcome: &Result<Vec<Vec<u8>>, LookupError>, now: u64) {
@@ -221,7 +275,7 @@ impl Directory {
         }
         let mut health = self.health.lock().unwrap_or_else(|e| e.into_inner());
         match outcome {
-            Ok(_) | Err(LookupError::Refused(_)) => health.last_success = Some(now),
+            Ok(_) | Err(LookupError::BadEntry(_)) => health.last_success = Some(now),
             Err(e) => health.last_failure = Some((now, e.to_string())),
         }
     }
@@ -255,12 +309,24 @@ impl Directory {
         let entries = self
             .search(&self.config.base_dn, Scope::Subtree, &filter, attributes)
             .await?;
+        // A search reference instead of an entry: ecpd does not chase
+        // referrals, and must not read one as "no such user".
+        let entries: Vec<_> = entries
+            .into_iter()
+            .filter(|e| !e.is_intermediate())
+            .collect();
+        if entries.iter().any(ldap3::ResultEntry::is_ref) {
+            return Err(LookupError::BadEntry(
+                "the server answered with a referral; point uri at a server holding the entries"
+                    .into(),
+            ));
+        }
         let count = entries.len();
         let mut entries = entries.into_iter();
         match (entries.next(), count) {
             (None, _) => Ok(Vec::new()),
             (Some(entry), 1) => certificate_values(&self.config, SearchEntry::construct(entry)),
-            (Some(_), n) => Err(LookupError::Refused(format!(
+            (Some(_), n) => Err(LookupError::BadEntry(format!(
                 "the user filter matched {n} entries; it must match one"
             ))),
         }
@@ -280,7 +346,7 @@ impl Directory {
             {
                 Ok(_) => return Some(Ok(uri.clone())),
                 Err(LookupError::Unreachable(why)) => last = format!("{uri}: {why}"),
-                Err(LookupError::Refused(why)) => {
+                Err(LookupError::Refused(why) | LookupError::BadEntry(why)) => {
                     return Some(Err(LookupError::Refused(format!("{uri}: {why}"))))
                 }
             }
@@ -429,9 +495,12 @@ fn bind_password(config: &DirectoryConfig) -> Result<Option<String>, LookupError
     let mut file = std::fs::File::open(path).map_err(|e| refused(e.to_string()))?;
     let meta = file.metadata().map_err(|e| refused(e.to_string()))?;
     let own = nix::unistd::geteuid().as_raw();
-    if (meta.uid() != 0 && meta.uid() != own) || meta.mode() & 0o077 != 0 {
+    // Group read is allowed (root:_ecpd 0640 is how a root-owned secret
+    // reaches a daemon account); group write and anything for others are
+    // not.
+    if (meta.uid() != 0 && meta.uid() != own) || meta.mode() & 0o027 != 0 {
         return Err(refused(
-            "must belong to root or ecpd's account and be readable by no one else".into(),
+            "must belong to root or ecpd's account, with no access for others and no group write (0600, or 0640 with ecpd's group)".into(),
         ));
     }
     let mut text = String::new();
@@ -447,30 +516,46 @@ fn certificate_values(
     config: &DirectoryConfig,
     entry: SearchEntry,
 ) -> Result<Vec<Vec<u8>>, LookupError> {
-    let wanted = config.certificate_attribute.to_ascii_lowercase();
+    // The attribute's type, without options: a server may answer
+    // "userCertificate" for "userCertificate;binary".
+    let base = |name: &str| {
+        name.split(';')
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase()
+    };
+    let wanted = base(&config.certificate_attribute);
     let values: Vec<Vec<u8>> = entry
         .bin_attrs
         .into_iter()
-        .filter(|(name, _)| name.to_ascii_lowercase() == wanted)
+        .filter(|(name, _)| base(name) == wanted)
         .flat_map(|(_, values)| values)
         .chain(
             entry
                 .attrs
                 .into_iter()
-                .filter(|(name, _)| name.to_ascii_lowercase() == wanted)
+                .filter(|(name, _)| base(name) == wanted)
                 .flat_map(|(_, values)| values.into_iter().map(String::into_bytes)),
         )
         .collect();
     if values.len() > MAX_DIRECTORY_CERTIFICATES {
-        return Err(LookupError::Refused(format!(
+        return Err(LookupError::BadEntry(format!(
             "{} certificate values; at most {MAX_DIRECTORY_CERTIFICATES} are read",
             values.len()
         )));
     }
-    // Oversized values are skipped, not fatal: the others may be good.
+    // An oversized value is not kept, but it still counts as a value (an
+    // empty one, which no check accepts): the entry holds a certificate,
+    // so the user is not "not enrolled".
     Ok(values
         .into_iter()
-        .filter(|v| v.len() <= ecp_core::certificate::MAX_CERTIFICATE_LEN)
+        .map(|v| {
+            if v.len() <= ecp_core::certificate::MAX_CERTIFICATE_LEN {
+                v
+            } else {
+                Vec::new()
+            }
+        })
         .collect())
 }
 
@@ -529,5 +614,33 @@ mod tests {
             ..with("ldaps://h", None)
         };
         assert!(Directory::new(config).is_err());
+    }
+
+    #[test]
+    fn certificate_values_are_bounded_and_matched_by_attribute_type() {
+        let config = DirectoryConfig::default();
+        let entry = |name: &str, values: Vec<Vec<u8>>| SearchEntry {
+            dn: "uid=erin,dc=example,dc=org".into(),
+            attrs: std::collections::HashMap::new(),
+            bin_attrs: [(name.to_owned(), values)].into_iter().collect(),
+        };
+        // A server may drop the ;binary option in its answer.
+        let got = certificate_values(&config, entry("userCertificate", vec![vec![1, 2]]));
+        assert_eq!(got, Ok(vec![vec![1, 2]]));
+        // An oversized value still counts, as an empty (unusable) one.
+        let big = vec![0x30; ecp_core::certificate::MAX_CERTIFICATE_LEN + 1];
+        let got = certificate_values(&config, entry("usercertificate;binary", vec![big]));
+        assert_eq!(got, Ok(vec![Vec::new()]));
+        // Too many values: the entry is refused whole.
+        let many = (0..=MAX_DIRECTORY_CERTIFICATES as u8)
+            .map(|i| vec![i])
+            .collect();
+        assert!(matches!(
+            certificate_values(&config, entry("userCertificate;binary", many)),
+            Err(LookupError::BadEntry(_))
+        ));
+        // Another attribute is not a certificate.
+        let got = certificate_values(&config, entry("userPKCS12", vec![vec![1]]));
+        assert_eq!(got, Ok(Vec::new()));
     }
 }

@@ -182,6 +182,7 @@ pub struct DueLookup {
     directory: Arc<Directory>,
     user: String,
     known: bool,
+    _in_flight: crate::directory::InFlight,
 }
 
 impl DueLookup {
@@ -597,7 +598,19 @@ impl Service {
             return Err(auth(AuthFailure::NoSignature));
         }
         let mut keys = self.signing_keys(user, presented, now)?;
-        keys.extend(self.directory_keys(user, looked_up, now)?);
+        // A directory that cannot be asked does not stop keys from this
+        // host or a CA: only if none of them verifies is the login
+        // undecidable.
+        let mut directory_holds_values = false;
+        let mut directory_unavailable = None;
+        match self.directory_keys(user, looked_up, now) {
+            Ok((directory_keys, holds_values)) => {
+                keys.extend(directory_keys);
+                directory_holds_values = holds_values;
+            }
+            Err(e) if keys.is_empty() => return Err(e),
+            Err(e) => directory_unavailable = Some(e),
+        }
         if keys.is_empty() {
             // As costly as a real check, so the time of a refusal does not
             // tell an enrolled user from an unknown one.
@@ -610,7 +623,7 @@ impl Service {
             let enrolled = !self.store.certificates_of(user.as_str())?.is_empty();
             return Err(auth(if presented.is_some() {
                 AuthFailure::BadSignature
-            } else if enrolled || self.trust.is_configured() {
+            } else if enrolled || directory_holds_values || self.trust.is_configured() {
                 AuthFailure::NoValidCertificate
             } else {
                 AuthFailure::NotEnrolled
@@ -650,25 +663,50 @@ impl Service {
                 });
             }
         }
+        if let Some(e) = directory_unavailable {
+            // Perhaps signed with a key only the directory knows.
+            return Err(e);
+        }
         Err(auth(AuthFailure::BadSignature))
     }
 
-    /// Whether the directory must be asked for `user` before a Verify with
-    /// `token`: it is configured and the cached answer is missing or older
-    /// than `cache_ttl_secs`.
-    /// Only for a genuine, unexpired token issued for `user`: nothing
-    /// anyone can send without one makes ecpd ask the directory.
-    pub fn directory_lookup_due(&self, user: &str, token: &str) -> Option<DueLookup> {
+    /// Whether the directory must be asked for `user` before this Verify:
+    /// only when everything the answer could be refused for without it
+    /// has passed (caller, a signature at all, a genuine unexpired unused
+    /// token of `user`'s, no penalty), so that nothing anyone can send
+    /// makes ecpd ask the directory over and over; and only when the
+    /// cached answer is missing or older than `cache_ttl_secs`.
+    pub fn directory_lookup_due(
+        &self,
+        caller: &Caller,
+        user: &str,
+        token: &str,
+        signature: &str,
+    ) -> Option<DueLookup> {
         self.directory.as_ref()?;
         let user = UserName::parse(user).ok()?;
-        let now = self.clock.now();
-        let genuine = token.len() <= MAX_TOKEN_LEN
-            && Challenge::from_token(token).is_ok_and(|c| {
-                c.user == user && self.tokens.is_genuine(&c) && c.check_not_expired(now).is_ok()
-            });
-        if !genuine {
+        self.authorize_self_or_root(caller, &user, "verify").ok()?;
+        if signature.trim().is_empty() || signature.len() > MAX_SIGNATURE_LEN * 2 {
             return None;
         }
+        let now = self.clock.now();
+        if token.len() > MAX_TOKEN_LEN {
+            return None;
+        }
+        let challenge = Challenge::from_token(token).ok()?;
+        let usable = challenge.user == user
+            && self.tokens.is_genuine(&challenge)
+            && challenge.check_not_expired(now).is_ok()
+            && !self.tokens.is_used(&challenge);
+        if !usable {
+            return None;
+        }
+        let source = Source::of(
+            challenge.requester_uid,
+            &challenge.rhost,
+            self.config.grouping(),
+        );
+        self.throttle.check_penalty(&user, &source, now).ok()?;
         self.lookup_due(&user, now)
     }
 
@@ -676,6 +714,9 @@ impl Service {
     /// run if so.
     fn lookup_due(&self, user: &UserName, now: u64) -> Option<DueLookup> {
         let directory = self.directory.as_ref()?;
+        if self.directory_refused_for(user) {
+            return None;
+        }
         let ttl = directory.config().cache_ttl_secs;
         let known = match self.store.cached_lookup(user.as_str()) {
             Ok(Some(cached)) if now.saturating_sub(cached.fetched_at) < ttl => return None,
@@ -686,6 +727,7 @@ impl Service {
             return None;
         }
         Some(DueLookup {
+            _in_flight: directory.start_lookup(user.as_str())?,
             directory: directory.clone(),
             user: user.as_str().to_owned(),
             known,
@@ -709,17 +751,49 @@ impl Service {
         self.lookup_due(&user, self.clock.now())
     }
 
-    /// Records a finished lookup (for `status` and the names without a
-    /// certificate) and hands it on to the decision.
+    /// Records a finished lookup: its time (for `status`), the names
+    /// without a certificate, and the cache — whatever the login it was
+    /// made for then decides, so that the next one need not ask again. A
+    /// fresh answer replaces the cached one (an empty answer removes it:
+    /// that is how a removal arrives, and made-up names leave nothing in
+    /// the store); an unusable entry removes it too; an outage leaves it.
     pub fn lookup_done(
         &self,
         user: &str,
         outcome: Result<Vec<Vec<u8>>, LookupError>,
     ) -> Result<Vec<Vec<u8>>, LookupError> {
-        if let Some(directory) = &self.directory {
-            directory.record(user, &outcome, self.clock.now());
+        let Some(directory) = &self.directory else {
+            return outcome;
+        };
+        let now = self.clock.now();
+        directory.record(user, &outcome, now);
+        let stored = match &outcome {
+            Ok(certificates) if !certificates.is_empty() => self.store.cache_lookup(
+                user,
+                &CachedLookup {
+                    fetched_at: now,
+                    certificates: certificates.clone(),
+                },
+            ),
+            Ok(_) | Err(LookupError::BadEntry(_)) => self.store.flush_lookups(Some(user)).map(drop),
+            Err(_) => Ok(()),
+        };
+        match stored {
+            Ok(()) => outcome,
+            // Not kept: decide on this answer all the same, but say so.
+            Err(e) => {
+                warn!(event = "store", user = %user, outcome = "failed", reason = %e, "could not keep the directory's answer");
+                outcome
+            }
         }
-        outcome
+    }
+
+    /// Directory certificates never sign for an account with uid 0
+    /// unless `ca_allow_root` says certificates from outside this host
+    /// may: whoever can write a directory entry would otherwise hold
+    /// root's second factor on every host.
+    fn directory_refused_for(&self, user: &UserName) -> bool {
+        !self.config.ca_allow_root && is_superuser(user)
     }
 
     /// The certificates the directory holds for `user`: from a fresh
@@ -737,61 +811,56 @@ impl Service {
         let Some(directory) = &self.directory else {
             return Ok(Vec::new());
         };
+        if self.directory_refused_for(user) {
+            return Ok(Vec::new());
+        }
         let max_offline_secs = directory.config().max_offline_secs;
+        match looked_up {
+            // Fresh (and already cached by `lookup_done`).
+            Some(Ok(certificates)) => return Ok(certificates),
+            Some(Err(e @ LookupError::BadEntry(_))) => {
+                warn!(event = "directory", user = %user, outcome = "unavailable", reason = %e, "the user's entry is unusable: the login fails closed");
+                return Err(ServiceError::DirectoryUnavailable(e.to_string()));
+            }
+            _ => {}
+        }
         let cached = self.store.cached_lookup(user.as_str())?;
-        Ok(match looked_up {
-            // No certificate: the cached answer goes (that is how a removal
-            // arrives), and none is made, so that names an outsider makes
-            // up cannot fill the store.
-            Some(Ok(certificates)) if certificates.is_empty() => {
-                self.store.flush_lookups(Some(user.as_str()))?;
-                certificates
+        if looked_up.is_none() && cached.is_none() && directory.known_absent(user.as_str(), now) {
+            // The directory said lately that there is no certificate.
+            return Ok(Vec::new());
+        }
+        let age = cached.as_ref().map(|c| now.saturating_sub(c.fetched_at));
+        let young = age.is_some_and(|age| age < max_offline_secs);
+        match (cached, &looked_up) {
+            (Some(cached), None) if young => Ok(cached.certificates),
+            (Some(cached), Some(Err(e))) if young => {
+                warn!(event = "directory", user = %user, outcome = "failed", reason = %e, cached_age_secs = age.unwrap_or(0), "using the cached answer while it is younger than max_offline_secs");
+                Ok(cached.certificates)
             }
-            Some(Ok(certificates)) => {
-                self.store.cache_lookup(
-                    user.as_str(),
-                    &CachedLookup {
-                        fetched_at: now,
-                        certificates: certificates.clone(),
-                    },
-                )?;
-                certificates
+            _ => {
+                let why = match looked_up {
+                    Some(Err(e)) => e.to_string(),
+                    _ => "no lookup could be made now".into(),
+                };
+                warn!(event = "directory", user = %user, outcome = "unavailable", reason = %why, "no cached answer young enough: the login fails closed");
+                Err(ServiceError::DirectoryUnavailable(format!(
+                    "the directory cannot be asked about {user} ({why}) and no cached answer is younger than {max_offline_secs} s"
+                )))
             }
-            // Nothing asked: the cache is fresh, or the directory said
-            // lately that there is no certificate.
-            None if cached.is_none() && directory.known_absent(user.as_str(), now) => Vec::new(),
-            failed => {
-                let age = cached.as_ref().map(|c| now.saturating_sub(c.fetched_at));
-                let young = age.is_some_and(|age| age < max_offline_secs);
-                if let (Some(Err(e)), true) = (&failed, young) {
-                    warn!(event = "directory", user = %user, outcome = "failed", reason = %e, cached_age_secs = age.unwrap_or(0), "using the cached answer while it is younger than max_offline_secs");
-                }
-                match cached {
-                    Some(cached) if young => cached.certificates,
-                    _ => {
-                        let why = match failed {
-                            Some(Err(e)) => e.to_string(),
-                            _ => "no directory answer was fetched".into(),
-                        };
-                        warn!(event = "directory", user = %user, outcome = "unavailable", reason = %why, "no cached answer young enough: the login fails closed");
-                        return Err(ServiceError::DirectoryUnavailable(format!(
-                            "the directory cannot be asked about {user} ({why}) and no cached answer is younger than {max_offline_secs} s"
-                        )));
-                    }
-                }
-            }
-        })
+        }
     }
 
     /// The keys the directory vouches for: its certificates that are
-    /// valid for `user` now (self-signed, or issued by a trusted CA).
+    /// valid for `user` now (self-signed, or issued by a trusted CA); and
+    /// whether it holds any value at all for the user, usable or not.
     fn directory_keys(
         &self,
         user: &UserName,
         looked_up: Option<Result<Vec<Vec<u8>>, LookupError>>,
         now: u64,
-    ) -> Result<Vec<(p256::ecdsa::VerifyingKey, Authority)>, ServiceError> {
+    ) -> Result<(Vec<(p256::ecdsa::VerifyingKey, Authority)>, bool), ServiceError> {
         let certificates = self.directory_certificates(user, looked_up, now)?;
+        let holds_values = !certificates.is_empty();
         let mut keys = Vec::new();
         for der in certificates {
             let checked = self
@@ -823,7 +892,7 @@ impl Service {
                 }
             }
         }
-        Ok(keys)
+        Ok((keys, holds_values))
     }
 
     /// Drops cached directory answers (one user's, or all); root only.
@@ -837,6 +906,9 @@ impl Service {
         let removed = self
             .store
             .flush_lookups(user.as_ref().map(|u| u.as_str()))?;
+        if let Some(directory) = &self.directory {
+            directory.forget_absent(user.as_ref().map(|u| u.as_str()));
+        }
         info!(
             event = "directory",
             outcome = "flushed",
@@ -913,8 +985,12 @@ impl Service {
     /// of a probe made just now (None: none was made).
     pub fn directory_report(
         &self,
+        caller: &Caller,
         probe: Option<Result<String, LookupError>>,
     ) -> Result<ecp_core::bus::DirectoryReport, ServiceError> {
+        // Failure reasons and cache counts are the admin's; and a scan of
+        // the cache is not for anyone to repeat at will.
+        self.authorize_root(caller, "ask about the directory")?;
         let Some(directory) = &self.directory else {
             return Ok(ecp_core::bus::DirectoryReport::default());
         };
@@ -1663,7 +1739,7 @@ mod tests {
         // Nothing cached and the directory down: cannot decide.
         assert!(f
             .service
-            .directory_lookup_due("dave", &f.challenge("dave", "").unwrap())
+            .directory_lookup_due(&ROOT, "dave", &f.challenge("dave", "").unwrap(), "MEUC")
             .is_some());
         assert!(matches!(
             login(down()),
@@ -1675,17 +1751,26 @@ mod tests {
         assert!(login(Some(Ok(vec![der.clone()]))).is_ok());
         assert!(f
             .service
-            .directory_lookup_due("dave", &f.challenge("dave", "").unwrap())
+            .directory_lookup_due(&ROOT, "dave", &f.challenge("dave", "").unwrap(), "MEUC")
             .is_none());
         assert!(login(None).is_ok());
         f.clock.advance(61);
         // Due now, but only for a genuine token of dave's: one that is not
         // ecpd's, or another user's, never makes it ask.
-        assert!(f.service.directory_lookup_due("dave", "AAAA").is_none());
+        assert!(f
+            .service
+            .directory_lookup_due(&ROOT, "dave", "AAAA", "MEUC")
+            .is_none());
         let alices = f.challenge("alice", "").unwrap();
-        assert!(f.service.directory_lookup_due("dave", &alices).is_none());
+        assert!(f
+            .service
+            .directory_lookup_due(&ROOT, "dave", &alices, "MEUC")
+            .is_none());
         let daves = f.challenge("dave", "").unwrap();
-        assert!(f.service.directory_lookup_due("dave", &daves).is_some());
+        assert!(f
+            .service
+            .directory_lookup_due(&ROOT, "dave", &daves, "MEUC")
+            .is_some());
 
         // The directory down: the cached answer serves until it is
         // max_offline_secs old, then the login fails closed.
@@ -1707,13 +1792,13 @@ mod tests {
         // lookup, and still refused rather than unavailable.
         assert!(f
             .service
-            .directory_lookup_due("dave", &f.challenge("dave", "").unwrap())
+            .directory_lookup_due(&ROOT, "dave", &f.challenge("dave", "").unwrap(), "MEUC")
             .is_none());
         assert!(matches!(login(None), Err(ServiceError::Auth(_))));
         f.clock.advance(61);
         assert!(f
             .service
-            .directory_lookup_due("dave", &f.challenge("dave", "").unwrap())
+            .directory_lookup_due(&ROOT, "dave", &f.challenge("dave", "").unwrap(), "MEUC")
             .is_some());
         // A failed lookup never brings the old answer back: fails closed.
         assert!(matches!(
@@ -1752,7 +1837,7 @@ mod tests {
         assert_eq!(f.service.flush_directory_cache(&ROOT, "dave").unwrap(), 1);
         assert!(f
             .service
-            .directory_lookup_due("dave", &f.challenge("dave", "").unwrap())
+            .directory_lookup_due(&ROOT, "dave", &f.challenge("dave", "").unwrap(), "MEUC")
             .is_some());
     }
 
@@ -1805,5 +1890,163 @@ mod tests {
         };
         assert!(f.service.needs_signature_lookup_due(&bob, "dave").is_none());
         assert!(f.service.needs_signature(&bob, "dave", None).is_err());
+    }
+
+    #[test]
+    fn an_unusable_directory_entry_is_never_not_enrolled() {
+        let f = with_directory();
+        let down = || Some(Err(LookupError::Unreachable("connect timed out".into())));
+        let verify = |user: &str, looked_up: Option<Result<Vec<Vec<u8>>, LookupError>>| {
+            let looked_up = looked_up.map(|outcome| f.service.lookup_done(user, outcome));
+            let token = f.challenge(user, "").unwrap();
+            f.service
+                .verify_answer(&ROOT, user, &token, "MEUCIQx", None, looked_up)
+        };
+        // Garbage, or a value too big to keep (kept as an empty value):
+        // the user holds a certificate, so a made-up answer is a failure,
+        // never "not enrolled" (which nouserok would wave through).
+        for values in [vec![b"garbage".to_vec()], vec![Vec::new()]] {
+            assert!(matches!(
+                verify("erin", Some(Ok(values))),
+                Err(ServiceError::Auth(AuthFailure::NoValidCertificate))
+            ));
+        }
+        // An unusable entry (too many values) drops what was cached and
+        // fails closed, so padding an entry cannot keep an old answer.
+        let erin = generate_signing_key();
+        let der = self_signed_der(&erin, &UserName::parse("erin").unwrap());
+        let token = f.challenge("erin", "").unwrap();
+        let signature = Challenge::from_token(&token).unwrap().sign(&erin);
+        let fresh = Some(f.service.lookup_done("erin", Ok(vec![der])));
+        assert!(f
+            .service
+            .verify_answer(&ROOT, "erin", &token, &signature, None, fresh)
+            .is_ok());
+        assert!(matches!(
+            verify("erin", Some(Err(LookupError::BadEntry("17 values".into())))),
+            Err(ServiceError::DirectoryUnavailable(_))
+        ));
+        assert!(matches!(
+            verify("erin", down()),
+            Err(ServiceError::DirectoryUnavailable(_))
+        ));
+        // Directory certificates never sign for root (ca_allow_root off).
+        let root_key = generate_signing_key();
+        let root_der = self_signed_der(&root_key, &UserName::parse("root").unwrap());
+        assert!(f
+            .service
+            .directory_lookup_due(&ROOT, "root", &f.challenge("root", "").unwrap(), "MEUC")
+            .is_none());
+        let token = f.challenge("root", "").unwrap();
+        let signature = Challenge::from_token(&token).unwrap().sign(&root_key);
+        assert!(f
+            .service
+            .verify_answer(
+                &ROOT,
+                "root",
+                &token,
+                &signature,
+                None,
+                Some(Ok(vec![root_der]))
+            )
+            .is_err());
+    }
+
+    #[test]
+    fn only_an_answer_that_could_pass_makes_ecpd_ask_the_directory() {
+        let f = with_directory();
+        let bob = Caller {
+            uid: 1000,
+            name: Some("bob".into()),
+        };
+        let token = f.challenge("dave", "").unwrap();
+        let due = |caller: &Caller, token: &str, signature: &str| {
+            f.service
+                .directory_lookup_due(caller, "dave", token, signature)
+                .is_some()
+        };
+        assert!(due(&ROOT, &token, "MEUC"));
+        assert!(!due(&ROOT, &token, ""), "no signature");
+        assert!(!due(&bob, &token, "MEUC"), "another user's caller");
+        // One lookup per user at a time.
+        let first = f
+            .service
+            .directory_lookup_due(&ROOT, "dave", &token, "MEUC");
+        assert!(first.is_some());
+        assert!(!due(&ROOT, &token, "MEUC"), "one already under way");
+        drop(first);
+        assert!(due(&ROOT, &token, "MEUC"));
+        // A penalised source asks nothing.
+        let f = fixture(
+            "failures_before_penalty = 1\n[directory]\nuri = [\"ldapi://%2Fnowhere\"]\n\
+             base_dn = \"dc=example,dc=org\"\n",
+        );
+        let tokens: Vec<String> = (0..3).map(|_| f.challenge("dave", "").unwrap()).collect();
+        for token in &tokens[..2] {
+            let _ = f.service.verify_answer(
+                &ROOT,
+                "dave",
+                token,
+                "MEUCIQx",
+                None,
+                Some(Ok(vec![b"x".to_vec()])),
+            );
+        }
+        assert!(f
+            .service
+            .directory_lookup_due(&ROOT, "dave", &tokens[2], "MEUC")
+            .is_none());
+        // A used token asks nothing either.
+        let token = f.challenge("alice", "").unwrap();
+        f.service
+            .verify(&ROOT, "alice", &token, &f.sign(&token))
+            .unwrap();
+        assert!(f
+            .service
+            .directory_lookup_due(&ROOT, "alice", &token, "MEUC")
+            .is_none());
+    }
+
+    #[test]
+    fn keys_from_this_host_still_work_while_the_directory_is_down() {
+        let f = with_directory();
+        let down = || Some(Err(LookupError::Unreachable("connect timed out".into())));
+        // alice is enrolled here: the directory being down does not matter
+        // to a signature her enrolled key makes.
+        let token = f.challenge("alice", "").unwrap();
+        assert!(f
+            .service
+            .verify_answer(&ROOT, "alice", &token, &f.sign(&token), None, down())
+            .is_ok());
+        // Any other signature cannot be decided (a directory key might
+        // have made it).
+        let token = f.challenge("alice", "").unwrap();
+        let stranger = Challenge::from_token(&token)
+            .unwrap()
+            .sign(&generate_signing_key());
+        assert!(matches!(
+            f.service
+                .verify_answer(&ROOT, "alice", &token, &stranger, None, down()),
+            Err(ServiceError::DirectoryUnavailable(_))
+        ));
+    }
+
+    #[test]
+    fn a_cache_flush_also_forgets_names_without_a_certificate_and_status_is_roots() {
+        let f = with_directory();
+        let _ = f.service.lookup_done("erin", Ok(Vec::new()));
+        assert!(!f.service.needs_signature(&ROOT, "erin", None).unwrap());
+        f.service.flush_directory_cache(&ROOT, "erin").unwrap();
+        assert!(f
+            .service
+            .needs_signature_lookup_due(&ROOT, "erin")
+            .is_some());
+        let bob = Caller {
+            uid: 1000,
+            name: Some("bob".into()),
+        };
+        assert!(f.service.directory_report(&bob, None).is_err());
+        let report = f.service.directory_report(&ROOT, None).unwrap();
+        assert!(report.configured && !report.probed);
     }
 }

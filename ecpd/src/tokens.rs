@@ -77,6 +77,12 @@ impl Tokens {
         mac.verify_slice(&challenge.tag).is_ok()
     }
 
+    /// Whether the challenge's nonce was used already.
+    pub fn is_used(&self, challenge: &Challenge) -> bool {
+        let used = self.used.lock().unwrap_or_else(|p| p.into_inner());
+        used.ids.contains(&challenge.nonce_id)
+    }
+
     /// Marks the challenge's nonce as used. Of any number of callers, also
     /// concurrent ones, exactly one gets `true` per nonce.
     pub fn consume(&self, challenge: &Challenge) -> bool {
