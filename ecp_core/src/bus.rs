@@ -83,6 +83,10 @@ pub enum EcpError {
     /// The directory holding the user's certificates could not be asked,
     /// and no cached answer is young enough: the login cannot be decided.
     DirectoryUnavailable(String),
+    /// A renewal was refused: renewal off, nothing enrolled to renew from,
+    /// the signing certificate revoked, expired or too young, or the
+    /// certificate not the one the challenge was issued for.
+    RenewalRefused(String),
 }
 
 /// One enrolled certificate, as `List` returns it. Times are Unix seconds;
@@ -239,4 +243,24 @@ pub trait Admin {
     /// Drops cached directory answers for `user`, or for everyone when
     /// `user` is "" (root only); returns how many.
     fn flush_directory_cache(&self, user: &str) -> Result<u64, EcpError>;
+
+    /// A renewal challenge for `user`'s successor certificate (PEM): the
+    /// token to sign with a current key (`ecpctl renew`). Root, or the
+    /// user itself while `allow_self_renewal` is on.
+    fn renewal_challenge(&self, user: &str, certificate_pem: &str) -> Result<String, EcpError>;
+
+    /// Enrolls the successor when `signature` (base64 DER over the renewal
+    /// token's signed bytes) comes from one of `user`'s enrolled keys that
+    /// is valid and old enough. `label` "" means `renewed-YYYY-MM-DD`;
+    /// `retire_old` removes the certificate that signed. Returns the new
+    /// fingerprint, the label, and the retired fingerprint ("" if none).
+    fn renew(
+        &self,
+        user: &str,
+        token: &str,
+        signature: &str,
+        certificate_pem: &str,
+        label: &str,
+        retire_old: bool,
+    ) -> Result<(String, String, String), EcpError>;
 }

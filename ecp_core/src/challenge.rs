@@ -211,6 +211,10 @@ pub enum ChallengeError {
     AnswerCertificateNotBase64,
     #[error("the certificate after the signature is {len} bytes; at most {max} are allowed")]
     AnswerCertificateTooLong { len: usize, max: usize },
+    #[error("this is a renewal challenge (from `ecpctl renew`), not a login challenge")]
+    RenewalToken,
+    #[error("this is a login challenge, not a renewal challenge")]
+    LoginToken,
 }
 
 impl Challenge {
@@ -273,8 +277,13 @@ impl Challenge {
     }
 
     fn encode(&self, with_tag: bool) -> Vec<u8> {
-        let mut out = Vec::with_capacity(FIXED_LEN + 4 + 96);
-        out.push(TOKEN_VERSION);
+        self.encode_as(TOKEN_VERSION, with_tag)
+    }
+
+    /// The payload layout under `version` (a login or a renewal token).
+    fn encode_as(&self, version: u8, with_tag: bool) -> Vec<u8> {
+        let mut out = Vec::with_capacity(FIXED_LEN + 4 + 96 + SUCCESSOR_LEN);
+        out.push(version);
         out.extend_from_slice(&self.nonce_id.0);
         if with_tag {
             out.extend_from_slice(&self.tag);
@@ -309,26 +318,26 @@ impl Challenge {
     /// Decodes a token strictly: one canonical encoding per challenge, every
     /// name re-validated, nothing left over.
     pub fn from_token(token: &str) -> Result<Self, ChallengeError> {
-        if token.is_empty() {
-            return Err(ChallengeError::EmptyToken);
-        }
-        if token.len() > MAX_TOKEN_LEN {
-            return Err(ChallengeError::TokenTooLong {
-                len: token.len(),
-                max: MAX_TOKEN_LEN,
-            });
-        }
-        let payload = URL_SAFE_NO_PAD
-            .decode(token)
-            .map_err(|_| ChallengeError::TokenNotBase64)?;
-        Self::from_payload(&payload)
+        Self::from_payload(&token_payload(token, MAX_TOKEN_LEN)?)
     }
 
     fn from_payload(payload: &[u8]) -> Result<Self, ChallengeError> {
         let mut reader = Reader(payload);
-        let version = reader.take(1)?[0];
-        if version != TOKEN_VERSION {
-            return Err(ChallengeError::UnsupportedVersion(version));
+        let challenge = Self::read_fields(&mut reader, TOKEN_VERSION)?;
+        if !reader.0.is_empty() {
+            return Err(ChallengeError::TokenTrailingBytes(reader.0.len()));
+        }
+        Ok(challenge)
+    }
+
+    /// Everything of a payload written by [`Challenge::encode_as`] with
+    /// `version`; what follows is the caller's.
+    fn read_fields(reader: &mut Reader<'_>, version: u8) -> Result<Self, ChallengeError> {
+        match reader.take(1)?[0] {
+            v if v == version => {}
+            RENEWAL_TOKEN_VERSION => return Err(ChallengeError::RenewalToken),
+            TOKEN_VERSION => return Err(ChallengeError::LoginToken),
+            other => return Err(ChallengeError::UnsupportedVersion(other)),
         }
         let nonce_id = NonceId(reader.take_array()?);
         let tag = reader.take_array()?;
@@ -339,9 +348,6 @@ impl Challenge {
         let service =
             ServiceName::parse(reader.take_name()?).map_err(ChallengeError::TokenBadName)?;
         let rhost = RemoteHost::parse(reader.take_name()?).map_err(ChallengeError::TokenBadName)?;
-        if !reader.0.is_empty() {
-            return Err(ChallengeError::TokenTrailingBytes(reader.0.len()));
-        }
         Ok(Self {
             nonce_id,
             tag,
@@ -366,17 +372,130 @@ impl Challenge {
 
     /// Signs the challenge; returns base64 of the DER signature.
     pub fn sign(&self, key: &SigningKey) -> String {
-        let signature: Signature = key.sign(&self.signed_bytes());
-        STANDARD.encode(signature.to_der().as_bytes())
+        sign_bytes(key, &self.signed_bytes())
     }
 
     /// Checks `signature_text` (base64 DER) against this challenge and
     /// `key`. High-S signatures, which OpenSSL produces about half the time,
     /// are accepted.
     pub fn verify(&self, key: &VerifyingKey, signature_text: &str) -> Result<(), ChallengeError> {
-        let signature = parse_signature(signature_text)?;
-        key.verify(&self.signed_bytes(), &signature)
-            .map_err(|_| ChallengeError::SignatureMismatch)
+        verify_bytes(key, &self.signed_bytes(), signature_text)
+    }
+}
+
+/// A token's payload bytes, its length checked before any decoding.
+fn token_payload(token: &str, max: usize) -> Result<Vec<u8>, ChallengeError> {
+    if token.is_empty() {
+        return Err(ChallengeError::EmptyToken);
+    }
+    if token.len() > max {
+        return Err(ChallengeError::TokenTooLong {
+            len: token.len(),
+            max,
+        });
+    }
+    URL_SAFE_NO_PAD
+        .decode(token)
+        .map_err(|_| ChallengeError::TokenNotBase64)
+}
+
+/// base64 of the DER signature over `signed`.
+fn sign_bytes(key: &SigningKey, signed: &[u8]) -> String {
+    let signature: Signature = key.sign(signed);
+    STANDARD.encode(signature.to_der().as_bytes())
+}
+
+/// Checks `signature_text` (base64 DER) over `signed` with `key`.
+fn verify_bytes(
+    key: &VerifyingKey,
+    signed: &[u8],
+    signature_text: &str,
+) -> Result<(), ChallengeError> {
+    let signature = parse_signature(signature_text)?;
+    key.verify(signed, &signature)
+        .map_err(|_| ChallengeError::SignatureMismatch)
+}
+
+/// Format version of a renewal token: a login-shaped payload under its own
+/// version, followed by the successor certificate's SHA-256.
+pub const RENEWAL_TOKEN_VERSION: u8 = b'R';
+
+/// What a renewal proof signs first: never the login prefix, so that no
+/// login signature proves a renewal and no renewal proof logs anyone in.
+pub const RENEWAL_SIGNING_DOMAIN: &[u8] = b"ecp-renewal-proof-v1\0";
+
+/// Bytes of the successor's fingerprint in a renewal token.
+pub const SUCCESSOR_LEN: usize = 32;
+
+/// The longest renewal token text accepted.
+pub const MAX_RENEWAL_TOKEN_LEN: usize = (MAX_PAYLOAD_LEN + SUCCESSOR_LEN).div_ceil(3) * 4;
+
+/// A renewal challenge: proof that the holder of a current key wants
+/// `successor` (the SHA-256 of a certificate's DER) enrolled beside it.
+///
+/// ```text
+/// payload = 'R' nonce_id tag expires_at requester_uid user host service
+///           rhost successor(32)        (fields as in a login payload)
+/// signed  = "ecp-renewal-proof-v1" || 0x00 || payload
+/// ```
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct RenewalChallenge {
+    pub challenge: Challenge,
+    pub successor: [u8; SUCCESSOR_LEN],
+}
+
+impl RenewalChallenge {
+    pub fn payload(&self) -> Vec<u8> {
+        self.encode(true)
+    }
+
+    /// What the daemon's tag authenticates: the payload without the tag.
+    pub fn mac_input(&self) -> Vec<u8> {
+        self.encode(false)
+    }
+
+    fn encode(&self, with_tag: bool) -> Vec<u8> {
+        let mut out = self.challenge.encode_as(RENEWAL_TOKEN_VERSION, with_tag);
+        out.extend_from_slice(&self.successor);
+        out
+    }
+
+    pub fn to_token(&self) -> String {
+        URL_SAFE_NO_PAD.encode(self.payload())
+    }
+
+    pub fn from_token(token: &str) -> Result<Self, ChallengeError> {
+        let payload = token_payload(token, MAX_RENEWAL_TOKEN_LEN)?;
+        let mut reader = Reader(&payload);
+        let challenge = Challenge::read_fields(&mut reader, RENEWAL_TOKEN_VERSION)?;
+        let successor = reader.take_array()?;
+        if !reader.0.is_empty() {
+            return Err(ChallengeError::TokenTrailingBytes(reader.0.len()));
+        }
+        Ok(Self {
+            challenge,
+            successor,
+        })
+    }
+
+    /// The exact bytes a renewal proof signs.
+    pub fn signed_bytes(&self) -> Vec<u8> {
+        let mut out = RENEWAL_SIGNING_DOMAIN.to_vec();
+        out.extend_from_slice(&self.payload());
+        out
+    }
+
+    pub fn sign(&self, key: &SigningKey) -> String {
+        sign_bytes(key, &self.signed_bytes())
+    }
+
+    pub fn verify(&self, key: &VerifyingKey, signature_text: &str) -> Result<(), ChallengeError> {
+        verify_bytes(key, &self.signed_bytes(), signature_text)
+    }
+
+    /// The successor's fingerprint as ecp prints fingerprints (hex).
+    pub fn successor_hex(&self) -> String {
+        hex::encode(&self.successor)
     }
 }
 
@@ -658,5 +777,45 @@ mod tests {
             SignedAnswer::parse(&huge),
             Err(ChallengeError::AnswerCertificateTooLong { .. })
         ));
+    }
+
+    #[test]
+    fn renewal_tokens_and_proofs_never_pass_for_logins_and_back() {
+        let login = sample("alice", "h", "sshd");
+        let renewal = RenewalChallenge {
+            challenge: sample("alice", "h", "renew"),
+            successor: [7; SUCCESSOR_LEN],
+        };
+        let token = renewal.to_token();
+        assert!(token.len() <= MAX_RENEWAL_TOKEN_LEN);
+        assert_eq!(RenewalChallenge::from_token(&token).unwrap(), renewal);
+        // Each kind of token is refused as the other, by name.
+        assert_eq!(
+            Challenge::from_token(&token),
+            Err(ChallengeError::RenewalToken)
+        );
+        assert_eq!(
+            RenewalChallenge::from_token(&login.to_token()),
+            Err(ChallengeError::LoginToken)
+        );
+        // Same fields, different prefix: a proof is no login signature,
+        // and a login signature is no proof.
+        let same = RenewalChallenge {
+            challenge: login.clone(),
+            successor: [7; SUCCESSOR_LEN],
+        };
+        assert!(same.signed_bytes().starts_with(RENEWAL_SIGNING_DOMAIN));
+        assert!(!same.signed_bytes().starts_with(SIGNING_DOMAIN));
+        let key = crate::keyfile::generate_signing_key();
+        let public = key.verifying_key();
+        assert!(same.verify(public, &same.sign(&key)).is_ok());
+        assert!(same.verify(public, &login.sign(&key)).is_err());
+        assert!(login.verify(public, &same.sign(&key)).is_err());
+        // The successor is bound: another fingerprint, another message.
+        let other = RenewalChallenge {
+            successor: [8; SUCCESSOR_LEN],
+            ..same.clone()
+        };
+        assert!(other.verify(public, &same.sign(&key)).is_err());
     }
 }

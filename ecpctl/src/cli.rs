@@ -55,6 +55,7 @@ pub enum Command {
     Enroll(EnrollArgs),
     List(ListArgs),
     Revoke(RevokeArgs),
+    Renew(RenewArgs),
     /// Clear a user's failure waits, from every source (root only)
     ///
     /// ecpd makes a source (a remote network, `local`, or a non-root
@@ -73,6 +74,71 @@ pub enum Command {
     Askpass(AskpassArgs),
     Doctor(DoctorArgs),
     Completions(CompletionsArgs),
+}
+
+/// Enroll a successor certificate by proving possession of a current key
+///
+/// Before an enrolled certificate expires, its holder makes a successor
+/// without an admin: a new key pair and self-signed certificate
+/// (`--key-out DIR`), or a certificate for a key already held (`--cert
+/// FILE`). ecpd issues a renewal challenge bound to the successor's
+/// fingerprint; it is signed with the current key (--key) and checked by
+/// ecpd against USER's enrolled certificates. The certificate that signs
+/// must be valid now, not revoked, and enrolled at least
+/// renew_min_age_secs ago (one day by default); `allow_self_renewal =
+/// false` in ecpd.toml turns renewal off for everyone but root. Renewal
+/// signatures are domain-separated from login signatures: neither can
+/// stand for the other.
+///
+/// The successor is enrolled under USER with LABEL (default
+/// renewed-YYYY-MM-DD); the old certificate stays until it expires unless
+/// --retire-old removes it in the same step. With --key-out the new key is
+/// written before ecpd is asked, and removed again if ecpd refuses.
+/// Certificates issued by an organisation CA are renewed by that CA.
+///
+/// Refusals: not your account, renewal off, nothing enrolled, the signing
+/// certificate revoked, expired or too young (exit 6, with the reason);
+/// a key that matches no enrolled certificate (exit 1).
+#[derive(Debug, Args)]
+#[command(after_long_help = EXIT_CODES)]
+#[command(group(clap::ArgGroup::new("successor").required(true).args(["key_out", "cert"])))]
+pub struct RenewArgs {
+    /// Whose certificate to renew [default: the caller]; only root may
+    /// name another user.
+    #[arg(value_parser = parse_user)]
+    pub user: Option<UserName>,
+    /// The current encrypted key file [default: ~/.config/ecp/private_key.pem].
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// Read the current key's passphrase from the first line of FILE ("-"
+    /// for standard input).
+    #[arg(long, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+    /// Make a new key pair and certificate in DIR (private_key.pem,
+    /// certificate.pem).
+    #[arg(long, value_name = "DIR")]
+    pub key_out: Option<PathBuf>,
+    /// Read the new key's passphrase from the first line of FILE.
+    #[arg(long, value_name = "FILE", requires = "key_out")]
+    pub new_passphrase_file: Option<PathBuf>,
+    /// Validity of the new certificate in days (1 to 3660).
+    #[arg(long, value_name = "N", default_value_t = ecp_core::certificate::DEFAULT_VALIDITY_DAYS,
+          requires = "key_out",
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(ecp_core::certificate::MAX_VALIDITY_DAYS)))]
+    pub days: u32,
+    /// Replace existing files in the --key-out directory.
+    #[arg(long, requires = "key_out")]
+    pub force: bool,
+    /// Enroll this certificate (PEM, self-signed, CN=USER) for a key you
+    /// already hold, instead of making a new one.
+    #[arg(long, value_name = "FILE")]
+    pub cert: Option<PathBuf>,
+    /// Remove the certificate that signed, in the same step.
+    #[arg(long)]
+    pub retire_old: bool,
+    /// Label of the new certificate [default: renewed-YYYY-MM-DD].
+    #[arg(long, value_name = "LABEL")]
+    pub label: Option<String>,
 }
 
 /// Check an ecp setup and explain what is wrong.

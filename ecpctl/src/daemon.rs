@@ -24,11 +24,11 @@ async fn connect(bus: &str) -> Result<zbus::Connection, Failure> {
         .map_err(|e| Failure::DaemonUnreachable(format!("{bus} bus: {e}")))
 }
 
-fn call<T>(result: Result<T, EcpError>) -> Result<T, Failure> {
+pub(crate) fn call<T>(result: Result<T, EcpError>) -> Result<T, Failure> {
     result.map_err(Failure::from_daemon)
 }
 
-async fn admin(bus: &str) -> Result<(zbus::Connection, AdminProxy<'static>), Failure> {
+pub(crate) async fn admin(bus: &str) -> Result<(zbus::Connection, AdminProxy<'static>), Failure> {
     let conn = connect(bus).await?;
     let proxy = AdminProxy::new(&conn)
         .await
@@ -36,7 +36,7 @@ async fn admin(bus: &str) -> Result<(zbus::Connection, AdminProxy<'static>), Fai
     Ok((conn, proxy))
 }
 
-fn read_text_file(path: &Path) -> Result<String, Failure> {
+pub(crate) fn read_text_file(path: &Path) -> Result<String, Failure> {
     let bytes = ecp_core::keyfile_io::read_owned_file(
         path,
         ecp_core::keyfile_io::ExpectedOwner::Anyone,

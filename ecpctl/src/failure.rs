@@ -52,7 +52,8 @@ impl Failure {
             | E::AlreadyEnrolled(m)
             | E::TooManyCertificates(m)
             | E::NotFound(m)
-            | E::StoreFailure(m) => Failure::DaemonRefused(m),
+            | E::StoreFailure(m)
+            | E::RenewalRefused(m) => Failure::DaemonRefused(m),
         }
     }
 

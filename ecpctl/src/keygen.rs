@@ -101,11 +101,24 @@ pub fn write_key_pair(
     passphrase: Passphrase,
     force: bool,
 ) -> Result<String, Failure> {
+    let key = generate_signing_key();
+    let cert_pem = build_self_signed_certificate(&key, user, days)?;
+    write_given_key_pair(&key, &cert_pem, out, passphrase, force)?;
+    Ok(cert_pem)
+}
+
+/// Writes `key` (encrypted with `passphrase`) and its certificate into
+/// `out`, as [`write_key_pair`] does.
+pub fn write_given_key_pair(
+    key: &p256::ecdsa::SigningKey,
+    cert_pem: &str,
+    out: &Path,
+    passphrase: Passphrase,
+    force: bool,
+) -> Result<(), Failure> {
     let key_path = out.join(PRIVATE_KEY_FILE);
     let cert_path = out.join(CERTIFICATE_FILE);
-    let key = generate_signing_key();
-    let key_pem = encrypt_key_to_pem(&key, &passphrase, KdfParams::DEFAULT)?;
-    let cert_pem = build_self_signed_certificate(&key, user, days)?;
+    let key_pem = encrypt_key_to_pem(key, &passphrase, KdfParams::DEFAULT)?;
     drop(passphrase);
 
     write_file_atomically(&key_path, key_pem.as_bytes(), 0o600, None, force)
@@ -117,5 +130,5 @@ pub fn write_key_pair(
         key_path.display()
     );
     println!("certificate:  {} (mode 0644)", cert_path.display());
-    Ok(cert_pem)
+    Ok(())
 }

@@ -16,6 +16,7 @@ mod keygen;
 mod keys;
 mod pam_stack;
 mod passwd;
+mod renew;
 mod secrets;
 mod sign;
 
@@ -37,6 +38,7 @@ fn run(cli: &Cli) -> Result<(), Failure> {
         Command::Ca(CaCommand::Sign(args)) => ca::sign(args),
         Command::Cache(CacheCommand::Flush(args)) => daemon::flush_cache(&cli.bus, args),
         Command::Enroll(args) => daemon::enroll(&cli.bus, args),
+        Command::Renew(args) => renew::run(&cli.bus, args),
         Command::List(args) => daemon::list(&cli.bus, args),
         Command::Revoke(args) => daemon::revoke(&cli.bus, args),
         Command::Unlock(args) => daemon::unlock(&cli.bus, args),

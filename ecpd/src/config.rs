@@ -61,6 +61,12 @@ pub struct Config {
     /// lets requesters choose their subject) would otherwise hand out the
     /// second factor for root on every host.
     pub ca_allow_root: bool,
+    /// Whether users may renew their own enrolled certificates
+    /// (`ecpctl renew`); root may always enroll.
+    pub allow_self_renewal: bool,
+    /// How old (since enrollment) a certificate must be before it may
+    /// vouch for a successor, so a stolen key cannot chain renewals fast.
+    pub renew_min_age_secs: u64,
     /// Users' certificates from an LDAP directory, with an offline cache.
     pub directory: Option<crate::directory::DirectoryConfig>,
     /// Replaced by `penalty_max_secs`; still read so that old files work.
@@ -94,6 +100,8 @@ impl Default for Config {
             require_crl: None,
             crl_grace_secs: 0,
             ca_allow_root: false,
+            allow_self_renewal: true,
+            renew_min_age_secs: 86_400,
             directory: None,
             lockout_minutes: None,
             max_outstanding_challenges: None,
@@ -249,6 +257,9 @@ impl Config {
         }
         if self.cleanup_interval_secs == 0 {
             return Err(invalid("cleanup_interval_secs", "at least 1"));
+        }
+        if self.renew_min_age_secs > 365 * 86_400 {
+            return Err(invalid("renew_min_age_secs", "at most 31536000 (a year)"));
         }
         if self.crl_grace_secs > 30 * 86_400 {
             return Err(invalid("crl_grace_secs", "at most 2592000 (30 days)"));

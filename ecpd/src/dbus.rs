@@ -176,6 +176,7 @@ pub fn to_bus_error(error: ServiceError, caller: &Caller) -> EcpError {
         e @ ServiceError::TrustFiles(_) => EcpError::StoreFailure(e.to_string()),
         ServiceError::DirectoryUnavailable(m) => EcpError::DirectoryUnavailable(m),
         e @ ServiceError::Directory(_) => EcpError::StoreFailure(e.to_string()),
+        ServiceError::RenewalRefused(m) => EcpError::RenewalRefused(m),
         e @ ServiceError::Random(_) => EcpError::StoreFailure(e.to_string()),
     }
 }
@@ -340,6 +341,46 @@ impl AdminInterface {
 
     async fn trust(&self) -> Result<TrustReport, EcpError> {
         Ok(self.0.service.trust_report())
+    }
+
+    async fn renewal_challenge(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        user: String,
+        certificate_pem: String,
+    ) -> Result<String, EcpError> {
+        let caller = self.0.caller(&header).await?;
+        self.0.decide_now(caller, |s, c| {
+            s.renewal_challenge(c, &user, &certificate_pem)
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn renew(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        user: String,
+        token: String,
+        signature: String,
+        certificate_pem: String,
+        label: String,
+        retire_old: bool,
+    ) -> Result<(String, String, String), EcpError> {
+        let caller = self.0.caller(&header).await?;
+        self.0
+            .decide(caller, move |s, c| {
+                s.renew(
+                    c,
+                    &user,
+                    &token,
+                    &signature,
+                    &certificate_pem,
+                    &label,
+                    retire_old,
+                )
+                .map(|r| (r.fingerprint, r.label, r.retired.unwrap_or_default()))
+            })
+            .await
     }
 
     async fn directory(

@@ -88,6 +88,8 @@ pub enum ServiceError {
     DirectoryUnavailable(String),
     #[error("directory: {0}")]
     Directory(String),
+    #[error("renewal refused: {0}")]
+    RenewalRefused(String),
 }
 
 /// Refuses a set whose CRL of some CA is older than the newest one this
@@ -175,6 +177,10 @@ pub struct Service {
     /// enrolled user from an unknown one.
     decoy: p256::ecdsa::VerifyingKey,
 }
+
+#[path = "renewal.rs"]
+mod renewal;
+pub use renewal::Renewed;
 
 /// A directory lookup the service found due; the D-Bus edge runs it on
 /// the tokio runtime and hands the outcome back.
@@ -2048,5 +2054,193 @@ mod tests {
         assert!(f.service.directory_report(&bob, None).is_err());
         let report = f.service.directory_report(&ROOT, None).unwrap();
         assert!(report.configured && !report.probed);
+    }
+
+    /// A successor certificate for alice: (key, PEM).
+    fn successor_for(user: &str) -> (SigningKey, String) {
+        let key = generate_signing_key();
+        let pem = ecp_core::certificate::build_self_signed_certificate(
+            &key,
+            &UserName::parse(user).unwrap(),
+            90,
+        )
+        .unwrap();
+        (key, pem)
+    }
+
+    /// Asks for a renewal challenge for `pem` and proves it with `key`.
+    fn renew_with(
+        f: &Fixture,
+        caller: &Caller,
+        user: &str,
+        key: &SigningKey,
+        pem: &str,
+        retire_old: bool,
+    ) -> Result<Renewed, ServiceError> {
+        let token = f.service.renewal_challenge(caller, user, pem)?;
+        let renewal = ecp_core::challenge::RenewalChallenge::from_token(&token).unwrap();
+        f.service.renew(
+            caller,
+            user,
+            &token,
+            &renewal.sign(key),
+            pem,
+            "",
+            retire_old,
+        )
+    }
+
+    #[test]
+    fn a_user_renews_its_own_certificate_once_it_is_old_enough() {
+        let f = fixture("");
+        let alice = Caller {
+            uid: 1000,
+            name: Some("alice".into()),
+        };
+        let (new_key, pem) = successor_for("alice");
+        // Too young: enrolled just now.
+        assert!(matches!(
+            renew_with(&f, &alice, "alice", &f.key, &pem, false),
+            Err(ServiceError::RenewalRefused(m)) if m.contains("renew_min_age_secs")
+        ));
+        f.clock.advance(86_400);
+        let renewed = renew_with(&f, &alice, "alice", &f.key, &pem, false).unwrap();
+        assert!(renewed.label.starts_with("renewed-20"), "{}", renewed.label);
+        assert_eq!(renewed.retired, None);
+        // Both keys now log in; the successor is enrolled under alice.
+        let token = f.challenge("alice", "").unwrap();
+        let signature = Challenge::from_token(&token).unwrap().sign(&new_key);
+        assert!(f.service.verify(&ROOT, "alice", &token, &signature).is_ok());
+        let token = f.challenge("alice", "").unwrap();
+        assert!(f
+            .service
+            .verify(&ROOT, "alice", &token, &f.sign(&token))
+            .is_ok());
+        // The successor is too young to vouch for another; the old one,
+        // retired in the same step, no longer logs in.
+        let (_, third) = successor_for("alice");
+        assert!(renew_with(&f, &alice, "alice", &new_key, &third, false).is_err());
+        let retired = renew_with(&f, &alice, "alice", &f.key, &third, true).unwrap();
+        assert!(retired.retired.is_some());
+        let token = f.challenge("alice", "").unwrap();
+        assert!(f
+            .service
+            .verify(&ROOT, "alice", &token, &f.sign(&token))
+            .is_err());
+    }
+
+    #[test]
+    fn renewal_refusals_say_why() {
+        let f = fixture("");
+        f.clock.advance(86_400);
+        let bob = Caller {
+            uid: 1001,
+            name: Some("bob".into()),
+        };
+        let (_, pem) = successor_for("alice");
+        // Not your account.
+        assert!(matches!(
+            f.service.renewal_challenge(&bob, "alice", &pem),
+            Err(ServiceError::AccessDenied(_))
+        ));
+        // Nothing enrolled.
+        let (_, carols) = successor_for("carol");
+        assert!(matches!(
+            f.service.renewal_challenge(&ROOT, "carol", &carols),
+            Err(ServiceError::RenewalRefused(m)) if m.contains("no certificate enrolled")
+        ));
+        // A successor for someone else.
+        assert!(matches!(
+            f.service.renewal_challenge(&ROOT, "alice", &carols),
+            Err(ServiceError::CertificateRejected(_))
+        ));
+        // A key that is no enrolled one.
+        let stranger = generate_signing_key();
+        assert!(matches!(
+            renew_with(&f, &ROOT, "alice", &stranger, &pem, false),
+            Err(ServiceError::Auth(AuthFailure::BadSignature))
+        ));
+        // A different successor than the one the challenge was issued for.
+        let token = f.service.renewal_challenge(&ROOT, "alice", &pem).unwrap();
+        let renewal = ecp_core::challenge::RenewalChallenge::from_token(&token).unwrap();
+        let (_, other) = successor_for("alice");
+        assert!(matches!(
+            f.service.renew(&ROOT, "alice", &token, &renewal.sign(&f.key), &other, "", false),
+            Err(ServiceError::RenewalRefused(m)) if m.contains("not the one")
+        ));
+        // Revoked: refused by name.
+        let fingerprint = f.service.list(&ROOT, "alice").unwrap()[0]
+            .fingerprint
+            .clone();
+        f.service.revoke(&ROOT, "alice", &fingerprint).unwrap();
+        f.service
+            .enroll(&ROOT, "alice", &successor_for("alice").1, "spare")
+            .unwrap();
+        assert!(matches!(
+            renew_with(&f, &ROOT, "alice", &f.key, &pem, false),
+            Err(ServiceError::RenewalRefused(m)) if m.contains("revoked")
+        ));
+        // Turned off: for users, not for root.
+        let off = fixture("allow_self_renewal = false");
+        let alice = Caller {
+            uid: 1000,
+            name: Some("alice".into()),
+        };
+        assert!(matches!(
+            off.service.renewal_challenge(&alice, "alice", &pem),
+            Err(ServiceError::RenewalRefused(m)) if m.contains("allow_self_renewal")
+        ));
+        assert!(off.service.renewal_challenge(&ROOT, "alice", &pem).is_ok());
+    }
+
+    #[test]
+    fn an_expired_certificate_cannot_renew() {
+        let f = fixture("");
+        // The fixture's certificate is valid for 30 days.
+        f.clock.advance(31 * 86_400);
+        let (_, pem) = successor_for("alice");
+        assert!(matches!(
+            renew_with(&f, &ROOT, "alice", &f.key, &pem, false),
+            Err(ServiceError::RenewalRefused(m)) if m.contains("not valid now")
+        ));
+    }
+
+    #[test]
+    fn login_signatures_and_renewal_proofs_never_stand_for_each_other() {
+        let f = fixture("");
+        f.clock.advance(86_400);
+        let (_, pem) = successor_for("alice");
+        // A login token and its signature offered as a renewal.
+        let login = f.challenge("alice", "").unwrap();
+        let login_signature = f.sign(&login);
+        assert!(matches!(
+            f.service
+                .renew(&ROOT, "alice", &login, &login_signature, &pem, "", false),
+            Err(ServiceError::Auth(AuthFailure::MalformedChallenge(_)))
+        ));
+        // The renewal token, signed as if it were a login (login prefix).
+        let token = f.service.renewal_challenge(&ROOT, "alice", &pem).unwrap();
+        let renewal = ecp_core::challenge::RenewalChallenge::from_token(&token).unwrap();
+        let as_login = renewal.challenge.sign(&f.key);
+        assert!(matches!(
+            f.service
+                .renew(&ROOT, "alice", &token, &as_login, &pem, "", false),
+            Err(ServiceError::Auth(AuthFailure::BadSignature))
+        ));
+        // A renewal proof offered as a login answer, with its own token
+        // or with a login token.
+        let proof = renewal.sign(&f.key);
+        assert!(f.service.verify(&ROOT, "alice", &token, &proof).is_err());
+        let login = f.challenge("alice", "").unwrap();
+        assert!(f.service.verify(&ROOT, "alice", &login, &proof).is_err());
+        // The proof itself works once, and only once.
+        assert!(f
+            .service
+            .renew(&ROOT, "alice", &token, &proof, &pem, "", false)
+            .is_ok());
+        assert!(f
+            .service
+            .renew(&ROOT, "alice", &token, &proof, &pem, "", false)
+            .is_err());
     }
 }

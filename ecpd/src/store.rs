@@ -32,6 +32,14 @@ pub struct CertificateRecord {
     pub last_used: i64,
 }
 
+/// A certificate an admin revoked, kept so that a renewal it signs is
+/// refused by name rather than as an unknown key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevokedRecord {
+    pub revoked_at: i64,
+    pub pem: String,
+}
+
 /// A directory answer for one user: the certificate values (DER) and when
 /// they were fetched (Unix seconds).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,6 +64,10 @@ pub struct Store {
     crl_high_water: sled::Tree,
     /// The last good directory answer for each user, with its time.
     directory_cache: sled::Tree,
+    /// When each revoked certificate was revoked (user, fingerprint), so
+    /// that a renewal signed by one is refused by name. Revocations are
+    /// root's acts, so this grows only as fast as an admin works.
+    revoked: sled::Tree,
     /// Serialises enroll/revoke so the per-user bound cannot be raced.
     certificate_writes: Mutex<()>,
 }
@@ -65,6 +77,26 @@ const CACHE_BYTES: u64 = 8 * 1024 * 1024;
 /// Trees earlier versions kept (stored challenges, rate windows, failure
 /// counters); dropped when found.
 const RETIRED_TREES: [&str; 3] = ["nonces", "rate_windows", "failures"];
+
+/// `user`'s records in a tree keyed by (user, fingerprint).
+fn records_of<T: serde::de::DeserializeOwned>(
+    tree: &sled::Tree,
+    name: &'static str,
+    user: &str,
+) -> Result<Vec<(String, T)>, StoreError> {
+    tree.scan_prefix(user_prefix(user))
+        .map(|item| {
+            let (key, value) = item?;
+            let (_, fingerprint) = split_certificate_key(&key);
+            Ok((fingerprint, decode(name, &value)?))
+        })
+        .collect()
+}
+
+/// Unix seconds now, for the revocation record (the admin's clock).
+fn now_secs() -> i64 {
+    ecp_core::when::unix_now()
+}
 
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).expect("store records always serialise")
@@ -130,6 +162,7 @@ impl Store {
             certificates: db.open_tree("certificates")?,
             crl_high_water: db.open_tree("crl_high_water")?,
             directory_cache: db.open_tree("directory_cache")?,
+            revoked: db.open_tree("revoked")?,
             db,
             certificate_writes: Mutex::new(()),
         })
@@ -221,14 +254,7 @@ impl Store {
         &self,
         user: &str,
     ) -> Result<Vec<(String, CertificateRecord)>, StoreError> {
-        self.certificates
-            .scan_prefix(user_prefix(user))
-            .map(|item| {
-                let (key, value) = item?;
-                let (_, fingerprint) = split_certificate_key(&key);
-                Ok((fingerprint, decode("certificates", &value)?))
-            })
-            .collect()
+        records_of(&self.certificates, "certificates", user)
     }
 
     /// Every (user, fingerprint, record).
@@ -252,20 +278,7 @@ impl Store {
         record: &CertificateRecord,
         max: usize,
     ) -> Result<AddOutcome, StoreError> {
-        let _guard = self
-            .certificate_writes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        let key = certificate_key(user, fingerprint);
-        if self.certificates.contains_key(&key)? {
-            return Ok(AddOutcome::Duplicate);
-        }
-        if self.certificates.scan_prefix(user_prefix(user)).count() >= max {
-            return Ok(AddOutcome::TooMany { max });
-        }
-        self.certificates.insert(key, encode(record))?;
-        self.flush()?;
-        Ok(AddOutcome::Added)
+        self.renew_certificate(user, fingerprint, record, max, None)
     }
 
     /// Removes one certificate; durable when it returns true.
@@ -274,12 +287,13 @@ impl Store {
             .certificate_writes
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        let removed = self
-            .certificates
-            .remove(certificate_key(user, fingerprint))?
-            .is_some();
+        let key = certificate_key(user, fingerprint);
+        let removed = self.certificates.remove(&key)?;
+        if let Some(old) = &removed {
+            self.record_revoked(key, old)?;
+        }
         self.flush()?;
-        Ok(removed)
+        Ok(removed.is_some())
     }
 
     /// Removes all of `user`'s certificates; durable when it returns.
@@ -291,12 +305,66 @@ impl Store {
         let mut removed = 0;
         for item in self.certificates.scan_prefix(user_prefix(user)) {
             let (key, _) = item?;
-            if self.certificates.remove(key)?.is_some() {
+            if let Some(old) = self.certificates.remove(&key)? {
+                self.record_revoked(key, &old)?;
                 removed += 1;
             }
         }
         self.flush()?;
         Ok(removed)
+    }
+
+    fn record_revoked(&self, key: impl AsRef<[u8]>, old: &sled::IVec) -> Result<(), StoreError> {
+        let old: CertificateRecord = decode("certificates", old)?;
+        let record = RevokedRecord {
+            revoked_at: now_secs(),
+            pem: old.pem,
+        };
+        self.revoked.insert(key.as_ref(), encode(&record))?;
+        Ok(())
+    }
+
+    /// `user`'s revoked certificates, by fingerprint.
+    pub fn revoked_of(&self, user: &str) -> Result<Vec<(String, RevokedRecord)>, StoreError> {
+        records_of(&self.revoked, "revoked", user)
+    }
+
+    /// Enrolls `record` as `user`'s certificate `fingerprint` and, when
+    /// `retire` names one, removes that one in the same step (the bound
+    /// `max` counts the user's certificates after both); durable when it
+    /// returns `Added`.
+    pub fn renew_certificate(
+        &self,
+        user: &str,
+        fingerprint: &str,
+        record: &CertificateRecord,
+        max: usize,
+        retire: Option<&str>,
+    ) -> Result<AddOutcome, StoreError> {
+        let _guard = self
+            .certificate_writes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let key = certificate_key(user, fingerprint);
+        if self.certificates.contains_key(&key)? {
+            return Ok(AddOutcome::Duplicate);
+        }
+        let retired = match retire {
+            Some(old) => self.certificates.contains_key(certificate_key(user, old))?,
+            None => false,
+        };
+        let held = self.certificates.scan_prefix(user_prefix(user)).count();
+        if held - usize::from(retired) >= max {
+            return Ok(AddOutcome::TooMany { max });
+        }
+        let mut batch = sled::Batch::default();
+        batch.insert(key, encode(record));
+        if let (Some(old), true) = (retire, retired) {
+            batch.remove(certificate_key(user, old));
+        }
+        self.certificates.apply_batch(batch)?;
+        self.flush()?;
+        Ok(AddOutcome::Added)
     }
 
     /// Records a successful use (not flushed: losing it costs nothing).

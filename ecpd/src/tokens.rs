@@ -69,6 +69,22 @@ impl Tokens {
         challenge.tag.copy_from_slice(&tag[..TAG_LEN]);
     }
 
+    /// Sets a renewal challenge's tag (the same key: the payload's own
+    /// version byte keeps the two kinds apart).
+    pub fn seal_renewal(&self, renewal: &mut ecp_core::challenge::RenewalChallenge) {
+        let mut mac = self.mac();
+        mac.update(&renewal.mac_input());
+        let tag = mac.finalize().into_bytes();
+        renewal.challenge.tag.copy_from_slice(&tag[..TAG_LEN]);
+    }
+
+    /// True when this daemon issued exactly this renewal challenge.
+    pub fn is_genuine_renewal(&self, renewal: &ecp_core::challenge::RenewalChallenge) -> bool {
+        let mut mac = self.mac();
+        mac.update(&renewal.mac_input());
+        mac.verify_slice(&renewal.challenge.tag).is_ok()
+    }
+
     /// True when this daemon (since its last start) issued exactly this
     /// challenge. Constant-time in the tag.
     pub fn is_genuine(&self, challenge: &Challenge) -> bool {

@@ -1,0 +1,237 @@
+//! Self-service renewal: a user whose enrolled certificate still holds
+//! gets a successor enrolled by proving possession of the current key.
+//!
+//! The proof is a signature over a renewal challenge: its own token
+//! version and signing prefix (so no login signature is a proof, and no
+//! proof logs anyone in), bound to the successor certificate's SHA-256 at
+//! issue time. The certificate that signs must be enrolled, unexpired and
+//! at least `renew_min_age_secs` old, so a stolen key cannot chain
+//! renewals quickly; revoked ones are refused by name.
+
+use ecp_core::challenge::RenewalChallenge;
+use sha2::Digest as _;
+
+use super::*;
+
+/// PAM-service-like name renewal challenges carry.
+const RENEWAL_SERVICE: &str = "ecp-renew";
+
+/// What a renewal did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Renewed {
+    pub fingerprint: String,
+    pub label: String,
+    /// The certificate that signed, when `retire_old` removed it.
+    pub retired: Option<String>,
+}
+
+/// The successor's certificate, checked as an enrollment would be, and
+/// its SHA-256.
+fn successor_of(
+    user: &UserName,
+    pem: &str,
+    now: i64,
+    skew: Duration,
+) -> Result<(ParsedCertificate, [u8; 32]), ServiceError> {
+    let cert = validate_certificate(pem.as_bytes(), user, now, skew)
+        .map_err(ServiceError::CertificateRejected)?;
+    let digest: [u8; 32] = sha2::Sha256::digest(cert.der()).into();
+    Ok((cert, digest))
+}
+
+impl Service {
+    /// The caller may renew for `user` (itself, or anyone as root), and
+    /// renewal is on for non-root callers.
+    fn renewal_allowed(&self, caller: &Caller, user: &UserName) -> Result<(), ServiceError> {
+        self.authorize_self_or_root(caller, user, "renew certificates")?;
+        if !caller.is_root() && !self.config.allow_self_renewal {
+            warn!(event = "renew", user = %user, caller_uid = caller.uid, outcome = "refused", reason = "allow_self_renewal is off");
+            return Err(ServiceError::RenewalRefused(
+                "renewal is turned off on this host (allow_self_renewal = false): ask an admin to enroll the new certificate".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Issues a renewal challenge for `user`'s successor certificate.
+    pub fn renewal_challenge(
+        &self,
+        caller: &Caller,
+        user: &str,
+        successor_pem: &str,
+    ) -> Result<String, ServiceError> {
+        let user = parse_user(user)?;
+        self.renewal_allowed(caller, &user)?;
+        let now = self.clock.now();
+        let (successor, digest) = successor_of(&user, successor_pem, now as i64, self.skew())?;
+        let enrolled = self.store.certificates_of(user.as_str())?;
+        if enrolled.is_empty() {
+            return Err(ServiceError::RenewalRefused(format!(
+                "{user} has no certificate enrolled on this host to renew from (certificates from an organisation CA or the directory are renewed where they are issued)"
+            )));
+        }
+        if enrolled
+            .iter()
+            .any(|(fp, _)| *fp == successor.fingerprint())
+        {
+            return Err(ServiceError::AlreadyEnrolled);
+        }
+        let source = Source::of(caller.uid, &RemoteHost::local(), self.config.grouping());
+        if let Err(refusal) = self.throttle.admit_challenge(&user, &source, now) {
+            return Err(ServiceError::Throttled(refusal));
+        }
+        let service = ServiceName::parse(RENEWAL_SERVICE).expect("a valid service name");
+        let mut renewal = RenewalChallenge {
+            challenge: Challenge::unsealed(
+                user,
+                self.host.clone(),
+                service,
+                RemoteHost::local(),
+                caller.uid,
+                now,
+                self.config.challenge_lifetime_secs,
+            )
+            .map_err(|e| ServiceError::Random(e.to_string()))?,
+            successor: digest,
+        };
+        self.tokens.seal_renewal(&mut renewal);
+        Ok(renewal.to_token())
+    }
+
+    /// Enrolls the successor when `signature` proves possession of one of
+    /// `user`'s enrolled keys over the renewal challenge `token`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn renew(
+        &self,
+        caller: &Caller,
+        user: &str,
+        token: &str,
+        signature: &str,
+        successor_pem: &str,
+        label: &str,
+        retire_old: bool,
+    ) -> Result<Renewed, ServiceError> {
+        let user = parse_user(user)?;
+        self.renewal_allowed(caller, &user)?;
+        if token.len() > ecp_core::challenge::MAX_RENEWAL_TOKEN_LEN
+            || signature.len() > MAX_SIGNATURE_LEN * 2
+        {
+            return Err(ServiceError::InvalidArgument(
+                "token or signature is too long".into(),
+            ));
+        }
+        let now = self.clock.now();
+        let auth = ServiceError::Auth;
+        let renewal = RenewalChallenge::from_token(token)
+            .map_err(|e| auth(AuthFailure::MalformedChallenge(e)))?;
+        if !self.tokens.is_genuine_renewal(&renewal) {
+            return Err(auth(AuthFailure::UnknownChallenge));
+        }
+        let challenge = &renewal.challenge;
+        if challenge.user != user {
+            return Err(auth(AuthFailure::WrongUser));
+        }
+        if challenge.check_not_expired(now).is_err() {
+            return Err(auth(AuthFailure::Expired));
+        }
+        let source = Source::of(
+            challenge.requester_uid,
+            &RemoteHost::local(),
+            self.config.grouping(),
+        );
+        self.throttle
+            .check_penalty(&user, &source, now)
+            .map_err(ServiceError::Throttled)?;
+        let (successor, digest) = successor_of(&user, successor_pem, now as i64, self.skew())?;
+        if digest != renewal.successor {
+            return Err(ServiceError::RenewalRefused(
+                "this certificate is not the one the renewal challenge was issued for".into(),
+            ));
+        }
+        let label = if label.is_empty() {
+            format!(
+                "renewed-{}",
+                ecp_core::when::format_utc(now as i64)
+                    .get(..10)
+                    .unwrap_or_default()
+            )
+        } else {
+            label.to_owned()
+        };
+        let label = check_label(&label)?;
+
+        // Which enrolled certificate made the proof?
+        let mut signer = None;
+        for (fingerprint, stored) in self.store.certificates_of(user.as_str())? {
+            let Ok(cert) = self.parsed_certificate(&fingerprint, &stored.pem) else {
+                continue;
+            };
+            if renewal.verify(cert.public_key(), signature).is_ok() {
+                signer = Some((fingerprint, stored, cert));
+                break;
+            }
+        }
+        let Some((old_fingerprint, old_record, old_cert)) = signer else {
+            let revoked = self
+                .store
+                .revoked_of(user.as_str())?
+                .into_iter()
+                .find(|(_, r)| {
+                    parse_certificate_pem(r.pem.as_bytes())
+                        .is_ok_and(|c| renewal.verify(c.public_key(), signature).is_ok())
+                });
+            let count = self.throttle.failure(&user, &source, now);
+            warn!(event = "renew", user = %user, outcome = "refused", failures = count.failures, revoked = revoked.is_some());
+            return Err(match revoked {
+                Some((fingerprint, record)) => ServiceError::RenewalRefused(format!(
+                    "the key that signed belongs to certificate {fingerprint}, revoked on {}",
+                    ecp_core::when::format_utc(record.revoked_at)
+                )),
+                None => auth(AuthFailure::BadSignature),
+            });
+        };
+        if let Err(e) = old_cert.check_time(now as i64, Duration::ZERO) {
+            warn!(event = "renew", user = %user, fingerprint = %old_fingerprint, outcome = "refused", reason = %e);
+            return Err(ServiceError::RenewalRefused(format!(
+                "the current certificate {old_fingerprint} is not valid now ({e}): ask an admin to enroll a new one"
+            )));
+        }
+        let age = (now as i64).saturating_sub(old_record.enrolled_at);
+        let min_age = self.config.renew_min_age_secs as i64;
+        if age < min_age {
+            warn!(event = "renew", user = %user, fingerprint = %old_fingerprint, outcome = "refused", reason = "too young", age_secs = age);
+            return Err(ServiceError::RenewalRefused(format!(
+                "the current certificate was enrolled {age} s ago; it may vouch for a successor once it is {min_age} s old (renew_min_age_secs)"
+            )));
+        }
+        if !self.tokens.consume(challenge) {
+            return Err(auth(AuthFailure::AlreadyUsed));
+        }
+        let fingerprint = successor.fingerprint();
+        let record = CertificateRecord {
+            pem: successor.to_pem(),
+            label: label.clone(),
+            enrolled_at: now as i64,
+            last_used: 0,
+        };
+        let retire = retire_old.then_some(old_fingerprint.as_str());
+        match self.store.renew_certificate(
+            user.as_str(),
+            &fingerprint,
+            &record,
+            self.config.max_certificates_per_user,
+            retire,
+        )? {
+            AddOutcome::Added => {}
+            AddOutcome::Duplicate => return Err(ServiceError::AlreadyEnrolled),
+            AddOutcome::TooMany { max } => return Err(ServiceError::TooManyCertificates { max }),
+        }
+        self.throttle.success(&user, &source);
+        info!(event = "renew", user = %user, caller_uid = caller.uid, from = %old_fingerprint, fingerprint = %fingerprint, label = %label, retired_old = retire_old, outcome = "enrolled");
+        Ok(Renewed {
+            fingerprint,
+            label,
+            retired: retire.map(str::to_owned),
+        })
+    }
+}
