@@ -346,6 +346,7 @@ fn account_check_warns_of_a_certificate_expiring_soon() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     let all = format!("{}{}", run.stdout, run.stderr);
     assert!(all.contains("expires on"), "{all}");
+    assert!(all.contains("ecpctl renew"), "{all}");
     assert!(all.contains("laptop"), "{all}");
 
     let fresh = Setup::new(true, 300);
@@ -965,4 +966,85 @@ fn a_directory_certificate_logs_in_through_libpam_and_a_lost_directory_fails_clo
         "{}",
         s.daemon.log()
     );
+}
+
+#[test]
+fn a_user_renews_its_own_certificate_and_the_successor_logs_in_through_libpam() {
+    if !needs_root() {
+        return;
+    }
+    let s = Setup::with_config(true, 30, "renew_min_age_secs = 0\n");
+    let next_dir = s.user.home.join(".config/ecp-next");
+    s.service(
+        "ecp-next",
+        "mode=keyfile keyfile=~/.config/ecp-next/private_key.pem",
+    );
+    s.service("ecp-old", "mode=keyfile");
+    let key = s.key();
+    let (key, pass) = (key.to_str().unwrap(), s.pass_file.to_str().unwrap());
+    let renew = |extra: &[&str]| {
+        let mut args = vec![
+            "--bus",
+            s.daemon.address(),
+            "renew",
+            "--key",
+            key,
+            "--passphrase-file",
+            pass,
+        ];
+        args.extend_from_slice(extra);
+        s.user.run(&s.ecpctl, &args)
+    };
+
+    // As the user, for itself: a new key pair, enrolled beside the old.
+    let next = next_dir.to_str().unwrap();
+    let run = renew(&["--key-out", next, "--new-passphrase-file", pass]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.contains("enrolled:"), "{}", run.stdout);
+    let listed = s.daemon.ecpctl(&["list", &s.user.name]).ok();
+    assert!(listed.contains("renewed-"), "{listed}");
+    for service in ["ecp-next", "ecp-old"] {
+        let ok = s.login(service, &format!("{PASSPHRASE}\n"));
+        assert_eq!(ok.code, 0, "{service}: {}", ok.stderr);
+    }
+
+    // For another account: refused as non-root (exit 6), nothing written.
+    let other_dir = s.user.home.join("other");
+    let run = renew(&[
+        "root",
+        "--key-out",
+        other_dir.to_str().unwrap(),
+        "--new-passphrase-file",
+        pass,
+    ]);
+    assert_eq!(run.code, 6, "{}", run.stderr);
+    assert!(run.stderr.contains("only for itself"), "{}", run.stderr);
+    assert!(!other_dir.join("private_key.pem").exists());
+
+    // With --retire-old, from the new key: the old one stops working.
+    let third = s.user.home.join(".config/ecp-third");
+    let run = s.user.run(
+        &s.ecpctl,
+        &[
+            "--bus",
+            s.daemon.address(),
+            "renew",
+            "--key",
+            next_dir.join("private_key.pem").to_str().unwrap(),
+            "--passphrase-file",
+            pass,
+            "--key-out",
+            third.to_str().unwrap(),
+            "--new-passphrase-file",
+            pass,
+            "--retire-old",
+            "--label",
+            "third",
+        ],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.contains("retired:"), "{}", run.stdout);
+    let refused = s.login("ecp-next", &format!("{PASSPHRASE}\n"));
+    assert_eq!(refused.code, 1, "{}", refused.stderr);
+    assert!(s.daemon.log().contains("event=\"renew\""));
 }

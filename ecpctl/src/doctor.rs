@@ -246,6 +246,26 @@ pub fn run(bus: &str, args: &DoctorArgs) -> Result<(), Failure> {
         Err(e) => report.fail(&format!("key file {e}")),
     }
 
+    // A CA-issued certificate beside the key is renewed by its CA.
+    let beside = key_path.with_file_name(ecp_core::user_files::CERTIFICATE_FILE);
+    if let Ok(pem) = std::fs::read(&beside) {
+        if let Ok(cert) = ecp_core::certificate::parse_user_certificate_pem(&pem) {
+            if !cert.is_self_issued() {
+                let line = format!(
+                    "{} was issued by {} (valid until {}): renewal is that CA's business, not `ecpctl renew`",
+                    beside.display(),
+                    cert.issuer(),
+                    format_utc(cert.not_after())
+                );
+                if expires_soon(cert.not_after(), unix_now()) {
+                    report.warn(&line);
+                } else {
+                    report.ok(&line);
+                }
+            }
+        }
+    }
+
     // 5. Enrollment.
     match certificates {
         None => report.fail("cannot check enrollment without the daemon"),
@@ -263,9 +283,14 @@ pub fn run(bus: &str, args: &DoctorArgs) -> Result<(), Failure> {
                     format_utc(cert.not_after)
                 );
                 if cert.not_after <= now {
-                    report.fail(&line.replace("valid until", "EXPIRED on"));
+                    report.fail(&format!(
+                        "{}: an expired certificate cannot renew itself; root enrolls a new one (`ecpctl enroll {user} --cert FILE`)",
+                        line.replace("valid until", "EXPIRED on")
+                    ));
                 } else if expires_soon(cert.not_after, now) {
-                    report.warn(&line);
+                    report.warn(&format!(
+                        "{line}: renew it before then with `ecpctl renew --key-out DIR`"
+                    ));
                 } else {
                     report.ok(&line);
                 }

@@ -406,7 +406,7 @@ async fn warn_of_expiry(
         if expires_soon(cert.not_after, now) {
             let days_left = days_left(cert.not_after, now);
             let message = format!(
-                "ecp: your certificate \"{}\" expires on {} ({} days); ask for a new one",
+                "ecp: your certificate \"{}\" expires on {} ({} days); renew it with `ecpctl renew --key-out DIR` (or ask your admin)",
                 cert.label,
                 format_utc(cert.not_after),
                 days_left
@@ -916,7 +916,9 @@ mod tests {
         let infos = script.infos.borrow();
         assert_eq!(infos.len(), 1, "{infos:?}");
         assert!(
-            infos[0].contains("\"laptop\"") && infos[0].contains("(3 days)"),
+            infos[0].contains("\"laptop\"")
+                && infos[0].contains("(3 days)")
+                && infos[0].contains("ecpctl renew"),
             "{infos:?}"
         );
 
