@@ -13,10 +13,13 @@ set -euo pipefail
 # libpam driving the built module; binutils: nm; openssh-server/-client and
 # sudo: the module inside the real programs; man-db and systemd: the
 # package test (systemd-analyze verify); slapd + ldap-utils: a private
-# directory server for the LDAP tests (the machine's own slapd is unused).
+# directory server for the LDAP tests (the machine's own slapd is unused);
+# softhsm2 + opensc: a throwaway PKCS#11 token (and pkcs11-tool) for the
+# hardware-token tests; p11-kit-modules: the proxy module, ecpctl's default.
 PACKAGES=(openssl python3 python3-cryptography util-linux passwd dbus-daemon dbus-bin
     libpam0g-dev libpam-modules libpam-wrapper pamtester binutils pkg-config make
-    openssh-server openssh-client sudo man-db systemd slapd ldap-utils)
+    openssh-server openssh-client sudo man-db systemd slapd ldap-utils
+    softhsm2 opensc p11-kit-modules)
 
 TOOLS=(cargo-deb cargo-deny cargo-fuzz)
 

@@ -10,7 +10,7 @@ use std::str::FromStr;
 use std::time::{Duration, SystemTime};
 
 use p256::ecdsa::signature::Verifier;
-use p256::ecdsa::{DerSignature, Signature, SigningKey, VerifyingKey};
+use p256::ecdsa::{DerSignature, Signature, VerifyingKey};
 use sha2::{Digest, Sha256};
 use x509_cert::builder::profile::BuilderProfile;
 use x509_cert::builder::{Builder, CertificateBuilder};
@@ -266,6 +266,23 @@ pub fn validate_certificate(
     Ok(cert)
 }
 
+/// What can sign a certificate or request as a P-256 key: a key in
+/// memory ([`p256::ecdsa::SigningKey`]) or one on a hardware token (ecpctl's PKCS#11
+/// signer), as the x509 builders need it.
+pub trait P256Signer:
+    p256::ecdsa::signature::Signer<DerSignature>
+    + p256::ecdsa::signature::Keypair<VerifyingKey = VerifyingKey>
+    + x509_cert::spki::DynSignatureAlgorithmIdentifier
+{
+}
+
+impl<S> P256Signer for S where
+    S: p256::ecdsa::signature::Signer<DerSignature>
+        + p256::ecdsa::signature::Keypair<VerifyingKey = VerifyingKey>
+        + x509_cert::spki::DynSignatureAlgorithmIdentifier
+{
+}
+
 /// Parses one PEM certificate and applies the rules that do not depend on
 /// the time or the user: exactly one CN, a P-256 key, ecdsa-with-SHA256,
 /// a valid self-signature, and key usage (if present) allowing signatures.
@@ -477,8 +494,8 @@ impl BuilderProfile for UserCertificateProfile {
 
 /// Makes the self-signed certificate for `key`, valid from a few minutes ago
 /// for `days` days, and returns it as PEM.
-pub fn build_self_signed_certificate(
-    key: &SigningKey,
+pub fn build_self_signed_certificate<S: P256Signer>(
+    key: &S,
     user: &UserName,
     days: u32,
 ) -> Result<String, CertificateError> {
@@ -505,8 +522,8 @@ pub fn build_self_signed_certificate(
     let time = |t: SystemTime| Time::try_from(t).map_err(|e| build_err(e.to_string()));
     let validity = Validity::new(time(not_before)?, time(not_after)?);
 
-    let spki = SubjectPublicKeyInfo::from_key(key.verifying_key())
-        .map_err(|e| build_err(e.to_string()))?;
+    let public: VerifyingKey = p256::ecdsa::signature::Keypair::verifying_key(key);
+    let spki = SubjectPublicKeyInfo::from_key(&public).map_err(|e| build_err(e.to_string()))?;
     let builder =
         CertificateBuilder::new(UserCertificateProfile { subject }, serial, validity, spki)
             .map_err(|e| build_err(e.to_string()))?;

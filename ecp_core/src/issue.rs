@@ -51,7 +51,10 @@ pub enum IssueError {
 }
 
 /// A certificate request for `user`, signed with `key`, as PEM.
-pub fn build_certificate_request(key: &SigningKey, user: &UserName) -> Result<String, IssueError> {
+pub fn build_certificate_request<S: crate::certificate::P256Signer>(
+    key: &S,
+    user: &UserName,
+) -> Result<String, IssueError> {
     let fail = |e: &dyn std::fmt::Display| {
         IssueError::Certificate(CertificateError::Build {
             detail: e.to_string(),

@@ -90,11 +90,24 @@ pub fn run(args: &AskpassArgs) -> Result<(), Failure> {
         .or_else(|| std::env::var_os("ECP_KEY_FILE").map(PathBuf::from));
     let passphrase_file = std::env::var_os("ECP_PASSPHRASE_FILE").map(PathBuf::from);
     let cert = std::env::var_os("ECP_CERT_FILE").map(PathBuf::from);
+    // The token key from the arguments, else from $ECP_PKCS11_URI (and
+    // $ECP_PIN_FILE): SSH_ASKPASS cannot pass arguments itself.
+    let mut token_key = args.token_key.clone();
+    if token_key.pkcs11.is_none() && key.is_none() {
+        token_key.pkcs11 = std::env::var("ECP_PKCS11_URI")
+            .ok()
+            .filter(|u| !u.is_empty());
+        if token_key.pkcs11.is_some() && token_key.pin_file.is_none() {
+            token_key.pin_file = std::env::var_os("ECP_PIN_FILE").map(PathBuf::from);
+        }
+    }
+    let passphrase_file = passphrase_file.filter(|_| token_key.pkcs11.is_none());
     let signature = crate::sign::sign_token(
         token,
         key.as_deref(),
         cert.as_deref(),
         passphrase_file.as_deref(),
+        &token_key,
     )?;
     if let Some(target) = remember {
         approved.add(target)?;

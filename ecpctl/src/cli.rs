@@ -17,6 +17,10 @@ EXIT STATUS:
   4  file system error: output exists (see --force), cannot read or write
   5  the ecpd daemon could not be reached (daemon commands)
   6  the daemon refused the request (daemon commands)
+  7  PKCS#11 token unavailable: the module cannot be loaded (token
+     removed, --pkcs11-module wrong), no matching token, or it failed
+  8  the token refused the PIN (wrong, locked or expired)
+  9  no such key on the token (object=/id= name nothing, or not P-256)
 
 FILES:
   ~/.config/ecp/private_key.pem   the user's encrypted key (default --key)
@@ -139,6 +143,8 @@ pub struct RenewArgs {
     /// Label of the new certificate [default: renewed-YYYY-MM-DD].
     #[arg(long, value_name = "LABEL")]
     pub label: Option<String>,
+    #[command(flatten)]
+    pub token_key: TokenArgs,
 }
 
 /// Check an ecp setup and explain what is wrong.
@@ -199,6 +205,8 @@ pub struct AskpassArgs {
     /// The encrypted key file [default: $ECP_KEY_FILE, else ~/.config/ecp/private_key.pem].
     #[arg(long, value_name = "FILE")]
     pub key: Option<PathBuf>,
+    #[command(flatten)]
+    pub token_key: TokenArgs,
     /// The prompt ssh shows.
     #[arg(default_value = "")]
     pub prompt: Vec<String>,
@@ -310,6 +318,8 @@ pub struct TestLoginArgs {
     /// PAM service name to request the challenge for.
     #[arg(long, value_name = "SERVICE", default_value = "ecp-test-login")]
     pub service: String,
+    #[command(flatten)]
+    pub token_key: TokenArgs,
 }
 
 /// Generate a new key pair and a self-signed certificate for a user.
@@ -345,6 +355,21 @@ pub struct KeygenArgs {
     /// DIR/certificate.pem.
     #[arg(long)]
     pub csr: bool,
+    /// Make the key pair on a PKCS#11 token (named by this RFC 7512 URI,
+    /// with object=LABEL) and write only the certificate (or, with --csr,
+    /// the request) to DIR: the private key never leaves the token.
+    #[arg(long, value_name = "URI", conflicts_with = "passphrase_file")]
+    pub pkcs11: Option<String>,
+    /// With --pkcs11: use the key already on the token instead of making one.
+    #[arg(long, requires = "pkcs11")]
+    pub existing: bool,
+    /// The PKCS#11 module [default: the URI's module-path, else
+    /// $ECP_PKCS11_MODULE, else p11-kit's proxy].
+    #[arg(long, value_name = "PATH", requires = "pkcs11")]
+    pub pkcs11_module: Option<PathBuf>,
+    /// Read the token's PIN from the first line of FILE.
+    #[arg(long, value_name = "FILE", requires = "pkcs11")]
+    pub pin_file: Option<PathBuf>,
 }
 
 /// The daemon's cache of directory (LDAP) answers.
@@ -435,6 +460,8 @@ pub struct SignArgs {
     /// Read the passphrase from the first line of FILE ("-" for standard input).
     #[arg(long, value_name = "FILE")]
     pub passphrase_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub token_key: TokenArgs,
     /// The challenge token.
     pub token: String,
 }
@@ -538,6 +565,24 @@ pub struct CertCheckArgs {
     pub crl_grace_secs: u64,
     /// PEM certificate file.
     pub file: PathBuf,
+}
+
+/// A key on a hardware token instead of a key file.
+#[derive(Debug, Args, Clone, Default)]
+pub struct TokenArgs {
+    /// Use the key on a PKCS#11 token (smart card, YubiKey PIV, TPM)
+    /// named by this RFC 7512 URI, e.g. "pkcs11:token=ecp;object=alice",
+    /// instead of a key file.
+    #[arg(long, value_name = "URI")]
+    pub pkcs11: Option<String>,
+    /// The PKCS#11 module [default: the URI's module-path, else
+    /// $ECP_PKCS11_MODULE, else p11-kit's proxy].
+    #[arg(long, value_name = "PATH")]
+    pub pkcs11_module: Option<PathBuf>,
+    /// Read the token's PIN from the first line of FILE [default: the
+    /// URI's pin-source, else asked on the terminal without echo].
+    #[arg(long, value_name = "FILE")]
+    pub pin_file: Option<PathBuf>,
 }
 
 fn parse_user(raw: &str) -> Result<UserName, String> {

@@ -11,7 +11,7 @@ use ecp_core::when::{format_utc, unix_now};
 use crate::cli::{EnrollArgs, JsonArg, ListArgs, RevokeArgs, TestLoginArgs, UserArg};
 use crate::failure::Failure;
 use crate::keygen::{prepare_output, write_key_pair, CERTIFICATE_FILE};
-use crate::keys::{key_path_or_default, presented_certificate, unlock_key};
+use crate::keys::presented_for;
 
 /// How long any one call may take before we give up.
 const METHOD_TIMEOUT: Duration = Duration::from_secs(25);
@@ -337,11 +337,14 @@ pub fn cleanup(bus: &str) -> Result<(), Failure> {
 }
 
 pub fn test_login(bus: &str, args: &TestLoginArgs) -> Result<(), Failure> {
-    let key_path = key_path_or_default(args.key.as_deref())?;
     // Unlock first: the challenge's short life should not run while the
-    // user types a passphrase.
-    let certificate = presented_certificate(&key_path, args.cert.as_deref())?;
-    let key = unlock_key(&key_path, args.passphrase_file.as_deref())?;
+    // user types a passphrase or PIN.
+    let certificate = presented_for(args.key.as_deref(), args.cert.as_deref(), &args.token_key)?;
+    let key = crate::keys::unlock(
+        args.key.as_deref(),
+        args.passphrase_file.as_deref(),
+        &args.token_key,
+    )?;
     zbus::block_on(async {
         let conn = connect(bus).await?;
         let auth = AuthProxy::new(&conn)
@@ -349,7 +352,7 @@ pub fn test_login(bus: &str, args: &TestLoginArgs) -> Result<(), Failure> {
             .map_err(|e| Failure::DaemonUnreachable(e.to_string()))?;
         let token = call(auth.challenge(args.user.as_str(), &args.service, "").await)?;
         let challenge = ecp_core::Challenge::from_token(&token)?;
-        let signature = challenge.sign(&key);
+        let signature = key.sign(&challenge.signed_bytes())?;
         match &certificate {
             Some(der) => call(
                 auth.verify_presented(args.user.as_str(), &token, &signature, der)

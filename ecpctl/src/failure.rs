@@ -30,6 +30,8 @@ pub enum Failure {
     CheckFailed(String),
     #[error("{0}")]
     NotApproved(String),
+    #[error("{0}")]
+    Token(#[from] crate::token::TokenError),
 }
 
 impl Failure {
@@ -71,6 +73,10 @@ impl Failure {
             Failure::File(_) => 4,
             Failure::DaemonUnreachable(_) => 5,
             Failure::DaemonRefused(_) => 6,
+            Failure::Token(crate::token::TokenError::Unavailable(_))
+            | Failure::Token(crate::token::TokenError::Failed(_)) => 7,
+            Failure::Token(crate::token::TokenError::PinRefused(_)) => 8,
+            Failure::Token(crate::token::TokenError::KeyNotFound(_)) => 9,
         }
     }
 }

@@ -16,6 +16,9 @@ use crate::secrets::new_passphrase;
 pub use ecp_core::user_files::{CERTIFICATE_FILE, PRIVATE_KEY_FILE};
 
 pub fn run(args: &KeygenArgs) -> Result<(), Failure> {
+    if let Some(uri) = &args.pkcs11 {
+        return keygen_on_token(args, uri);
+    }
     // Check before asking anything, so a refusal costs the user nothing.
     prepare_output(&args.out, args.force)?;
     let passphrase = new_passphrase(args.passphrase_file.as_deref())?;
@@ -66,6 +69,56 @@ fn write_key_and_request(
     Ok(())
 }
 
+/// `keygen --pkcs11`: the key pair on the token (made now, or the one
+/// there with --existing); only the certificate or request is written.
+fn keygen_on_token(args: &KeygenArgs, uri: &str) -> Result<(), Failure> {
+    let file = args.out.join(if args.csr {
+        REQUEST_FILE
+    } else {
+        CERTIFICATE_FILE
+    });
+    if !args.force && file.symlink_metadata().is_ok() {
+        return Err(Failure::File(FileError::AlreadyExists { path: file }));
+    }
+    create_output_dir(&args.out)?;
+    let options = crate::token::TokenOptions {
+        module: args.pkcs11_module.clone(),
+        pin_file: args.pin_file.clone(),
+    };
+    let key = if args.existing {
+        crate::token::TokenKey::open(uri, &options)?
+    } else {
+        crate::token::TokenKey::generate(uri, &options)?
+    };
+    let text = if args.csr {
+        ecp_core::issue::build_certificate_request(&key, &args.user)
+            .map_err(|e| Failure::CheckFailed(e.to_string()))?
+    } else {
+        build_self_signed_certificate(&key, &args.user, args.days)?
+    };
+    write_file_atomically(&file, text.as_bytes(), 0o644, None, args.force)
+        .map_err(Failure::File)?;
+    println!("key:          on token {} ({uri})", key.token_label);
+    if args.csr {
+        println!("request:      {} (mode 0644)", file.display());
+        println!(
+            "next step:    have your CA sign it and put the certificate in {}",
+            args.out.join(CERTIFICATE_FILE).display()
+        );
+    } else {
+        let cert = parse_certificate_pem(text.as_bytes())?;
+        println!("certificate:  {} (mode 0644)", file.display());
+        println!("fingerprint:  {}", cert.fingerprint());
+        println!("valid until:  {}", format_utc(cert.not_after()));
+        println!(
+            "next step:    as root, `ecpctl enroll {} --cert {}`; sign with `--pkcs11 '{uri}'`",
+            args.user,
+            file.display()
+        );
+    }
+    Ok(())
+}
+
 /// The certificate request `keygen --csr` writes beside the key.
 pub const REQUEST_FILE: &str = "certificate_request.pem";
 
@@ -79,6 +132,11 @@ pub fn prepare_output(out: &Path, force: bool) -> Result<(), Failure> {
             }
         }
     }
+    create_output_dir(out)
+}
+
+/// Creates `out` (0700) if it is not there.
+fn create_output_dir(out: &Path) -> Result<(), Failure> {
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)

@@ -41,6 +41,74 @@ pub fn expected_owner() -> ExpectedOwner {
     }
 }
 
+/// A key ready to sign: decrypted from its file, or logged in on a token.
+pub enum UnlockedKey {
+    File(SigningKey),
+    Token(Box<crate::token::TokenKey>),
+}
+
+impl UnlockedKey {
+    /// base64 of the DER ECDSA signature over `message`, as ecpd reads it.
+    pub fn sign(&self, message: &[u8]) -> Result<String, Failure> {
+        use base64::Engine as _;
+        use p256::ecdsa::signature::Signer as _;
+        match self {
+            UnlockedKey::File(key) => {
+                let signature: p256::ecdsa::Signature = key.sign(message);
+                Ok(base64::engine::general_purpose::STANDARD.encode(signature.to_der().as_bytes()))
+            }
+            UnlockedKey::Token(token) => token.sign_base64(message),
+        }
+    }
+}
+
+/// The key the arguments name: the token with --pkcs11 (then --key must
+/// not be given), else the key file (default path if none).
+pub fn unlock(
+    key: Option<&Path>,
+    passphrase_file: Option<&Path>,
+    token: &crate::cli::TokenArgs,
+) -> Result<UnlockedKey, Failure> {
+    match &token.pkcs11 {
+        Some(_) if key.is_some() || passphrase_file.is_some() => Err(Failure::Usage(
+            "--pkcs11 names the key: leave out --key and --passphrase-file".into(),
+        )),
+        Some(uri) => {
+            let options = crate::token::TokenOptions {
+                module: token.pkcs11_module.clone(),
+                pin_file: token.pin_file.clone(),
+            };
+            Ok(UnlockedKey::Token(Box::new(crate::token::TokenKey::open(
+                uri, &options,
+            )?)))
+        }
+        None if token.pkcs11_module.is_some() || token.pin_file.is_some() => Err(Failure::Usage(
+            "--pkcs11-module and --pin-file go with --pkcs11 URI".into(),
+        )),
+        None => {
+            let path = key_path_or_default(key)?;
+            Ok(UnlockedKey::File(unlock_key(&path, passphrase_file)?))
+        }
+    }
+}
+
+/// The certificate to present with a signature by the key the arguments
+/// name: for a token only the one given (`cert`); for a key file, as
+/// [`presented_certificate`] finds it.
+pub fn presented_for(
+    key: Option<&Path>,
+    cert: Option<&Path>,
+    token: &crate::cli::TokenArgs,
+) -> Result<Option<Vec<u8>>, Failure> {
+    if token.pkcs11.is_some() {
+        return match cert {
+            Some(cert) => presented_certificate(Path::new(""), Some(cert)),
+            None => Ok(None),
+        };
+    }
+    presented_certificate(&key_path_or_default(key)?, cert)
+}
+
 /// Reads the key file safely, gets its passphrase, and decrypts it.
 pub fn unlock_key(path: &Path, passphrase_file: Option<&Path>) -> Result<SigningKey, Failure> {
     let pem = read_key_file(path, expected_owner()).map_err(Failure::KeyFileAccess)?;

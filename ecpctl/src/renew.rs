@@ -14,7 +14,7 @@ use crate::cli::RenewArgs;
 use crate::daemon::{admin, call, read_text_file};
 use crate::failure::Failure;
 use crate::keygen::{prepare_output, write_given_key_pair};
-use crate::keys::{key_path_or_default, unlock_key};
+use crate::keys::UnlockedKey;
 use crate::secrets::new_passphrase;
 
 /// The name of the calling account.
@@ -25,6 +25,15 @@ fn caller_name() -> Result<UserName, Failure> {
         .flatten()
         .ok_or_else(|| Failure::Usage(format!("uid {uid} has no account name; name the user")))?;
     UserName::parse(&account.name).map_err(|e| Failure::Usage(e.to_string()))
+}
+
+/// The current key: a key file, or a token with --pkcs11.
+fn current_key(args: &RenewArgs) -> Result<UnlockedKey, Failure> {
+    crate::keys::unlock(
+        args.key.as_deref(),
+        args.passphrase_file.as_deref(),
+        &args.token_key,
+    )
 }
 
 /// New key files written for the successor, removed again if ecpd says
@@ -46,7 +55,6 @@ pub fn run(bus: &str, args: &RenewArgs) -> Result<(), Failure> {
         Some(user) => user.clone(),
         None => caller_name()?,
     };
-    let key_path = key_path_or_default(args.key.as_deref())?;
 
     // The successor: a new key pair (written before ecpd is asked, so a
     // renewal never enrolls a key that is not on disk), or a certificate
@@ -54,7 +62,7 @@ pub fn run(bus: &str, args: &RenewArgs) -> Result<(), Failure> {
     let (successor_pem, written) = match (&args.key_out, &args.cert) {
         (Some(dir), _) => {
             prepare_output(dir, args.force)?;
-            let current = unlock_key(&key_path, args.passphrase_file.as_deref())?;
+            let current = current_key(args)?;
             let new_key = generate_signing_key();
             let pem = build_self_signed_certificate(&new_key, &user, args.days)?;
             let created = [PRIVATE_KEY_FILE, CERTIFICATE_FILE]
@@ -80,7 +88,7 @@ pub fn run(bus: &str, args: &RenewArgs) -> Result<(), Failure> {
             ))
         }
     };
-    let current = unlock_key(&key_path, args.passphrase_file.as_deref())?;
+    let current = current_key(args)?;
     finish(bus, args, &user, &current, &successor_pem, written)
 }
 
@@ -90,7 +98,7 @@ fn finish(
     bus: &str,
     args: &RenewArgs,
     user: &UserName,
-    current: &p256::ecdsa::SigningKey,
+    current: &UnlockedKey,
     successor_pem: &str,
     written: Option<WrittenKey>,
 ) -> Result<(), Failure> {
@@ -106,7 +114,7 @@ fn finish(
                     .into(),
             ));
         }
-        let signature = renewal.sign(current);
+        let signature = current.sign(&renewal.signed_bytes())?;
         call(
             proxy
                 .renew(

@@ -7,8 +7,9 @@ use ecp_core::Challenge;
 use std::path::Path;
 
 use crate::cli::SignArgs;
+use crate::cli::TokenArgs;
 use crate::failure::Failure;
-use crate::keys::{key_path_or_default, presented_certificate, unlock_key};
+use crate::keys::{presented_for, unlock};
 
 pub fn run(args: &SignArgs) -> Result<(), Failure> {
     let answer = sign_token(
@@ -16,32 +17,33 @@ pub fn run(args: &SignArgs) -> Result<(), Failure> {
         args.key.as_deref(),
         args.cert.as_deref(),
         args.passphrase_file.as_deref(),
+        &args.token_key,
     )?;
     println!("{answer}");
     Ok(())
 }
 
-/// Shows what is approved, then signs `token` with the key file and
-/// returns the answer line: the signature, and a CA-issued certificate
-/// (`cert`, or the one beside the key) after it. Shared by `sign` and
-/// `askpass`. The token is decoded and checked before the key is touched:
-/// nothing is unlocked for a token that cannot be used.
+/// Shows what is approved, then signs `token` with the key file (or the
+/// token key) and returns the answer line: the signature, and a CA-issued
+/// certificate (`cert`, or the one beside the key file) after it. Shared
+/// by `sign` and `askpass`. The token is decoded and checked before the
+/// key is touched: nothing is unlocked for a token that cannot be used.
 pub fn sign_token(
     token: &str,
     key: Option<&Path>,
     cert: Option<&Path>,
     passphrase_file: Option<&Path>,
+    token_key: &TokenArgs,
 ) -> Result<String, Failure> {
     let challenge = Challenge::from_token(token)?;
     let now = u64::try_from(unix_now()).unwrap_or(0);
     challenge.check_not_expired(now)?;
     eprintln!("{}", describe(&challenge, now));
 
-    let key_path = key_path_or_default(key)?;
-    let certificate_der = presented_certificate(&key_path, cert)?;
-    let key = unlock_key(&key_path, passphrase_file)?;
+    let certificate_der = presented_for(key, cert, token_key)?;
+    let key = unlock(key, passphrase_file, token_key)?;
     Ok(SignedAnswer {
-        signature: challenge.sign(&key),
+        signature: key.sign(&challenge.signed_bytes())?,
         certificate_der,
     }
     .to_line())

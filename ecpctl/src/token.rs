@@ -1,0 +1,543 @@
+//! Keys on a hardware token, reached through PKCS#11 (a smart card, a
+//! YubiKey's PIV applet through OpenSC, a TPM, SoftHSM2): the private key
+//! never leaves the token and never exists in a file.
+//!
+//! A key is named by an RFC 7512 URI (`pkcs11:token=…;object=…`). The
+//! module comes from the URI's `module-path`, `--pkcs11-module`,
+//! `$ECP_PKCS11_MODULE`, or p11-kit's proxy, in that order. The PIN comes
+//! from `--pin-file`, the URI's `pin-source=file:…`, or the terminal; it
+//! is zeroized after the login. Tokens sign with CKM_ECDSA over a SHA-256
+//! digest made here and answer raw r‖s, which becomes the DER that ecpd
+//! expects; each signature is checked against the token's public key
+//! before it is used.
+
+use std::path::PathBuf;
+
+use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::mechanism::Mechanism;
+use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
+use cryptoki::session::{Session, UserType};
+use cryptoki::types::AuthPin;
+use p256::ecdsa::signature::Verifier as _;
+use p256::ecdsa::{DerSignature, Signature, VerifyingKey};
+use p256::pkcs8::spki;
+use sha2::Digest as _;
+use zeroize::Zeroizing;
+
+use crate::failure::Failure;
+
+/// The environment variable naming the PKCS#11 module.
+pub const MODULE_ENV: &str = "ECP_PKCS11_MODULE";
+
+/// The DER of the P-256 curve's OID, as CKA_EC_PARAMS holds it.
+const P256_PARAMS: [u8; 10] = [0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+
+/// p11-kit's proxy, which loads the modules the system has registered.
+pub fn default_module() -> PathBuf {
+    PathBuf::from(format!(
+        "/usr/lib/{}-linux-gnu/p11-kit-proxy.so",
+        std::env::consts::ARCH
+    ))
+}
+
+/// Why a token could not be used. Each has its own exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("PKCS#11 token unavailable: {0}")]
+    Unavailable(String),
+    #[error("the token refused the PIN: {0}")]
+    PinRefused(String),
+    #[error("no usable key on the token: {0}")]
+    KeyNotFound(String),
+    #[error("the token failed: {0}")]
+    Failed(String),
+}
+
+/// The parts of an RFC 7512 URI ecpctl uses. Values are percent-decoded.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct TokenUri {
+    pub token: Option<String>,
+    pub manufacturer: Option<String>,
+    pub serial: Option<String>,
+    pub model: Option<String>,
+    pub slot_id: Option<u64>,
+    pub object: Option<String>,
+    pub id: Option<Vec<u8>>,
+    pub module_path: Option<PathBuf>,
+    pub pin_file: Option<PathBuf>,
+}
+
+fn decode(value: &str) -> Result<Vec<u8>, Failure> {
+    // Every % must start a two-digit escape.
+    let bytes = value.as_bytes();
+    for (i, b) in bytes.iter().enumerate() {
+        let escape_ok = bytes.len() > i + 2
+            && bytes[i + 1].is_ascii_hexdigit()
+            && bytes[i + 2].is_ascii_hexdigit();
+        if *b == b'%' && !escape_ok {
+            return Err(Failure::Usage(format!(
+                "bad %-escape in PKCS#11 URI value {value:?}"
+            )));
+        }
+    }
+    Ok(percent_encoding::percent_decode_str(value).collect())
+}
+
+fn decode_text(value: &str) -> Result<String, Failure> {
+    String::from_utf8(decode(value)?)
+        .map_err(|_| Failure::Usage(format!("PKCS#11 URI value {value:?} is not UTF-8")))
+}
+
+impl TokenUri {
+    /// Parses `pkcs11:path-attributes[?query-attributes]`.
+    pub fn parse(text: &str) -> Result<TokenUri, Failure> {
+        let bad = |why: String| Failure::Usage(format!("PKCS#11 URI {text:?}: {why}"));
+        let rest = text
+            .strip_prefix("pkcs11:")
+            .ok_or_else(|| bad("it must start with \"pkcs11:\"".into()))?;
+        let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let mut uri = TokenUri::default();
+        for attribute in path.split(';').filter(|a| !a.is_empty()) {
+            let (name, value) = attribute
+                .split_once('=')
+                .ok_or_else(|| bad(format!("{attribute:?} is not NAME=VALUE")))?;
+            match name {
+                "token" => uri.token = Some(decode_text(value)?),
+                "manufacturer" => uri.manufacturer = Some(decode_text(value)?),
+                "serial" => uri.serial = Some(decode_text(value)?),
+                "model" => uri.model = Some(decode_text(value)?),
+                "object" => uri.object = Some(decode_text(value)?),
+                "id" => uri.id = Some(decode(value)?),
+                "slot-id" => {
+                    uri.slot_id = Some(
+                        value
+                            .parse()
+                            .map_err(|_| bad(format!("slot-id {value:?} is not a number")))?,
+                    )
+                }
+                "type" => {
+                    if !matches!(value, "private" | "public" | "cert") {
+                        return Err(bad(format!("type={value}: a key is type=private")));
+                    }
+                }
+                "library-manufacturer"
+                | "library-description"
+                | "library-version"
+                | "slot-description"
+                | "slot-manufacturer" => {}
+                other if other.starts_with("x-") => {}
+                other => return Err(bad(format!("unknown attribute {other:?}"))),
+            }
+        }
+        for attribute in query.split('&').filter(|a| !a.is_empty()) {
+            let (name, value) = attribute
+                .split_once('=')
+                .ok_or_else(|| bad(format!("{attribute:?} is not NAME=VALUE")))?;
+            match name {
+                "module-path" => uri.module_path = Some(PathBuf::from(decode_text(value)?)),
+                "pin-source" => {
+                    let source = decode_text(value)?;
+                    let file = source.strip_prefix("file:").unwrap_or(&source);
+                    uri.pin_file = Some(PathBuf::from(file));
+                }
+                "pin-value" => {
+                    return Err(bad(
+                        "pin-value puts the PIN in the command line; use --pin-file or pin-source"
+                            .into(),
+                    ))
+                }
+                "module-name" => {}
+                other if other.starts_with("x-") => {}
+                other => return Err(bad(format!("unknown query attribute {other:?}"))),
+            }
+        }
+        Ok(uri)
+    }
+}
+
+/// Where the module and the PIN come from, besides the URI.
+#[derive(Debug, Clone, Default)]
+pub struct TokenOptions {
+    pub module: Option<PathBuf>,
+    pub pin_file: Option<PathBuf>,
+}
+
+/// A logged-in session on the token holding the key.
+pub struct TokenKey {
+    // Kept so that the module stays loaded while the session lives.
+    _context: Pkcs11,
+    session: Session,
+    private: ObjectHandle,
+    public: VerifyingKey,
+    /// The token's label, for messages.
+    pub token_label: String,
+}
+
+fn failed(e: cryptoki::error::Error) -> Failure {
+    Failure::Token(TokenError::Failed(e.to_string()))
+}
+
+/// Loads the module and finds the token the URI names (exactly one).
+fn open_token(
+    uri: &TokenUri,
+    options: &TokenOptions,
+) -> Result<(Pkcs11, cryptoki::slot::Slot, String), Failure> {
+    let module = uri
+        .module_path
+        .clone()
+        .or_else(|| options.module.clone())
+        .or_else(|| std::env::var_os(MODULE_ENV).map(PathBuf::from))
+        .unwrap_or_else(default_module);
+    if !module.exists() {
+        return Err(Failure::Token(TokenError::Unavailable(format!(
+            "PKCS#11 module {} does not exist (install it, or name it with --pkcs11-module or ${MODULE_ENV})",
+            module.display()
+        ))));
+    }
+    let context = Pkcs11::new(&module).map_err(|e| {
+        Failure::Token(TokenError::Unavailable(format!(
+            "cannot load PKCS#11 module {}: {e}",
+            module.display()
+        )))
+    })?;
+    context
+        .initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
+        .map_err(|e| {
+            Failure::Token(TokenError::Unavailable(format!(
+                "{}: {e}",
+                module.display()
+            )))
+        })?;
+    let slots = context.get_slots_with_token().map_err(failed)?;
+    let mut matching = Vec::new();
+    for slot in slots {
+        let info = context.get_token_info(slot).map_err(failed)?;
+        let fits =
+            |want: &Option<String>, have: &str| want.as_deref().is_none_or(|w| w == have.trim());
+        if fits(&uri.token, info.label())
+            && fits(&uri.manufacturer, info.manufacturer_id())
+            && fits(&uri.serial, info.serial_number())
+            && fits(&uri.model, info.model())
+            && uri.slot_id.is_none_or(|id| id == slot.id())
+        {
+            matching.push((slot, info.label().trim().to_owned()));
+        }
+    }
+    match matching.len() {
+        1 => {
+            let (slot, label) = matching.remove(0);
+            Ok((context, slot, label))
+        }
+        0 => Err(Failure::Token(TokenError::Unavailable(format!(
+            "no token matching the URI is present in {}",
+            module.display()
+        )))),
+        n => Err(Failure::Usage(format!(
+            "{n} tokens match the URI: add token= or serial= to pick one"
+        ))),
+    }
+}
+
+/// The PIN: from a file, or asked on the terminal without echo.
+fn read_pin(uri: &TokenUri, options: &TokenOptions, label: &str) -> Result<AuthPin, Failure> {
+    let file = options.pin_file.clone().or_else(|| uri.pin_file.clone());
+    let pin = match file {
+        Some(path) => {
+            let text = Zeroizing::new(
+                std::fs::read_to_string(&path)
+                    .map_err(|e| Failure::Usage(format!("PIN file {}: {e}", path.display())))?,
+            );
+            Zeroizing::new(text.lines().next().unwrap_or("").to_owned())
+        }
+        None => Zeroizing::new(
+            rpassword::prompt_password(format!("PIN for token {label}: "))
+                .map_err(|e| Failure::Terminal(format!("cannot read the PIN: {e}")))?,
+        ),
+    };
+    // AuthPin is a SecretString: zeroized when dropped.
+    Ok(AuthPin::new(pin.as_str().into()))
+}
+
+fn login(session: &Session, pin: &AuthPin) -> Result<(), Failure> {
+    use cryptoki::error::{Error, RvError};
+    match session.login(UserType::User, Some(pin)) {
+        Ok(()) | Err(Error::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => Ok(()),
+        Err(Error::Pkcs11(rv, _)) if pin_problem(rv).is_some() => Err(Failure::Token(
+            TokenError::PinRefused(pin_problem(rv).unwrap_or_default().into()),
+        )),
+        Err(e) => Err(failed(e)),
+    }
+}
+
+/// What a PIN-related answer of the token means, in a few words.
+fn pin_problem(rv: cryptoki::error::RvError) -> Option<&'static str> {
+    use cryptoki::error::RvError;
+    match rv {
+        RvError::PinIncorrect => Some("wrong PIN"),
+        RvError::PinLocked => Some("the PIN is locked (too many wrong tries)"),
+        RvError::PinExpired => Some("the PIN has expired"),
+        RvError::PinLenRange | RvError::PinInvalid => Some("not a valid PIN for this token"),
+        _ => None,
+    }
+}
+
+/// The template that finds the URI's key objects of `class`.
+fn template(uri: &TokenUri, class: ObjectClass) -> Vec<Attribute> {
+    let mut template = vec![Attribute::Class(class), Attribute::KeyType(KeyType::EC)];
+    if let Some(label) = &uri.object {
+        template.push(Attribute::Label(label.as_bytes().to_vec()));
+    }
+    if let Some(id) = &uri.id {
+        template.push(Attribute::Id(id.clone()));
+    }
+    template
+}
+
+/// The P-256 public key of an EC public-key object.
+fn public_key_of(session: &Session, object: ObjectHandle) -> Result<VerifyingKey, Failure> {
+    let not_p256 = || Failure::Token(TokenError::KeyNotFound("the key is not a P-256 key".into()));
+    let attributes = session
+        .get_attributes(object, &[AttributeType::EcParams, AttributeType::EcPoint])
+        .map_err(failed)?;
+    let mut point = None;
+    for attribute in attributes {
+        match attribute {
+            Attribute::EcParams(params) if params != P256_PARAMS => return Err(not_p256()),
+            Attribute::EcPoint(raw) => point = Some(raw),
+            _ => {}
+        }
+    }
+    let raw = point.ok_or_else(not_p256)?;
+    // CKA_EC_POINT is a DER OCTET STRING around the SEC1 point (some
+    // modules give the bare point).
+    let sec1 = match raw.as_slice() {
+        [0x04, len, rest @ ..] if usize::from(*len) == rest.len() => rest,
+        other => other,
+    };
+    VerifyingKey::from_sec1_bytes(sec1).map_err(|_| not_p256())
+}
+
+impl TokenKey {
+    /// Logs in to the token the URI names and finds its P-256 key.
+    pub fn open(uri_text: &str, options: &TokenOptions) -> Result<TokenKey, Failure> {
+        let uri = TokenUri::parse(uri_text)?;
+        if uri.object.is_none() && uri.id.is_none() {
+            return Err(Failure::Usage(
+                "the PKCS#11 URI must name the key: object=LABEL or id=…".into(),
+            ));
+        }
+        let (context, slot, token_label) = open_token(&uri, options)?;
+        let session = context.open_ro_session(slot).map_err(failed)?;
+        login(&session, &read_pin(&uri, options, &token_label)?)?;
+        let (private, public) = find_pair(&session, &uri)?;
+        Ok(TokenKey {
+            _context: context,
+            session,
+            private,
+            public,
+            token_label,
+        })
+    }
+
+    /// Makes a P-256 key pair on the token, labelled and identified as the
+    /// URI says (object= is required), and logs in to use it.
+    pub fn generate(uri_text: &str, options: &TokenOptions) -> Result<TokenKey, Failure> {
+        let uri = TokenUri::parse(uri_text)?;
+        let Some(label) = uri.object.clone() else {
+            return Err(Failure::Usage(
+                "name the new key with object=LABEL in the PKCS#11 URI".into(),
+            ));
+        };
+        let (context, slot, token_label) = open_token(&uri, options)?;
+        let session = context.open_rw_session(slot).map_err(failed)?;
+        login(&session, &read_pin(&uri, options, &token_label)?)?;
+        if !session
+            .find_objects(&template(&uri, ObjectClass::PRIVATE_KEY))
+            .map_err(failed)?
+            .is_empty()
+        {
+            return Err(Failure::Usage(format!(
+                "token {token_label} already holds a key {label:?}: use --existing, or another object="
+            )));
+        }
+        let id = match &uri.id {
+            Some(id) => id.clone(),
+            None => {
+                let mut id = vec![0u8; 8];
+                getrandom::fill(&mut id).map_err(|e| Failure::Usage(e.to_string()))?;
+                id
+            }
+        };
+        let common = [
+            Attribute::Token(true),
+            Attribute::Label(label.as_bytes().to_vec()),
+            Attribute::Id(id),
+        ];
+        let mut public_template = vec![
+            Attribute::EcParams(P256_PARAMS.to_vec()),
+            Attribute::Verify(true),
+        ];
+        public_template.extend_from_slice(&common);
+        let mut private_template = vec![
+            Attribute::Private(true),
+            Attribute::Sensitive(true),
+            Attribute::Extractable(false),
+            Attribute::Sign(true),
+        ];
+        private_template.extend_from_slice(&common);
+        let (public_handle, private) = session
+            .generate_key_pair(
+                &Mechanism::EccKeyPairGen,
+                &public_template,
+                &private_template,
+            )
+            .map_err(failed)?;
+        let public = public_key_of(&session, public_handle)?;
+        Ok(TokenKey {
+            _context: context,
+            session,
+            private,
+            public,
+            token_label,
+        })
+    }
+
+    /// Signs `message` (hashed here with SHA-256) on the token; the raw
+    /// r‖s answer is checked against the public key.
+    pub fn sign_message(&self, message: &[u8]) -> Result<Signature, Failure> {
+        let digest = sha2::Sha256::digest(message);
+        let raw = self
+            .session
+            .sign(&Mechanism::Ecdsa, self.private, &digest)
+            .map_err(failed)?;
+        let signature = Signature::from_slice(&raw).map_err(|_| {
+            Failure::Token(TokenError::Failed(format!(
+                "the token answered {} bytes, not a P-256 r‖s signature",
+                raw.len()
+            )))
+        })?;
+        self.public.verify(message, &signature).map_err(|_| {
+            Failure::Token(TokenError::Failed(
+                "the token's signature does not verify with its public key".into(),
+            ))
+        })?;
+        Ok(signature)
+    }
+
+    /// base64 DER of the signature over `message`, as ecpd expects it.
+    pub fn sign_base64(&self, message: &[u8]) -> Result<String, Failure> {
+        use base64::Engine as _;
+        let signature = self.sign_message(message)?;
+        Ok(base64::engine::general_purpose::STANDARD.encode(signature.to_der().as_bytes()))
+    }
+}
+
+/// The private key the URI names, and its public key: exactly one pair.
+fn find_pair(session: &Session, uri: &TokenUri) -> Result<(ObjectHandle, VerifyingKey), Failure> {
+    let privates = session
+        .find_objects(&template(uri, ObjectClass::PRIVATE_KEY))
+        .map_err(failed)?;
+    let private = match privates.as_slice() {
+        [one] => *one,
+        [] => {
+            return Err(Failure::Token(TokenError::KeyNotFound(format!(
+                "no EC private key {} on the token",
+                describe(uri)
+            ))))
+        }
+        _ => {
+            return Err(Failure::Usage(format!(
+                "several keys {} on the token: add id= to the URI",
+                describe(uri)
+            )))
+        }
+    };
+    // The public half shares the private key's id.
+    let id = session
+        .get_attributes(private, &[AttributeType::Id])
+        .map_err(failed)?
+        .into_iter()
+        .find_map(|a| match a {
+            Attribute::Id(id) => Some(id),
+            _ => None,
+        })
+        .unwrap_or_default();
+    let publics = session
+        .find_objects(&[
+            Attribute::Class(ObjectClass::PUBLIC_KEY),
+            Attribute::KeyType(KeyType::EC),
+            Attribute::Id(id),
+        ])
+        .map_err(failed)?;
+    let public = publics.first().ok_or_else(|| {
+        Failure::Token(TokenError::KeyNotFound(format!(
+            "the key {} has no public-key object beside it",
+            describe(uri)
+        )))
+    })?;
+    Ok((private, public_key_of(session, *public)?))
+}
+
+fn describe(uri: &TokenUri) -> String {
+    match (&uri.object, &uri.id) {
+        (Some(label), _) => format!("labelled {label:?}"),
+        (None, Some(id)) => format!("with id {}", ecp_core::hex::encode(id)),
+        (None, None) => String::new(),
+    }
+}
+
+/// The token key as the x509 builders want a signer.
+impl p256::ecdsa::signature::Keypair for TokenKey {
+    type VerifyingKey = VerifyingKey;
+
+    fn verifying_key(&self) -> VerifyingKey {
+        self.public
+    }
+}
+
+impl spki::SignatureAlgorithmIdentifier for TokenKey {
+    type Params = spki::der::AnyRef<'static>;
+
+    const SIGNATURE_ALGORITHM_IDENTIFIER: spki::AlgorithmIdentifier<Self::Params> =
+        <Signature as spki::AssociatedAlgorithmIdentifier>::ALGORITHM_IDENTIFIER;
+}
+
+impl p256::ecdsa::signature::Signer<DerSignature> for TokenKey {
+    fn try_sign(&self, message: &[u8]) -> Result<DerSignature, p256::ecdsa::signature::Error> {
+        self.sign_message(message)
+            .map(|s| s.to_der())
+            .map_err(p256::ecdsa::signature::Error::from_source)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc7512_uris_are_read_and_bad_ones_refused() {
+        let uri = TokenUri::parse(
+            "pkcs11:token=ecp%20test;object=alice;id=%01%02;type=private?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/run/pin",
+        )
+        .unwrap();
+        assert_eq!(uri.token.as_deref(), Some("ecp test"));
+        assert_eq!(uri.object.as_deref(), Some("alice"));
+        assert_eq!(uri.id, Some(vec![1, 2]));
+        assert_eq!(
+            uri.module_path,
+            Some(PathBuf::from("/usr/lib/softhsm/libsofthsm2.so"))
+        );
+        assert_eq!(uri.pin_file, Some(PathBuf::from("/run/pin")));
+        for bad in [
+            "token=x",
+            "pkcs11:token",
+            "pkcs11:colour=blue",
+            "pkcs11:object=a?pin-value=1234",
+            "pkcs11:object=a%2",
+            "pkcs11:type=secret-key",
+            "pkcs11:slot-id=x",
+        ] {
+            assert!(TokenUri::parse(bad).is_err(), "{bad}");
+        }
+    }
+}
