@@ -139,12 +139,17 @@ fn sshd_with_ecp(daemon: &TestDaemon, dir: &Path) -> (PamServices, Sshd, u16) {
 /// An SSH_ASKPASS script at `path`: `ecpctl askpass --key KEY` for ecp
 /// challenges, `password` for anything else.
 fn askpass_script(path: &Path, key: &Path, password: &str) {
+    askpass_script_with(path, &format!("--key {}", key.display()), "", password);
+}
+
+/// As `askpass_script`, signing with `ecpctl askpass SIGNER_ARGS` after
+/// the shell lines `setup`.
+fn askpass_script_with(path: &Path, signer_args: &str, setup: &str, password: &str) {
     write_script(
         path,
         &format!(
-            "#!/bin/sh\ncase \"$*\" in\n  *'ecp challenge'*) exec {} askpass --key {} \"$@\" ;;\n  *) echo '{password}' ;;\nesac\n",
+            "#!/bin/sh\n{setup}case \"$*\" in\n  *'ecp challenge'*) exec {} askpass {signer_args} \"$@\" ;;\n  *) echo '{password}' ;;\nesac\n",
             binary("ecpctl").display(),
-            key.display()
         ),
     );
 }
@@ -380,12 +385,79 @@ fn sudo_setup(daemon: &TestDaemon, user: &TestUser) -> (tempfile::TempDir, PathB
 /// challenges, and the askpass script using the key in `keydir`.
 fn approving_askpass(dir: &Path, user: &str, host: &str, keydir: &Path) -> PathBuf {
     std::fs::write(dir.join("passphrase"), format!("{PASSPHRASE}\n")).unwrap();
-    let approved = dir.join("home/.config/ecp/approved_hosts");
-    std::fs::create_dir_all(approved.parent().unwrap()).unwrap();
-    std::fs::write(&approved, format!("{user}@{host} sshd-ecp {user}@{host}\n")).unwrap();
+    approve(dir, user, host);
     let askpass = dir.join("askpass");
     askpass_script(&askpass, &keydir.join("private_key.pem"), PASSWORD);
     askpass
+}
+
+/// An approved-hosts list (under `dir`/home) that lets askpass sign
+/// `user`@`host`'s sshd-ecp challenges.
+fn approve(dir: &Path, user: &str, host: &str) {
+    let approved = dir.join("home/.config/ecp/approved_hosts");
+    std::fs::create_dir_all(approved.parent().unwrap()).unwrap();
+    std::fs::write(&approved, format!("{user}@{host} sshd-ecp {user}@{host}\n")).unwrap();
+}
+
+#[test]
+fn sshd_login_with_askpass_signing_on_a_pkcs11_token() {
+    if !running_as_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    use ecp_tests::token::{TestToken, SOFTHSM_MODULE};
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let daemon =
+        TestDaemon::start("host_name = \"token-host\"\nchallenges_per_user_per_minute = 0\n");
+    let user = TestUser::create(daemon.bus.dir());
+    user.enable_login(PASSWORD);
+    // The key is made on the token; only its certificate is enrolled.
+    let token = TestToken::new("ecp");
+    let uri = token.uri(&user.name);
+    let pin = token.pin_file();
+    let certdir = dir.join("cert");
+    token
+        .ecpctl(&[
+            "keygen",
+            "--pkcs11",
+            &uri,
+            "--pin-file",
+            pin.to_str().unwrap(),
+            "--user",
+            &user.name,
+            "--out",
+            certdir.to_str().unwrap(),
+        ])
+        .ok();
+    daemon
+        .ecpctl(&[
+            "enroll",
+            &user.name,
+            "--cert",
+            certdir.join("certificate.pem").to_str().unwrap(),
+        ])
+        .ok();
+
+    let (_services, _sshd, port) = sshd_with_ecp(&daemon, dir);
+    approve(dir, &user.name, "token-host");
+    let askpass = dir.join("askpass");
+    askpass_script_with(
+        &askpass,
+        &format!("--pkcs11 '{uri}' --pin-file {}", pin.display()),
+        &format!(
+            "export SOFTHSM2_CONF={}\nexport ECP_PKCS11_MODULE={SOFTHSM_MODULE}\n",
+            token.conf().display()
+        ),
+        PASSWORD,
+    );
+    let run = ssh_as(dir, &askpass, &user.name, port, Some("token-host"));
+    assert_eq!(run.code, 0, "{}\n{}", run.stderr, daemon.log());
+    assert!(
+        run.stdout.contains(&format!("logged-in-as-{}", user.name)),
+        "{}",
+        run.stdout
+    );
 }
 
 #[test]
