@@ -1008,6 +1008,31 @@ fn a_user_renews_its_own_certificate_and_the_successor_logs_in_through_libpam() 
         assert_eq!(ok.code, 0, "{service}: {}", ok.stderr);
     }
 
+    // A successor valid for longer than keygen makes one (OpenSSL, 9000
+    // days): refused with the reason, whoever made it.
+    let long_key = s.user.home.join("long.key");
+    let long_cert = s.user.home.join("long.pem");
+    ecp_tests::openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        long_key.to_str().unwrap(),
+        "-out",
+        long_cert.to_str().unwrap(),
+        "-days",
+        "9000",
+        "-subj",
+        &format!("/CN={}", s.user.name),
+    ]);
+    let run = renew(&["--cert", long_cert.to_str().unwrap()]);
+    assert_eq!(run.code, 6, "{}", run.stderr);
+    assert!(run.stderr.contains("at most 3660 days"), "{}", run.stderr);
+
     // For another account: refused as non-root (exit 6), nothing written.
     let other_dir = s.user.home.join("other");
     let run = renew(&[

@@ -97,12 +97,16 @@ pub enum Command {
 /// The successor is enrolled under USER with LABEL (default
 /// renewed-YYYY-MM-DD); the old certificate stays until it expires unless
 /// --retire-old removes it in the same step. With --key-out the new key is
-/// written before ecpd is asked, and removed again if ecpd refuses.
+/// written as private_key.pem.new (and certificate.pem.new) before ecpd
+/// is asked, renamed into place once ecpd enrolled it, removed if ecpd
+/// refuses, and kept if ecpd does not answer. A certificate vouches for
+/// one successor only, and a revoked or retired key never comes back.
 /// Certificates issued by an organisation CA are renewed by that CA.
 ///
-/// Refusals: not your account, renewal off, nothing enrolled, the signing
-/// certificate revoked, expired or too young (exit 6, with the reason);
-/// a key that matches no enrolled certificate (exit 1).
+/// Refusals say why and exit 6: not your account, renewal off, nothing
+/// enrolled, a key that matches no enrolled certificate, the signing
+/// certificate revoked, expired, too young or already renewed from, a
+/// successor valid for more than 3660 days or over a revoked key.
 #[derive(Debug, Args)]
 #[command(after_long_help = EXIT_CODES)]
 #[command(group(clap::ArgGroup::new("successor").required(true).args(["key_out", "cert"])))]

@@ -115,6 +115,7 @@ fn generate_for(args: &EnrollArgs) -> Result<String, Failure> {
             .map_err(|e| Failure::Usage(format!("cannot return to root: {e}")))?;
     }
     let pem = result?;
+    crate::keygen::print_written(&out);
     println!(
         "{} and the key belong to {}",
         out.join(CERTIFICATE_FILE).display(),

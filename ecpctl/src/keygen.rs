@@ -26,6 +26,7 @@ pub fn run(args: &KeygenArgs) -> Result<(), Failure> {
         return write_key_and_request(&args.user, &args.out, passphrase, args.force);
     }
     let cert_pem = write_key_pair(&args.user, &args.out, args.days, passphrase, args.force)?;
+    print_written(&args.out);
     let cert = parse_certificate_pem(cert_pem.as_bytes())?;
     println!("user:         {}", cert.common_name());
     println!("fingerprint:  {}", cert.fingerprint());
@@ -122,6 +123,18 @@ fn keygen_on_token(args: &KeygenArgs, uri: &str) -> Result<(), Failure> {
 /// The certificate request `keygen --csr` writes beside the key.
 pub const REQUEST_FILE: &str = "certificate_request.pem";
 
+/// Says where `keygen` put the key pair.
+pub fn print_written(out: &Path) {
+    println!(
+        "private key:  {} (encrypted, mode 0600)",
+        out.join(PRIVATE_KEY_FILE).display()
+    );
+    println!(
+        "certificate:  {} (mode 0644)",
+        out.join(CERTIFICATE_FILE).display()
+    );
+}
+
 /// Refuses existing key files (unless `force`) and creates `out` (0700).
 pub fn prepare_output(out: &Path, force: bool) -> Result<(), Failure> {
     if !force {
@@ -161,32 +174,27 @@ pub fn write_key_pair(
 ) -> Result<String, Failure> {
     let key = generate_signing_key();
     let cert_pem = build_self_signed_certificate(&key, user, days)?;
-    write_given_key_pair(&key, &cert_pem, out, passphrase, force)?;
+    let files = (out.join(PRIVATE_KEY_FILE), out.join(CERTIFICATE_FILE));
+    write_given_key_pair(&key, &cert_pem, &files, passphrase, force)?;
     Ok(cert_pem)
 }
 
-/// Writes `key` (encrypted with `passphrase`) and its certificate into
-/// `out`, as [`write_key_pair`] does.
+/// Writes `key` (encrypted with `passphrase`) and its certificate to
+/// `files` (key, certificate), as [`write_key_pair`] does.
 pub fn write_given_key_pair(
     key: &p256::ecdsa::SigningKey,
     cert_pem: &str,
-    out: &Path,
+    files: &(std::path::PathBuf, std::path::PathBuf),
     passphrase: Passphrase,
     force: bool,
 ) -> Result<(), Failure> {
-    let key_path = out.join(PRIVATE_KEY_FILE);
-    let cert_path = out.join(CERTIFICATE_FILE);
+    let (key_path, cert_path) = files;
     let key_pem = encrypt_key_to_pem(key, &passphrase, KdfParams::DEFAULT)?;
     drop(passphrase);
 
-    write_file_atomically(&key_path, key_pem.as_bytes(), 0o600, None, force)
+    write_file_atomically(key_path, key_pem.as_bytes(), 0o600, None, force)
         .map_err(Failure::File)?;
-    write_file_atomically(&cert_path, cert_pem.as_bytes(), 0o644, None, force)
+    write_file_atomically(cert_path, cert_pem.as_bytes(), 0o644, None, force)
         .map_err(Failure::File)?;
-    println!(
-        "private key:  {} (encrypted, mode 0600)",
-        key_path.display()
-    );
-    println!("certificate:  {} (mode 0644)", cert_path.display());
     Ok(())
 }

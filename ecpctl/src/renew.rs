@@ -8,7 +8,7 @@ use ecp_core::challenge::RenewalChallenge;
 use ecp_core::keyfile::generate_signing_key;
 use ecp_core::user_files::{CERTIFICATE_FILE, PRIVATE_KEY_FILE};
 use ecp_core::when::format_utc;
-use ecp_core::UserName;
+use ecp_core::{Passphrase, UserName};
 
 use crate::cli::RenewArgs;
 use crate::daemon::{admin, call, read_text_file};
@@ -36,17 +36,54 @@ fn current_key(args: &RenewArgs) -> Result<UnlockedKey, Failure> {
     )
 }
 
-/// New key files written for the successor, removed again if ecpd says
-/// no (only those this run created).
-struct WrittenKey {
-    created: Vec<PathBuf>,
+/// The successor's key pair, written under temporary names beside their
+/// final ones until ecpd has enrolled the certificate: a refusal leaves
+/// the directory as it was (also with --force, whose files are replaced
+/// only on success), and a lost answer leaves both versions.
+struct StagedKey {
+    staged: (PathBuf, PathBuf),
+    final_names: (PathBuf, PathBuf),
 }
 
-impl WrittenKey {
-    fn remove(self) {
-        for path in self.created {
-            let _ = std::fs::remove_file(path);
+impl StagedKey {
+    fn write(
+        dir: &Path,
+        key: &p256::ecdsa::SigningKey,
+        pem: &str,
+        passphrase: Passphrase,
+    ) -> Result<Self, Failure> {
+        let staged_name = |name: &str| dir.join(format!("{name}.new"));
+        let staged = StagedKey {
+            staged: (staged_name(PRIVATE_KEY_FILE), staged_name(CERTIFICATE_FILE)),
+            final_names: (dir.join(PRIVATE_KEY_FILE), dir.join(CERTIFICATE_FILE)),
+        };
+        // Leftovers of an earlier interrupted run are ours to replace.
+        if let Err(e) = write_given_key_pair(key, pem, &staged.staged, passphrase, true) {
+            staged.discard();
+            return Err(e);
         }
+        Ok(staged)
+    }
+
+    fn discard(&self) {
+        let _ = std::fs::remove_file(&self.staged.0);
+        let _ = std::fs::remove_file(&self.staged.1);
+    }
+
+    fn commit(&self) -> Result<(), Failure> {
+        for (from, to) in [
+            (&self.staged.0, &self.final_names.0),
+            (&self.staged.1, &self.final_names.1),
+        ] {
+            std::fs::rename(from, to).map_err(|source| {
+                Failure::File(ecp_core::keyfile_io::FileError::Io {
+                    path: to.clone(),
+                    action: "rename the new key into place",
+                    source,
+                })
+            })?;
+        }
+        Ok(())
     }
 }
 
@@ -59,37 +96,25 @@ pub fn run(bus: &str, args: &RenewArgs) -> Result<(), Failure> {
     // The successor: a new key pair (written before ecpd is asked, so a
     // renewal never enrolls a key that is not on disk), or a certificate
     // for a key the user holds.
-    let (successor_pem, written) = match (&args.key_out, &args.cert) {
+    match (&args.key_out, &args.cert) {
         (Some(dir), _) => {
             prepare_output(dir, args.force)?;
             let current = current_key(args)?;
             let new_key = generate_signing_key();
             let pem = build_self_signed_certificate(&new_key, &user, args.days)?;
-            let created = [PRIVATE_KEY_FILE, CERTIFICATE_FILE]
-                .iter()
-                .map(|name| dir.join(name))
-                .filter(|path| path.symlink_metadata().is_err())
-                .collect();
             let passphrase = new_passphrase(args.new_passphrase_file.as_deref())?;
-            write_given_key_pair(&new_key, &pem, dir, passphrase, args.force)?;
-            return finish(
-                bus,
-                args,
-                &user,
-                &current,
-                &pem,
-                Some(WrittenKey { created }),
-            );
+            let staged = StagedKey::write(dir, &new_key, &pem, passphrase)?;
+            finish(bus, args, &user, &current, &pem, Some(staged))
         }
-        (None, Some(cert)) => (read_text_file(cert)?, None),
-        (None, None) => {
-            return Err(Failure::Usage(
-                "give --key-out DIR (a new key) or --cert FILE (a key you hold)".into(),
-            ))
+        (None, Some(cert)) => {
+            let pem = read_text_file(cert)?;
+            let current = current_key(args)?;
+            finish(bus, args, &user, &current, &pem, None)
         }
-    };
-    let current = current_key(args)?;
-    finish(bus, args, &user, &current, &successor_pem, written)
+        (None, None) => Err(Failure::Usage(
+            "give --key-out DIR (a new key) or --cert FILE (a key you hold)".into(),
+        )),
+    }
 }
 
 /// Asks ecpd for a renewal challenge, signs it with `current`, and has the
@@ -100,7 +125,7 @@ fn finish(
     user: &UserName,
     current: &UnlockedKey,
     successor_pem: &str,
-    written: Option<WrittenKey>,
+    staged: Option<StagedKey>,
 ) -> Result<(), Failure> {
     let successor = parse_certificate_pem(successor_pem.as_bytes())?;
     let outcome = zbus::block_on(async {
@@ -130,13 +155,33 @@ fn finish(
     });
     let (fingerprint, label, retired) = match outcome {
         Ok(done) => done,
+        // No answer: ecpd may have enrolled it. Keep the new key.
+        Err(e @ Failure::DaemonUnreachable(_)) => {
+            if let Some(staged) = &staged {
+                eprintln!(
+                    "ecpctl: the new key is kept as {} and {}: if `ecpctl list` shows {}, rename them into place",
+                    staged.staged.0.display(),
+                    staged.staged.1.display(),
+                    successor.fingerprint()
+                );
+            }
+            return Err(e);
+        }
         Err(e) => {
-            if let Some(written) = written {
-                written.remove();
+            if let Some(staged) = &staged {
+                staged.discard();
             }
             return Err(e);
         }
     };
+    if let Some(staged) = &staged {
+        staged.commit()?;
+        println!(
+            "private key:  {} (encrypted, mode 0600)",
+            staged.final_names.0.display()
+        );
+        println!("certificate:  {}", staged.final_names.1.display());
+    }
     println!("user:         {user}");
     println!("enrolled:     {fingerprint} (label {label})");
     println!("valid until:  {}", format_utc(successor.not_after()));

@@ -29,6 +29,9 @@ use crate::failure::Failure;
 /// The environment variable naming the PKCS#11 module.
 pub const MODULE_ENV: &str = "ECP_PKCS11_MODULE";
 
+/// The most of a PIN file that is read.
+const MAX_PIN_FILE_LEN: u64 = 256;
+
 /// The DER of the P-256 curve's OID, as CKA_EC_PARAMS holds it.
 const P256_PARAMS: [u8; 10] = [0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
 
@@ -97,10 +100,14 @@ impl TokenUri {
             .ok_or_else(|| bad("it must start with \"pkcs11:\"".into()))?;
         let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
         let mut uri = TokenUri::default();
+        let mut seen = std::collections::HashSet::new();
         for attribute in path.split(';').filter(|a| !a.is_empty()) {
             let (name, value) = attribute
                 .split_once('=')
                 .ok_or_else(|| bad(format!("{attribute:?} is not NAME=VALUE")))?;
+            if !seen.insert(name) {
+                return Err(bad(format!("{name} is given twice")));
+            }
             match name {
                 "token" => uri.token = Some(decode_text(value)?),
                 "manufacturer" => uri.manufacturer = Some(decode_text(value)?),
@@ -116,8 +123,8 @@ impl TokenUri {
                     )
                 }
                 "type" => {
-                    if !matches!(value, "private" | "public" | "cert") {
-                        return Err(bad(format!("type={value}: a key is type=private")));
+                    if value != "private" {
+                        return Err(bad(format!("type={value}: ecpctl signs with type=private")));
                     }
                 }
                 "library-manufacturer"
@@ -133,6 +140,9 @@ impl TokenUri {
             let (name, value) = attribute
                 .split_once('=')
                 .ok_or_else(|| bad(format!("{attribute:?} is not NAME=VALUE")))?;
+            if !seen.insert(name) {
+                return Err(bad(format!("{name} is given twice")));
+            }
             match name {
                 "module-path" => uri.module_path = Some(PathBuf::from(decode_text(value)?)),
                 "pin-source" => {
@@ -177,17 +187,50 @@ fn failed(e: cryptoki::error::Error) -> Failure {
     Failure::Token(TokenError::Failed(e.to_string()))
 }
 
+/// The module to load: --pkcs11-module, else the URI's module-path, else
+/// $ECP_PKCS11_MODULE, else p11-kit's proxy. It must be an absolute path;
+/// run as root, ecpctl ignores the environment and loads only a module
+/// that root owns and no one else may write (an inherited environment
+/// must not put a user's library into a root process).
+fn module_path(uri: &TokenUri, options: &TokenOptions) -> Result<PathBuf, Failure> {
+    let as_root = nix::unistd::geteuid().is_root();
+    let from_env = || {
+        (!as_root)
+            .then(|| std::env::var_os(MODULE_ENV).map(PathBuf::from))
+            .flatten()
+    };
+    let module = options
+        .module
+        .clone()
+        .or_else(|| uri.module_path.clone())
+        .or_else(from_env)
+        .unwrap_or_else(default_module);
+    if !module.is_absolute() {
+        return Err(Failure::Usage(format!(
+            "the PKCS#11 module must be an absolute path, not {}",
+            module.display()
+        )));
+    }
+    if as_root {
+        use std::os::unix::fs::MetadataExt as _;
+        if let Ok(meta) = std::fs::metadata(&module) {
+            if meta.uid() != 0 || meta.mode() & 0o022 != 0 {
+                return Err(Failure::Token(TokenError::Unavailable(format!(
+                    "{} is not root's, or others may write it: root loads no such module",
+                    module.display()
+                ))));
+            }
+        }
+    }
+    Ok(module)
+}
+
 /// Loads the module and finds the token the URI names (exactly one).
 fn open_token(
     uri: &TokenUri,
     options: &TokenOptions,
 ) -> Result<(Pkcs11, cryptoki::slot::Slot, String), Failure> {
-    let module = uri
-        .module_path
-        .clone()
-        .or_else(|| options.module.clone())
-        .or_else(|| std::env::var_os(MODULE_ENV).map(PathBuf::from))
-        .unwrap_or_else(default_module);
+    let module = module_path(uri, options)?;
     if !module.exists() {
         return Err(Failure::Token(TokenError::Unavailable(format!(
             "PKCS#11 module {} does not exist (install it, or name it with --pkcs11-module or ${MODULE_ENV})",
@@ -243,11 +286,28 @@ fn read_pin(uri: &TokenUri, options: &TokenOptions, label: &str) -> Result<AuthP
     let file = options.pin_file.clone().or_else(|| uri.pin_file.clone());
     let pin = match file {
         Some(path) => {
-            let text = Zeroizing::new(
-                std::fs::read_to_string(&path)
-                    .map_err(|e| Failure::Usage(format!("PIN file {}: {e}", path.display())))?,
-            );
-            Zeroizing::new(text.lines().next().unwrap_or("").to_owned())
+            use std::io::Read as _;
+            // Bounded (a PIN is short; a FIFO or a huge file is not read
+            // on and on), "-" for standard input, into memory that is
+            // wiped: the buffer is sized up front so it never reallocates.
+            let mut bytes = Zeroizing::new(Vec::with_capacity(MAX_PIN_FILE_LEN as usize + 1));
+            let read = if path.as_os_str() == "-" {
+                std::io::stdin()
+                    .lock()
+                    .take(MAX_PIN_FILE_LEN)
+                    .read_to_end(&mut bytes)
+            } else {
+                std::fs::File::open(&path)
+                    .and_then(|f| f.take(MAX_PIN_FILE_LEN).read_to_end(&mut bytes))
+            };
+            read.map_err(|e| Failure::Usage(format!("PIN file {}: {e}", path.display())))?;
+            let line = bytes.split(|b| *b == b'\n').next().unwrap_or_default();
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            Zeroizing::new(
+                std::str::from_utf8(line)
+                    .map_err(|_| Failure::Usage(format!("PIN file {}: not text", path.display())))?
+                    .to_owned(),
+            )
         }
         None => Zeroizing::new(
             rpassword::prompt_password(format!("PIN for token {label}: "))
@@ -351,11 +411,18 @@ impl TokenKey {
         let (context, slot, token_label) = open_token(&uri, options)?;
         let session = context.open_rw_session(slot).map_err(failed)?;
         login(&session, &read_pin(&uri, options, &token_label)?)?;
-        if !session
+        let label_taken = !session
             .find_objects(&template(&uri, ObjectClass::PRIVATE_KEY))
             .map_err(failed)?
-            .is_empty()
-        {
+            .is_empty();
+        let id_taken = match &uri.id {
+            Some(id) => !session
+                .find_objects(&[Attribute::Id(id.clone())])
+                .map_err(failed)?
+                .is_empty(),
+            None => false,
+        };
+        if label_taken || id_taken {
             return Err(Failure::Usage(format!(
                 "token {token_label} already holds a key {label:?}: use --existing, or another object="
             )));
@@ -462,20 +529,27 @@ fn find_pair(session: &Session, uri: &TokenUri) -> Result<(ObjectHandle, Verifyi
             _ => None,
         })
         .unwrap_or_default();
-    let publics = session
-        .find_objects(&[
-            Attribute::Class(ObjectClass::PUBLIC_KEY),
-            Attribute::KeyType(KeyType::EC),
-            Attribute::Id(id),
-        ])
-        .map_err(failed)?;
-    let public = publics.first().ok_or_else(|| {
-        Failure::Token(TokenError::KeyNotFound(format!(
-            "the key {} has no public-key object beside it",
-            describe(uri)
-        )))
-    })?;
-    Ok((private, public_key_of(session, *public)?))
+    let mut public_template = template(uri, ObjectClass::PUBLIC_KEY);
+    if uri.id.is_none() {
+        public_template.push(Attribute::Id(id));
+    }
+    let publics = session.find_objects(&public_template).map_err(failed)?;
+    let public = match publics.as_slice() {
+        [one] => *one,
+        [] => {
+            return Err(Failure::Token(TokenError::KeyNotFound(format!(
+                "the key {} has no public-key object beside it",
+                describe(uri)
+            ))))
+        }
+        _ => {
+            return Err(Failure::Usage(format!(
+                "several public keys {} on the token: add id= to the URI",
+                describe(uri)
+            )))
+        }
+    };
+    Ok((private, public_key_of(session, public)?))
 }
 
 fn describe(uri: &TokenUri) -> String {
@@ -535,6 +609,7 @@ mod tests {
             "pkcs11:object=a?pin-value=1234",
             "pkcs11:object=a%2",
             "pkcs11:type=secret-key",
+            "pkcs11:object=a;object=b",
             "pkcs11:slot-id=x",
         ] {
             assert!(TokenUri::parse(bad).is_err(), "{bad}");

@@ -25,18 +25,49 @@ pub struct Renewed {
     pub retired: Option<String>,
 }
 
-/// The successor's certificate, checked as an enrollment would be, and
-/// its SHA-256.
-fn successor_of(
-    user: &UserName,
-    pem: &str,
-    now: i64,
-    skew: Duration,
-) -> Result<(ParsedCertificate, [u8; 32]), ServiceError> {
-    let cert = validate_certificate(pem.as_bytes(), user, now, skew)
-        .map_err(ServiceError::CertificateRejected)?;
-    let digest: [u8; 32] = sha2::Sha256::digest(cert.der()).into();
-    Ok((cert, digest))
+/// The longest validity a successor may have left, as `ecpctl keygen`
+/// allows: expiry must stay a control, whoever calls the bus.
+const MAX_SUCCESSOR_SECS: i64 =
+    ecp_core::certificate::MAX_VALIDITY_DAYS as i64 * ecp_core::when::SECONDS_PER_DAY;
+
+/// A refusal of the renewal, said to the caller as it is (it is the
+/// user's own request: there is nothing to hide from them).
+fn refused(why: impl Into<String>) -> ServiceError {
+    ServiceError::RenewalRefused(why.into())
+}
+
+impl Service {
+    /// The successor's certificate, checked as an enrollment would be,
+    /// not longer-lived than keygen makes them, and not over a key that
+    /// was revoked or retired; with its SHA-256.
+    fn successor_of(
+        &self,
+        user: &UserName,
+        pem: &str,
+        now: i64,
+    ) -> Result<(ParsedCertificate, [u8; 32]), ServiceError> {
+        let cert = validate_certificate(pem.as_bytes(), user, now, self.skew())
+            .map_err(ServiceError::CertificateRejected)?;
+        if cert.not_after() > now.saturating_add(MAX_SUCCESSOR_SECS) {
+            return Err(refused(format!(
+                "the new certificate is valid until {}: a successor may be valid for at most {} days",
+                ecp_core::when::format_utc(cert.not_after()),
+                ecp_core::certificate::MAX_VALIDITY_DAYS
+            )));
+        }
+        for (fingerprint, record) in self.store.revoked_of(user.as_str())? {
+            let revoked_key = parse_certificate_pem(record.pem.as_bytes())
+                .is_ok_and(|old| old.public_key() == cert.public_key());
+            if revoked_key {
+                return Err(refused(format!(
+                    "the new certificate's key is the key of certificate {fingerprint}, revoked on {}",
+                    ecp_core::when::format_utc(record.revoked_at)
+                )));
+            }
+        }
+        let digest: [u8; 32] = sha2::Sha256::digest(cert.der()).into();
+        Ok((cert, digest))
+    }
 }
 
 impl Service {
@@ -63,7 +94,12 @@ impl Service {
         let user = parse_user(user)?;
         self.renewal_allowed(caller, &user)?;
         let now = self.clock.now();
-        let (successor, digest) = successor_of(&user, successor_pem, now as i64, self.skew())?;
+        // Counted before any work: each costs a signature check.
+        let source = Source::of(caller.uid, &RemoteHost::local(), self.config.grouping());
+        if let Err(refusal) = self.throttle.admit_challenge(&user, &source, now) {
+            return Err(ServiceError::Throttled(refusal));
+        }
+        let (successor, digest) = self.successor_of(&user, successor_pem, now as i64)?;
         let enrolled = self.store.certificates_of(user.as_str())?;
         if enrolled.is_empty() {
             return Err(ServiceError::RenewalRefused(format!(
@@ -75,10 +111,6 @@ impl Service {
             .any(|(fp, _)| *fp == successor.fingerprint())
         {
             return Err(ServiceError::AlreadyEnrolled);
-        }
-        let source = Source::of(caller.uid, &RemoteHost::local(), self.config.grouping());
-        if let Err(refusal) = self.throttle.admit_challenge(&user, &source, now) {
-            return Err(ServiceError::Throttled(refusal));
         }
         let service = ServiceName::parse(RENEWAL_SERVICE).expect("a valid service name");
         let mut renewal = RenewalChallenge {
@@ -121,18 +153,21 @@ impl Service {
             ));
         }
         let now = self.clock.now();
-        let auth = ServiceError::Auth;
-        let renewal = RenewalChallenge::from_token(token)
-            .map_err(|e| auth(AuthFailure::MalformedChallenge(e)))?;
+        let renewal = RenewalChallenge::from_token(token).map_err(|e| refused(e.to_string()))?;
         if !self.tokens.is_genuine_renewal(&renewal) {
-            return Err(auth(AuthFailure::UnknownChallenge));
+            return Err(refused(
+                "this renewal challenge is not from this ecpd (or it restarted since): ask for a new one",
+            ));
         }
         let challenge = &renewal.challenge;
         if challenge.user != user {
-            return Err(auth(AuthFailure::WrongUser));
+            return Err(refused(format!(
+                "this renewal challenge is for {}, not {user}",
+                challenge.user
+            )));
         }
-        if challenge.check_not_expired(now).is_err() {
-            return Err(auth(AuthFailure::Expired));
+        if let Err(e) = challenge.check_not_expired(now) {
+            return Err(refused(e.to_string()));
         }
         let source = Source::of(
             challenge.requester_uid,
@@ -141,8 +176,8 @@ impl Service {
         );
         self.throttle
             .check_penalty(&user, &source, now)
-            .map_err(ServiceError::Throttled)?;
-        let (successor, digest) = successor_of(&user, successor_pem, now as i64, self.skew())?;
+            .map_err(|refusal| refused(refusal.to_string()))?;
+        let (successor, digest) = self.successor_of(&user, successor_pem, now as i64)?;
         if digest != renewal.successor {
             return Err(ServiceError::RenewalRefused(
                 "this certificate is not the one the renewal challenge was issued for".into(),
@@ -183,11 +218,13 @@ impl Service {
             let count = self.throttle.failure(&user, &source, now);
             warn!(event = "renew", user = %user, outcome = "refused", failures = count.failures, revoked = revoked.is_some());
             return Err(match revoked {
-                Some((fingerprint, record)) => ServiceError::RenewalRefused(format!(
+                Some((fingerprint, record)) => refused(format!(
                     "the key that signed belongs to certificate {fingerprint}, revoked on {}",
                     ecp_core::when::format_utc(record.revoked_at)
                 )),
-                None => auth(AuthFailure::BadSignature),
+                None => refused(format!(
+                    "the key that signed matches no certificate enrolled for {user}"
+                )),
             });
         };
         if let Err(e) = old_cert.check_time(now as i64, Duration::ZERO) {
@@ -205,7 +242,7 @@ impl Service {
             )));
         }
         if !self.tokens.consume(challenge) {
-            return Err(auth(AuthFailure::AlreadyUsed));
+            return Err(refused("this renewal challenge was used already"));
         }
         let fingerprint = successor.fingerprint();
         let record = CertificateRecord {
@@ -213,25 +250,36 @@ impl Service {
             label: label.clone(),
             enrolled_at: now as i64,
             last_used: 0,
+            renewed_from: old_fingerprint.clone(),
         };
-        let retire = retire_old.then_some(old_fingerprint.as_str());
         match self.store.renew_certificate(
             user.as_str(),
             &fingerprint,
             &record,
             self.config.max_certificates_per_user,
-            retire,
+            old_record.enrolled_at,
+            retire_old,
         )? {
             AddOutcome::Added => {}
             AddOutcome::Duplicate => return Err(ServiceError::AlreadyEnrolled),
             AddOutcome::TooMany { max } => return Err(ServiceError::TooManyCertificates { max }),
+            AddOutcome::SignerGone => {
+                return Err(refused(format!(
+                    "certificate {old_fingerprint} was revoked while the renewal was checked"
+                )))
+            }
+            AddOutcome::SignerUsed { successor } => {
+                return Err(refused(format!(
+                    "certificate {old_fingerprint} already vouched for {successor}: renew from that one once it is old enough, or ask an admin"
+                )))
+            }
         }
         self.throttle.success(&user, &source);
         info!(event = "renew", user = %user, caller_uid = caller.uid, from = %old_fingerprint, fingerprint = %fingerprint, label = %label, retired_old = retire_old, outcome = "enrolled");
         Ok(Renewed {
             fingerprint,
             label,
-            retired: retire.map(str::to_owned),
+            retired: retire_old.then_some(old_fingerprint),
         })
     }
 }

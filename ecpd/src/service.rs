@@ -245,9 +245,13 @@ fn check_label(raw: &str) -> Result<String, ServiceError> {
             "label is longer than {MAX_LABEL_LEN} characters"
         )));
     }
-    if raw.chars().any(char::is_control) {
+    // Letters, digits, blanks and plain punctuation only: no control,
+    // format (bidi overrides, zero-width) or line-separator characters
+    // that could make `ecpctl list` or the journal show something else.
+    let allowed = |c: char| c.is_alphanumeric() || c == ' ' || (c.is_ascii_punctuation());
+    if !raw.chars().all(allowed) {
         return Err(ServiceError::InvalidArgument(
-            "label contains control characters".into(),
+            "label may hold letters, digits, spaces and ASCII punctuation only".into(),
         ));
     }
     Ok(if raw.is_empty() {
@@ -1046,6 +1050,7 @@ impl Service {
             label: label.clone(),
             enrolled_at: now,
             last_used: 0,
+            renewed_from: String::new(),
         };
         match self.store.add_certificate(
             user.as_str(),
@@ -1059,6 +1064,10 @@ impl Service {
             }
             AddOutcome::Duplicate => Err(ServiceError::AlreadyEnrolled),
             AddOutcome::TooMany { max } => Err(ServiceError::TooManyCertificates { max }),
+            // Only renewals name a signer.
+            AddOutcome::SignerGone | AddOutcome::SignerUsed { .. } => {
+                Err(ServiceError::AlreadyEnrolled)
+            }
         }
     }
 
@@ -2116,17 +2125,40 @@ mod tests {
             .service
             .verify(&ROOT, "alice", &token, &f.sign(&token))
             .is_ok());
-        // The successor is too young to vouch for another; the old one,
-        // retired in the same step, no longer logs in.
-        let (_, third) = successor_for("alice");
-        assert!(renew_with(&f, &alice, "alice", &new_key, &third, false).is_err());
-        let retired = renew_with(&f, &alice, "alice", &f.key, &third, true).unwrap();
+        // The successor is too young to vouch for another, and the old
+        // one has vouched once already: a stolen key cannot mint a fleet.
+        let (third_key, third) = successor_for("alice");
+        assert!(matches!(
+            renew_with(&f, &alice, "alice", &new_key, &third, false),
+            Err(ServiceError::RenewalRefused(m)) if m.contains("renew_min_age_secs")
+        ));
+        assert!(matches!(
+            renew_with(&f, &alice, "alice", &f.key, &third, false),
+            Err(ServiceError::RenewalRefused(m)) if m.contains("already vouched")
+        ));
+        // A day on, the successor vouches for the next and is retired in
+        // the same step: it no longer logs in, and its key cannot come
+        // back as a later successor.
+        f.clock.advance(86_400);
+        let retired = renew_with(&f, &alice, "alice", &new_key, &third, true).unwrap();
         assert!(retired.retired.is_some());
         let token = f.challenge("alice", "").unwrap();
+        let signature = Challenge::from_token(&token).unwrap().sign(&new_key);
         assert!(f
             .service
-            .verify(&ROOT, "alice", &token, &f.sign(&token))
+            .verify(&ROOT, "alice", &token, &signature)
             .is_err());
+        let again = ecp_core::certificate::build_self_signed_certificate(
+            &new_key,
+            &UserName::parse("alice").unwrap(),
+            30,
+        )
+        .unwrap();
+        f.clock.advance(86_400);
+        assert!(matches!(
+            renew_with(&f, &alice, "alice", &third_key, &again, false),
+            Err(ServiceError::RenewalRefused(m)) if m.contains("revoked")
+        ));
     }
 
     #[test]
@@ -2158,8 +2190,9 @@ mod tests {
         let stranger = generate_signing_key();
         assert!(matches!(
             renew_with(&f, &ROOT, "alice", &stranger, &pem, false),
-            Err(ServiceError::Auth(AuthFailure::BadSignature))
+            Err(ServiceError::RenewalRefused(m)) if m.contains("matches no certificate")
         ));
+
         // A different successor than the one the challenge was issued for.
         let token = f.service.renewal_challenge(&ROOT, "alice", &pem).unwrap();
         let renewal = ecp_core::challenge::RenewalChallenge::from_token(&token).unwrap();
@@ -2216,7 +2249,7 @@ mod tests {
         assert!(matches!(
             f.service
                 .renew(&ROOT, "alice", &login, &login_signature, &pem, "", false),
-            Err(ServiceError::Auth(AuthFailure::MalformedChallenge(_)))
+            Err(ServiceError::RenewalRefused(m)) if m.contains("login challenge")
         ));
         // The renewal token, signed as if it were a login (login prefix).
         let token = f.service.renewal_challenge(&ROOT, "alice", &pem).unwrap();
@@ -2225,7 +2258,7 @@ mod tests {
         assert!(matches!(
             f.service
                 .renew(&ROOT, "alice", &token, &as_login, &pem, "", false),
-            Err(ServiceError::Auth(AuthFailure::BadSignature))
+            Err(ServiceError::RenewalRefused(m)) if m.contains("matches no certificate")
         ));
         // A renewal proof offered as a login answer, with its own token
         // or with a login token.

@@ -30,6 +30,10 @@ pub struct CertificateRecord {
     pub label: String,
     pub enrolled_at: i64,
     pub last_used: i64,
+    /// The fingerprint of the certificate whose key vouched for this one
+    /// (`ecpctl renew`); empty when an admin enrolled it.
+    #[serde(default)]
+    pub renewed_from: String,
 }
 
 /// A certificate an admin revoked, kept so that a renewal it signs is
@@ -53,7 +57,16 @@ pub struct CachedLookup {
 pub enum AddOutcome {
     Added,
     Duplicate,
-    TooMany { max: usize },
+    TooMany {
+        max: usize,
+    },
+    /// The certificate that vouched for a renewal was revoked (or
+    /// retired) while the renewal was being checked.
+    SignerGone,
+    /// The certificate that vouched already has a successor.
+    SignerUsed {
+        successor: String,
+    },
 }
 
 pub struct Store {
@@ -278,7 +291,7 @@ impl Store {
         record: &CertificateRecord,
         max: usize,
     ) -> Result<AddOutcome, StoreError> {
-        self.renew_certificate(user, fingerprint, record, max, None)
+        self.renew_certificate(user, fingerprint, record, max, 0, false)
     }
 
     /// Removes one certificate; durable when it returns true.
@@ -329,17 +342,21 @@ impl Store {
         records_of(&self.revoked, "revoked", user)
     }
 
-    /// Enrolls `record` as `user`'s certificate `fingerprint` and, when
-    /// `retire` names one, removes that one in the same step (the bound
-    /// `max` counts the user's certificates after both); durable when it
-    /// returns `Added`.
+    /// Enrolls `record` as `user`'s certificate `fingerprint`; durable
+    /// when it returns `Added`. For a renewal (`record.renewed_from` set),
+    /// in the same step and under the same lock: the vouching certificate
+    /// must still be enrolled exactly as `signer_enrolled_at` says and
+    /// have no successor yet, and with `retire` it is removed (and kept in
+    /// the revoked tree, so it cannot come back). The bound `max` counts
+    /// the user's certificates after all of that.
     pub fn renew_certificate(
         &self,
         user: &str,
         fingerprint: &str,
         record: &CertificateRecord,
         max: usize,
-        retire: Option<&str>,
+        signer_enrolled_at: i64,
+        retire: bool,
     ) -> Result<AddOutcome, StoreError> {
         let _guard = self
             .certificate_writes
@@ -349,20 +366,35 @@ impl Store {
         if self.certificates.contains_key(&key)? {
             return Ok(AddOutcome::Duplicate);
         }
-        let retired = match retire {
-            Some(old) => self.certificates.contains_key(certificate_key(user, old))?,
-            None => false,
-        };
-        let held = self.certificates.scan_prefix(user_prefix(user)).count();
-        if held - usize::from(retired) >= max {
+        let held = records_of::<CertificateRecord>(&self.certificates, "certificates", user)?;
+        let signer = &record.renewed_from;
+        let mut retired = None;
+        if !signer.is_empty() {
+            match held.iter().find(|(fp, _)| fp == signer) {
+                Some((_, r)) if r.enrolled_at == signer_enrolled_at => {}
+                _ => return Ok(AddOutcome::SignerGone),
+            }
+            if let Some((successor, _)) = held.iter().find(|(_, r)| r.renewed_from == *signer) {
+                return Ok(AddOutcome::SignerUsed {
+                    successor: successor.clone(),
+                });
+            }
+            if retire {
+                retired = self.certificates.get(certificate_key(user, signer))?;
+            }
+        }
+        if held.len() - usize::from(retired.is_some()) >= max {
             return Ok(AddOutcome::TooMany { max });
         }
         let mut batch = sled::Batch::default();
         batch.insert(key, encode(record));
-        if let (Some(old), true) = (retire, retired) {
-            batch.remove(certificate_key(user, old));
+        if retired.is_some() {
+            batch.remove(certificate_key(user, signer));
         }
         self.certificates.apply_batch(batch)?;
+        if let Some(old) = &retired {
+            self.record_revoked(certificate_key(user, signer), old)?;
+        }
         self.flush()?;
         Ok(AddOutcome::Added)
     }
@@ -429,6 +461,7 @@ mod tests {
                 label: "laptop".into(),
                 enrolled_at: 1,
                 last_used: 0,
+                renewed_from: String::new(),
             };
             assert_eq!(
                 store.add_certificate("alice", "ff", &record, 8).unwrap(),
@@ -463,6 +496,7 @@ mod tests {
             label: "l".into(),
             enrolled_at: 0,
             last_used: 0,
+            renewed_from: String::new(),
         };
         assert_eq!(
             store.add_certificate("alice", "aa", &record, 2).unwrap(),
