@@ -401,7 +401,12 @@ fn token_payload(token: &str, max: usize) -> Result<Vec<u8>, ChallengeError> {
 
 /// base64 of the DER signature over `signed`.
 fn sign_bytes(key: &SigningKey, signed: &[u8]) -> String {
-    let signature: Signature = key.sign(signed);
+    signature_text(&key.sign(signed))
+}
+
+/// A signature as it travels: standard base64 of its DER, one line. For
+/// signers other than a key in memory (a hardware token).
+pub fn signature_text(signature: &Signature) -> String {
     STANDARD.encode(signature.to_der().as_bytes())
 }
 

@@ -50,15 +50,12 @@ pub enum UnlockedKey {
 impl UnlockedKey {
     /// base64 of the DER ECDSA signature over `message`, as ecpd reads it.
     pub fn sign(&self, message: &[u8]) -> Result<String, Failure> {
-        use base64::Engine as _;
         use p256::ecdsa::signature::Signer as _;
-        match self {
-            UnlockedKey::File(key) => {
-                let signature: p256::ecdsa::Signature = key.sign(message);
-                Ok(base64::engine::general_purpose::STANDARD.encode(signature.to_der().as_bytes()))
-            }
-            UnlockedKey::Token(token) => token.sign_base64(message),
-        }
+        let signature = match self {
+            UnlockedKey::File(key) => key.sign(message),
+            UnlockedKey::Token(token) => token.sign_message(message)?,
+        };
+        Ok(ecp_core::challenge::signature_text(&signature))
     }
 }
 

@@ -12,19 +12,25 @@ use crate::failure::Failure;
 /// Passphrase files hold one line; anything bigger is a mistake.
 const MAX_PASSPHRASE_FILE_LEN: u64 = 4096;
 
+/// At most `max` bytes of `path` ("-" = standard input), in memory that
+/// is wiped on drop. The buffer is sized up front, so reading never
+/// reallocates and leaves no unwiped copy behind; a FIFO or a huge file
+/// is not read on and on.
+pub fn read_secret_file(path: &Path, max: u64) -> std::io::Result<Zeroizing<Vec<u8>>> {
+    let mut buffer = Zeroizing::new(Vec::with_capacity(max as usize + 1));
+    if path.as_os_str() == "-" {
+        std::io::stdin().lock().take(max).read_to_end(&mut buffer)?;
+    } else {
+        std::fs::File::open(path)?
+            .take(max)
+            .read_to_end(&mut buffer)?;
+    }
+    Ok(buffer)
+}
+
 /// Reads the first line of `path` ("-" = standard input).
 pub fn passphrase_from_file(path: &Path) -> Result<Passphrase, Failure> {
-    let mut buffer = Zeroizing::new(Vec::new());
-    let read = if path.as_os_str() == "-" {
-        std::io::stdin()
-            .lock()
-            .take(MAX_PASSPHRASE_FILE_LEN)
-            .read_to_end(&mut buffer)
-    } else {
-        std::fs::File::open(path)
-            .and_then(|f| f.take(MAX_PASSPHRASE_FILE_LEN).read_to_end(&mut buffer))
-    };
-    read.map_err(|e| {
+    let mut buffer = read_secret_file(path, MAX_PASSPHRASE_FILE_LEN).map_err(|e| {
         Failure::Terminal(format!(
             "cannot read passphrase from {}: {e}",
             path.display()

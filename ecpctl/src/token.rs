@@ -93,21 +93,32 @@ fn decode_text(value: &str) -> Result<String, Failure> {
 
 impl TokenUri {
     /// Parses `pkcs11:path-attributes[?query-attributes]`.
-    pub fn parse(text: &str) -> Result<TokenUri, Failure> {
+    pub fn parse<'a>(text: &'a str) -> Result<TokenUri, Failure> {
         let bad = |why: String| Failure::Usage(format!("PKCS#11 URI {text:?}: {why}"));
         let rest = text
             .strip_prefix("pkcs11:")
             .ok_or_else(|| bad("it must start with \"pkcs11:\"".into()))?;
         let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-        let mut uri = TokenUri::default();
+        // NAME=VALUE pairs of one part, each name once in the whole URI.
         let mut seen = std::collections::HashSet::new();
-        for attribute in path.split(';').filter(|a| !a.is_empty()) {
-            let (name, value) = attribute
-                .split_once('=')
-                .ok_or_else(|| bad(format!("{attribute:?} is not NAME=VALUE")))?;
-            if !seen.insert(name) {
-                return Err(bad(format!("{name} is given twice")));
-            }
+        let mut pairs =
+            |part: &'a str, separator: char| -> Result<Vec<(&'a str, &'a str)>, Failure> {
+                part.split(separator)
+                    .filter(|a| !a.is_empty())
+                    .map(|attribute| {
+                        let (name, value) = attribute
+                            .split_once('=')
+                            .ok_or_else(|| bad(format!("{attribute:?} is not NAME=VALUE")))?;
+                        if !seen.insert(name) {
+                            return Err(bad(format!("{name} is given twice")));
+                        }
+                        Ok((name, value))
+                    })
+                    .collect()
+            };
+        let (path_pairs, query_pairs) = (pairs(path, ';')?, pairs(query, '&')?);
+        let mut uri = TokenUri::default();
+        for (name, value) in path_pairs {
             match name {
                 "token" => uri.token = Some(decode_text(value)?),
                 "manufacturer" => uri.manufacturer = Some(decode_text(value)?),
@@ -136,13 +147,7 @@ impl TokenUri {
                 other => return Err(bad(format!("unknown attribute {other:?}"))),
             }
         }
-        for attribute in query.split('&').filter(|a| !a.is_empty()) {
-            let (name, value) = attribute
-                .split_once('=')
-                .ok_or_else(|| bad(format!("{attribute:?} is not NAME=VALUE")))?;
-            if !seen.insert(name) {
-                return Err(bad(format!("{name} is given twice")));
-            }
+        for (name, value) in query_pairs {
             match name {
                 "module-path" => uri.module_path = Some(PathBuf::from(decode_text(value)?)),
                 "pin-source" => {
@@ -286,21 +291,8 @@ fn read_pin(uri: &TokenUri, options: &TokenOptions, label: &str) -> Result<AuthP
     let file = options.pin_file.clone().or_else(|| uri.pin_file.clone());
     let pin = match file {
         Some(path) => {
-            use std::io::Read as _;
-            // Bounded (a PIN is short; a FIFO or a huge file is not read
-            // on and on), "-" for standard input, into memory that is
-            // wiped: the buffer is sized up front so it never reallocates.
-            let mut bytes = Zeroizing::new(Vec::with_capacity(MAX_PIN_FILE_LEN as usize + 1));
-            let read = if path.as_os_str() == "-" {
-                std::io::stdin()
-                    .lock()
-                    .take(MAX_PIN_FILE_LEN)
-                    .read_to_end(&mut bytes)
-            } else {
-                std::fs::File::open(&path)
-                    .and_then(|f| f.take(MAX_PIN_FILE_LEN).read_to_end(&mut bytes))
-            };
-            read.map_err(|e| Failure::Usage(format!("PIN file {}: {e}", path.display())))?;
+            let bytes = crate::secrets::read_secret_file(&path, MAX_PIN_FILE_LEN)
+                .map_err(|e| Failure::Usage(format!("PIN file {}: {e}", path.display())))?;
             let line = bytes.split(|b| *b == b'\n').next().unwrap_or_default();
             let line = line.strip_suffix(b"\r").unwrap_or(line);
             Zeroizing::new(
@@ -322,10 +314,16 @@ fn login(session: &Session, pin: &AuthPin) -> Result<(), Failure> {
     use cryptoki::error::{Error, RvError};
     match session.login(UserType::User, Some(pin)) {
         Ok(()) | Err(Error::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => Ok(()),
-        Err(Error::Pkcs11(rv, _)) if pin_problem(rv).is_some() => Err(Failure::Token(
-            TokenError::PinRefused(pin_problem(rv).unwrap_or_default().into()),
-        )),
-        Err(e) => Err(failed(e)),
+        Err(e) => {
+            let why = match &e {
+                Error::Pkcs11(rv, _) => pin_problem(*rv),
+                _ => None,
+            };
+            Err(match why {
+                Some(why) => Failure::Token(TokenError::PinRefused(why.into())),
+                None => failed(e),
+            })
+        }
     }
 }
 
@@ -490,13 +488,6 @@ impl TokenKey {
         })?;
         Ok(signature)
     }
-
-    /// base64 DER of the signature over `message`, as ecpd expects it.
-    pub fn sign_base64(&self, message: &[u8]) -> Result<String, Failure> {
-        use base64::Engine as _;
-        let signature = self.sign_message(message)?;
-        Ok(base64::engine::general_purpose::STANDARD.encode(signature.to_der().as_bytes()))
-    }
 }
 
 /// The private key the URI names, and its public key: exactly one pair.
@@ -504,21 +495,7 @@ fn find_pair(session: &Session, uri: &TokenUri) -> Result<(ObjectHandle, Verifyi
     let privates = session
         .find_objects(&template(uri, ObjectClass::PRIVATE_KEY))
         .map_err(failed)?;
-    let private = match privates.as_slice() {
-        [one] => *one,
-        [] => {
-            return Err(Failure::Token(TokenError::KeyNotFound(format!(
-                "no EC private key {} on the token",
-                describe(uri)
-            ))))
-        }
-        _ => {
-            return Err(Failure::Usage(format!(
-                "several keys {} on the token: add id= to the URI",
-                describe(uri)
-            )))
-        }
-    };
+    let private = exactly_one(&privates, "EC private key", uri)?;
     // The public half shares the private key's id.
     let id = session
         .get_attributes(private, &[AttributeType::Id])
@@ -534,22 +511,27 @@ fn find_pair(session: &Session, uri: &TokenUri) -> Result<(ObjectHandle, Verifyi
         public_template.push(Attribute::Id(id));
     }
     let publics = session.find_objects(&public_template).map_err(failed)?;
-    let public = match publics.as_slice() {
-        [one] => *one,
-        [] => {
-            return Err(Failure::Token(TokenError::KeyNotFound(format!(
-                "the key {} has no public-key object beside it",
-                describe(uri)
-            ))))
-        }
-        _ => {
-            return Err(Failure::Usage(format!(
-                "several public keys {} on the token: add id= to the URI",
-                describe(uri)
-            )))
-        }
-    };
+    let public = exactly_one(&publics, "EC public key", uri)?;
     Ok((private, public_key_of(session, public)?))
+}
+
+/// The one object found; none, or several, is an error naming `what`.
+fn exactly_one(
+    found: &[ObjectHandle],
+    what: &str,
+    uri: &TokenUri,
+) -> Result<ObjectHandle, Failure> {
+    match found {
+        [one] => Ok(*one),
+        [] => Err(Failure::Token(TokenError::KeyNotFound(format!(
+            "no {what} {} on the token",
+            describe(uri)
+        )))),
+        _ => Err(Failure::Usage(format!(
+            "several {what}s {} on the token: add id= to the URI",
+            describe(uri)
+        ))),
+    }
 }
 
 fn describe(uri: &TokenUri) -> String {

@@ -92,6 +92,27 @@ impl Shared {
         Some(self.service.lookup_done(&user, outcome))
     }
 
+    /// Verify and VerifyPresented: the directory asked first when the
+    /// answer could pass and its cached answer is due, then the decision.
+    async fn verify_answer(
+        &self,
+        header: &Header<'_>,
+        user: &str,
+        token: &str,
+        signature: &str,
+        presented: Option<&[u8]>,
+    ) -> Result<(), EcpError> {
+        let caller = self.caller(header).await?;
+        let due = self
+            .service
+            .directory_lookup_due(&caller, user, token, signature);
+        let looked_up = self.directory_lookup(due).await;
+        self.decide_now(caller, |s, c| {
+            s.verify_answer(c, user, token, signature, presented, looked_up)
+                .map(drop)
+        })
+    }
+
     /// The uid of the message's sender, as the bus daemon knows it. Never
     /// the connection's own peer credentials: those are the bus daemon's.
     async fn caller(&self, header: &Header<'_>) -> Result<Caller, EcpError> {
@@ -204,19 +225,9 @@ impl AuthInterface {
         token: String,
         signature: String,
     ) -> Result<(), EcpError> {
-        let caller = self.0.caller(&header).await?;
-        let looked_up = self
-            .0
-            .directory_lookup(
-                self.0
-                    .service
-                    .directory_lookup_due(&caller, &user, &token, &signature),
-            )
-            .await;
-        self.0.decide_now(caller, |s, c| {
-            s.verify_answer(c, &user, &token, &signature, None, looked_up)
-                .map(drop)
-        })
+        self.0
+            .verify_answer(&header, &user, &token, &signature, None)
+            .await
     }
 
     async fn verify_presented(
@@ -227,19 +238,9 @@ impl AuthInterface {
         signature: String,
         certificate: Vec<u8>,
     ) -> Result<(), EcpError> {
-        let caller = self.0.caller(&header).await?;
-        let looked_up = self
-            .0
-            .directory_lookup(
-                self.0
-                    .service
-                    .directory_lookup_due(&caller, &user, &token, &signature),
-            )
-            .await;
-        self.0.decide_now(caller, |s, c| {
-            s.verify_answer(c, &user, &token, &signature, Some(&certificate), looked_up)
-                .map(drop)
-        })
+        self.0
+            .verify_answer(&header, &user, &token, &signature, Some(&certificate))
+            .await
     }
 
     async fn needs_signature(

@@ -306,7 +306,7 @@ impl Directory {
             .map_err(|e| LookupError::Unreachable(e.to_string()))?;
         let filter = self.config.filter_for(user);
         let attributes = vec![self.config.certificate_attribute.as_str()];
-        let entries = self
+        let (_, entries) = self
             .search(&self.config.base_dn, Scope::Subtree, &filter, attributes)
             .await?;
         // A search reference instead of an entry: ecpd does not chase
@@ -337,40 +337,33 @@ impl Directory {
     /// when another probe is under way.
     pub async fn probe(&self) -> Option<Result<String, LookupError>> {
         let _permit = self.probing.try_acquire().ok()?;
-        let mut last = String::from("no server configured");
-        for uri in &self.config.uri {
-            let base = &self.config.base_dn;
-            match self
-                .search_at(uri, base, Scope::Base, "(objectClass=*)", vec!["1.1"])
-                .await
-            {
-                Ok(_) => return Some(Ok(uri.clone())),
-                Err(LookupError::Unreachable(why)) => last = format!("{uri}: {why}"),
-                Err(LookupError::Refused(why) | LookupError::BadEntry(why)) => {
-                    return Some(Err(LookupError::Refused(format!("{uri}: {why}"))))
-                }
-            }
-        }
-        Some(Err(LookupError::Unreachable(last)))
+        let base = &self.config.base_dn;
+        let answered = self
+            .search(base, Scope::Base, "(objectClass=*)", vec!["1.1"])
+            .await;
+        Some(answered.map(|(uri, _)| uri.to_owned()))
     }
 
-    /// One search, on the first server that answers.
+    /// One search, on the first server that answers; with that server's
+    /// URI. A refusal names the server that refused.
     async fn search(
         &self,
         base: &str,
         scope: Scope,
         filter: &str,
         attributes: Vec<&str>,
-    ) -> Result<Vec<ldap3::ResultEntry>, LookupError> {
+    ) -> Result<(&str, Vec<ldap3::ResultEntry>), LookupError> {
         let mut last = String::from("no server configured");
         for uri in &self.config.uri {
             match self
                 .search_at(uri, base, scope, filter, attributes.clone())
                 .await
             {
-                Ok(entries) => return Ok(entries),
+                Ok(entries) => return Ok((uri, entries)),
                 Err(LookupError::Unreachable(why)) => last = format!("{uri}: {why}"),
-                Err(refused) => return Err(refused),
+                Err(LookupError::Refused(why) | LookupError::BadEntry(why)) => {
+                    return Err(LookupError::Refused(format!("{uri}: {why}")))
+                }
             }
         }
         Err(LookupError::Unreachable(last))

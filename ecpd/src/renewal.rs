@@ -55,18 +55,35 @@ impl Service {
                 ecp_core::certificate::MAX_VALIDITY_DAYS
             )));
         }
-        for (fingerprint, record) in self.store.revoked_of(user.as_str())? {
-            let revoked_key = parse_certificate_pem(record.pem.as_bytes())
-                .is_ok_and(|old| old.public_key() == cert.public_key());
-            if revoked_key {
-                return Err(refused(format!(
-                    "the new certificate's key is the key of certificate {fingerprint}, revoked on {}",
-                    ecp_core::when::format_utc(record.revoked_at)
-                )));
-            }
+        if let Some(revoked) = self.revoked_with_key(user, |key| key == cert.public_key())? {
+            return Err(refused(format!(
+                "the new certificate's key is the key of {revoked}"
+            )));
         }
         let digest: [u8; 32] = sha2::Sha256::digest(cert.der()).into();
         Ok((cert, digest))
+    }
+
+    /// The first of `user`'s revoked (or retired) certificates whose key
+    /// `matches`, as "certificate FINGERPRINT, revoked on DATE".
+    fn revoked_with_key(
+        &self,
+        user: &UserName,
+        matches: impl Fn(&p256::ecdsa::VerifyingKey) -> bool,
+    ) -> Result<Option<String>, ServiceError> {
+        Ok(self
+            .store
+            .revoked_of(user.as_str())?
+            .into_iter()
+            .find(|(_, record)| {
+                parse_certificate_pem(record.pem.as_bytes()).is_ok_and(|c| matches(c.public_key()))
+            })
+            .map(|(fingerprint, record)| {
+                format!(
+                    "certificate {fingerprint}, revoked on {}",
+                    ecp_core::when::format_utc(record.revoked_at)
+                )
+            }))
     }
 }
 
@@ -207,21 +224,12 @@ impl Service {
             }
         }
         let Some((old_fingerprint, old_record, old_cert)) = signer else {
-            let revoked = self
-                .store
-                .revoked_of(user.as_str())?
-                .into_iter()
-                .find(|(_, r)| {
-                    parse_certificate_pem(r.pem.as_bytes())
-                        .is_ok_and(|c| renewal.verify(c.public_key(), signature).is_ok())
-                });
+            let revoked =
+                self.revoked_with_key(&user, |key| renewal.verify(key, signature).is_ok())?;
             let count = self.throttle.failure(&user, &source, now);
             warn!(event = "renew", user = %user, outcome = "refused", failures = count.failures, revoked = revoked.is_some());
             return Err(match revoked {
-                Some((fingerprint, record)) => refused(format!(
-                    "the key that signed belongs to certificate {fingerprint}, revoked on {}",
-                    ecp_core::when::format_utc(record.revoked_at)
-                )),
+                Some(revoked) => refused(format!("the key that signed belongs to {revoked}")),
                 None => refused(format!(
                     "the key that signed matches no certificate enrolled for {user}"
                 )),

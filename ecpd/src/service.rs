@@ -1750,12 +1750,15 @@ mod tests {
                 .verify_answer(&ROOT, "dave", &token, &signature, None, looked_up)
         };
         let down = || Some(Err(LookupError::Unreachable("connect timed out".into())));
+        // Whether a Verify for dave with a fresh token would ask the directory.
+        let due = || {
+            f.service
+                .directory_lookup_due(&ROOT, "dave", &f.challenge("dave", "").unwrap(), "MEUC")
+                .is_some()
+        };
 
         // Nothing cached and the directory down: cannot decide.
-        assert!(f
-            .service
-            .directory_lookup_due(&ROOT, "dave", &f.challenge("dave", "").unwrap(), "MEUC")
-            .is_some());
+        assert!(due());
         assert!(matches!(
             login(down()),
             Err(ServiceError::DirectoryUnavailable(_))
@@ -1764,10 +1767,7 @@ mod tests {
         // The directory's answer logs dave in with nothing enrolled, and is
         // cached: no lookup is due within the TTL.
         assert!(login(Some(Ok(vec![der.clone()]))).is_ok());
-        assert!(f
-            .service
-            .directory_lookup_due(&ROOT, "dave", &f.challenge("dave", "").unwrap(), "MEUC")
-            .is_none());
+        assert!(!due());
         assert!(login(None).is_ok());
         f.clock.advance(61);
         // Due now, but only for a genuine token of dave's: one that is not
@@ -1805,16 +1805,10 @@ mod tests {
         ));
         // "No certificate" is remembered (in memory) for the TTL: no
         // lookup, and still refused rather than unavailable.
-        assert!(f
-            .service
-            .directory_lookup_due(&ROOT, "dave", &f.challenge("dave", "").unwrap(), "MEUC")
-            .is_none());
+        assert!(!due());
         assert!(matches!(login(None), Err(ServiceError::Auth(_))));
         f.clock.advance(61);
-        assert!(f
-            .service
-            .directory_lookup_due(&ROOT, "dave", &f.challenge("dave", "").unwrap(), "MEUC")
-            .is_some());
+        assert!(due());
         // A failed lookup never brings the old answer back: fails closed.
         assert!(matches!(
             login(down()),
@@ -1850,10 +1844,7 @@ mod tests {
         };
         assert!(f.service.flush_directory_cache(&bob, "").is_err());
         assert_eq!(f.service.flush_directory_cache(&ROOT, "dave").unwrap(), 1);
-        assert!(f
-            .service
-            .directory_lookup_due(&ROOT, "dave", &f.challenge("dave", "").unwrap(), "MEUC")
-            .is_some());
+        assert!(due());
     }
 
     #[test]
