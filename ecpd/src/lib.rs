@@ -3,7 +3,7 @@
 //! certificates), `tokens` (stateless challenges, used nonces),
 //! `throttle` (per user and source counts and penalties), `trust_files`
 //! (organisation CAs and CRLs, re-read when they change), `clock`,
-//! `service` (the decisions, no D-Bus or sled types) and `dbus` (the bus
+//! `service` (the decisions, no D-Bus or sled types, one file a concern) and `dbus` (the bus
 //! edge). The daemon itself is `main.rs`.
 
 #![forbid(unsafe_code)]

@@ -40,7 +40,7 @@ impl Service {
     /// The successor's certificate, checked as an enrollment would be,
     /// not longer-lived than keygen makes them, and not over a key that
     /// was revoked or retired; with its SHA-256.
-    fn successor_of(
+    pub(super) fn successor_of(
         &self,
         user: &UserName,
         pem: &str,
@@ -66,7 +66,7 @@ impl Service {
 
     /// The first of `user`'s revoked (or retired) certificates whose key
     /// `matches`, as "certificate FINGERPRINT, revoked on DATE".
-    fn revoked_with_key(
+    pub(super) fn revoked_with_key(
         &self,
         user: &UserName,
         matches: impl Fn(&p256::ecdsa::VerifyingKey) -> bool,
@@ -90,7 +90,11 @@ impl Service {
 impl Service {
     /// The caller may renew for `user` (itself, or anyone as root), and
     /// renewal is on for non-root callers.
-    fn renewal_allowed(&self, caller: &Caller, user: &UserName) -> Result<(), ServiceError> {
+    pub(super) fn renewal_allowed(
+        &self,
+        caller: &Caller,
+        user: &UserName,
+    ) -> Result<(), ServiceError> {
         self.authorize_self_or_root(caller, user, "renew certificates")?;
         if !caller.is_root() && !self.config.allow_self_renewal {
             warn!(event = "renew", user = %user, caller_uid = caller.uid, outcome = "refused", reason = "allow_self_renewal is off");
@@ -289,5 +293,190 @@ impl Service {
             label,
             retired: retire_old.then_some(old_fingerprint),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::test_support::*;
+    use ecp_core::keyfile::generate_signing_key;
+
+    #[test]
+    fn a_user_renews_its_own_certificate_once_it_is_old_enough() {
+        let f = fixture("");
+        let alice = Caller {
+            uid: 1000,
+            name: Some("alice".into()),
+        };
+        let (new_key, pem) = successor_for("alice");
+        // Too young: enrolled just now.
+        assert!(matches!(
+            renew_with(&f, &alice, "alice", &f.key, &pem, false),
+            Err(ServiceError::RenewalRefused(m)) if m.contains("renew_min_age_secs")
+        ));
+        f.clock.advance(86_400);
+        let renewed = renew_with(&f, &alice, "alice", &f.key, &pem, false).unwrap();
+        assert!(renewed.label.starts_with("renewed-20"), "{}", renewed.label);
+        assert_eq!(renewed.retired, None);
+        // Both keys now log in; the successor is enrolled under alice.
+        let token = f.challenge("alice", "").unwrap();
+        let signature = Challenge::from_token(&token).unwrap().sign(&new_key);
+        assert!(f.service.verify(&ROOT, "alice", &token, &signature).is_ok());
+        let token = f.challenge("alice", "").unwrap();
+        assert!(f
+            .service
+            .verify(&ROOT, "alice", &token, &f.sign(&token))
+            .is_ok());
+        // The successor is too young to vouch for another, and the old
+        // one has vouched once already: a stolen key cannot mint a fleet.
+        let (third_key, third) = successor_for("alice");
+        assert!(matches!(
+            renew_with(&f, &alice, "alice", &new_key, &third, false),
+            Err(ServiceError::RenewalRefused(m)) if m.contains("renew_min_age_secs")
+        ));
+        assert!(matches!(
+            renew_with(&f, &alice, "alice", &f.key, &third, false),
+            Err(ServiceError::RenewalRefused(m)) if m.contains("already vouched")
+        ));
+        // A day on, the successor vouches for the next and is retired in
+        // the same step: it no longer logs in, and its key cannot come
+        // back as a later successor.
+        f.clock.advance(86_400);
+        let retired = renew_with(&f, &alice, "alice", &new_key, &third, true).unwrap();
+        assert!(retired.retired.is_some());
+        let token = f.challenge("alice", "").unwrap();
+        let signature = Challenge::from_token(&token).unwrap().sign(&new_key);
+        assert!(f
+            .service
+            .verify(&ROOT, "alice", &token, &signature)
+            .is_err());
+        let again = ecp_core::certificate::build_self_signed_certificate(
+            &new_key,
+            &UserName::parse("alice").unwrap(),
+            30,
+        )
+        .unwrap();
+        f.clock.advance(86_400);
+        assert!(matches!(
+            renew_with(&f, &alice, "alice", &third_key, &again, false),
+            Err(ServiceError::RenewalRefused(m)) if m.contains("revoked")
+        ));
+    }
+
+    #[test]
+    fn renewal_refusals_say_why() {
+        let f = fixture("");
+        f.clock.advance(86_400);
+        let bob = Caller {
+            uid: 1001,
+            name: Some("bob".into()),
+        };
+        let (_, pem) = successor_for("alice");
+        // Not your account.
+        assert!(matches!(
+            f.service.renewal_challenge(&bob, "alice", &pem),
+            Err(ServiceError::AccessDenied(_))
+        ));
+        // Nothing enrolled.
+        let (_, carols) = successor_for("carol");
+        assert!(matches!(
+            f.service.renewal_challenge(&ROOT, "carol", &carols),
+            Err(ServiceError::RenewalRefused(m)) if m.contains("no certificate enrolled")
+        ));
+        // A successor for someone else.
+        assert!(matches!(
+            f.service.renewal_challenge(&ROOT, "alice", &carols),
+            Err(ServiceError::CertificateRejected(_))
+        ));
+        // A key that is no enrolled one.
+        let stranger = generate_signing_key();
+        assert!(matches!(
+            renew_with(&f, &ROOT, "alice", &stranger, &pem, false),
+            Err(ServiceError::RenewalRefused(m)) if m.contains("matches no certificate")
+        ));
+
+        // A different successor than the one the challenge was issued for.
+        let token = f.service.renewal_challenge(&ROOT, "alice", &pem).unwrap();
+        let renewal = ecp_core::challenge::RenewalChallenge::from_token(&token).unwrap();
+        let (_, other) = successor_for("alice");
+        assert!(matches!(
+            f.service.renew(&ROOT, "alice", &token, &renewal.sign(&f.key), &other, "", false),
+            Err(ServiceError::RenewalRefused(m)) if m.contains("not the one")
+        ));
+        // Revoked: refused by name.
+        let fingerprint = f.service.list(&ROOT, "alice").unwrap()[0]
+            .fingerprint
+            .clone();
+        f.service.revoke(&ROOT, "alice", &fingerprint).unwrap();
+        f.service
+            .enroll(&ROOT, "alice", &successor_for("alice").1, "spare")
+            .unwrap();
+        assert!(matches!(
+            renew_with(&f, &ROOT, "alice", &f.key, &pem, false),
+            Err(ServiceError::RenewalRefused(m)) if m.contains("revoked")
+        ));
+        // Turned off: for users, not for root.
+        let off = fixture("allow_self_renewal = false");
+        let alice = Caller {
+            uid: 1000,
+            name: Some("alice".into()),
+        };
+        assert!(matches!(
+            off.service.renewal_challenge(&alice, "alice", &pem),
+            Err(ServiceError::RenewalRefused(m)) if m.contains("allow_self_renewal")
+        ));
+        assert!(off.service.renewal_challenge(&ROOT, "alice", &pem).is_ok());
+    }
+
+    #[test]
+    fn an_expired_certificate_cannot_renew() {
+        let f = fixture("");
+        // The fixture's certificate is valid for 30 days.
+        f.clock.advance(31 * 86_400);
+        let (_, pem) = successor_for("alice");
+        assert!(matches!(
+            renew_with(&f, &ROOT, "alice", &f.key, &pem, false),
+            Err(ServiceError::RenewalRefused(m)) if m.contains("not valid now")
+        ));
+    }
+
+    #[test]
+    fn login_signatures_and_renewal_proofs_never_stand_for_each_other() {
+        let f = fixture("");
+        f.clock.advance(86_400);
+        let (_, pem) = successor_for("alice");
+        // A login token and its signature offered as a renewal.
+        let login = f.challenge("alice", "").unwrap();
+        let login_signature = f.sign(&login);
+        assert!(matches!(
+            f.service
+                .renew(&ROOT, "alice", &login, &login_signature, &pem, "", false),
+            Err(ServiceError::RenewalRefused(m)) if m.contains("login challenge")
+        ));
+        // The renewal token, signed as if it were a login (login prefix).
+        let token = f.service.renewal_challenge(&ROOT, "alice", &pem).unwrap();
+        let renewal = ecp_core::challenge::RenewalChallenge::from_token(&token).unwrap();
+        let as_login = renewal.challenge.sign(&f.key);
+        assert!(matches!(
+            f.service
+                .renew(&ROOT, "alice", &token, &as_login, &pem, "", false),
+            Err(ServiceError::RenewalRefused(m)) if m.contains("matches no certificate")
+        ));
+        // A renewal proof offered as a login answer, with its own token
+        // or with a login token.
+        let proof = renewal.sign(&f.key);
+        assert!(f.service.verify(&ROOT, "alice", &token, &proof).is_err());
+        let login = f.challenge("alice", "").unwrap();
+        assert!(f.service.verify(&ROOT, "alice", &login, &proof).is_err());
+        // The proof itself works once, and only once.
+        assert!(f
+            .service
+            .renew(&ROOT, "alice", &token, &proof, &pem, "", false)
+            .is_ok());
+        assert!(f
+            .service
+            .renew(&ROOT, "alice", &token, &proof, &pem, "", false)
+            .is_err());
     }
 }

@@ -1,0 +1,243 @@
+//! Which keys may sign for a user, and why: the enrolled certificates,
+//! a certificate the user presented (issued by a trusted CA), and the
+//! directory's. Every source is checked here, at every login.
+
+use super::*;
+
+/// Why a key may sign for a user.
+pub(super) enum Authority {
+    /// A certificate from the user's directory entry (or its cached copy).
+    Directory { fingerprint: String },
+    /// An enrolled certificate, by fingerprint.
+    Enrolled { fingerprint: String },
+    /// A certificate the user presented, issued by a trusted CA.
+    Ca {
+        issuer: String,
+        serial: String,
+        fingerprint: String,
+    },
+}
+
+impl Service {
+    /// The keys that may sign for `user` at `now`, and why: each enrolled
+    /// certificate that is still valid, and the presented one if a trusted
+    /// CA issued it. What was passed over is logged with its reason.
+    pub(super) fn signing_keys(
+        &self,
+        user: &UserName,
+        presented: Option<&[u8]>,
+        now: u64,
+    ) -> Result<Vec<(p256::ecdsa::VerifyingKey, Authority)>, ServiceError> {
+        let mut keys = Vec::new();
+        for (fingerprint, stored) in self.store.certificates_of(user.as_str())? {
+            // Re-validated at every use: it may have expired since enrolment.
+            match self
+                .parsed_certificate(&fingerprint, &stored.pem)
+                .and_then(|cert| {
+                    cert.check_user(user)?;
+                    cert.check_time(now as i64, self.skew())?;
+                    Ok(cert)
+                }) {
+                Ok(cert) => keys.push((*cert.public_key(), Authority::Enrolled { fingerprint })),
+                Err(e) => {
+                    info!(event = "verify", user = %user, fingerprint = %fingerprint, reason = %e, "skipping certificate");
+                }
+            }
+        }
+        if let Some(der) = presented {
+            let trust = self.trust.current();
+            match trust.check_presented(
+                der,
+                user,
+                now as i64,
+                self.skew(),
+                self.config.crl_policy(),
+            ) {
+                Ok(accepted) if !self.config.ca_allow_root && is_superuser(user) => {
+                    warn!(event = "verify", user = %user, presented = "refused", serial = %accepted.certificate.serial_hex(), issuer = ?accepted.issuer, reason = "a CA-issued certificate may not sign for an account with uid 0 (ca_allow_root is off)", "presented certificate not accepted");
+                }
+                Ok(accepted) => keys.push((
+                    *accepted.certificate.public_key(),
+                    Authority::Ca {
+                        issuer: accepted.issuer,
+                        serial: accepted.certificate.serial_hex().to_owned(),
+                        fingerprint: accepted.certificate.fingerprint(),
+                    },
+                )),
+                Err(e) => {
+                    // The real reason goes to the journal only: outside,
+                    // a refused certificate looks like a bad signature.
+                    let (serial, issuer) = ecp_core::certificate::parse_user_certificate_der(der)
+                        .map(|c| (c.serial_hex().to_owned(), c.issuer().to_owned()))
+                        .unwrap_or_default();
+                    // Debug formatting: names in a certificate are the presenter's
+                    // text, and must not forge log lines.
+                    warn!(event = "verify", user = %user, presented = "refused", serial = %serial, issuer = ?issuer, reason = ?e.to_string(), "presented certificate not accepted");
+                }
+            }
+        }
+        Ok(keys)
+    }
+
+    /// The keys the directory vouches for: its certificates that are
+    /// valid for `user` now (self-signed, or issued by a trusted CA); and
+    /// whether it holds any value at all for the user, usable or not.
+    pub(super) fn directory_keys(
+        &self,
+        user: &UserName,
+        looked_up: Option<Result<Vec<Vec<u8>>, LookupError>>,
+        now: u64,
+    ) -> Result<(Vec<(p256::ecdsa::VerifyingKey, Authority)>, bool), ServiceError> {
+        let certificates = self.directory_certificates(user, looked_up, now)?;
+        let holds_values = !certificates.is_empty();
+        let mut keys = Vec::new();
+        for der in certificates {
+            let checked = self
+                .self_signed_der(&der)
+                .and_then(|cert| {
+                    cert.check_user(user)?;
+                    cert.check_time(now as i64, self.skew())?;
+                    Ok(cert)
+                })
+                .map(|cert| (*cert.public_key(), cert.fingerprint()))
+                .or_else(|e| {
+                    // Not self-signed: a trusted CA may have issued it.
+                    let trust = self.trust.current();
+                    trust
+                        .check_presented(
+                            &der,
+                            user,
+                            now as i64,
+                            self.skew(),
+                            self.config.crl_policy(),
+                        )
+                        .map(|a| (*a.certificate.public_key(), a.certificate.fingerprint()))
+                        .map_err(|_| e)
+                });
+            match checked {
+                Ok((key, fingerprint)) => keys.push((key, Authority::Directory { fingerprint })),
+                Err(e) => {
+                    info!(event = "verify", user = %user, source = "directory", reason = ?e.to_string(), "skipping a directory certificate");
+                }
+            }
+        }
+        Ok((keys, holds_values))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::test_support::*;
+    use ecp_core::keyfile::generate_signing_key;
+
+    #[test]
+    fn the_keys_that_may_sign_are_the_enrolled_ones_and_a_presented_ca_issued_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = organisation_ca(dir.path());
+        let f = trusting(&ca.0);
+        let alice = UserName::parse("alice").unwrap();
+        let now = f.clock.now();
+        let other_key = generate_signing_key();
+
+        let enrolled_only = f.service.signing_keys(&alice, None, now).unwrap();
+        assert_eq!(enrolled_only.len(), 1);
+        assert!(matches!(enrolled_only[0].1, Authority::Enrolled { .. }));
+
+        let presented = issued(&ca, "alice", &other_key);
+        let both = f
+            .service
+            .signing_keys(&alice, Some(&presented), now)
+            .unwrap();
+        assert_eq!(both.len(), 2);
+        assert!(matches!(&both[1].1, Authority::Ca { issuer, .. } if issuer.contains("Test CA")));
+        assert_eq!(both[1].0, *other_key.verifying_key());
+
+        // root: not from a CA unless ca_allow_root.
+        let root = UserName::parse("root").unwrap();
+        let for_root = issued(&ca, "root", &other_key);
+        assert!(f
+            .service
+            .signing_keys(&root, Some(&for_root), now)
+            .unwrap()
+            .is_empty());
+        let allowing = fixture(&format!(
+            "ca_file = \"{}\"\nrequire_crl = false\nca_allow_root = true\n",
+            ca.0.display()
+        ));
+        assert_eq!(
+            allowing
+                .service
+                .signing_keys(&root, Some(&for_root), now)
+                .unwrap()
+                .len(),
+            1
+        );
+
+        // Not for alice, not from a trusted CA, or garbage: not a key.
+        let for_bob = issued(&ca, "bob", &other_key);
+        let self_signed = self_signed_der(&other_key, &alice);
+        for refused in [for_bob, self_signed, vec![0x30, 0x00]] {
+            assert_eq!(
+                f.service
+                    .signing_keys(&alice, Some(&refused), now)
+                    .unwrap()
+                    .len(),
+                1
+            );
+        }
+    }
+
+    #[test]
+    fn a_ca_issued_key_logs_in_unenrolled_and_a_refusal_still_costs_one_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = organisation_ca(dir.path());
+        let f = trusting(&ca.0);
+        let carol = generate_signing_key();
+        let certificate = issued(&ca, "carol", &carol);
+        let token = f.challenge("carol", "").unwrap();
+        let signature = Challenge::from_token(&token).unwrap().sign(&carol);
+        let fingerprint = f
+            .service
+            .verify_presented(&ROOT, "carol", &token, &signature, &certificate)
+            .unwrap();
+        assert_eq!(
+            fingerprint,
+            ecp_core::certificate::fingerprint_of_der(&certificate)
+        );
+        assert!(f.service.list(&ROOT, "carol").unwrap().is_empty());
+
+        // Without the certificate, or with a stranger's signature: refused,
+        // and never as "not enrolled" (which nouserok would let through).
+        let token = f.challenge("carol", "").unwrap();
+        let signature = Challenge::from_token(&token).unwrap().sign(&carol);
+        assert!(matches!(
+            f.service.verify(&ROOT, "carol", &token, &signature),
+            Err(ServiceError::Auth(AuthFailure::NoValidCertificate))
+        ));
+        let token = f.challenge("carol", "").unwrap();
+        let stranger = Challenge::from_token(&token)
+            .unwrap()
+            .sign(&generate_signing_key());
+        assert!(matches!(
+            f.service
+                .verify_presented(&ROOT, "carol", &token, &stranger, &certificate),
+            Err(ServiceError::Auth(AuthFailure::BadSignature))
+        ));
+        // A certificate from no trusted CA: the same answer as a bad
+        // signature, though carol has no key at all here.
+        let token = f.challenge("carol", "").unwrap();
+        let signature = Challenge::from_token(&token).unwrap().sign(&carol);
+        let self_signed = self_signed_der(&carol, &UserName::parse("carol").unwrap());
+        assert!(matches!(
+            f.service
+                .verify_presented(&ROOT, "carol", &token, &signature, &self_signed),
+            Err(ServiceError::Auth(AuthFailure::BadSignature))
+        ));
+        assert!(f.service.needs_signature(&ROOT, "carol", None).unwrap());
+        assert!(f
+            .service
+            .needs_signature(&ROOT, "nobody-here", None)
+            .unwrap());
+    }
+}
