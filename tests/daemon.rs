@@ -165,8 +165,15 @@ fn revoked_certificate_no_longer_logs_in() {
         login(&daemon, "alice", &key),
         Err(EcpError::NotEnrolled(_))
     ));
-    let again = daemon.ecpctl(&["revoke", "alice", &fingerprint]);
-    assert_eq!(again.code, 6);
+    // Revoking again changes nothing and says so (scripts may repeat it
+    // on every host); a fingerprint alice never had is not found.
+    let again = daemon.ecpctl(&["revoke", "alice", &fingerprint]).ok();
+    assert!(again.contains("revoked already"), "{again}");
+    let unknown = daemon.ecpctl(&["revoke", "alice", &"ab".repeat(32)]);
+    assert_eq!(unknown.code, 6);
+    // The revoked key cannot be enrolled again.
+    let cert = daemon.ecpctl(&["list", "alice", "--json"]).ok();
+    assert!(!cert.contains(&fingerprint), "{cert}");
 }
 
 #[test]
@@ -285,15 +292,23 @@ fn every_proxy_method_reaches_the_daemon() {
         assert_eq!((status.users, status.certificates), (1, 1));
         assert_eq!(status.host, "ecp-test-host");
         assert_eq!(admin.cleanup().await.unwrap(), 0);
+        let revoked = admin
+            .revoke("carol", &fingerprint.to_uppercase(), false)
+            .await
+            .unwrap();
+        assert_eq!(revoked.len(), 1);
         assert_eq!(
-            admin
-                .revoke("carol", &fingerprint.to_uppercase())
-                .await
-                .unwrap(),
-            1
+            (revoked[0].fingerprint.as_str(), revoked[0].reason.as_str()),
+            (fingerprint.as_str(), "revoked")
         );
-        admin.enroll("carol", &pem, "two").await.unwrap();
-        assert_eq!(admin.revoke_all("carol").await.unwrap(), 1);
+        // Revocation is of the key: the same certificate cannot return.
+        assert!(matches!(
+            admin.enroll("carol", &pem, "two").await,
+            Err(EcpError::CertificateRejected(m)) if m.contains("revoked")
+        ));
+        let (_, other) = key_and_cert("carol");
+        admin.enroll("carol", &other, "two").await.unwrap();
+        assert_eq!(admin.revoke_all("carol").await.unwrap().len(), 1);
         assert!(matches!(
             auth.challenge("car/ol", "login", "").await,
             Err(EcpError::InvalidArgument(_))

@@ -350,7 +350,7 @@ sys.stdout.write(cert.public_bytes(serialization.Encoding.PEM).decode())
                 "enroll, {name}: {got:?}"
             );
         }
-        let bad_fingerprint = admin.revoke("alice", "not-a-fingerprint").await;
+        let bad_fingerprint = admin.revoke("alice", "not-a-fingerprint", false).await;
         assert_eq!(kind(&bad_fingerprint), Some(Expect::InvalidArgument));
 
         // D-Bus strings may not hold NUL: the bus drops a connection that

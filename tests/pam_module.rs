@@ -1073,3 +1073,108 @@ fn a_user_renews_its_own_certificate_and_the_successor_logs_in_through_libpam() 
     assert_eq!(refused.code, 1, "{}", refused.stderr);
     assert!(s.daemon.log().contains("event=\"renew\""));
 }
+
+#[test]
+fn a_stolen_key_and_everything_renewed_from_it_stop_at_its_revocation() {
+    if !needs_root() {
+        return;
+    }
+    // The thief holds the key file, its passphrase and the password, and
+    // renews as the user: first a new certificate for the stolen key
+    // itself, then from that to a key of its own.
+    let s = Setup::with_config(true, 30, "renew_min_age_secs = 0\n");
+    let thief_dir = s.user.home.join(".config/ecp-thief");
+    s.service(
+        "ecp-thief",
+        "mode=keyfile keyfile=~/.config/ecp-thief/private_key.pem",
+    );
+    s.service("ecp-stolen", "mode=keyfile");
+    let (key, pass) = (s.key(), s.pass_file.clone());
+    let same_key_cert = |days: &str| {
+        let out = s.user.home.join(format!("samekey-{days}.pem"));
+        ecp_tests::openssl(&[
+            "req",
+            "-x509",
+            "-new",
+            "-key",
+            key.to_str().unwrap(),
+            "-passin",
+            &format!("file:{}", pass.display()),
+            "-days",
+            days,
+            "-subj",
+            &format!("/CN={}", s.user.name),
+            "-out",
+            out.to_str().unwrap(),
+        ]);
+        out
+    };
+    let renew = |signer: &std::path::Path, extra: &[&str]| {
+        let mut args = vec![
+            "--bus",
+            s.daemon.address(),
+            "renew",
+            "--key",
+            signer.to_str().unwrap(),
+            "--passphrase-file",
+            pass.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        s.user.run(&s.ecpctl, &args)
+    };
+    let stolen_fingerprint = s.daemon.ecpctl(&["list", &s.user.name, "--json"]).ok();
+    let stolen_fingerprint = stolen_fingerprint
+        .split("\"fingerprint\": \"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+
+    // Ten years from a 30-day certificate: refused, with the reason.
+    let run = renew(&key, &["--cert", same_key_cert("3650").to_str().unwrap()]);
+    assert_eq!(run.code, 6, "{}", run.stderr);
+    assert!(run.stderr.contains("at most as long"), "{}", run.stderr);
+    // Thirty days for the same key: enrolled, renewed from the stolen one.
+    let run = renew(&key, &["--cert", same_key_cert("30").to_str().unwrap()]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let listed = s.daemon.ecpctl(&["list", &s.user.name]).ok();
+    assert!(listed.contains("RENEWED FROM"), "{listed}");
+    assert!(listed.contains(&stolen_fingerprint), "{listed}");
+    // From the same-key certificate to a key of the thief's own (the
+    // default --days is the current certificate's 30).
+    let run = renew(
+        &key,
+        &[
+            "--key-out",
+            thief_dir.to_str().unwrap(),
+            "--new-passphrase-file",
+            pass.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    for service in ["ecp-thief", "ecp-stolen"] {
+        let ok = s.login(service, &format!("{PASSPHRASE}\n"));
+        assert_eq!(ok.code, 0, "{service}: {}", ok.stderr);
+    }
+
+    // The admin follows the README: revoke the stolen certificate. Every
+    // certificate that came from it goes too, each printed with why.
+    let out = s
+        .daemon
+        .ecpctl(&["revoke", &s.user.name, &stolen_fingerprint])
+        .ok();
+    assert_eq!(out.matches("revoked ").count(), 4, "{out}");
+    assert!(out.contains("renewed from"), "{out}");
+    assert!(out.contains("revoked 3 certificate(s)"), "{out}");
+    for service in ["ecp-thief", "ecp-stolen"] {
+        let refused = s.login(service, &format!("{PASSPHRASE}\n"));
+        assert_eq!(refused.code, 1, "{service}: {}", refused.stderr);
+    }
+    assert!(s
+        .daemon
+        .ecpctl(&["list", &s.user.name])
+        .ok()
+        .contains("no certificates"));
+}

@@ -100,6 +100,22 @@ pub struct CertificateEntry {
     pub not_after: i64,
     pub enrolled_at: i64,
     pub last_used: i64,
+    /// The fingerprint of the certificate whose key vouched for this one
+    /// (`ecpctl renew`); "" when an admin enrolled it.
+    pub renewed_from: String,
+}
+
+/// One certificate a revocation withdrew, and why: `reason` is "revoked"
+/// (the one named, or every one with `revoke --all`), "renewed_from"
+/// (renewed, directly or not, from the one named) or "same_key" (it
+/// carries a revoked key); `from` is the fingerprint it followed from (""
+/// for the one named).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct RevokedEntry {
+    pub user: String,
+    pub fingerprint: String,
+    pub reason: String,
+    pub from: String,
 }
 
 /// What `Status` returns. A non-root caller gets the version only (every
@@ -213,11 +229,20 @@ pub trait Admin {
     /// Registers a PEM certificate for `user`; returns its fingerprint.
     fn enroll(&self, user: &str, certificate_pem: &str, label: &str) -> Result<String, EcpError>;
 
-    /// Removes one certificate; returns how many were removed (1).
-    fn revoke(&self, user: &str, fingerprint: &str) -> Result<u32, EcpError>;
+    /// Revokes one of `user`'s certificates (enrolled, or retired by a
+    /// renewal) and its key: no certificate with that key signs again, for
+    /// anyone. Unless `keep_successors`, every certificate renewed from
+    /// it is revoked too, transitively. Returns what was revoked now.
+    fn revoke(
+        &self,
+        user: &str,
+        fingerprint: &str,
+        keep_successors: bool,
+    ) -> Result<Vec<RevokedEntry>, EcpError>;
 
-    /// Removes every certificate of `user`; returns how many.
-    fn revoke_all(&self, user: &str) -> Result<u32, EcpError>;
+    /// Revokes every certificate of `user` and its key; returns what was
+    /// revoked (also other users' certificates with one of those keys).
+    fn revoke_all(&self, user: &str) -> Result<Vec<RevokedEntry>, EcpError>;
 
     /// Lists `user`'s certificates, or everyone's when `user` is "".
     fn list(&self, user: &str) -> Result<Vec<CertificateEntry>, EcpError>;

@@ -161,6 +161,11 @@ impl ParsedCertificate {
         &self.public_key
     }
 
+    /// The [`key_id`] of the certificate's public key.
+    pub fn key_id(&self) -> String {
+        key_id(&self.public_key)
+    }
+
     /// The issuer's name, as OpenSSL prints it in one line.
     pub fn issuer(&self) -> &str {
         &self.issuer
@@ -250,6 +255,19 @@ impl ParsedCertificate {
 /// SHA-256 fingerprint of DER bytes, lowercase hex without separators.
 pub fn fingerprint_of_der(der: &[u8]) -> String {
     hex::encode(&Sha256::digest(der))
+}
+
+/// What names a key whatever certificate carries it: SHA-256 over its
+/// SubjectPublicKeyInfo (DER), lowercase hex. Revocation is of the key,
+/// so this, not a certificate's fingerprint, is what a revoked key is
+/// remembered by. OpenSSL gives the same digest:
+/// `openssl x509 -in cert.pem -pubkey -noout | openssl pkey -pubin -outform DER | sha256sum`.
+pub fn key_id(key: &VerifyingKey) -> String {
+    use p256::pkcs8::EncodePublicKey;
+    let der = key
+        .to_public_key_der()
+        .expect("a P-256 public key always encodes");
+    hex::encode(&Sha256::digest(der.as_bytes()))
 }
 
 /// The rule every part of ecp applies before trusting a certificate for

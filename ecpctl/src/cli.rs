@@ -129,11 +129,13 @@ pub struct RenewArgs {
     /// Read the new key's passphrase from the first line of FILE.
     #[arg(long, value_name = "FILE", requires = "key_out")]
     pub new_passphrase_file: Option<PathBuf>,
-    /// Validity of the new certificate in days (1 to 3660).
-    #[arg(long, value_name = "N", default_value_t = ecp_core::certificate::DEFAULT_VALIDITY_DAYS,
-          requires = "key_out",
+    /// Validity of the new certificate in days (1 to 3660); ecpd refuses
+    /// a successor valid for longer than the current certificate was
+    /// issued for [default: that lifetime, read from certificate.pem
+    /// beside the current key file; 365 when there is none].
+    #[arg(long, value_name = "N", requires = "key_out",
           value_parser = clap::value_parser!(u32).range(1..=i64::from(ecp_core::certificate::MAX_VALIDITY_DAYS)))]
-    pub days: u32,
+    pub days: Option<u32>,
     /// Replace existing files in the --key-out directory.
     #[arg(long, requires = "key_out")]
     pub force: bool,
@@ -250,7 +252,7 @@ pub struct EnrollArgs {
     pub force: bool,
 }
 
-/// List enrolled certificates: label, fingerprint, validity, enrolled, last used.
+/// List enrolled certificates: label, fingerprint, validity, last use, renewed from.
 ///
 /// Without USER, root sees every user's certificates and anyone else their
 /// own.
@@ -266,6 +268,20 @@ pub struct ListArgs {
 }
 
 /// Revoke one certificate (by fingerprint) or all of a user's (root only).
+///
+/// Revocation is of the key: once a certificate is revoked, no
+/// certificate carrying its key signs for anyone on this host again,
+/// whether enrolled, presented with a CA's signature or read from the
+/// directory, and none can be enrolled. Every certificate renewed from
+/// the revoked one (`ecpctl renew`), directly or through others, is
+/// revoked with it, as is any other enrolled certificate with the same
+/// key; each is printed with the reason ("renewed from …", "same key as
+/// …"). A certificate that a renewal retired can still be named, so that
+/// what was renewed from it goes too.
+///
+/// A stolen key file: `ecpctl revoke USER --all` (or the stolen key's
+/// fingerprint, which takes its successors along), then enroll a new
+/// certificate.
 #[derive(Debug, Args)]
 #[command(after_long_help = EXIT_CODES)]
 pub struct RevokeArgs {
@@ -277,6 +293,11 @@ pub struct RevokeArgs {
     /// Revoke every certificate of USER.
     #[arg(long)]
     pub all: bool,
+    /// Leave the certificates renewed from FINGERPRINT enrolled: for an
+    /// admin who knows those renewals were the holder's own. A successor
+    /// with the revoked key itself is revoked all the same.
+    #[arg(long, conflicts_with = "all")]
+    pub keep_successors: bool,
 }
 
 /// A user name argument.

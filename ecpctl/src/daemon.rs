@@ -136,7 +136,7 @@ fn print_entries(entries: &[CertificateEntry], json: bool) -> Result<(), Failure
         return Ok(());
     }
     println!(
-        "{:<16} {:<16} {:<64} {:<20} {:<20}",
+        "{:<16} {:<16} {:<64} {:<20} {:<20} RENEWED FROM",
         "USER", "LABEL", "FINGERPRINT (SHA-256)", "NOT AFTER", "LAST USED"
     );
     for e in entries {
@@ -146,12 +146,17 @@ fn print_entries(entries: &[CertificateEntry], json: bool) -> Result<(), Failure
             format_utc(e.last_used)
         };
         println!(
-            "{:<16} {:<16} {:<64} {:<20} {:<20}",
+            "{:<16} {:<16} {:<64} {:<20} {:<20} {}",
             e.user,
             e.label,
             e.fingerprint,
             format_utc(e.not_after).trim_end_matches(" UTC"),
-            last_used.trim_end_matches(" UTC")
+            last_used.trim_end_matches(" UTC"),
+            if e.renewed_from.is_empty() {
+                "-"
+            } else {
+                &e.renewed_from
+            }
         );
     }
     Ok(())
@@ -177,11 +182,32 @@ pub fn list(bus: &str, args: &ListArgs) -> Result<(), Failure> {
 pub fn revoke(bus: &str, args: &RevokeArgs) -> Result<(), Failure> {
     zbus::block_on(async {
         let (_conn, proxy) = admin(bus).await?;
-        let count = match &args.fingerprint {
-            Some(fp) => call(proxy.revoke(args.user.as_str(), fp).await)?,
+        let revoked = match &args.fingerprint {
+            Some(fp) => call(
+                proxy
+                    .revoke(args.user.as_str(), fp, args.keep_successors)
+                    .await,
+            )?,
             None => call(proxy.revoke_all(args.user.as_str()).await)?,
         };
-        println!("revoked {count} certificate(s) of {}", args.user);
+        for entry in &revoked {
+            let why = match entry.reason.as_str() {
+                "renewed_from" => format!(" (renewed from {})", entry.from),
+                "same_key" => format!(" (same key as {})", entry.from),
+                _ => String::new(),
+            };
+            println!("revoked {} of {}{why}", entry.fingerprint, entry.user);
+        }
+        match (revoked.len(), &args.fingerprint) {
+            (0, Some(fp)) => println!(
+                "{fp} of {} was revoked already; nothing renewed from it was left",
+                args.user
+            ),
+            (0, None) => println!("{} has no certificate enrolled", args.user),
+            (n, _) => {
+                println!("revoked {n} certificate(s); their keys sign for no one on this host")
+            }
+        }
         Ok(())
     })
 }

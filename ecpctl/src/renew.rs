@@ -36,6 +36,34 @@ fn current_key(args: &RenewArgs) -> Result<UnlockedKey, Failure> {
     )
 }
 
+/// How many days the current certificate was issued for, when it lies
+/// beside the current key file (`certificate.pem`) and carries that key:
+/// ecpd lets a successor live no longer. Else the keygen default.
+fn current_lifetime_days(args: &RenewArgs, current: &UnlockedKey) -> u32 {
+    let default = ecp_core::certificate::DEFAULT_VALIDITY_DAYS;
+    let UnlockedKey::File(key) = current else {
+        return default;
+    };
+    let Ok(key_path) = crate::keys::key_path_or_default(args.key.as_deref()) else {
+        return default;
+    };
+    let beside = key_path.with_file_name(CERTIFICATE_FILE);
+    let Ok(cert) = std::fs::read(&beside)
+        .ok()
+        .and_then(|pem| parse_certificate_pem(&pem).ok())
+        .ok_or(())
+    else {
+        return default;
+    };
+    if cert.public_key() != key.verifying_key() {
+        return default;
+    }
+    let days = cert.not_after().saturating_sub(cert.not_before()) / ecp_core::when::SECONDS_PER_DAY;
+    u32::try_from(days)
+        .unwrap_or(u32::MAX)
+        .clamp(1, ecp_core::certificate::MAX_VALIDITY_DAYS)
+}
+
 /// The successor's key pair, written under temporary names beside their
 /// final ones until ecpd has enrolled the certificate: a refusal leaves
 /// the directory as it was (also with --force, whose files are replaced
@@ -101,7 +129,10 @@ pub fn run(bus: &str, args: &RenewArgs) -> Result<(), Failure> {
             prepare_output(dir, args.force)?;
             let current = current_key(args)?;
             let new_key = generate_signing_key();
-            let pem = build_self_signed_certificate(&new_key, &user, args.days)?;
+            let days = args
+                .days
+                .unwrap_or_else(|| current_lifetime_days(args, &current));
+            let pem = build_self_signed_certificate(&new_key, &user, days)?;
             let passphrase = new_passphrase(args.new_passphrase_file.as_deref())?;
             let staged = StagedKey::write(dir, &new_key, &pem, passphrase)?;
             finish(bus, args, &user, &current, &pem, Some(staged))

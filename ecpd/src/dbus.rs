@@ -4,7 +4,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use ecp_core::bus::{CertificateEntry, DaemonStatus, DirectoryReport, EcpError, TrustReport};
+use ecp_core::bus::{
+    CertificateEntry, DaemonStatus, DirectoryReport, EcpError, RevokedEntry, TrustReport,
+};
 use zbus::message::Header;
 use zbus::names::{BusName, OwnedUniqueName};
 
@@ -198,6 +200,7 @@ pub fn to_bus_error(error: ServiceError, caller: &Caller) -> EcpError {
         ServiceError::DirectoryUnavailable(m) => EcpError::DirectoryUnavailable(m),
         e @ ServiceError::Directory(_) => EcpError::StoreFailure(e.to_string()),
         ServiceError::RenewalRefused(m) => EcpError::RenewalRefused(m),
+        e @ ServiceError::KeyRevoked(_) => EcpError::CertificateRejected(e.to_string()),
         e @ ServiceError::Random(_) => EcpError::StoreFailure(e.to_string()),
     }
 }
@@ -283,10 +286,13 @@ impl AdminInterface {
         #[zbus(header)] header: Header<'_>,
         user: String,
         fingerprint: String,
-    ) -> Result<u32, EcpError> {
+        keep_successors: bool,
+    ) -> Result<Vec<RevokedEntry>, EcpError> {
         let caller = self.0.caller(&header).await?;
         self.0
-            .decide(caller, move |s, c| s.revoke(c, &user, &fingerprint))
+            .decide(caller, move |s, c| {
+                s.revoke(c, &user, &fingerprint, keep_successors)
+            })
             .await
     }
 
@@ -294,7 +300,7 @@ impl AdminInterface {
         &self,
         #[zbus(header)] header: Header<'_>,
         user: String,
-    ) -> Result<u32, EcpError> {
+    ) -> Result<Vec<RevokedEntry>, EcpError> {
         let caller = self.0.caller(&header).await?;
         self.0
             .decide(caller, move |s, c| s.revoke_all(c, &user))

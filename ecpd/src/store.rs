@@ -1,4 +1,6 @@
-//! Persistent state in sled: the enrolled certificates, nothing else.
+//! Persistent state in sled: the enrolled certificates, those withdrawn
+//! (revoked or retired) and their keys, the directory cache and the CRLs
+//! seen.
 //!
 //! Challenges, used nonces and throttling counters live in memory (see
 //! `tokens` and `throttle`): a challenge is its own record under a MAC key
@@ -36,12 +38,54 @@ pub struct CertificateRecord {
     pub renewed_from: String,
 }
 
-/// A certificate an admin revoked, kept so that a renewal it signs is
-/// refused by name rather than as an unknown key.
+/// A certificate that signs no more, kept so that what was renewed from
+/// it can still be found (the cascade) and a renewal it signs is refused
+/// by name rather than as an unknown key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RevokedRecord {
     pub revoked_at: i64,
     pub pem: String,
+    /// As it was while enrolled.
+    #[serde(default)]
+    pub renewed_from: String,
+    /// Records from before this field were revocations.
+    #[serde(default)]
+    pub why: Withdrawn,
+}
+
+/// Why a certificate was withdrawn.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Withdrawn {
+    /// An admin named it.
+    #[default]
+    Revoked,
+    /// Its holder retired it when it vouched for a successor
+    /// (`--retire-old`). A revocation of it later still reaches what was
+    /// renewed from it.
+    Retired,
+    /// It was renewed from this revoked certificate (fingerprint).
+    RenewedFrom(String),
+    /// It carries the key of this revoked certificate (fingerprint).
+    SameKey(String),
+}
+
+/// A revoked key (by [`ecp_core::certificate::key_id`]): it signs for no
+/// one, whatever certificate carries it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevokedKey {
+    /// The withdrawn certificate that carried it first.
+    pub user: String,
+    pub fingerprint: String,
+    pub revoked_at: i64,
+}
+
+/// One certificate a revocation withdrew.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revocation {
+    pub user: String,
+    pub fingerprint: String,
+    pub why: Withdrawn,
 }
 
 /// A directory answer for one user: the certificate values (DER) and when
@@ -67,6 +111,13 @@ pub enum AddOutcome {
     SignerUsed {
         successor: String,
     },
+    /// A renewal that adds a certificate may not take the user's last
+    /// free place: that one is kept for an admin's enrollment.
+    LastPlaceKept {
+        max: usize,
+    },
+    /// The certificate's key was revoked.
+    KeyRevoked(RevokedKey),
 }
 
 pub struct Store {
@@ -77,10 +128,13 @@ pub struct Store {
     crl_high_water: sled::Tree,
     /// The last good directory answer for each user, with its time.
     directory_cache: sled::Tree,
-    /// When each revoked certificate was revoked (user, fingerprint), so
-    /// that a renewal signed by one is refused by name. Revocations are
-    /// root's acts, so this grows only as fast as an admin works.
+    /// Withdrawn certificates by (user, fingerprint): revoked by an
+    /// admin, or retired by a renewal (once per `renew_min_age_secs` per
+    /// user at most), so this grows only as fast as people act.
     revoked: sled::Tree,
+    /// The keys of withdrawn certificates, by key id: what every login
+    /// checks, whichever source offers the key.
+    revoked_keys: sled::Tree,
     /// Serialises enroll/revoke so the per-user bound cannot be raced.
     certificate_writes: Mutex<()>,
 }
@@ -106,9 +160,12 @@ fn records_of<T: serde::de::DeserializeOwned>(
         .collect()
 }
 
-/// Unix seconds now, for the revocation record (the admin's clock).
-fn now_secs() -> i64 {
-    ecp_core::when::unix_now()
+/// The key id of a stored certificate; None for a record that does not
+/// parse (it could not sign either).
+fn key_id_of_pem(pem: &str) -> Option<String> {
+    ecp_core::certificate::parse_user_certificate_pem(pem.as_bytes())
+        .ok()
+        .map(|c| c.key_id())
 }
 
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
@@ -171,14 +228,66 @@ impl Store {
         if dropped {
             db.flush()?;
         }
-        Ok(Self {
+        let store = Self {
             certificates: db.open_tree("certificates")?,
             crl_high_water: db.open_tree("crl_high_water")?,
             directory_cache: db.open_tree("directory_cache")?,
             revoked: db.open_tree("revoked")?,
+            revoked_keys: db.open_tree("revoked_keys")?,
             db,
             certificate_writes: Mutex::new(()),
-        })
+        };
+        store.index_revoked_keys()?;
+        Ok(store)
+    }
+
+    /// Stores from before revoked keys were indexed kept only revoked
+    /// certificates: index their keys, so an upgrade forgets no revocation.
+    fn index_revoked_keys(&self) -> Result<(), StoreError> {
+        if self.revoked.is_empty() || !self.revoked_keys.is_empty() {
+            return Ok(());
+        }
+        for item in self.revoked.iter() {
+            let (key, value) = item?;
+            let record: RevokedRecord = decode("revoked", &value)?;
+            let (user, fingerprint) = split_certificate_key(&key);
+            self.note_revoked_key(&record.pem, &user, &fingerprint, record.revoked_at)?;
+        }
+        self.flush()
+    }
+
+    /// Records the key of `pem` as revoked (the first record stays).
+    fn note_revoked_key(
+        &self,
+        pem: &str,
+        user: &str,
+        fingerprint: &str,
+        now: i64,
+    ) -> Result<Option<String>, StoreError> {
+        let Some(id) = key_id_of_pem(pem) else {
+            return Ok(None);
+        };
+        let record = RevokedKey {
+            user: user.to_owned(),
+            fingerprint: fingerprint.to_owned(),
+            revoked_at: now,
+        };
+        // Compare-and-swap from nothing: an existing record is kept.
+        let _ = self.revoked_keys.compare_and_swap(
+            id.as_bytes(),
+            None::<&[u8]>,
+            Some(encode(&record)),
+        )?;
+        Ok(Some(id))
+    }
+
+    /// Whether the key with `key_id` was revoked, and with which
+    /// certificate.
+    pub fn revoked_key(&self, key_id: &str) -> Result<Option<RevokedKey>, StoreError> {
+        self.revoked_keys
+            .get(key_id.as_bytes())?
+            .map(|v| decode("revoked_keys", &v))
+            .transpose()
     }
 
     /// Makes every write so far durable.
@@ -282,8 +391,8 @@ impl Store {
             .collect()
     }
 
-    /// Adds a certificate unless it is a duplicate or the user is at `max`;
-    /// durable when it returns `Added`.
+    /// Adds a certificate unless it is a duplicate, its key was revoked,
+    /// or the user is at `max`; durable when it returns `Added`.
     pub fn add_certificate(
         &self,
         user: &str,
@@ -294,61 +403,169 @@ impl Store {
         self.renew_certificate(user, fingerprint, record, max, 0, false)
     }
 
-    /// Removes one certificate; durable when it returns true.
-    pub fn remove_certificate(&self, user: &str, fingerprint: &str) -> Result<bool, StoreError> {
+    /// Revokes `user`'s certificate `fingerprint` (enrolled, or retired
+    /// earlier) and its key; with `follow_renewals`, also every
+    /// certificate renewed from it, transitively; and every certificate,
+    /// of any user, that carries one of those keys. Returns what was
+    /// withdrawn now (a certificate revoked before is not listed again,
+    /// but what came from it is followed), or None when `user` never had
+    /// such a certificate. Durable when it returns.
+    pub fn revoke_certificate(
+        &self,
+        user: &str,
+        fingerprint: &str,
+        follow_renewals: bool,
+        now: i64,
+    ) -> Result<Option<Vec<Revocation>>, StoreError> {
         let _guard = self
             .certificate_writes
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         let key = certificate_key(user, fingerprint);
-        let removed = self.certificates.remove(&key)?;
-        if let Some(old) = &removed {
-            self.record_revoked(key, old)?;
+        if !self.certificates.contains_key(&key)? && !self.revoked.contains_key(&key)? {
+            return Ok(None);
         }
-        self.flush()?;
-        Ok(removed.is_some())
+        let root = Revocation {
+            user: user.to_owned(),
+            fingerprint: fingerprint.to_owned(),
+            why: Withdrawn::Revoked,
+        };
+        self.withdraw(vec![root], follow_renewals, now).map(Some)
     }
 
-    /// Removes all of `user`'s certificates; durable when it returns.
-    pub fn remove_all_certificates(&self, user: &str) -> Result<u32, StoreError> {
+    /// Revokes every certificate `user` has enrolled (and so whatever
+    /// was renewed from them, and their keys wherever they are
+    /// enrolled); durable when it returns.
+    pub fn revoke_all_certificates(
+        &self,
+        user: &str,
+        now: i64,
+    ) -> Result<Vec<Revocation>, StoreError> {
         let _guard = self
             .certificate_writes
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        let mut removed = 0;
-        for item in self.certificates.scan_prefix(user_prefix(user)) {
-            let (key, _) = item?;
-            if let Some(old) = self.certificates.remove(&key)? {
-                self.record_revoked(key, &old)?;
-                removed += 1;
+        let roots = records_of::<CertificateRecord>(&self.certificates, "certificates", user)?
+            .into_iter()
+            .map(|(fingerprint, _)| Revocation {
+                user: user.to_owned(),
+                fingerprint,
+                why: Withdrawn::Revoked,
+            })
+            .collect();
+        self.withdraw(roots, true, now)
+    }
+
+    /// Withdraws `roots` and what follows from them; the caller holds
+    /// `certificate_writes`. Each key is recorded as revoked before its
+    /// certificate leaves the enrolled tree, so a crash half-way leaves
+    /// certificates that cannot sign, never a key that can.
+    fn withdraw(
+        &self,
+        roots: Vec<Revocation>,
+        follow_renewals: bool,
+        now: i64,
+    ) -> Result<Vec<Revocation>, StoreError> {
+        let mut queue: std::collections::VecDeque<Revocation> = roots.into();
+        let mut seen = std::collections::HashSet::new();
+        let mut withdrawn = Vec::new();
+        while let Some(next) = queue.pop_front() {
+            if !seen.insert((next.user.clone(), next.fingerprint.clone())) {
+                continue;
+            }
+            let key = certificate_key(&next.user, &next.fingerprint);
+            let (pem, renewed_from, newly) = if let Some(value) = self.certificates.get(&key)? {
+                let record: CertificateRecord = decode("certificates", &value)?;
+                (record.pem, record.renewed_from, true)
+            } else if let Some(value) = self.revoked.get(&key)? {
+                let record: RevokedRecord = decode("revoked", &value)?;
+                // A retired certificate becomes a revoked one; one
+                // revoked before stays as it was.
+                let newly = record.why == Withdrawn::Retired && next.why != Withdrawn::Retired;
+                (record.pem, record.renewed_from, newly)
+            } else {
+                continue;
+            };
+            let key_id = self.note_revoked_key(&pem, &next.user, &next.fingerprint, now)?;
+            if newly {
+                let record = RevokedRecord {
+                    revoked_at: now,
+                    pem,
+                    renewed_from,
+                    why: next.why.clone(),
+                };
+                self.revoked.insert(&key, encode(&record))?;
+                self.certificates.remove(&key)?;
+                withdrawn.push(next.clone());
+            }
+            if follow_renewals {
+                for (successor, _) in self.renewed_from(&next.user, &next.fingerprint)? {
+                    queue.push_back(Revocation {
+                        user: next.user.clone(),
+                        fingerprint: successor,
+                        why: Withdrawn::RenewedFrom(next.fingerprint.clone()),
+                    });
+                }
+            }
+            if let Some(key_id) = key_id {
+                for (user, fingerprint) in self.enrolled_with_key(&key_id)? {
+                    queue.push_back(Revocation {
+                        user,
+                        fingerprint,
+                        why: Withdrawn::SameKey(next.fingerprint.clone()),
+                    });
+                }
             }
         }
         self.flush()?;
-        Ok(removed)
+        Ok(withdrawn)
     }
 
-    fn record_revoked(&self, key: impl AsRef<[u8]>, old: &sled::IVec) -> Result<(), StoreError> {
-        let old: CertificateRecord = decode("certificates", old)?;
-        let record = RevokedRecord {
-            revoked_at: now_secs(),
-            pem: old.pem,
-        };
-        self.revoked.insert(key.as_ref(), encode(&record))?;
-        Ok(())
+    /// `user`'s certificates (enrolled or withdrawn) renewed from
+    /// `fingerprint`, with whether each is still enrolled.
+    fn renewed_from(
+        &self,
+        user: &str,
+        fingerprint: &str,
+    ) -> Result<Vec<(String, bool)>, StoreError> {
+        let enrolled = records_of::<CertificateRecord>(&self.certificates, "certificates", user)?
+            .into_iter()
+            .filter(|(_, r)| r.renewed_from == fingerprint)
+            .map(|(fp, _)| (fp, true));
+        let withdrawn = records_of::<RevokedRecord>(&self.revoked, "revoked", user)?
+            .into_iter()
+            .filter(|(_, r)| r.renewed_from == fingerprint)
+            .map(|(fp, _)| (fp, false));
+        Ok(enrolled.chain(withdrawn).collect())
     }
 
-    /// `user`'s revoked certificates, by fingerprint.
+    /// Every enrolled (user, fingerprint) whose certificate carries the
+    /// key `key_id`. A scan: revocations are rare and root's.
+    fn enrolled_with_key(&self, key_id: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let mut found = Vec::new();
+        for item in self.certificates.iter() {
+            let (key, value) = item?;
+            let record: CertificateRecord = decode("certificates", &value)?;
+            if key_id_of_pem(&record.pem).as_deref() == Some(key_id) {
+                found.push(split_certificate_key(&key));
+            }
+        }
+        Ok(found)
+    }
+
+    /// `user`'s withdrawn certificates, by fingerprint.
     pub fn revoked_of(&self, user: &str) -> Result<Vec<(String, RevokedRecord)>, StoreError> {
         records_of(&self.revoked, "revoked", user)
     }
 
     /// Enrolls `record` as `user`'s certificate `fingerprint`; durable
-    /// when it returns `Added`. For a renewal (`record.renewed_from` set),
-    /// in the same step and under the same lock: the vouching certificate
-    /// must still be enrolled exactly as `signer_enrolled_at` says and
-    /// have no successor yet, and with `retire` it is removed (and kept in
-    /// the revoked tree, so it cannot come back). The bound `max` counts
-    /// the user's certificates after all of that.
+    /// when it returns `Added`. Its key must not be revoked. For a
+    /// renewal (`record.renewed_from` set), in the same step and under the
+    /// same lock: the vouching certificate must still be enrolled exactly
+    /// as `signer_enrolled_at` says and have no successor yet, and with
+    /// `retire` it is withdrawn (with its key, so it cannot come back).
+    /// The bound `max` counts the user's certificates after all of that,
+    /// and a renewal that adds one may not take the last free place.
     pub fn renew_certificate(
         &self,
         user: &str,
@@ -365,6 +582,11 @@ impl Store {
         let key = certificate_key(user, fingerprint);
         if self.certificates.contains_key(&key)? {
             return Ok(AddOutcome::Duplicate);
+        }
+        if let Some(id) = key_id_of_pem(&record.pem) {
+            if let Some(revoked) = self.revoked_key(&id)? {
+                return Ok(AddOutcome::KeyRevoked(revoked));
+            }
         }
         let held = records_of::<CertificateRecord>(&self.certificates, "certificates", user)?;
         let signer = &record.renewed_from;
@@ -383,17 +605,43 @@ impl Store {
                 retired = self.certificates.get(certificate_key(user, signer))?;
             }
         }
-        if held.len() - usize::from(retired.is_some()) >= max {
+        let after = held.len() - usize::from(retired.is_some()) + 1;
+        if after > max {
             return Ok(AddOutcome::TooMany { max });
         }
-        let mut batch = sled::Batch::default();
-        batch.insert(key, encode(record));
-        if retired.is_some() {
-            batch.remove(certificate_key(user, signer));
+        // Chained renewals (by a thief with a stolen key, say) must never
+        // leave the admin unable to enroll: a renewal that adds a
+        // certificate leaves one place free. Retiring the old one adds
+        // nothing, so a user can always renew that way.
+        if !signer.is_empty() && retired.is_none() && after >= max {
+            return Ok(AddOutcome::LastPlaceKept { max });
         }
-        self.certificates.apply_batch(batch)?;
-        if let Some(old) = &retired {
-            self.record_revoked(certificate_key(user, signer), old)?;
+        // The successor first: a crash before the signer is retired
+        // leaves both enrolled, never neither.
+        self.certificates.insert(key, encode(record))?;
+        if let Some(old) = retired {
+            let old: CertificateRecord = decode("certificates", &old)?;
+            let signer_key = key_id_of_pem(&old.pem);
+            if signer_key.is_some() && signer_key == key_id_of_pem(&record.pem) {
+                // A new certificate for the same key (a token's key, say):
+                // the old certificate goes, the key stays in use.
+                let retired = RevokedRecord {
+                    revoked_at: record.enrolled_at,
+                    pem: old.pem,
+                    renewed_from: old.renewed_from,
+                    why: Withdrawn::Retired,
+                };
+                let signer_key = certificate_key(user, signer);
+                self.revoked.insert(&signer_key, encode(&retired))?;
+                self.certificates.remove(&signer_key)?;
+            } else {
+                let signer = Revocation {
+                    user: user.to_owned(),
+                    fingerprint: signer.clone(),
+                    why: Withdrawn::Retired,
+                };
+                self.withdraw(vec![signer], false, record.enrolled_at)?;
+            }
         }
         self.flush()?;
         Ok(AddOutcome::Added)
@@ -521,8 +769,45 @@ mod tests {
         );
         assert_eq!(store.certificates_of("alice").unwrap().len(), 2);
         assert_eq!(store.certificates_of("alic").unwrap().len(), 1);
-        assert_eq!(store.remove_all_certificates("alice").unwrap(), 2);
+        assert_eq!(store.revoke_all_certificates("alice", 5).unwrap().len(), 2);
         assert!(store.certificates_of("alice").unwrap().is_empty());
         assert_eq!(store.all_certificates().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn revocations_from_before_key_ids_are_indexed_on_open() {
+        let dir = tempdir();
+        let key = ecp_core::keyfile::generate_signing_key();
+        let user = ecp_core::UserName::parse("alice").unwrap();
+        let pem = ecp_core::certificate::build_self_signed_certificate(&key, &user, 30).unwrap();
+        {
+            let store = Store::open(&dir).unwrap();
+            // What an earlier version wrote for a revocation.
+            let old = serde_json::json!({ "revoked_at": 7, "pem": pem });
+            store
+                .revoked
+                .insert(certificate_key("alice", "ff"), old.to_string().as_bytes())
+                .unwrap();
+            store.revoked_keys.clear().unwrap();
+            store.flush().unwrap();
+        }
+        let store = Store::open(&dir).unwrap();
+        let id = ecp_core::certificate::key_id(key.verifying_key());
+        let revoked = store.revoked_key(&id).unwrap().unwrap();
+        assert_eq!((revoked.user.as_str(), revoked.revoked_at), ("alice", 7));
+        // Its key cannot come back.
+        let record = CertificateRecord {
+            pem,
+            label: "again".into(),
+            enrolled_at: 8,
+            last_used: 0,
+            renewed_from: String::new(),
+        };
+        assert!(matches!(
+            store.add_certificate("alice", "ee", &record, 8).unwrap(),
+            AddOutcome::KeyRevoked(_)
+        ));
+        drop(store);
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }

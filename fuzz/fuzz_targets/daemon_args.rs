@@ -65,7 +65,7 @@ fuzz_target!(|call: Call| {
             let _ = service.enroll(&caller, &call.user, &call.a, &call.b);
         }
         3 => {
-            let _ = service.revoke(&caller, &call.user, &call.a);
+            let _ = service.revoke(&caller, &call.user, &call.a, call.b.is_empty());
         }
         4 => {
             let _ = service.list(&caller, &call.user);

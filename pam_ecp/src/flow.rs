@@ -906,6 +906,7 @@ mod tests {
             not_after: now + days * 86_400 + 60,
             enrolled_at: now,
             last_used: 0,
+            renewed_from: String::new(),
         };
         let daemon = FakeDaemon::default();
         *daemon.certificates.borrow_mut() = Some(Ok(vec![entry("laptop", 3), entry("desk", 90)]));

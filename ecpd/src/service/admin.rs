@@ -84,37 +84,74 @@ impl Service {
             }
             AddOutcome::Duplicate => Err(ServiceError::AlreadyEnrolled),
             AddOutcome::TooMany { max } => Err(ServiceError::TooManyCertificates { max }),
-            // Only renewals name a signer.
-            AddOutcome::SignerGone | AddOutcome::SignerUsed { .. } => {
-                Err(ServiceError::AlreadyEnrolled)
+            AddOutcome::KeyRevoked(revoked) => {
+                warn!(event = "enroll", user = %user, fingerprint = %fingerprint, outcome = "rejected", reason = "revoked key", revoked = %revoked.fingerprint);
+                Err(ServiceError::KeyRevoked(describe_revoked_key(&revoked)))
             }
+            // Only renewals name a signer, and only they keep a place free.
+            AddOutcome::SignerGone
+            | AddOutcome::SignerUsed { .. }
+            | AddOutcome::LastPlaceKept { .. } => Err(ServiceError::AlreadyEnrolled),
         }
     }
 
+    /// Revokes `user`'s certificate `fingerprint` and its key, and (unless
+    /// `keep_successors`) whatever was renewed from it; see
+    /// [`Store::revoke_certificate`].
     pub fn revoke(
         &self,
         caller: &Caller,
         user: &str,
         fingerprint: &str,
-    ) -> Result<u32, ServiceError> {
+        keep_successors: bool,
+    ) -> Result<Vec<RevokedEntry>, ServiceError> {
         let user = parse_user(user)?;
         self.authorize_root(caller, "revoke certificates")?;
         let fingerprint = normalize_fingerprint(fingerprint)?;
-        if !self.store.remove_certificate(user.as_str(), &fingerprint)? {
+        let now = self.clock.now() as i64;
+        let Some(revoked) =
+            self.store
+                .revoke_certificate(user.as_str(), &fingerprint, !keep_successors, now)?
+        else {
             return Err(ServiceError::NotFound(format!(
                 "user {user} has no certificate with fingerprint {fingerprint}"
             )));
-        }
-        info!(event = "revoke", user = %user, fingerprint = %fingerprint, outcome = "revoked");
-        Ok(1)
+        };
+        Ok(self.report_revoked(revoked))
     }
 
-    pub fn revoke_all(&self, caller: &Caller, user: &str) -> Result<u32, ServiceError> {
+    /// Revokes every certificate of `user`, and their keys.
+    pub fn revoke_all(
+        &self,
+        caller: &Caller,
+        user: &str,
+    ) -> Result<Vec<RevokedEntry>, ServiceError> {
         let user = parse_user(user)?;
         self.authorize_root(caller, "revoke certificates")?;
-        let removed = self.store.remove_all_certificates(user.as_str())?;
-        info!(event = "revoke", user = %user, count = removed, outcome = "revoked_all");
-        Ok(removed)
+        let now = self.clock.now() as i64;
+        let revoked = self.store.revoke_all_certificates(user.as_str(), now)?;
+        Ok(self.report_revoked(revoked))
+    }
+
+    /// Logs each revocation and turns it into what the bus returns.
+    fn report_revoked(&self, revoked: Vec<crate::store::Revocation>) -> Vec<RevokedEntry> {
+        revoked
+            .into_iter()
+            .map(|r| {
+                let (reason, from) = match r.why {
+                    Withdrawn::Revoked | Withdrawn::Retired => ("revoked", String::new()),
+                    Withdrawn::RenewedFrom(from) => ("renewed_from", from),
+                    Withdrawn::SameKey(from) => ("same_key", from),
+                };
+                info!(event = "revoke", user = %r.user, fingerprint = %r.fingerprint, reason, from = %from, outcome = "revoked");
+                RevokedEntry {
+                    user: r.user,
+                    fingerprint: r.fingerprint,
+                    reason: reason.into(),
+                    from,
+                }
+            })
+            .collect()
     }
 
     pub fn list(&self, caller: &Caller, user: &str) -> Result<Vec<CertificateEntry>, ServiceError> {
@@ -144,6 +181,7 @@ impl Service {
                     not_after,
                     enrolled_at: record.enrolled_at,
                     last_used: record.last_used,
+                    renewed_from: record.renewed_from,
                 }
             })
             .collect())
@@ -259,5 +297,145 @@ mod tests {
             (1, 1, 1)
         );
         assert_eq!(full.host, "h");
+    }
+
+    #[test]
+    fn revoking_a_certificate_revokes_what_was_renewed_from_it() {
+        let f = fixture("");
+        let first = f.service.list(&ROOT, "alice").unwrap()[0]
+            .fingerprint
+            .clone();
+        // A thief with the key renews to a key of its own, and from that
+        // to another.
+        f.clock.advance(86_400);
+        let (thief, thiefs) = successor_for("alice");
+        renew_with(&f, &ROOT, "alice", &f.key, &thiefs, false).unwrap();
+        f.clock.advance(86_400);
+        let (thief2, thiefs2) = successor_for("alice");
+        renew_with(&f, &ROOT, "alice", &thief, &thiefs2, false).unwrap();
+        let listed = f.service.list(&ROOT, "alice").unwrap();
+        let second = listed
+            .iter()
+            .find(|e| e.fingerprint == fingerprint_of(&thiefs))
+            .unwrap();
+        assert_eq!(second.renewed_from, first);
+
+        let revoked = f.service.revoke(&ROOT, "alice", &first, false).unwrap();
+        let reasons: Vec<_> = revoked
+            .iter()
+            .map(|r| (r.fingerprint.clone(), r.reason.as_str(), r.from.clone()))
+            .collect();
+        assert_eq!(
+            reasons,
+            vec![
+                (first.clone(), "revoked", String::new()),
+                (fingerprint_of(&thiefs), "renewed_from", first.clone()),
+                (
+                    fingerprint_of(&thiefs2),
+                    "renewed_from",
+                    fingerprint_of(&thiefs)
+                ),
+            ]
+        );
+        for key in [&f.key, &thief, &thief2] {
+            assert!(login_with(&f, "alice", key).is_err());
+        }
+        // Again: nothing new, and no error.
+        assert!(f
+            .service
+            .revoke(&ROOT, "alice", &first, false)
+            .unwrap()
+            .is_empty());
+        assert!(matches!(
+            f.service.revoke(&ROOT, "alice", &"ab".repeat(32), false),
+            Err(ServiceError::NotFound(_))
+        ));
+    }
+
+    #[test]
+    fn keeping_successors_is_explicit_and_a_retired_link_still_leads_on() {
+        // The admin who knows the renewal was the holder's own keeps it.
+        let f = fixture("");
+        let first = f.service.list(&ROOT, "alice").unwrap()[0]
+            .fingerprint
+            .clone();
+        f.clock.advance(86_400);
+        let (next, nexts) = successor_for("alice");
+        renew_with(&f, &ROOT, "alice", &f.key, &nexts, false).unwrap();
+        let revoked = f.service.revoke(&ROOT, "alice", &first, true).unwrap();
+        assert_eq!(revoked.len(), 1);
+        assert!(login_with(&f, "alice", &next).is_ok());
+        assert!(login_with(&f, "alice", &f.key).is_err());
+
+        // A thief who retired the stolen certificate in its renewal: the
+        // retired certificate can still be named, and its successor goes.
+        let f = fixture("");
+        let first = f.service.list(&ROOT, "alice").unwrap()[0]
+            .fingerprint
+            .clone();
+        f.clock.advance(86_400);
+        let (thief, thiefs) = successor_for("alice");
+        renew_with(&f, &ROOT, "alice", &f.key, &thiefs, true).unwrap();
+        assert!(f.service.list(&ROOT, "alice").unwrap().len() == 1);
+        let revoked = f.service.revoke(&ROOT, "alice", &first, false).unwrap();
+        assert_eq!(revoked.len(), 2, "{revoked:?}");
+        assert!(login_with(&f, "alice", &thief).is_err());
+    }
+
+    #[test]
+    fn a_revoked_key_cannot_be_enrolled_again_for_anyone() {
+        let f = fixture("");
+        let pem = f.service.list(&ROOT, "alice").unwrap()[0]
+            .fingerprint
+            .clone();
+        f.service.revoke(&ROOT, "alice", &pem, false).unwrap();
+        for user in ["alice", "bob"] {
+            let again = certificate_for(&f.key, user, 30);
+            assert!(matches!(
+                f.service.enroll(&ROOT, user, &again, "again"),
+                Err(ServiceError::KeyRevoked(m)) if m.contains(&pem)
+            ));
+        }
+    }
+
+    #[test]
+    fn revoke_all_revokes_the_same_key_wherever_it_is_enrolled() {
+        let f = fixture("");
+        // The same key enrolled for a second account.
+        f.service
+            .enroll(
+                &ROOT,
+                "alice-admin",
+                &certificate_for(&f.key, "alice-admin", 30),
+                "",
+            )
+            .unwrap();
+        let revoked = f.service.revoke_all(&ROOT, "alice").unwrap();
+        assert_eq!(revoked.len(), 2, "{revoked:?}");
+        assert_eq!(revoked[1].user, "alice-admin");
+        assert_eq!(revoked[1].reason, "same_key");
+        assert!(login_with(&f, "alice-admin", &f.key).is_err());
+    }
+
+    #[test]
+    fn a_renewal_for_the_stolen_key_itself_dies_with_it() {
+        // The reproduced attack: `renew --cert samekey.pem`, a new 30-day
+        // certificate for the same key, then the admin revokes the stolen
+        // certificate, even keeping successors: the key logs in no more.
+        let f = fixture("");
+        let first = f.service.list(&ROOT, "alice").unwrap()[0]
+            .fingerprint
+            .clone();
+        f.clock.advance(86_400);
+        let same = certificate_for(&f.key, "alice", 30);
+        renew_with(&f, &ROOT, "alice", &f.key, &same, false).unwrap();
+        let revoked = f.service.revoke(&ROOT, "alice", &first, true).unwrap();
+        assert_eq!(revoked.len(), 2, "{revoked:?}");
+        assert_eq!(
+            (revoked[1].reason.as_str(), revoked[1].from.as_str()),
+            ("same_key", first.as_str())
+        );
+        assert!(login_with(&f, "alice", &f.key).is_err());
+        assert!(f.service.list(&ROOT, "alice").unwrap().is_empty());
     }
 }

@@ -1,6 +1,7 @@
 //! Which keys may sign for a user, and why: the enrolled certificates,
 //! a certificate the user presented (issued by a trusted CA), and the
-//! directory's. Every source is checked here, at every login.
+//! directory's. Every source is checked here, at every login, and a
+//! revoked key is dropped whichever source offers it.
 
 use super::*;
 
@@ -18,11 +19,83 @@ pub(super) enum Authority {
     },
 }
 
+impl Authority {
+    fn fingerprint(&self) -> &str {
+        match self {
+            Authority::Directory { fingerprint }
+            | Authority::Enrolled { fingerprint }
+            | Authority::Ca { fingerprint, .. } => fingerprint,
+        }
+    }
+}
+
+/// Every key that may sign for a user now, and what the directory said.
+pub(super) struct SigningKeys {
+    pub keys: Vec<(p256::ecdsa::VerifyingKey, Authority)>,
+    /// Whether the directory holds any value for the user, usable or not.
+    pub directory_holds_values: bool,
+    /// Why the directory could not be asked, when keys from elsewhere
+    /// may still decide the login.
+    pub directory_unavailable: Option<ServiceError>,
+}
+
 impl Service {
+    /// The keys that may sign for `user` at `now`, from every source. A
+    /// directory that cannot be asked does not stop keys from this host
+    /// or a CA: only if none of them verifies is the login undecidable.
+    pub(super) fn keys_that_may_sign(
+        &self,
+        user: &UserName,
+        presented: Option<&[u8]>,
+        looked_up: Option<Result<Vec<Vec<u8>>, LookupError>>,
+        now: u64,
+    ) -> Result<SigningKeys, ServiceError> {
+        let keys = self.signing_keys(user, presented, now)?;
+        let mut keys = self.without_revoked_keys(user, keys)?;
+        let mut directory_holds_values = false;
+        let mut directory_unavailable = None;
+        match self.directory_keys(user, looked_up, now) {
+            Ok((directory_keys, holds_values)) => {
+                keys.extend(self.without_revoked_keys(user, directory_keys)?);
+                directory_holds_values = holds_values;
+            }
+            Err(e) if keys.is_empty() => return Err(e),
+            Err(e) => directory_unavailable = Some(e),
+        }
+        Ok(SigningKeys {
+            keys,
+            directory_holds_values,
+            directory_unavailable,
+        })
+    }
+
+    /// Revocation is of the key: a revoked key signs for no one, whatever
+    /// certificate carries it (a renewal of itself, a CA's, the
+    /// directory's). A store that cannot say refuses.
+    fn without_revoked_keys(
+        &self,
+        user: &UserName,
+        keys: Vec<(p256::ecdsa::VerifyingKey, Authority)>,
+    ) -> Result<Vec<(p256::ecdsa::VerifyingKey, Authority)>, ServiceError> {
+        let mut kept = Vec::with_capacity(keys.len());
+        for (key, authority) in keys {
+            match self
+                .store
+                .revoked_key(&ecp_core::certificate::key_id(&key))?
+            {
+                None => kept.push((key, authority)),
+                Some(revoked) => {
+                    warn!(event = "verify", user = %user, fingerprint = %authority.fingerprint(), revoked = %revoked.fingerprint, revoked_user = %revoked.user, "skipping a certificate whose key was revoked");
+                }
+            }
+        }
+        Ok(kept)
+    }
+
     /// The keys that may sign for `user` at `now`, and why: each enrolled
     /// certificate that is still valid, and the presented one if a trusted
     /// CA issued it. What was passed over is logged with its reason.
-    pub(super) fn signing_keys(
+    fn signing_keys(
         &self,
         user: &UserName,
         presented: Option<&[u8]>,
@@ -82,7 +155,7 @@ impl Service {
     /// The keys the directory vouches for: its certificates that are
     /// valid for `user` now (self-signed, or issued by a trusted CA); and
     /// whether it holds any value at all for the user, usable or not.
-    pub(super) fn directory_keys(
+    fn directory_keys(
         &self,
         user: &UserName,
         looked_up: Option<Result<Vec<Vec<u8>>, LookupError>>,
@@ -239,5 +312,46 @@ mod tests {
             .service
             .needs_signature(&ROOT, "nobody-here", None)
             .unwrap());
+    }
+
+    #[test]
+    fn a_revoked_key_signs_through_no_source() {
+        // alice's key, revoked here, comes back in a CA-issued certificate
+        // and in her directory entry: neither may sign with it.
+        let dir = tempfile::tempdir().unwrap();
+        let ca = organisation_ca(dir.path());
+        let f = fixture(&format!(
+            "ca_file = \"{}\"\nrequire_crl = false\n\
+             [directory]\nuri = [\"ldapi://%2Fnowhere\"]\nbase_dn = \"dc=example,dc=org\"\n",
+            ca.0.display()
+        ));
+        let alice = UserName::parse("alice").unwrap();
+        let fingerprint = f.service.list(&ROOT, "alice").unwrap()[0]
+            .fingerprint
+            .clone();
+        let from_ca = issued(&ca, "alice", &f.key);
+        let in_directory = self_signed_der(&f.key, &alice);
+        let now = f.clock.now();
+        let offered = |f: &Fixture| {
+            let directory = f
+                .service
+                .lookup_done("alice", Ok(vec![in_directory.clone()]));
+            f.service
+                .keys_that_may_sign(&alice, Some(&from_ca), Some(directory), now)
+                .unwrap()
+                .keys
+                .len()
+        };
+        assert_eq!(offered(&f), 3, "enrolled, CA-issued, directory");
+        f.service
+            .revoke(&ROOT, "alice", &fingerprint, false)
+            .unwrap();
+        assert_eq!(offered(&f), 0);
+
+        let token = f.challenge("alice", "").unwrap();
+        assert!(f
+            .service
+            .verify_presented(&ROOT, "alice", &token, &f.sign(&token), &from_ca)
+            .is_err());
     }
 }

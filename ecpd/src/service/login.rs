@@ -161,20 +161,11 @@ impl Service {
         if signature.trim().is_empty() {
             return Err(auth(AuthFailure::NoSignature));
         }
-        let mut keys = self.signing_keys(user, presented, now)?;
-        // A directory that cannot be asked does not stop keys from this
-        // host or a CA: only if none of them verifies is the login
-        // undecidable.
-        let mut directory_holds_values = false;
-        let mut directory_unavailable = None;
-        match self.directory_keys(user, looked_up, now) {
-            Ok((directory_keys, holds_values)) => {
-                keys.extend(directory_keys);
-                directory_holds_values = holds_values;
-            }
-            Err(e) if keys.is_empty() => return Err(e),
-            Err(e) => directory_unavailable = Some(e),
-        }
+        let SigningKeys {
+            keys,
+            directory_holds_values,
+            directory_unavailable,
+        } = self.keys_that_may_sign(user, presented, looked_up, now)?;
         if keys.is_empty() {
             // As costly as a real check, so the time of a refusal does not
             // tell an enrolled user from an unknown one.

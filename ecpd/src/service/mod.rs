@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ecp_core::bus::{CertificateEntry, DaemonStatus};
+use ecp_core::bus::{CertificateEntry, DaemonStatus, RevokedEntry};
 use ecp_core::certificate::{parse_certificate_pem, ParsedCertificate};
 use ecp_core::challenge::{MAX_SIGNATURE_LEN, MAX_TOKEN_LEN};
 use ecp_core::{
@@ -23,7 +23,9 @@ use tracing::{debug, info, warn};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::directory::{Directory, LookupError};
-use crate::store::{AddOutcome, CachedLookup, CertificateRecord, Store, StoreError};
+use crate::store::{
+    AddOutcome, CachedLookup, CertificateRecord, RevokedKey, Store, StoreError, Withdrawn,
+};
 use crate::throttle::{Refusal, Source, Throttle};
 use crate::tokens::Tokens;
 use crate::trust_files::TrustFiles;
@@ -96,6 +98,8 @@ pub enum ServiceError {
     Directory(String),
     #[error("renewal refused: {0}")]
     RenewalRefused(String),
+    #[error("the key of this certificate was revoked ({0}): a revoked key never signs again; make a new key")]
+    KeyRevoked(String),
 }
 
 /// Refuses a set whose CRL of some CA is older than the newest one this
@@ -142,6 +146,16 @@ fn is_superuser(user: &UserName) -> bool {
     }
 }
 
+/// A revoked key's record as a person reads it.
+fn describe_revoked_key(revoked: &RevokedKey) -> String {
+    format!(
+        "with certificate {} of {}, on {}",
+        revoked.fingerprint,
+        revoked.user,
+        ecp_core::when::format_utc(revoked.revoked_at)
+    )
+}
+
 /// Longest certificate label accepted.
 pub const MAX_LABEL_LEN: usize = 64;
 
@@ -179,7 +193,7 @@ mod renewal;
 mod test_support;
 
 pub use directory_cache::DueLookup;
-use keys::Authority;
+use keys::{Authority, SigningKeys};
 pub use renewal::Renewed;
 
 /// Parsed certificates kept (the least recently used goes first).

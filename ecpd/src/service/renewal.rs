@@ -55,9 +55,10 @@ impl Service {
                 ecp_core::certificate::MAX_VALIDITY_DAYS
             )));
         }
-        if let Some(revoked) = self.revoked_with_key(user, |key| key == cert.public_key())? {
+        if let Some(revoked) = self.store.revoked_key(&cert.key_id())? {
             return Err(refused(format!(
-                "the new certificate's key is the key of {revoked}"
+                "the new certificate's key was revoked ({})",
+                describe_revoked_key(&revoked)
             )));
         }
         let digest: [u8; 32] = sha2::Sha256::digest(cert.der()).into();
@@ -132,6 +133,25 @@ impl Service {
             .any(|(fp, _)| *fp == successor.fingerprint())
         {
             return Err(ServiceError::AlreadyEnrolled);
+        }
+        // Told before anything is signed: no enrolled certificate was
+        // issued for as long as the successor would live (`renew` checks
+        // it again against the one that signs).
+        let longest_issued = enrolled
+            .iter()
+            .filter_map(|(fp, r)| self.parsed_certificate(fp, &r.pem).ok())
+            .map(|c| c.not_after().saturating_sub(c.not_before()))
+            .max()
+            .unwrap_or(0);
+        let longest = (now as i64)
+            .saturating_add(longest_issued)
+            .saturating_add(self.config.clock_skew_secs as i64);
+        if successor.not_after() > longest {
+            return Err(refused(format!(
+                "the new certificate is valid until {}, but a successor may be valid for at most as long as the certificate that vouches for it was issued for ({} days here), counted from now",
+                ecp_core::when::format_utc(successor.not_after()),
+                longest_issued / ecp_core::when::SECONDS_PER_DAY
+            )));
         }
         let service = ServiceName::parse(RENEWAL_SERVICE).expect("a valid service name");
         let mut renewal = RenewalChallenge {
@@ -216,17 +236,38 @@ impl Service {
         };
         let label = check_label(&label)?;
 
-        // Which enrolled certificate made the proof?
-        let mut signer = None;
-        for (fingerprint, stored) in self.store.certificates_of(user.as_str())? {
-            let Ok(cert) = self.parsed_certificate(&fingerprint, &stored.pem) else {
+        // Which enrolled certificate made the proof? One whose key was
+        // revoked (a same-key renewal of a revoked one, say) never does.
+        // Several may carry the key (a certificate renewed for the same
+        // key): the one that can still vouch (valid now, no successor
+        // yet) is taken; else the first, whose refusal then says why.
+        let enrolled = self.store.certificates_of(user.as_str())?;
+        let mut candidates = Vec::new();
+        for (fingerprint, stored) in &enrolled {
+            let Ok(cert) = self.parsed_certificate(fingerprint, &stored.pem) else {
                 continue;
             };
             if renewal.verify(cert.public_key(), signature).is_ok() {
-                signer = Some((fingerprint, stored, cert));
-                break;
+                if let Some(revoked) = self.store.revoked_key(&cert.key_id())? {
+                    let count = self.throttle.failure(&user, &source, now);
+                    warn!(event = "renew", user = %user, fingerprint = %fingerprint, outcome = "refused", reason = "revoked key", failures = count.failures);
+                    return Err(refused(format!(
+                        "the key that signed was revoked ({})",
+                        describe_revoked_key(&revoked)
+                    )));
+                }
+                candidates.push((fingerprint.clone(), stored.clone(), cert));
             }
         }
+        let can_vouch =
+            |(fingerprint, _, cert): &(String, CertificateRecord, ParsedCertificate)| {
+                cert.check_time(now as i64, Duration::ZERO).is_ok()
+                    && !enrolled.iter().any(|(_, r)| r.renewed_from == *fingerprint)
+            };
+        let signer = match candidates.iter().position(can_vouch) {
+            Some(at) => Some(candidates.swap_remove(at)),
+            None => candidates.into_iter().next(),
+        };
         let Some((old_fingerprint, old_record, old_cert)) = signer else {
             let revoked =
                 self.revoked_with_key(&user, |key| renewal.verify(key, signature).is_ok())?;
@@ -243,6 +284,22 @@ impl Service {
             warn!(event = "renew", user = %user, fingerprint = %old_fingerprint, outcome = "refused", reason = %e);
             return Err(ServiceError::RenewalRefused(format!(
                 "the current certificate {old_fingerprint} is not valid now ({e}): ask an admin to enroll a new one"
+            )));
+        }
+        // A successor lives no longer than the certificate that vouches
+        // for it was issued for, counted from now: a one-year key cannot
+        // mint a ten-year one.
+        let vouched_for = old_cert.not_after().saturating_sub(old_cert.not_before());
+        let longest = (now as i64)
+            .saturating_add(vouched_for)
+            .saturating_add(self.config.clock_skew_secs as i64);
+        if successor.not_after() > longest {
+            warn!(event = "renew", user = %user, fingerprint = %old_fingerprint, outcome = "refused", reason = "successor outlives its signer's lifetime");
+            return Err(refused(format!(
+                "the new certificate is valid until {}, but a successor may be valid for at most as long as the certificate that vouches for it was issued for ({} days, {old_fingerprint}), counted from now: until {}",
+                ecp_core::when::format_utc(successor.not_after()),
+                vouched_for / ecp_core::when::SECONDS_PER_DAY,
+                ecp_core::when::format_utc(longest)
             )));
         }
         let age = (now as i64).saturating_sub(old_record.enrolled_at);
@@ -278,6 +335,17 @@ impl Service {
             AddOutcome::SignerGone => {
                 return Err(refused(format!(
                     "certificate {old_fingerprint} was revoked while the renewal was checked"
+                )))
+            }
+            AddOutcome::LastPlaceKept { max } => {
+                return Err(refused(format!(
+                    "{user} has {} of at most {max} certificates: a renewal may not take the last free place (it is kept for an admin's enrollment); renew with --retire-old, or ask an admin to revoke one", max - 1
+                )))
+            }
+            AddOutcome::KeyRevoked(revoked) => {
+                return Err(refused(format!(
+                    "the new certificate's key was revoked ({})",
+                    describe_revoked_key(&revoked)
                 )))
             }
             AddOutcome::SignerUsed { successor } => {
@@ -408,7 +476,9 @@ mod tests {
         let fingerprint = f.service.list(&ROOT, "alice").unwrap()[0]
             .fingerprint
             .clone();
-        f.service.revoke(&ROOT, "alice", &fingerprint).unwrap();
+        f.service
+            .revoke(&ROOT, "alice", &fingerprint, false)
+            .unwrap();
         f.service
             .enroll(&ROOT, "alice", &successor_for("alice").1, "spare")
             .unwrap();
@@ -432,9 +502,11 @@ mod tests {
     #[test]
     fn an_expired_certificate_cannot_renew() {
         let f = fixture("");
-        // The fixture's certificate is valid for 30 days.
+        // The fixture's certificate is valid for 30 days; the successor
+        // must be valid on the moved clock and no longer than 30 days
+        // from it.
         f.clock.advance(31 * 86_400);
-        let (_, pem) = successor_for("alice");
+        let (_, pem) = successor_valid_for("alice", 45);
         assert!(matches!(
             renew_with(&f, &ROOT, "alice", &f.key, &pem, false),
             Err(ServiceError::RenewalRefused(m)) if m.contains("not valid now")
@@ -478,5 +550,70 @@ mod tests {
             .service
             .renew(&ROOT, "alice", &token, &proof, &pem, "", false)
             .is_err());
+    }
+
+    #[test]
+    fn a_successor_lives_no_longer_than_its_signer_was_issued_for() {
+        let f = fixture("");
+        f.clock.advance(86_400);
+        // The fixture's certificate was issued for 30 days: a 90-day
+        // successor is refused before anything is signed.
+        let (_, long) = successor_valid_for("alice", 90);
+        assert!(matches!(
+            f.service.renewal_challenge(&ROOT, "alice", &long),
+            Err(ServiceError::RenewalRefused(m)) if m.contains("at most as long")
+        ));
+        // With a one-year certificate enrolled too, the 90-day successor
+        // gets a challenge, but the 30-day one may not vouch for it.
+        let (year_key, year) = successor_valid_for("alice", 365);
+        f.service.enroll(&ROOT, "alice", &year, "desk").unwrap();
+        assert!(matches!(
+            renew_with(&f, &ROOT, "alice", &f.key, &long, false),
+            Err(ServiceError::RenewalRefused(m)) if m.contains("at most as long") && m.contains("30 days")
+        ));
+        f.clock.advance(86_400);
+        assert!(renew_with(&f, &ROOT, "alice", &year_key, &long, false).is_ok());
+    }
+
+    #[test]
+    fn nine_chained_renewals_leave_the_admin_a_place_to_enroll() {
+        let f = fixture("");
+        let alice = Caller {
+            uid: 1000,
+            name: Some("alice".into()),
+        };
+        let first = f.service.list(&ROOT, "alice").unwrap()[0]
+            .fingerprint
+            .clone();
+        let mut signer = f.key.clone();
+        let mut refused = 0;
+        for _ in 0..9 {
+            f.clock.advance(86_400);
+            let (next_key, next) = successor_for("alice");
+            match renew_with(&f, &alice, "alice", &signer, &next, false) {
+                Ok(_) => signer = next_key,
+                Err(ServiceError::RenewalRefused(m)) if m.contains("last free place") => {
+                    refused += 1
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        // Six renewals fit beside the first certificate (seven of eight);
+        // the rest were refused, and the admin's enrollment still fits.
+        assert_eq!(refused, 3);
+        assert_eq!(f.service.list(&ROOT, "alice").unwrap().len(), 7);
+        let (_, admins) = successor_for("alice");
+        f.service.enroll(&ROOT, "alice", &admins, "admin").unwrap();
+        // A renewal that retires its signer takes no place: still allowed.
+        f.clock.advance(86_400);
+        let (_, last) = successor_for("alice");
+        assert!(renew_with(&f, &alice, "alice", &signer, &last, true).is_ok());
+        // Revoking the first certificate takes the whole chain along, the
+        // retired link included; the admin's stays.
+        let revoked = f.service.revoke(&ROOT, "alice", &first, false).unwrap();
+        assert_eq!(revoked.len(), 8, "{revoked:?}");
+        let left = f.service.list(&ROOT, "alice").unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].label, "admin");
     }
 }

@@ -145,14 +145,38 @@ pub(crate) fn with_directory() -> Fixture {
 
 /// A successor certificate for alice: (key, PEM).
 pub(crate) fn successor_for(user: &str) -> (SigningKey, String) {
+    successor_valid_for(user, 30)
+}
+
+/// A new key and a self-signed certificate for `user`, valid for `days`
+/// from the real time now.
+pub(crate) fn successor_valid_for(user: &str, days: u32) -> (SigningKey, String) {
     let key = generate_signing_key();
-    let pem = ecp_core::certificate::build_self_signed_certificate(
-        &key,
-        &UserName::parse(user).unwrap(),
-        90,
-    )
-    .unwrap();
-    (key, pem)
+    (key.clone(), certificate_for(&key, user, days))
+}
+
+/// A self-signed certificate (PEM) for `user`'s `key`.
+pub(crate) fn certificate_for(key: &SigningKey, user: &str, days: u32) -> String {
+    ecp_core::certificate::build_self_signed_certificate(key, &UserName::parse(user).unwrap(), days)
+        .unwrap()
+}
+
+/// A login of `user` from this host, answered with `key`.
+pub(crate) fn login_with(
+    f: &Fixture,
+    user: &str,
+    key: &SigningKey,
+) -> Result<String, ServiceError> {
+    let token = f.challenge(user, "")?;
+    let signature = Challenge::from_token(&token).unwrap().sign(key);
+    f.service.verify(&ROOT, user, &token, &signature)
+}
+
+/// The fingerprint of a certificate in PEM.
+pub(crate) fn fingerprint_of(pem: &str) -> String {
+    ecp_core::certificate::parse_certificate_pem(pem.as_bytes())
+        .unwrap()
+        .fingerprint()
 }
 
 /// Asks for a renewal challenge for `pem` and proves it with `key`.
