@@ -302,9 +302,7 @@ mod tests {
     #[test]
     fn revoking_a_certificate_revokes_what_was_renewed_from_it() {
         let f = fixture("");
-        let first = f.service.list(&ROOT, "alice").unwrap()[0]
-            .fingerprint
-            .clone();
+        let first = f.first_fingerprint();
         // A thief with the key renews to a key of its own, and from that
         // to another.
         f.clock.advance(86_400);
@@ -356,9 +354,7 @@ mod tests {
     fn keeping_successors_is_explicit_and_a_retired_link_still_leads_on() {
         // The admin who knows the renewal was the holder's own keeps it.
         let f = fixture("");
-        let first = f.service.list(&ROOT, "alice").unwrap()[0]
-            .fingerprint
-            .clone();
+        let first = f.first_fingerprint();
         f.clock.advance(86_400);
         let (next, nexts) = successor_for("alice");
         renew_with(&f, &ROOT, "alice", &f.key, &nexts, false).unwrap();
@@ -370,9 +366,7 @@ mod tests {
         // A thief who retired the stolen certificate in its renewal: the
         // retired certificate can still be named, and its successor goes.
         let f = fixture("");
-        let first = f.service.list(&ROOT, "alice").unwrap()[0]
-            .fingerprint
-            .clone();
+        let first = f.first_fingerprint();
         f.clock.advance(86_400);
         let (thief, thiefs) = successor_for("alice");
         renew_with(&f, &ROOT, "alice", &f.key, &thiefs, true).unwrap();
@@ -385,15 +379,13 @@ mod tests {
     #[test]
     fn a_revoked_key_cannot_be_enrolled_again_for_anyone() {
         let f = fixture("");
-        let pem = f.service.list(&ROOT, "alice").unwrap()[0]
-            .fingerprint
-            .clone();
-        f.service.revoke(&ROOT, "alice", &pem, false).unwrap();
+        let first = f.first_fingerprint();
+        f.service.revoke(&ROOT, "alice", &first, false).unwrap();
         for user in ["alice", "bob"] {
             let again = certificate_for(&f.key, user, 30);
             assert!(matches!(
                 f.service.enroll(&ROOT, user, &again, "again"),
-                Err(ServiceError::KeyRevoked(m)) if m.contains(&pem)
+                Err(ServiceError::KeyRevoked(m)) if m.contains(&first)
             ));
         }
     }
@@ -423,9 +415,7 @@ mod tests {
         // certificate for the same key, then the admin revokes the stolen
         // certificate, even keeping successors: the key logs in no more.
         let f = fixture("");
-        let first = f.service.list(&ROOT, "alice").unwrap()[0]
-            .fingerprint
-            .clone();
+        let first = f.first_fingerprint();
         f.clock.advance(86_400);
         let same = certificate_for(&f.key, "alice", 30);
         renew_with(&f, &ROOT, "alice", &f.key, &same, false).unwrap();

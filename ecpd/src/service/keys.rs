@@ -326,9 +326,7 @@ mod tests {
             ca.0.display()
         ));
         let alice = UserName::parse("alice").unwrap();
-        let fingerprint = f.service.list(&ROOT, "alice").unwrap()[0]
-            .fingerprint
-            .clone();
+        let fingerprint = f.first_fingerprint();
         let from_ca = issued(&ca, "alice", &f.key);
         let in_directory = self_signed_der(&f.key, &alice);
         let now = f.clock.now();

@@ -473,9 +473,7 @@ mod tests {
             Err(ServiceError::RenewalRefused(m)) if m.contains("not the one")
         ));
         // Revoked: refused by name.
-        let fingerprint = f.service.list(&ROOT, "alice").unwrap()[0]
-            .fingerprint
-            .clone();
+        let fingerprint = f.first_fingerprint();
         f.service
             .revoke(&ROOT, "alice", &fingerprint, false)
             .unwrap();
@@ -582,9 +580,7 @@ mod tests {
             uid: 1000,
             name: Some("alice".into()),
         };
-        let first = f.service.list(&ROOT, "alice").unwrap()[0]
-            .fingerprint
-            .clone();
+        let first = f.first_fingerprint();
         let mut signer = f.key.clone();
         let mut refused = 0;
         for _ in 0..9 {

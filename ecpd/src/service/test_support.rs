@@ -47,6 +47,13 @@ impl Fixture {
         Challenge::from_token(token).unwrap().sign(&self.key)
     }
 
+    /// The fingerprint of the certificate the fixture enrolled for alice.
+    pub(crate) fn first_fingerprint(&self) -> String {
+        self.service.list(&ROOT, "alice").unwrap()[0]
+            .fingerprint
+            .clone()
+    }
+
     /// A whole login for alice from `rhost`.
     pub(crate) fn login(&self, rhost: &str) -> Result<String, ServiceError> {
         let token = self.challenge("alice", rhost)?;
