@@ -403,3 +403,68 @@ fn hostile_directory_entries_and_odd_names_are_refused_without_harm() {
         .unwrap();
     assert!(store_bytes < 64 * 1024, "{status}");
 }
+
+#[test]
+fn a_search_result_is_a_verdict_and_one_deadline_covers_every_server() {
+    let directory = TestDirectory::start();
+    let work = Workdir::new();
+    let (dir, der) = alice_key(&work);
+    directory.add_user("alice", &[der]);
+    let daemon = daemon_with(&directory, "cache_ttl_secs = 0\nmax_offline_secs = 3600\n");
+    let test_login = || alice_test_login(&daemon, &work, &dir);
+    assert_eq!(test_login().code, 0);
+
+    // Two more entries match alice's filter: slapd answers the search
+    // with sizeLimitExceeded. That is the server's verdict on the entry,
+    // not an outage: the cached answer must not log her in.
+    let mut ldif = String::new();
+    for (n, uid) in [(1, 90001), (2, 90002)] {
+        ldif.push_str(&format!(
+            "dn: cn=alice-{n},ou=people,{}\nobjectClass: inetOrgPerson\nobjectClass: posixAccount\n\
+             uid: alice\ncn: alice-{n}\nsn: alice\nuidNumber: {uid}\ngidNumber: {uid}\n\
+             homeDirectory: /home/alice-{n}\n\n",
+            ecp_tests::directory::BASE_DN
+        ));
+    }
+    directory.modify(&ldif, true);
+    let run = test_login();
+    assert_ne!(run.code, 0, "{}", run.stdout);
+    assert!(
+        daemon.log().contains("Size limit exceeded") || daemon.log().contains("rc=4"),
+        "{}",
+        daemon.log()
+    );
+
+    // Five servers, all frozen: one deadline for the whole lookup, so a
+    // cached user's login is answered well within the module's 10 s; the
+    // next login goes to the cache without asking at all.
+    let fresh = TestDirectory::start();
+    let work = Workdir::new();
+    let (dir, der) = alice_key(&work);
+    fresh.add_user("alice", &[der]);
+    let uris = vec![format!("\"{}\"", fresh.uri); 5].join(", ");
+    let daemon = ecp_tests::daemon::TestDaemon::start(&format!(
+        "host_name = \"dir-host\"\nchallenges_per_user_per_minute = 0\n\n[directory]\n\
+         uri = [{uris}]\nbase_dn = \"{}\"\ntimeout_ms = 2000\ncache_ttl_secs = 0\n\
+         max_offline_secs = 3600\n",
+        ecp_tests::directory::BASE_DN
+    ));
+    let test_login = || alice_test_login(&daemon, &work, &dir);
+    assert_eq!(test_login().code, 0);
+    fresh.freeze();
+    let started = std::time::Instant::now();
+    let first = test_login();
+    let took = started.elapsed();
+    let second = test_login();
+    fresh.thaw();
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    assert!(took < std::time::Duration::from_secs(9), "{took:?}");
+    let log = daemon.log();
+    assert!(log.contains("one deadline for the whole lookup"), "{log}");
+    assert_eq!(
+        log.matches("using the cached answer").count(),
+        1,
+        "the second login asked the frozen directory again: {log}"
+    );
+}

@@ -127,17 +127,32 @@ impl DirectoryConfig {
 pub enum LookupError {
     #[error("no directory server answered: {0}")]
     Unreachable(String),
-    /// The server answered, but not usefully (a failed bind, a search
-    /// error): like an outage, the cached answer still counts.
+    /// The server would not let ecpd search (a failed bind): like an
+    /// outage, the cached answer still counts.
     #[error("the directory refused the lookup: {0}")]
     Refused(String),
-    /// The user's entry itself is unusable (too many values, several
-    /// matching entries, a referral): whatever was cached for the user is
-    /// dropped and the login fails closed, so that padding an entry can
-    /// never keep an older answer alive.
+    /// The search's own answer makes the entry unusable (too many values,
+    /// several matching entries, a referral, or any result code the server
+    /// chose for the search: size limit, no such object, insufficient
+    /// access, …): whatever was cached for the user is dropped and the
+    /// login fails closed, so that neither padding an entry nor a server's
+    /// verdict can keep an older answer alive.
     #[error("the directory's entry for this user was refused: {0}")]
     BadEntry(String),
 }
+
+/// Search result codes that say the server cannot answer now rather than
+/// what it found (busy, unavailable): the only ones treated as an outage.
+const TRANSIENT_RESULT_CODES: [u32; 2] = [51, 52];
+
+/// However many servers are configured, one lookup ends after this: the
+/// module waits 10 s for ecpd, and a cached answer must still reach it.
+const LOOKUP_DEADLINE: Duration = Duration::from_secs(4);
+
+/// After a lookup found no server answering, logins go to the cache at
+/// once for this long instead of each waiting out the timeouts; the
+/// first lookup after it tries the servers again.
+pub const DOWN_RETRY_SECS: u64 = 30;
 
 /// Lookups in flight at once, per pool. Each holds at most one bounded
 /// answer, so this also bounds the memory lookups can take.
@@ -190,6 +205,8 @@ impl Drop for InFlight {
 struct Health {
     last_success: Option<u64>,
     last_failure: Option<(u64, String)>,
+    /// Since when no server answered (None: the last one did).
+    down_since: Option<u64>,
 }
 
 impl Directory {
@@ -275,9 +292,24 @@ impl Directory {
         }
         let mut health = self.health.lock().unwrap_or_else(|e| e.into_inner());
         match outcome {
-            Ok(_) | Err(LookupError::BadEntry(_)) => health.last_success = Some(now),
-            Err(e) => health.last_failure = Some((now, e.to_string())),
+            Ok(_) | Err(LookupError::BadEntry(_)) => {
+                health.last_success = Some(now);
+                health.down_since = None;
+            }
+            Err(e) => {
+                health.last_failure = Some((now, e.to_string()));
+                health.down_since.get_or_insert(now);
+            }
         }
+    }
+
+    /// Whether the last lookup found no server answering, less than
+    /// [`DOWN_RETRY_SECS`] ago: then logins decide from the cache without
+    /// asking.
+    pub fn is_down(&self, now: u64) -> bool {
+        let health = self.health.lock().unwrap_or_else(|e| e.into_inner());
+        let last_failure = health.last_failure.as_ref().map_or(0, |(at, _)| *at);
+        health.down_since.is_some() && now.saturating_sub(last_failure) < DOWN_RETRY_SECS
     }
 
     /// When a server last answered, and the last failure.
@@ -291,6 +323,28 @@ impl Directory {
     /// attribute, has none. `known` picks the lookup pool: whether the
     /// cache holds an answer for this user.
     pub async fn lookup(&self, user: &str, known: bool) -> Result<Vec<Vec<u8>>, LookupError> {
+        let deadline = self.lookup_deadline();
+        tokio::time::timeout(deadline, self.lookup_within(user, known))
+            .await
+            .map_err(|_| {
+                LookupError::Unreachable(format!(
+                    "no server answered within {} ms (one deadline for the whole lookup)",
+                    deadline.as_millis()
+                ))
+            })?
+    }
+
+    /// `timeout_ms` for each server, and never more than
+    /// [`LOOKUP_DEADLINE`] for all of them together.
+    pub fn lookup_deadline(&self) -> Duration {
+        let servers = u32::try_from(self.config.uri.len()).unwrap_or(u32::MAX);
+        self.config
+            .timeout()
+            .saturating_mul(servers.max(1))
+            .min(LOOKUP_DEADLINE)
+    }
+
+    async fn lookup_within(&self, user: &str, known: bool) -> Result<Vec<Vec<u8>>, LookupError> {
         let pool = if known {
             &self.known_users
         } else {
@@ -338,9 +392,21 @@ impl Directory {
     pub async fn probe(&self) -> Option<Result<String, LookupError>> {
         let _permit = self.probing.try_acquire().ok()?;
         let base = &self.config.base_dn;
-        let answered = self
-            .search(base, Scope::Base, "(objectClass=*)", vec!["1.1"])
-            .await;
+        let answered = tokio::time::timeout(
+            self.lookup_deadline(),
+            self.search(base, Scope::Base, "(objectClass=*)", vec!["1.1"]),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(LookupError::Unreachable(
+                "no server answered in time".into(),
+            ))
+        });
+        if answered.is_ok() {
+            // Answering again: logins need not wait for the retry time.
+            let mut health = self.health.lock().unwrap_or_else(|e| e.into_inner());
+            health.down_since = None;
+        }
         Some(answered.map(|(uri, _)| uri.to_owned()))
     }
 
@@ -361,8 +427,11 @@ impl Directory {
             {
                 Ok(entries) => return Ok((uri, entries)),
                 Err(LookupError::Unreachable(why)) => last = format!("{uri}: {why}"),
-                Err(LookupError::Refused(why) | LookupError::BadEntry(why)) => {
+                Err(LookupError::Refused(why)) => {
                     return Err(LookupError::Refused(format!("{uri}: {why}")))
+                }
+                Err(LookupError::BadEntry(why)) => {
+                    return Err(LookupError::BadEntry(format!("{uri}: {why}")))
                 }
             }
         }
@@ -408,7 +477,7 @@ impl Directory {
                     .await
                     .map_err(|e| LookupError::Unreachable(e.to_string()))?
                     .success()
-                    .map_err(|e| LookupError::Refused(format!("search: {e}")))?;
+                    .map_err(search_verdict)?;
                 Ok(entries)
             }
             .await;
@@ -423,6 +492,20 @@ impl Directory {
         tokio::time::timeout(timeout, exchange).await.map_err(|_| {
             LookupError::Unreachable(format!("no answer within {} ms", self.config.timeout_ms))
         })?
+    }
+}
+
+/// What a search's result code means for the lookup: busy or unavailable
+/// is an outage (the next server is tried, the cache may answer); any
+/// other code is what the server chose to answer about this search (a
+/// size limit when the filter matches several entries, a referral, no
+/// such object, insufficient access, …), so the entry is unusable.
+fn search_verdict(e: ldap3::LdapError) -> LookupError {
+    match &e {
+        ldap3::LdapError::LdapResult { result } if TRANSIENT_RESULT_CODES.contains(&result.rc) => {
+            LookupError::Unreachable(format!("search: {e}"))
+        }
+        _ => LookupError::BadEntry(format!("search: {e}")),
     }
 }
 
@@ -635,5 +718,45 @@ mod tests {
         // Another attribute is not a certificate.
         let got = certificate_values(&config, entry("userPKCS12", vec![vec![1]]));
         assert_eq!(got, Ok(Vec::new()));
+    }
+
+    #[test]
+    fn only_busy_or_unavailable_is_an_outage_and_a_lookup_has_one_deadline() {
+        let result = |rc| ldap3::LdapError::LdapResult {
+            result: ldap3::LdapResult {
+                rc,
+                matched: String::new(),
+                text: String::new(),
+                refs: Vec::new(),
+                ctrls: Vec::new(),
+            },
+        };
+        // sizeLimitExceeded, referral, noSuchObject, insufficientAccess:
+        // the server's verdict on this search.
+        for rc in [4, 10, 32, 50] {
+            assert!(
+                matches!(search_verdict(result(rc)), LookupError::BadEntry(_)),
+                "{rc}"
+            );
+        }
+        for rc in [51, 52] {
+            assert!(
+                matches!(search_verdict(result(rc)), LookupError::Unreachable(_)),
+                "{rc}"
+            );
+        }
+        let with = |servers: usize, timeout_ms: u64| {
+            Directory::new(DirectoryConfig {
+                uri: vec!["ldapi://%2Fnowhere".into(); servers],
+                base_dn: "dc=example,dc=org".into(),
+                timeout_ms,
+                ..DirectoryConfig::default()
+            })
+            .unwrap()
+            .lookup_deadline()
+        };
+        assert_eq!(with(1, 200), Duration::from_millis(200));
+        assert_eq!(with(2, 1500), Duration::from_millis(3000));
+        assert_eq!(with(5, 2000), LOOKUP_DEADLINE);
     }
 }

@@ -67,7 +67,8 @@ impl Service {
     /// run if so.
     pub(super) fn lookup_due(&self, user: &UserName, now: u64) -> Option<DueLookup> {
         let directory = self.directory.as_ref()?;
-        if self.directory_refused_for(user) {
+        // While no server answers, the cache decides at once.
+        if directory.is_down(now) {
             return None;
         }
         let ttl = directory.config().cache_ttl_secs;
@@ -164,9 +165,6 @@ impl Service {
         let Some(directory) = &self.directory else {
             return Ok(Vec::new());
         };
-        if self.directory_refused_for(user) {
-            return Ok(Vec::new());
-        }
         let max_offline_secs = directory.config().max_offline_secs;
         match looked_up {
             // Fresh (and already cached by `lookup_done`).
@@ -478,26 +476,79 @@ mod tests {
             verify("erin", down()),
             Err(ServiceError::DirectoryUnavailable(_))
         ));
-        // Directory certificates never sign for root (ca_allow_root off).
+    }
+
+    #[test]
+    fn roots_directory_entry_needs_a_signature_that_it_can_never_give() {
+        // Directory certificates never sign for root (ca_allow_root off),
+        // but an entry holding one still means root needs a signature:
+        // nouserok must not let root in on the password alone.
+        let f = with_directory();
         let root_key = generate_signing_key();
         let root_der = self_signed_der(&root_key, &UserName::parse("root").unwrap());
         assert!(f
             .service
-            .directory_lookup_due(&ROOT, "root", &f.challenge("root", "").unwrap(), "MEUC")
-            .is_none());
-        let token = f.challenge("root", "").unwrap();
-        let signature = Challenge::from_token(&token).unwrap().sign(&root_key);
+            .needs_signature_lookup_due(&ROOT, "root")
+            .is_some());
+        let answer = f.service.lookup_done("root", Ok(vec![root_der.clone()]));
         assert!(f
             .service
-            .verify_answer(
-                &ROOT,
-                "root",
-                &token,
-                &signature,
-                None,
-                Some(Ok(vec![root_der]))
-            )
-            .is_err());
+            .needs_signature(&ROOT, "root", Some(answer))
+            .unwrap());
+        assert!(f.service.needs_signature(&ROOT, "root", None).unwrap());
+        let token = f.challenge("root", "").unwrap();
+        let signature = Challenge::from_token(&token).unwrap().sign(&root_key);
+        let verdict = f.service.verify_answer(
+            &ROOT,
+            "root",
+            &token,
+            &signature,
+            None,
+            Some(Ok(vec![root_der])),
+        );
+        assert!(
+            is_auth(&verdict, AuthFailure::NoValidCertificate),
+            "{verdict:?}"
+        );
+    }
+
+    #[test]
+    fn while_no_server_answers_logins_go_to_the_cache_at_once() {
+        let f = with_directory();
+        let dave = generate_signing_key();
+        let der = self_signed_der(&dave, &UserName::parse("dave").unwrap());
+        let _ = f.service.lookup_done("dave", Ok(vec![der]));
+        let due = |f: &Fixture| {
+            f.service
+                .directory_lookup_due(&ROOT, "dave", &f.challenge("dave", "").unwrap(), "MEUC")
+                .is_some()
+        };
+        f.clock.advance(61);
+        assert!(due(&f), "the cached answer is older than the TTL");
+        let _ = f.service.lookup_done(
+            "dave",
+            Err(LookupError::Unreachable("no answer within 4000 ms".into())),
+        );
+        // Down: the cache answers without a lookup, and the login works.
+        assert!(!due(&f));
+        let token = f.challenge("dave", "").unwrap();
+        let signature = Challenge::from_token(&token).unwrap().sign(&dave);
+        assert!(f
+            .service
+            .verify_answer(&ROOT, "dave", &token, &signature, None, None)
+            .is_ok());
+        // A user with nothing cached is refused at once, not after a wait.
+        assert!(f
+            .service
+            .needs_signature_lookup_due(&ROOT, "erin")
+            .is_none());
+        assert!(matches!(
+            f.service.needs_signature(&ROOT, "erin", None),
+            Err(ServiceError::DirectoryUnavailable(_))
+        ));
+        // After the retry time, the servers are tried again.
+        f.clock.advance(crate::directory::DOWN_RETRY_SECS);
+        assert!(due(&f));
     }
 
     #[test]

@@ -163,6 +163,12 @@ impl Service {
     ) -> Result<(Vec<(p256::ecdsa::VerifyingKey, Authority)>, bool), ServiceError> {
         let certificates = self.directory_certificates(user, looked_up, now)?;
         let holds_values = !certificates.is_empty();
+        // Root's entry may hold values (so it needs a signature, and
+        // nouserok must not pass it), but none of them signs for it.
+        if holds_values && self.directory_refused_for(user) {
+            info!(event = "verify", user = %user, source = "directory", "directory certificates never sign for an account with uid 0 (ca_allow_root is off)");
+            return Ok((Vec::new(), true));
+        }
         let mut keys = Vec::new();
         for der in certificates {
             let checked = self
