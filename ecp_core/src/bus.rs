@@ -11,7 +11,8 @@
 //! |---|---|
 //! | Auth.Challenge, Auth.Verify | root for anyone; others for themselves |
 //! | Admin.List | root for anyone (or all, with ""); others for themselves |
-//! | Admin.Status | anyone |
+//! | Admin.Status | anyone (non-root: the version only) |
+//! | Admin.Trust, Directory | root only |
 //! | Admin.Enroll, Revoke, RevokeAll, Unlock, Cleanup | root only |
 
 use serde::{Deserialize, Serialize};
@@ -257,8 +258,8 @@ pub trait Admin {
     /// many nonces were forgotten.
     fn cleanup(&self) -> Result<u64, EcpError>;
 
-    /// The organisation CAs and CRLs in force (public facts: anyone may
-    /// ask).
+    /// The organisation CAs and CRLs in force, and why the last re-read
+    /// of the files failed (root only).
     fn trust(&self) -> Result<TrustReport, EcpError>;
 
     /// The directory's state: servers, reachability (tried now for root

@@ -225,13 +225,15 @@ pub fn status(bus: &str, args: &JsonArg) -> Result<(), Failure> {
     zbus::block_on(async {
         let (_conn, proxy) = admin(bus).await?;
         let s = call(proxy.status().await)?;
-        let trust = call(proxy.trust().await)?;
         // Root's only; others are told so below.
+        let trust = proxy.trust().await.ok();
         let directory = proxy.directory().await.ok();
         if args.json {
             let mut value = serde_json::to_value(&s).map_err(|e| Failure::Usage(e.to_string()))?;
-            value["trust"] =
-                serde_json::to_value(&trust).map_err(|e| Failure::Usage(e.to_string()))?;
+            if let Some(trust) = &trust {
+                value["trust"] =
+                    serde_json::to_value(trust).map_err(|e| Failure::Usage(e.to_string()))?;
+            }
             if let Some(directory) = &directory {
                 value["directory"] =
                     serde_json::to_value(directory).map_err(|e| Failure::Usage(e.to_string()))?;
@@ -254,7 +256,10 @@ pub fn status(bus: &str, args: &JsonArg) -> Result<(), Failure> {
             println!("store size:             {} bytes", s.store_bytes);
             println!("uptime:                 {} s", s.uptime_secs);
         }
-        print_trust(&trust);
+        match &trust {
+            Some(trust) => print_trust(trust),
+            None => println!("organisation CAs:       (run as root to see them)"),
+        }
         match &directory {
             Some(directory) => print_directory(directory, unix_now()),
             None => println!("directory:              (run as root to see it)"),

@@ -346,8 +346,9 @@ impl AdminInterface {
             .await
     }
 
-    async fn trust(&self) -> Result<TrustReport, EcpError> {
-        Ok(self.0.service.trust_report())
+    async fn trust(&self, #[zbus(header)] header: Header<'_>) -> Result<TrustReport, EcpError> {
+        let caller = self.0.caller(&header).await?;
+        self.0.decide(caller, |s, c| s.trust_report(c)).await
     }
 
     async fn renewal_challenge(

@@ -29,10 +29,16 @@ impl Service {
         changed
     }
 
-    /// The CAs and CRLs in force, for `ecpctl status` and `doctor`.
-    pub fn trust_report(&self) -> ecp_core::bus::TrustReport {
+    /// The CAs and CRLs in force, for `ecpctl status` and `doctor`; root
+    /// only (which CAs a host trusts and why its CRL failed to load are
+    /// the admin's business).
+    pub fn trust_report(
+        &self,
+        caller: &Caller,
+    ) -> Result<ecp_core::bus::TrustReport, ServiceError> {
+        self.authorize_root(caller, "ask which CAs this host trusts")?;
         let store = self.trust.current();
-        ecp_core::bus::TrustReport {
+        Ok(ecp_core::bus::TrustReport {
             configured: self.trust.is_configured(),
             cas: store
                 .crls()
@@ -46,7 +52,7 @@ impl Service {
                 })
                 .collect(),
             problem: self.trust.problem(),
-        }
+        })
     }
 
     pub fn enroll(
@@ -427,5 +433,19 @@ mod tests {
         );
         assert!(login_with(&f, "alice", &f.key).is_err());
         assert!(f.service.list(&ROOT, "alice").unwrap().is_empty());
+    }
+
+    #[test]
+    fn which_cas_are_trusted_is_roots_to_ask() {
+        let f = fixture("");
+        let bob = Caller {
+            uid: 1000,
+            name: Some("bob".into()),
+        };
+        assert!(matches!(
+            f.service.trust_report(&bob),
+            Err(ServiceError::AccessDenied(_))
+        ));
+        assert!(!f.service.trust_report(&ROOT).unwrap().configured);
     }
 }
