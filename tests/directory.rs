@@ -428,7 +428,8 @@ fn a_search_result_is_a_verdict_and_one_deadline_covers_every_server() {
     }
     directory.modify(&ldif, true);
     let run = test_login();
-    assert_ne!(run.code, 0, "{}", run.stdout);
+    assert_eq!(run.code, 10, "{}", run.stderr);
+    assert!(run.stderr.contains("could not decide"), "{}", run.stderr);
     assert!(
         daemon.log().contains("Size limit exceeded") || daemon.log().contains("rc=4"),
         "{}",

@@ -21,6 +21,9 @@ EXIT STATUS:
      removed, --pkcs11-module wrong), no matching token, or it failed
   8  the token refused the PIN (wrong, locked or expired)
   9  no such key on the token (object=/id= name nothing, or not P-256)
+ 10  ecpd answered but could not decide: the directory holding the
+     user's certificates cannot be asked and no cached answer is young
+     enough, or the user's directory entry is unusable
 
 FILES:
   ~/.config/ecp/private_key.pem   the user's encrypted key (default --key)

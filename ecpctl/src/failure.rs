@@ -24,6 +24,8 @@ pub enum Failure {
     DaemonUnreachable(String),
     #[error("ecpd refused: {0}")]
     DaemonRefused(String),
+    #[error("ecpd could not decide: the directory that holds the user's certificates cannot answer for this user ({0})")]
+    DirectoryUnavailable(String),
     #[error("login failed: {0}")]
     LoginRefused(String),
     #[error("{0}")]
@@ -41,7 +43,7 @@ impl Failure {
         use ecp_core::bus::EcpError as E;
         match error {
             E::ZBus(e) => Failure::DaemonUnreachable(e.to_string()),
-            E::DirectoryUnavailable(m) => Failure::DaemonUnreachable(m),
+            E::DirectoryUnavailable(m) => Failure::DirectoryUnavailable(m),
             E::AuthenticationFailed(m)
             | E::NotEnrolled(m)
             | E::ChallengeExpired(m)
@@ -77,6 +79,7 @@ impl Failure {
             | Failure::Token(crate::token::TokenError::Failed(_)) => 7,
             Failure::Token(crate::token::TokenError::PinRefused(_)) => 8,
             Failure::Token(crate::token::TokenError::KeyNotFound(_)) => 9,
+            Failure::DirectoryUnavailable(_) => 10,
         }
     }
 }
