@@ -735,3 +735,73 @@ fn keygen_csr_and_ca_sign_make_certificates_openssl_and_ecpd_accept() {
         mismatch.stderr
     );
 }
+
+#[test]
+fn a_renewed_ca_certificate_is_preferred_and_a_vanished_crl_forgets_no_revocation() {
+    let work = Workdir::new();
+    let ca = TestCa::root(&work.path(""), "Org CA", CaKeyKind::P256);
+    // An expired certificate of the same CA key and name, made by
+    // Python's cryptography (OpenSSL's req cannot backdate), put first.
+    let script = r#"
+import sys, datetime
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import hashes, serialization
+key = serialization.load_pem_private_key(open(sys.argv[1], "rb").read(), None)
+now = datetime.datetime.now(datetime.timezone.utc)
+name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "ecp tests"),
+                  x509.NameAttribute(NameOID.COMMON_NAME, "Org CA")])
+cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=400))
+        .not_valid_after(now - datetime.timedelta(days=35))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(digital_signature=False, content_commitment=False,
+            key_encipherment=False, data_encipherment=False, key_agreement=False,
+            key_cert_sign=True, crl_sign=True, encipher_only=False, decipher_only=False),
+            critical=True)
+        .sign(key, hashes.SHA256()))
+sys.stdout.write(cert.public_bytes(serialization.Encoding.PEM).decode())
+"#;
+    let expired = ecp_tests::run(
+        Path::new("/usr/bin/python3"),
+        &["-c", script, ca.path("ca.key").to_str().unwrap()],
+    )
+    .ok();
+    let bundle = format!("{expired}{}", ca.certificate_pem());
+    let ca_file = work.write("ca.pem", bundle.as_bytes(), 0o644);
+    let crl_file = work.write("crl.pem", ca.crl(24).as_bytes(), 0o644);
+    let daemon = TestDaemon::start(&format!(
+        "host_name = \"ca-test-host\"\nca_file = \"{}\"\ncrl_file = \"{}\"\nrequire_crl = false\n",
+        ca_file.display(),
+        crl_file.display()
+    ));
+    let (key, cert, pass) = openssl_user(&work, &ca, "alice");
+    // The certificate valid now issues, wherever it stands in the file.
+    let run = test_login(&daemon, &key, &cert, &pass);
+    assert_eq!(run.code, 0, "{}\n{}", run.stderr, daemon.log());
+
+    // Revoked in the CRL: refused.
+    ca.revoke(&cert);
+    replace_file(&crl_file, &ca.crl(24));
+    nix_kill_hup(daemon.pid());
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while test_login(&daemon, &key, &cert, &pass).code == 0 {
+        assert!(std::time::Instant::now() < deadline, "{}", daemon.log());
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    // The CRL file replaced by one without this CA's list (another CA's):
+    // with require_crl off, the CA would count as having none, and its
+    // revocations would be forgotten. This host has held its CRL: refused.
+    let other = TestCa::root(&work.path("other"), "Other CA", CaKeyKind::P256);
+    replace_file(&crl_file, &other.crl(24));
+    nix_kill_hup(daemon.pid());
+    wait_for_log(&daemon, "no CRL");
+    let run = test_login(&daemon, &key, &cert, &pass);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        daemon.log().contains("has held a CRL of"),
+        "{}",
+        daemon.log()
+    );
+}

@@ -487,6 +487,13 @@ pub struct Accepted {
     pub certificate: ParsedCertificate,
     /// The issuing CA's subject.
     pub issuer: String,
+    /// The issuing CA certificate's fingerprint.
+    pub ca_fingerprint: String,
+    /// Whether a CRL of the issuer was checked (false: none is held and
+    /// `require_crl` is off). A caller that remembers CRLs seen must
+    /// refuse when it held one before: a list that disappears must not
+    /// forget its revocations.
+    pub crl_checked: bool,
 }
 
 impl TrustStore {
@@ -507,20 +514,29 @@ impl TrustStore {
                 unused.push(crl);
                 continue;
             }
-            let Some(index) = named.into_iter().find(|&i| {
-                cas[i].may_sign_crls
-                    && cas[i]
-                        .key
-                        .verify(&crl.signature_algorithm, &crl.tbs, &crl.signature)
-                        .is_ok()
-            }) else {
+            // Every CA certificate of that name whose key verifies the
+            // list gets it: an expired and a renewed certificate of one CA
+            // key share its revocations.
+            let signers: Vec<usize> = named
+                .into_iter()
+                .filter(|&i| {
+                    cas[i].may_sign_crls
+                        && cas[i]
+                            .key
+                            .verify(&crl.signature_algorithm, &crl.tbs, &crl.signature)
+                            .is_ok()
+                })
+                .collect();
+            if signers.is_empty() {
                 return Err(TrustError::BadCrlSignature { issuer: crl.issuer });
-            };
-            if by_ca[index]
-                .as_ref()
-                .is_none_or(|held| crl.mark().is_after(&held.mark()))
-            {
-                by_ca[index] = Some(crl);
+            }
+            for index in signers {
+                if by_ca[index]
+                    .as_ref()
+                    .is_none_or(|held| crl.mark().is_after(&held.mark()))
+                {
+                    by_ca[index] = Some(crl.clone());
+                }
             }
         }
         Ok((TrustStore { cas, crls: by_ca }, unused))
@@ -584,24 +600,33 @@ impl TrustStore {
             issuer: issuer.clone(),
             serial: serial.clone(),
         };
-        let mut found = None;
+        let skew_secs = i64::try_from(skew.as_secs()).unwrap_or(i64::MAX);
+        let valid_now = |ca: &TrustedCa| {
+            now.saturating_add(skew_secs) >= ca.not_before
+                && now.saturating_sub(skew_secs) <= ca.not_after
+        };
+        let mut verifying = Vec::new();
         for i in named {
             match self.cas[i].key.verify(
                 certificate.signature_algorithm(),
                 certificate.tbs(),
                 certificate.signature(),
             ) {
-                Ok(()) => {
-                    found = Some(i);
-                    break;
-                }
+                Ok(()) => verifying.push(i),
                 Err(Bad::Unsupported { algorithm, key }) => {
                     failure = TrustError::UnsupportedSignature { algorithm, key }
                 }
                 Err(Bad::Signature) => {}
             }
         }
-        let Some(index) = found else {
+        // An expired and a renewed certificate of the same CA key may both
+        // be in the bundle, in any order: the one valid now is the issuer.
+        let Some(index) = verifying
+            .iter()
+            .copied()
+            .find(|&i| valid_now(&self.cas[i]))
+            .or_else(|| verifying.first().copied())
+        else {
             return Err(failure);
         };
         let ca = &self.cas[index];
@@ -611,10 +636,7 @@ impl TrustStore {
                 extensions: certificate.unknown_critical_extensions().join(", "),
             });
         }
-        let skew_secs = i64::try_from(skew.as_secs()).unwrap_or(i64::MAX);
-        if now.saturating_add(skew_secs) < ca.not_before
-            || now.saturating_sub(skew_secs) > ca.not_after
-        {
+        if !valid_now(ca) {
             return Err(TrustError::CaNotValidNow {
                 issuer,
                 not_before: ca.not_before,
@@ -650,6 +672,8 @@ impl TrustStore {
         Ok(Accepted {
             certificate,
             issuer: ca.subject.clone(),
+            ca_fingerprint: ca.fingerprint.clone(),
+            crl_checked: self.crls[index].is_some(),
         })
     }
 }

@@ -92,6 +92,36 @@ impl Service {
         Ok(kept)
     }
 
+    /// `der` if an organisation CA this host trusts issued it for `user`,
+    /// valid now and not revoked. Once this host has held a CRL of that
+    /// CA, a CA without one refuses even when `require_crl` is off: a CRL
+    /// file replaced by one that lacks the CA's list must not forget its
+    /// revocations. The reason, for the journal, on refusal.
+    fn issued_by_trusted_ca(
+        &self,
+        der: &[u8],
+        user: &UserName,
+        now: u64,
+    ) -> Result<ecp_core::trust::Accepted, String> {
+        let trust = self.trust.current();
+        let accepted = trust
+            .check_presented(der, user, now as i64, self.skew(), self.config.crl_policy())
+            .map_err(|e| e.to_string())?;
+        if !accepted.crl_checked {
+            let seen = self
+                .store
+                .crl_high_water(&accepted.ca_fingerprint)
+                .map_err(|e| e.to_string())?;
+            if seen.is_some() {
+                return Err(format!(
+                    "this host has held a CRL of {}, and the CRL file now has none for it: certificates it issued are refused until it does",
+                    accepted.issuer
+                ));
+            }
+        }
+        Ok(accepted)
+    }
+
     /// The keys that may sign for `user` at `now`, and why: each enrolled
     /// certificate that is still valid, and the presented one if a trusted
     /// CA issued it. What was passed over is logged with its reason.
@@ -118,14 +148,7 @@ impl Service {
             }
         }
         if let Some(der) = presented {
-            let trust = self.trust.current();
-            match trust.check_presented(
-                der,
-                user,
-                now as i64,
-                self.skew(),
-                self.config.crl_policy(),
-            ) {
+            match self.issued_by_trusted_ca(der, user, now) {
                 Ok(accepted) if !self.config.ca_allow_root && is_superuser(user) => {
                     warn!(event = "verify", user = %user, presented = "refused", serial = %accepted.certificate.serial_hex(), issuer = ?accepted.issuer, reason = "a CA-issued certificate may not sign for an account with uid 0 (ca_allow_root is off)", "presented certificate not accepted");
                 }
@@ -145,7 +168,7 @@ impl Service {
                         .unwrap_or_default();
                     // Debug formatting: names in a certificate are the presenter's
                     // text, and must not forge log lines.
-                    warn!(event = "verify", user = %user, presented = "refused", serial = %serial, issuer = ?issuer, reason = ?e.to_string(), "presented certificate not accepted");
+                    warn!(event = "verify", user = %user, presented = "refused", serial = %serial, issuer = ?issuer, reason = ?e, "presented certificate not accepted");
                 }
             }
         }
@@ -181,15 +204,7 @@ impl Service {
                 .map(|cert| (*cert.public_key(), cert.fingerprint()))
                 .or_else(|e| {
                     // Not self-signed: a trusted CA may have issued it.
-                    let trust = self.trust.current();
-                    trust
-                        .check_presented(
-                            &der,
-                            user,
-                            now as i64,
-                            self.skew(),
-                            self.config.crl_policy(),
-                        )
+                    self.issued_by_trusted_ca(&der, user, now)
                         .map(|a| (*a.certificate.public_key(), a.certificate.fingerprint()))
                         .map_err(|_| e)
                 });
