@@ -63,19 +63,18 @@ pub fn ssh_destination(prompt: &str) -> Option<&str> {
     (inner.contains('@') && plain).then_some(inner)
 }
 
-/// Whether `destination` (as ssh names it) is the challenge's own user and
-/// host, possibly with the host's domain: only then may a "yes" be
-/// remembered. An address or alias is approved one login at a time.
+/// Whether `destination` (as ssh names it) is exactly the challenge's own
+/// user and host (host names compare without case): only then may a "yes"
+/// be remembered. Anything else (an address, an alias, the host with a
+/// domain) is approved one login at a time: a lure named
+/// `vm.evil.example` relaying the challenge of host `vm` must not be
+/// remembered for good. A server that wants its FQDN to match sets it as
+/// `host_name` in ecpd.toml.
 pub fn destination_is_challenge_host(destination: &str, challenge: &Challenge) -> bool {
     let Some((user, host)) = destination.split_once('@') else {
         return false;
     };
-    let own = challenge.host.as_str();
-    user == challenge.user.as_str()
-        && (host.eq_ignore_ascii_case(own)
-            || host
-                .get(..own.len() + 1)
-                .is_some_and(|head| head.eq_ignore_ascii_case(&format!("{own}."))))
+    user == challenge.user.as_str() && host.eq_ignore_ascii_case(challenge.host.as_str())
 }
 
 /// The version in `ssh -V` output ("OpenSSH_9.2p1 Debian-2, OpenSSL …").
@@ -345,7 +344,10 @@ mod destination_tests {
         .unwrap();
         for (destination, same) in [
             ("alice@web1", true),
-            ("alice@web1.example.com", true),
+            // A domain added is not the name in the challenge: a lure
+            // called web1.evil.example must not be remembered.
+            ("alice@web1.example.com", false),
+            ("alice@web1.evil.example", false),
             ("alice@WEB1", true),
             ("alice@web10", false),
             ("alice@10.0.0.5", false),

@@ -57,9 +57,10 @@ pub fn run(args: &AskpassArgs) -> Result<(), Failure> {
             // approved one login at a time.
             (Some(d), _) => (
                 format!(
-                    "ssh is connected to {d}, but this challenge is for {account}: if you \
-                     did not expect that name, answer no, someone may be relaying your \
-                     login. A \"yes\" signs this login only."
+                    "ssh is connected to {d}, but this challenge is for {account}: the \
+                     names differ. If you did not expect {account}, answer no: someone \
+                     may be relaying your login. A \"yes\" signs this login only and is \
+                     asked again next time."
                 ),
                 None,
             ),
