@@ -171,7 +171,7 @@ fn revoked_certificate_no_longer_logs_in() {
     assert!(again.contains("revoked already"), "{again}");
     let unknown = daemon.ecpctl(&["revoke", "alice", &"ab".repeat(32)]);
     assert_eq!(unknown.code, 6);
-    // The revoked key cannot be enrolled again.
+    // It is no longer listed.
     let cert = daemon.ecpctl(&["list", "alice", "--json"]).ok();
     assert!(!cert.contains(&fingerprint), "{cert}");
 }

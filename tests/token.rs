@@ -86,7 +86,7 @@ fn a_key_made_on_the_token_logs_in_and_never_leaves_it() {
 fn token_failures_are_clear_and_have_their_own_exit_codes() {
     let token = TestToken::new("ecp");
     let work = Workdir::new();
-    keygen_on(&token, &work, "alice", "alice");
+    let cert = keygen_on(&token, &work, "alice", "alice");
     let daemon = TestDaemon::start("host_name = \"token-host\"\n");
     let test_login = |uri: &str, extra: &[&str]| {
         let mut args = vec![
@@ -146,6 +146,47 @@ fn token_failures_are_clear_and_have_their_own_exit_codes() {
     // A PIN in the URI itself is refused (it would show in ps).
     let run = test_login(&format!("{}?pin-value=123456", token.uri("alice")), &[]);
     assert_eq!(run.code, 2, "{}", run.stderr);
+
+    // As root, every step on the way to the module must be root's alone
+    // to change: a symbolic link to the real module, or a copy, in a
+    // directory under /tmp (writable by all) is not loaded.
+    if ecp_tests::daemon::running_as_root() {
+        daemon
+            .ecpctl(&["enroll", "alice", "--cert", cert.to_str().unwrap()])
+            .ok();
+        let link = token.path().join("libsofthsm2-link.so");
+        std::os::unix::fs::symlink(ecp_tests::token::SOFTHSM_MODULE, &link).unwrap();
+        let copy = token.path().join("libsofthsm2-copy.so");
+        std::fs::copy(ecp_tests::token::SOFTHSM_MODULE, &copy).unwrap();
+        for (module, message) in [
+            (&link, "is not root's alone to change"),
+            (&copy, "is not root's alone to change"),
+        ] {
+            let run = test_login(
+                &token.uri("alice"),
+                &[
+                    "--pin-file",
+                    pin.to_str().unwrap(),
+                    "--pkcs11-module",
+                    module.to_str().unwrap(),
+                ],
+            );
+            assert_eq!(run.code, 7, "{}", run.stderr);
+            assert!(run.stderr.contains(message), "{}", run.stderr);
+        }
+        // The real module, by its real path, loads (through the checked
+        // descriptor) and signs.
+        let run = test_login(
+            &token.uri("alice"),
+            &[
+                "--pin-file",
+                pin.to_str().unwrap(),
+                "--pkcs11-module",
+                ecp_tests::token::SOFTHSM_MODULE,
+            ],
+        );
+        assert_eq!(run.code, 0, "{}", run.stderr);
+    }
 }
 
 #[test]
@@ -210,5 +251,13 @@ fn an_existing_token_key_gives_a_request_and_renews_an_enrolled_one() {
     let fingerprint = ecp_core::certificate::parse_certificate_pem(&std::fs::read(&first).unwrap())
         .unwrap()
         .fingerprint();
-    assert!(!listed.contains(&fingerprint), "{listed}");
+    // Retired: no longer a row of its own, only named as what the
+    // successor was renewed from.
+    assert!(
+        listed
+            .lines()
+            .all(|l| l.split_whitespace().nth(2) != Some(fingerprint.as_str())),
+        "{listed}"
+    );
+    assert!(listed.contains(&fingerprint), "{listed}");
 }

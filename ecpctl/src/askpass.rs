@@ -91,17 +91,12 @@ pub fn run(args: &AskpassArgs) -> Result<(), Failure> {
         .or_else(|| std::env::var_os("ECP_KEY_FILE").map(PathBuf::from));
     let passphrase_file = std::env::var_os("ECP_PASSPHRASE_FILE").map(PathBuf::from);
     let cert = std::env::var_os("ECP_CERT_FILE").map(PathBuf::from);
-    // The token key from the arguments, else from $ECP_PKCS11_URI (and
-    // $ECP_PIN_FILE): SSH_ASKPASS cannot pass arguments itself.
-    let mut token_key = args.token_key.clone();
-    if token_key.pkcs11.is_none() && key.is_none() {
-        token_key.pkcs11 = std::env::var("ECP_PKCS11_URI")
-            .ok()
-            .filter(|u| !u.is_empty());
-        if token_key.pkcs11.is_some() && token_key.pin_file.is_none() {
-            token_key.pin_file = std::env::var_os("ECP_PIN_FILE").map(PathBuf::from);
-        }
-    }
+    let token_key = token_key_to_use(
+        &args.token_key,
+        key.is_some(),
+        nix::unistd::geteuid().is_root(),
+        |name| std::env::var_os(name),
+    );
     let passphrase_file = passphrase_file.filter(|_| token_key.pkcs11.is_none());
     let signature = crate::sign::sign_token(
         token,
@@ -115,6 +110,28 @@ pub fn run(args: &AskpassArgs) -> Result<(), Failure> {
     }
     println!("{signature}");
     Ok(())
+}
+
+/// The token key from the arguments, else from $ECP_PKCS11_URI (and
+/// $ECP_PIN_FILE): SSH_ASKPASS cannot pass arguments itself. Not for root:
+/// an inherited environment must not choose which module root's process
+/// loads or which file it reads as a PIN.
+fn token_key_to_use(
+    given: &crate::cli::TokenArgs,
+    key_file_given: bool,
+    as_root: bool,
+    env: impl Fn(&str) -> Option<std::ffi::OsString>,
+) -> crate::cli::TokenArgs {
+    let mut token_key = given.clone();
+    if token_key.pkcs11.is_none() && !key_file_given && !as_root {
+        token_key.pkcs11 = env("ECP_PKCS11_URI")
+            .and_then(|u| u.into_string().ok())
+            .filter(|u| !u.is_empty());
+        if token_key.pkcs11.is_some() && token_key.pin_file.is_none() {
+            token_key.pin_file = env("ECP_PIN_FILE").map(PathBuf::from);
+        }
+    }
+    token_key
 }
 
 #[cfg(test)]
@@ -132,5 +149,22 @@ mod tests {
             Some("T0K")
         );
         assert_eq!(token_in_prompt("alice@host's password: "), None);
+    }
+
+    #[test]
+    fn root_takes_no_token_or_pin_file_from_the_environment() {
+        let env = |name: &str| match name {
+            "ECP_PKCS11_URI" => Some("pkcs11:token=t;object=k".into()),
+            "ECP_PIN_FILE" => Some("/home/mallory/pin".into()),
+            _ => None,
+        };
+        let none = crate::cli::TokenArgs::default();
+        let user = token_key_to_use(&none, false, false, env);
+        assert_eq!(user.pkcs11.as_deref(), Some("pkcs11:token=t;object=k"));
+        assert_eq!(user.pin_file, Some(PathBuf::from("/home/mallory/pin")));
+        let root = token_key_to_use(&none, false, true, env);
+        assert!(root.pkcs11.is_none() && root.pin_file.is_none());
+        // A key file given wins over the environment.
+        assert!(token_key_to_use(&none, true, false, env).pkcs11.is_none());
     }
 }

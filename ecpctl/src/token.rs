@@ -11,7 +11,7 @@
 //! expects; each signature is checked against the token's public key
 //! before it is used.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::mechanism::Mechanism;
@@ -216,18 +216,81 @@ fn module_path(uri: &TokenUri, options: &TokenOptions) -> Result<PathBuf, Failur
             module.display()
         )));
     }
-    if as_root {
-        use std::os::unix::fs::MetadataExt as _;
-        if let Ok(meta) = std::fs::metadata(&module) {
-            if meta.uid() != 0 || meta.mode() & 0o022 != 0 {
-                return Err(Failure::Token(TokenError::Unavailable(format!(
-                    "{} is not root's, or others may write it: root loads no such module",
+    Ok(module)
+}
+
+/// The module as root may load it. Every step of the path as given and of
+/// the path it resolves to must be root's and changeable by root alone:
+/// each directory root-owned and not writable by group or others, each
+/// symbolic link root-owned (Debian's p11-kit proxy is one), so no one
+/// else can swap the file or anything on the way to it. The resolved file
+/// is then opened without following a link, checked (a regular file root
+/// owns that no one else may write) and loaded through that descriptor,
+/// so the file loaded is the file checked. The file must stay open until
+/// the module is loaded.
+fn module_for_root(module: &Path) -> Result<(std::fs::File, PathBuf), Failure> {
+    use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
+    use std::os::unix::io::AsRawFd as _;
+    let refuse = |why: String| Failure::Token(TokenError::Unavailable(why));
+    let others_may_change = |meta: &std::fs::Metadata| meta.uid() != 0 || meta.mode() & 0o022 != 0;
+    let missing = || {
+        refuse(format!(
+            "PKCS#11 module {} does not exist (install it, or name it with --pkcs11-module)",
+            module.display()
+        ))
+    };
+    let check_steps = |path: &Path| -> Result<(), Failure> {
+        let mut steps: Vec<&Path> = path.ancestors().collect();
+        steps.reverse();
+        for step in steps {
+            let meta = std::fs::symlink_metadata(step).map_err(|e| {
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    missing()
+                } else {
+                    refuse(format!("{}: {e}", step.display()))
+                }
+            })?;
+            let unsafe_step = if meta.file_type().is_symlink() {
+                meta.uid() != 0
+            } else if meta.is_dir() {
+                others_may_change(&meta)
+            } else {
+                step != path
+            };
+            if unsafe_step {
+                return Err(refuse(format!(
+                    "{} (on the way to {}) is not root's alone to change: root loads no PKCS#11 module from there",
+                    step.display(),
                     module.display()
-                ))));
+                )));
             }
         }
+        Ok(())
+    };
+    check_steps(module)?;
+    let resolved = module.canonicalize().map_err(|_| missing())?;
+    check_steps(&resolved)?;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+        .open(&resolved)
+        .map_err(|e| {
+            refuse(format!(
+                "cannot open PKCS#11 module {}: {e}",
+                resolved.display()
+            ))
+        })?;
+    let meta = file
+        .metadata()
+        .map_err(|e| refuse(format!("{}: {e}", resolved.display())))?;
+    if !meta.is_file() || others_may_change(&meta) {
+        return Err(refuse(format!(
+            "{} is not a regular file that root owns and only root may write: root loads no such module",
+            resolved.display()
+        )));
     }
-    Ok(module)
+    let by_descriptor = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
+    Ok((file, by_descriptor))
 }
 
 /// Loads the module and finds the token the URI names (exactly one).
@@ -236,13 +299,19 @@ fn open_token(
     options: &TokenOptions,
 ) -> Result<(Pkcs11, cryptoki::slot::Slot, String), Failure> {
     let module = module_path(uri, options)?;
-    if !module.exists() {
-        return Err(Failure::Token(TokenError::Unavailable(format!(
-            "PKCS#11 module {} does not exist (install it, or name it with --pkcs11-module or ${MODULE_ENV})",
-            module.display()
-        ))));
-    }
-    let context = Pkcs11::new(&module).map_err(|e| {
+    let (_checked, load_from) = if nix::unistd::geteuid().is_root() {
+        let (file, path) = module_for_root(&module)?;
+        (Some(file), path)
+    } else {
+        if !module.exists() {
+            return Err(Failure::Token(TokenError::Unavailable(format!(
+                "PKCS#11 module {} does not exist (install it, or name it with --pkcs11-module or ${MODULE_ENV})",
+                module.display()
+            ))));
+        }
+        (None, module.clone())
+    };
+    let context = Pkcs11::new(&load_from).map_err(|e| {
         Failure::Token(TokenError::Unavailable(format!(
             "cannot load PKCS#11 module {}: {e}",
             module.display()
