@@ -348,11 +348,20 @@ fn hostile_directory_entries_and_odd_names_are_refused_without_harm() {
         "oscar",
         "userPKCS12",
         &[
-            vec![0x30; 2 << 20],
+            vec![0x30; 100 << 10],
             vec![0x30, 0x84, 0xff, 0xff, 0xff, 0xff, 0x02, 0x01],
             b"\x01\x02garbage".to_vec(),
         ],
     );
+    // An entry far larger than any ecpd would use: 100 values of 100 KiB.
+    let heavy: Vec<Vec<u8>> = (0..100u8)
+        .map(|i| {
+            let mut value = vec![0x30; 100 << 10];
+            value[1] = i;
+            value
+        })
+        .collect();
+    directory.add_user_with("trudy", "userPKCS12", &heavy);
     let daemon = daemon_with(
         &directory,
         "cache_ttl_secs = 0\nmax_offline_secs = 3600\ncertificate_attribute = \"userPKCS12\"\n",
@@ -367,6 +376,16 @@ fn hostile_directory_entries_and_odd_names_are_refused_without_harm() {
     assert!(daemon
         .log()
         .contains("300 certificate values; at most 16 are read"));
+    // The 10 MB entry is cut off while it is read: refused, and ecpd's
+    // peak memory barely moves (it used to hold the whole answer).
+    let peak_before = peak_memory_kib(daemon.pid());
+    let trudy = garbage_verify(&daemon, "trudy");
+    let grown = peak_memory_kib(daemon.pid()) - peak_before;
+    assert!(grown < 8 * 1024, "ecpd's peak memory grew by {grown} KiB");
+    assert!(
+        matches!(&trudy, Err(EcpError::DirectoryUnavailable(m)) if m.contains("larger than 512 KiB")),
+        "{trudy:?}"
+    );
     let oscar = garbage_verify(&daemon, "oscar");
     assert!(
         // Never "not enrolled": nouserok would wave oscar through.
@@ -402,6 +421,18 @@ fn hostile_directory_entries_and_odd_names_are_refused_without_harm() {
         .parse()
         .unwrap();
     assert!(store_bytes < 64 * 1024, "{status}");
+}
+
+/// The peak resident memory of process `pid` (VmHWM), in KiB.
+fn peak_memory_kib(pid: u32) -> i64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().strip_suffix(" kB"))
+        .unwrap()
+        .parse()
+        .unwrap()
 }
 
 #[test]

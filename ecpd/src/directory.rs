@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ldap3::{LdapConnAsync, LdapConnSettings, Scope, SearchEntry, SearchOptions};
+use ldap3::{LdapConnAsync, LdapConnSettings, Scope, SearchEntry, SearchOptions, StdStream};
+
+use crate::ldap_stream::Endpoint;
 use lru::LruCache;
 use serde::Deserialize;
 use tokio::sync::Semaphore;
@@ -140,6 +142,12 @@ pub enum LookupError {
     #[error("the directory's entry for this user was refused: {0}")]
     BadEntry(String),
 }
+
+/// The most a server may send over one lookup's connection (bind and
+/// search answers together): room for the largest entry ecpd would use
+/// (16 values of 16 KiB) with plenty to spare, and a bound on what a
+/// hostile entry can make ecpd hold while it is read.
+pub const MAX_ANSWER_BYTES: usize = 512 * 1024;
 
 /// Search result codes that say the server cannot answer now rather than
 /// what it found (busy, unavailable): the only ones treated as an outage.
@@ -451,15 +459,16 @@ impl Directory {
     ) -> Result<Vec<ldap3::ResultEntry>, LookupError> {
         let timeout = self.config.timeout();
         let password = bind_password(&self.config)?;
-        let starttls = uri.starts_with("ldap://") && self.config.tls.as_deref() != Some("none");
-        let settings = LdapConnSettings::new()
-            .set_conn_timeout(timeout)
-            .set_starttls(starttls)
-            .set_config(self.tls.clone());
+        let plain = self.config.tls.as_deref() == Some("none");
+        let endpoint = Endpoint::parse(uri, plain).map_err(LookupError::Unreachable)?;
         let exchange = async {
-            let (connection, mut ldap) = LdapConnAsync::with_settings(settings, uri)
+            // ecpd makes the connection (and its TLS) itself, so that it
+            // can count what the server sends: ldap3 gets the other end.
+            let (stream, relay) = endpoint.open(self.tls.clone(), MAX_ANSWER_BYTES).await?;
+            let settings = LdapConnSettings::new().set_std_stream(StdStream::Unix(stream));
+            let (connection, mut ldap) = LdapConnAsync::with_settings(settings, "ldapi:///")
                 .await
-                .map_err(|e| LookupError::Unreachable(connect_error(&e)))?;
+                .map_err(|e| LookupError::Unreachable(e.to_string()))?;
             let driver = tokio::spawn(async move {
                 let _ = connection.drive().await;
             });
@@ -481,6 +490,12 @@ impl Directory {
                 Ok(entries)
             }
             .await;
+            if relay.was_cut() {
+                return Err(LookupError::BadEntry(format!(
+                    "the server's answer was larger than {} KiB; ecpd stopped reading it",
+                    MAX_ANSWER_BYTES / 1024
+                )));
+            }
             // Only when the server answered: an unbind to a frozen server
             // would wait too.
             if answer.is_ok() {
@@ -506,17 +521,6 @@ fn search_verdict(e: ldap3::LdapError) -> LookupError {
             LookupError::Unreachable(format!("search: {e}"))
         }
         _ => LookupError::BadEntry(format!("search: {e}")),
-    }
-}
-
-/// A connection error as an admin needs it: a certificate that does not
-/// verify is named as such.
-fn connect_error(e: &ldap3::LdapError) -> String {
-    let text = e.to_string();
-    if text.contains("certificate") || text.contains("Certificate") {
-        format!("the server's TLS certificate was refused ({text}); check tls_ca_file and the server's name")
-    } else {
-        text
     }
 }
 

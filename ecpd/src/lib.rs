@@ -12,6 +12,7 @@ pub mod clock;
 pub mod config;
 pub mod dbus;
 pub mod directory;
+pub mod ldap_stream;
 pub mod service;
 pub mod store;
 pub mod throttle;
