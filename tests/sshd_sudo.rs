@@ -651,3 +651,89 @@ fn sudo_needs_the_password_and_the_key_file() {
     assert_ne!(no_key.code, 0);
     assert!(no_key.stderr.contains("no such file"), "{}", no_key.stderr);
 }
+
+#[test]
+fn doctor_reads_sshds_effective_configuration_and_each_match_block() {
+    if !running_as_root() {
+        eprintln!("skipped: sshd -T needs root");
+        return;
+    }
+    let daemon = TestDaemon::start("host_name = \"doctor-host\"\n");
+    let dir = tempfile::tempdir().unwrap();
+    let pam_d = dir.path().join("pam.d");
+    std::fs::create_dir(&pam_d).unwrap();
+    std::fs::write(
+        pam_d.join("sshd"),
+        "auth requisite pam_unix.so\nauth required pam_ecp.so mode=challenge\n",
+    )
+    .unwrap();
+    let host_key = dir.path().join("host_key");
+    let status = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&host_key)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let config = dir.path().join("sshd_config");
+    let doctor = |text: &str| {
+        std::fs::write(&config, format!("HostKey {}\n{text}", host_key.display())).unwrap();
+        daemon.ecpctl(&[
+            "doctor",
+            "--pam-dir",
+            pam_d.to_str().unwrap(),
+            "--sshd-config",
+            config.to_str().unwrap(),
+        ])
+    };
+
+    // Debian's default: keyboard-interactive off, and a public key alone
+    // logs in without ever running PAM's auth stack.
+    let run = doctor("UsePAM yes\nKbdInteractiveAuthentication no\n");
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stdout
+            .contains("FAIL  sshd has KbdInteractiveAuthentication off (the global settings)"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("\"publickey\" alone logs in"),
+        "{}",
+        run.stdout
+    );
+
+    // Every list runs keyboard-interactive, but a Match block lets bob
+    // in with a key alone: named by its Match line.
+    let good = "UsePAM yes\nKbdInteractiveAuthentication yes\nPasswordAuthentication no\n\
+                AuthenticationMethods publickey,keyboard-interactive\n";
+    let run = doctor(&format!(
+        "{good}Match User bob Address 10.1.0.0/16\n    AuthenticationMethods publickey\n"
+    ));
+    assert!(
+        run.stdout.contains(
+            "FAIL  AuthenticationMethods allows \"publickey\" (\"Match User bob Address 10.1.0.0/16\")"
+        ),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        !run.stdout.contains("(the global settings)"),
+        "{}",
+        run.stdout
+    );
+    let run = doctor(good);
+    assert!(
+        run.stdout.contains("ok    sshd (") && run.stdout.contains("runs keyboard-interactive"),
+        "{}",
+        run.stdout
+    );
+    assert!(!run.stdout.contains("FAIL  sshd"), "{}", run.stdout);
+    assert!(
+        !run.stdout.contains("AuthenticationMethods"),
+        "{}",
+        run.stdout
+    );
+    // UsePAM off: pam_ecp is never asked.
+    let run = doctor("UsePAM no\n");
+    assert!(run.stdout.contains("sshd has UsePAM off"), "{}", run.stdout);
+}

@@ -175,6 +175,10 @@ pub struct DoctorArgs {
     /// Directory of PAM service files.
     #[arg(long, value_name = "DIR", default_value = "/etc/pam.d")]
     pub pam_dir: PathBuf,
+    /// sshd's configuration, read through `sshd -T` (and `-C` for each
+    /// Match block) when pam_ecp is in the sshd PAM service.
+    #[arg(long, value_name = "FILE", default_value = "/etc/ssh/sshd_config")]
+    pub sshd_config: PathBuf,
 }
 
 /// Print a shell completion script (bash, zsh or fish) on standard output.

@@ -1,6 +1,6 @@
 //! `ecpctl doctor`: checks a setup end to end and says what is wrong.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use ecp_core::bus::AdminProxy;
 use ecp_core::keyfile_io::read_key_file;
@@ -204,6 +204,9 @@ pub fn run(bus: &str, args: &DoctorArgs) -> Result<(), Failure> {
             args.pam_dir.display()
         )),
         Ok(services) => {
+            if services.iter().any(|s| s.name == "sshd") {
+                check_sshd(&mut report, &args.sshd_config);
+            }
             let mut seen = std::collections::BTreeSet::new();
             for service in services {
                 let uses: Vec<String> = service
@@ -309,6 +312,43 @@ pub fn run(bus: &str, args: &DoctorArgs) -> Result<(), Failure> {
     }
     println!("no problems found");
     Ok(())
+}
+
+/// sshd's effective configuration, when pam_ecp is in its PAM stack: a
+/// login that never runs keyboard-interactive never meets pam_ecp.
+fn check_sshd(report: &mut Report, config: &Path) {
+    const SSHD: &str = "/usr/sbin/sshd";
+    if !Path::new(SSHD).exists() {
+        report.warn("pam_ecp is in the sshd PAM service, but sshd is not installed here");
+        return;
+    }
+    if !nix::unistd::geteuid().is_root() {
+        report.warn("sshd's configuration is not checked: sshd -T needs root (run doctor as root)");
+        return;
+    }
+    // sshd -T checks its privilege separation directory first.
+    let _ = std::fs::create_dir_all("/run/sshd");
+    match crate::sshd_config::check(Path::new(SSHD), config) {
+        Err(e) => report.fail(&format!("cannot read sshd's effective configuration: {e}")),
+        Ok(findings) if findings.iter().all(|f| !f.fail) => {
+            report.ok(&format!(
+                "sshd ({}) runs keyboard-interactive, and so pam_ecp, on every allowed login",
+                config.display()
+            ));
+            for finding in findings {
+                report.warn(&finding.text);
+            }
+        }
+        Ok(findings) => {
+            for finding in findings {
+                if finding.fail {
+                    report.fail(&finding.text);
+                } else {
+                    report.warn(&finding.text);
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]

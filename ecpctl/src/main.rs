@@ -19,6 +19,7 @@ mod passwd;
 mod renew;
 mod secrets;
 mod sign;
+mod sshd_config;
 mod token;
 
 use std::process::ExitCode;

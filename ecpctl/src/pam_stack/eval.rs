@@ -3,47 +3,130 @@
 //! what the linter needs to judge pam_ecp: where it is reached, what it
 //! answered, and how each run ended.
 
-use super::parse::{Action, Entry, Kind, ModuleLine};
+use super::parse::{Action, Entry, Kind, ModuleLine, CODES};
 
-/// A module's return value, as PAM control values name them.
+/// A module's return value: a PAM return code by number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Answer {
-    Success,
-    AuthErr,
-    UserUnknown,
-    AuthinfoUnavail,
-    Ignore,
-}
+pub struct Answer(pub usize);
 
 impl Answer {
+    pub const SUCCESS: Answer = Answer(0);
+    pub const PERM_DENIED: Answer = Answer(6);
+    pub const AUTH_ERR: Answer = Answer(7);
+    pub const AUTHINFO_UNAVAIL: Answer = Answer(9);
+    pub const USER_UNKNOWN: Answer = Answer(10);
+    pub const MAXTRIES: Answer = Answer(11);
+    pub const IGNORE: Answer = Answer(25);
+    pub const MODULE_UNKNOWN: Answer = Answer(28);
+    const INCOMPLETE: Answer = Answer(31);
+
+    /// The name a control gives it: `auth_err`.
     pub fn key(self) -> &'static str {
-        match self {
-            Answer::Success => "success",
-            Answer::AuthErr => "auth_err",
-            Answer::UserUnknown => "user_unknown",
-            Answer::AuthinfoUnavail => "authinfo_unavail",
-            Answer::Ignore => "ignore",
-        }
+        CODES.get(self.0).copied().unwrap_or("?")
     }
 }
 
-/// What each kind of module may answer. pam_ecp answers PAM_IGNORE only
-/// with `nouserok` (a user without certificates); a password module may
-/// also find no such user or no reachable directory; anything else may
-/// succeed, fail or stay out.
-fn answers(module: &ModuleLine) -> &'static [Answer] {
-    use Answer::*;
-    match module.kind {
-        Kind::Ecp if module.option("nouserok").is_some() => {
-            &[Success, AuthErr, AuthinfoUnavail, UserUnknown, Ignore]
+/// Failure codes in the order one is picked to stand for "any other code"
+/// (the ones an admin recognises first).
+const OTHER_CODES: [Answer; 8] = [
+    Answer::AUTH_ERR,
+    Answer::AUTHINFO_UNAVAIL,
+    Answer::USER_UNKNOWN,
+    Answer::MODULE_UNKNOWN,
+    Answer::PERM_DENIED,
+    Answer::MAXTRIES,
+    Answer(4),  // system_err
+    Answer(19), // conv_err
+];
+
+/// Whether `module` may answer PAM_IGNORE in `auth`: pam_ecp only with
+/// `nouserok`; pam_sss and pam_ldap with their `ignore_*` options;
+/// pam_unix and the other local password modules never; modules ecp knows
+/// nothing about, and pam_systemd_home (for users it does not manage), may.
+fn may_ignore(module: &ModuleLine) -> bool {
+    match (module.kind, module.module.as_str()) {
+        (Kind::Ecp, _) => module.option("nouserok").is_some(),
+        (Kind::Password, "pam_sss.so" | "pam_ldap.so") => {
+            module.option("ignore_unknown_user").is_some()
+                || module.option("ignore_authinfo_unavail").is_some()
         }
-        Kind::Ecp => &[Success, AuthErr, AuthinfoUnavail, UserUnknown],
-        Kind::Password => &[Success, AuthErr, UserUnknown, AuthinfoUnavail],
-        Kind::Deny | Kind::MustFail => &[AuthErr],
-        Kind::Permit => &[Success],
-        Kind::RootOk => &[Success, AuthErr],
-        Kind::Other => &[Success, AuthErr, Ignore],
+        (Kind::Password, "pam_krb5.so") => {
+            module.option("minimum_uid").is_some() || module.option("ignore_root").is_some()
+        }
+        (Kind::Password, "pam_systemd_home.so") => true,
+        (Kind::Password, _) => false,
+        (Kind::Other, _) => true,
+        (Kind::Deny | Kind::Permit | Kind::RootOk | Kind::MustFail, _) => false,
     }
+}
+
+/// The answers worth trying for `module`: every return code libpam can
+/// hand the dispatcher, grouped by what the dispatcher does with it (its
+/// action, and whether it is PAM_SUCCESS or PAM_IGNORE), one code standing
+/// for each group. Besides what the module is known to answer, that is
+/// every code its control names and one code that falls to `default`; and
+/// any module may be missing or fail to load (PAM_MODULE_UNKNOWN).
+fn answers(module: &ModuleLine) -> Vec<Answer> {
+    use Answer as A;
+    let mut known: Vec<Answer> = match module.kind {
+        Kind::MustFail => return vec![A::PERM_DENIED],
+        Kind::Ecp => vec![
+            A::SUCCESS,
+            A::AUTH_ERR,
+            A::AUTHINFO_UNAVAIL,
+            A::USER_UNKNOWN,
+            A::MODULE_UNKNOWN,
+        ],
+        Kind::Password => vec![
+            A::SUCCESS,
+            A::AUTH_ERR,
+            A::USER_UNKNOWN,
+            A::AUTHINFO_UNAVAIL,
+            A::MAXTRIES,
+            A::MODULE_UNKNOWN,
+        ],
+        Kind::Deny => vec![A::AUTH_ERR, A::MODULE_UNKNOWN],
+        Kind::Permit => vec![A::SUCCESS, A::MODULE_UNKNOWN],
+        Kind::RootOk => vec![A::SUCCESS, A::AUTH_ERR, A::MODULE_UNKNOWN],
+        Kind::Other => vec![A::SUCCESS, A::AUTH_ERR, A::MODULE_UNKNOWN],
+    };
+    if may_ignore(module) {
+        known.push(A::IGNORE);
+    }
+    // Modules that can answer anything: what the control names, and
+    // whatever else falls to `default`.
+    if matches!(module.kind, Kind::Ecp | Kind::Password | Kind::Other) {
+        known.extend(
+            module
+                .control
+                .named
+                .iter()
+                .map(|&code| Answer(code))
+                .filter(|&a| a != A::INCOMPLETE && (a != A::IGNORE || may_ignore(module))),
+        );
+        if let Some(other) = OTHER_CODES
+            .iter()
+            .find(|a| !module.control.named.contains(&a.0))
+        {
+            known.push(*other);
+        }
+    }
+    let mut groups: Vec<(Action, bool, bool)> = Vec::new();
+    known
+        .into_iter()
+        .filter(|&answer| {
+            let group = (
+                module.control.action(answer.0),
+                answer == A::SUCCESS,
+                answer == A::IGNORE,
+            );
+            let new = !groups.contains(&group);
+            if new {
+                groups.push(group);
+            }
+            new
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,12 +200,12 @@ impl<'a> Run<'a> {
                 password_ok: self.password_ok,
                 failed_password: self.failed_password,
             }),
-            Kind::Password if answer == Answer::Success => self.password_ok = true,
+            Kind::Password if answer == Answer::SUCCESS => self.password_ok = true,
             Kind::Password => {
                 self.failed_password = Some((module, answer));
                 self.any_failed_password = Some((module, answer));
             }
-            Kind::RootOk if answer == Answer::Success => self.root_ok = true,
+            Kind::RootOk if answer == Answer::SUCCESS => self.root_ok = true,
             _ => {}
         }
         answer
@@ -144,15 +227,17 @@ impl<'a> Run<'a> {
                 Entry::Module(m) => m,
             };
             let answer = self.choose(module);
-            let action = module.control.action(answer.key());
+            let action = module.control.action(answer.0);
             match action {
                 Action::Ignore => {}
                 Action::Ok | Action::Done => {
+                    // Also for PAM_IGNORE: outside a frozen chain libpam
+                    // takes it as the status, and the login then fails.
                     let may_set = self.impression == Impression::Undecided
                         || (self.impression == Impression::Positive && self.granted);
-                    if may_set && answer != Answer::Ignore {
+                    if may_set {
                         self.impression = Impression::Positive;
-                        self.granted = answer == Answer::Success;
+                        self.granted = answer == Answer::SUCCESS;
                     }
                     if action == Action::Done && self.impression == Impression::Positive {
                         self.ended_by = Some((module, answer));
@@ -171,8 +256,15 @@ impl<'a> Run<'a> {
                 }
                 Action::Reset => (self.impression, self.granted) = start,
                 Action::Jump(n) => {
-                    let skipped = &entries[(index + 1).min(entries.len())..]
-                        [..n.min(entries.len().saturating_sub(index + 1))];
+                    let remaining = entries.len() - (index + 1);
+                    if n > remaining {
+                        // "bad jump in stack": a failure, whatever came
+                        // before, and the rest of this scope is skipped.
+                        self.impression = Impression::Negative;
+                        self.granted = false;
+                        return Flow::Continue;
+                    }
+                    let skipped = &entries[index + 1..index + 1 + n];
                     if skipped.iter().any(holds_ecp) {
                         self.jumped_over_ecp = Some((module, answer));
                     }

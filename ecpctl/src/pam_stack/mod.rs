@@ -4,10 +4,14 @@
 //!
 //! A stack is judged by what can happen in it: pam_ecp reached although
 //! every password module failed; a login that completes while pam_ecp
-//! failed, was unreachable (ecpd down) or never ran; a login that needs no
-//! password. Root's own bypass (`sufficient pam_rootok.so`) is by design
-//! and not reported. A file that another file includes is judged through
-//! its includers, as a part of their stacks.
+//! failed, was unreachable (ecpd down), was missing, or never ran; a login
+//! that needs no password. Every module may answer any return code libpam
+//! can pass on (grouped by what the dispatcher does with it), so a
+//! `default=ignore` catches PAM_MODULE_UNKNOWN and PAM_MAXTRIES too. Root's
+//! own bypass (`sufficient pam_rootok.so`) is by design only in services a
+//! user starts (su, runuser, chfn…): sshd and login run PAM as root, where
+//! it lets everyone in. A file that another file includes is judged
+//! through its includers, as a part of their stacks.
 
 mod eval;
 mod parse;
@@ -105,13 +109,29 @@ fn describe(module: &ModuleLine, answer: Answer) -> String {
 /// What a failing pam_ecp answer means to an admin.
 fn meaning(answer: Answer) -> &'static str {
     match answer {
-        Answer::AuthErr => "a wrong or missing signature",
-        Answer::AuthinfoUnavail => "ecpd down or unreachable",
-        Answer::UserUnknown => "an unknown user",
-        Answer::Ignore => "no certificate (nouserok)",
-        Answer::Success => "success",
+        Answer::AUTH_ERR => "a wrong or missing signature",
+        Answer::AUTHINFO_UNAVAIL => "ecpd down or unreachable",
+        Answer::USER_UNKNOWN => "an unknown user",
+        Answer::IGNORE => "no certificate (nouserok)",
+        Answer::SUCCESS => "success",
+        Answer::MODULE_UNKNOWN => "pam_ecp.so missing or failing to load",
+        _ => "an error of another kind",
     }
 }
+
+/// Services a user starts from their own session, where PAM runs as that
+/// user and pam_rootok lets only root itself through. Anywhere else (sshd,
+/// login, display managers run PAM as root) it succeeds for everyone.
+const USER_STARTED_SERVICES: &[&str] = &[
+    "su",
+    "su-l",
+    "runuser",
+    "runuser-l",
+    "chfn",
+    "chsh",
+    "chage",
+    "passwd",
+];
 
 /// The first example of each problem, per pam_ecp line.
 #[derive(Default)]
@@ -130,14 +150,34 @@ fn lint_stack(service: &str, stack: &[Entry], context: &Context) -> Vec<Finding>
         .copied()
         .filter(|m| m.kind == Kind::Ecp)
         .collect();
+    let root_ok_by_design = USER_STARTED_SERVICES.contains(&service);
     let mut examples: Vec<Examples> = ecps.iter().map(|_| Examples::default()).collect();
     let complete = for_each_run(stack, MAX_RUNS, |run| {
         for (ecp, found) in ecps.iter().zip(examples.iter_mut()) {
-            observe(run, ecp, has_password, found);
+            observe(run, ecp, has_password, root_ok_by_design, found);
         }
     });
 
     let mut findings = BTreeSet::new();
+    // A control libpam cannot read fails its line at every login.
+    for module in &order {
+        let why = match (&module.control.invalid, module.kind) {
+            (Some(why), Kind::MustFail) => format!(
+                "libpam cannot use the line \"{}\" ({why}): it fails at every login",
+                module.control.written
+            ),
+            (Some(why), _) => format!(
+                "libpam cannot read the control \"{}\" of {} ({why}): it counts \
+                 every answer of that line as a failure",
+                module.control.written, module.module
+            ),
+            (None, _) => continue,
+        };
+        findings.insert(Finding {
+            place: module.place.clone(),
+            why,
+        });
+    }
     for (ecp, found) in ecps.iter().zip(examples) {
         let mut say = |why: String| {
             findings.insert(Finding {
@@ -145,22 +185,6 @@ fn lint_stack(service: &str, stack: &[Entry], context: &Context) -> Vec<Finding>
                 why,
             });
         };
-        let lone = ecp.control.is_keyword("sufficient") || ecp.control.is_keyword("optional");
-        if ecp.control.is_keyword("sufficient") {
-            say(
-                "pam_ecp is \"sufficient\": its success alone can end the stack and its \
-                 failure is ignored, so it is a lone factor or none; make it \"required\" \
-                 after a \"requisite\" password module"
-                    .into(),
-            );
-        }
-        if ecp.control.is_keyword("optional") {
-            say(
-                "pam_ecp is \"optional\": its result is ignored whenever another module \
-                 decides, so the second factor is not enforced; make it \"required\""
-                    .into(),
-            );
-        }
         let position = order
             .iter()
             .position(|m| std::ptr::eq(*m, *ecp))
@@ -182,10 +206,8 @@ fn lint_stack(service: &str, stack: &[Entry], context: &Context) -> Vec<Finding>
         if let Some(why) = found.skipped {
             say(why);
         }
-        if !lone {
-            if let Some(why) = found.ecp_failure_passes {
-                say(why);
-            }
+        if let Some(why) = found.ecp_failure_passes {
+            say(why);
         }
         if let Some(why) = found.key_alone {
             say(why);
@@ -217,7 +239,13 @@ fn lint_stack(service: &str, stack: &[Entry], context: &Context) -> Vec<Finding>
 }
 
 /// Records what `run` shows about the pam_ecp line `ecp`.
-fn observe(run: &Run<'_>, ecp: &ModuleLine, has_password: bool, found: &mut Examples) {
+fn observe(
+    run: &Run<'_>,
+    ecp: &ModuleLine,
+    has_password: bool,
+    root_ok_by_design: bool,
+    found: &mut Examples,
+) {
     let reached = run.reached.iter().find(|r| std::ptr::eq(r.ecp, ecp));
     if let Some(r) = reached {
         if found.reached_without_password.is_none() && !r.password_ok {
@@ -232,30 +260,41 @@ fn observe(run: &Run<'_>, ecp: &ModuleLine, has_password: bool, found: &mut Exam
             }
         }
     }
-    // Root needs no authentication by design (pam_rootok).
-    if !run.logged_in() || run.root_ok {
+    // Root needs no authentication by design (pam_rootok), where only
+    // root itself can pass it.
+    if !run.logged_in() || (run.root_ok && root_ok_by_design) {
         return;
     }
     match reached {
-        Some(r) if r.answer == Answer::Success => {
+        Some(r) if r.answer == Answer::SUCCESS => {
             if found.key_alone.is_none() && has_password && !run.password_ok {
                 let how = match run.any_failed_password {
                     Some((password, answer)) => format!("even with {}", describe(password, answer)),
                     None => "before any password module runs".to_owned(),
                 };
+                let fix = match run.any_failed_password {
+                    Some((_, Answer::IGNORE)) => {
+                        "a password module that may answer PAM_IGNORE needs its own action \
+                         for it: \"[success=ok ignore=die default=die]\" (or drop the option \
+                         that makes it ignore users)"
+                    }
+                    _ => "make the password module \"requisite\"",
+                };
                 found.key_alone = Some(format!(
                     "the password is not required: pam_ecp's success completes the login \
-                     {how}; make the password module \"requisite\""
+                     {how}; {fix}"
                 ));
             }
         }
         // nouserok's PAM_IGNORE is its documented meaning, judged above.
-        Some(r) if r.answer == Answer::Ignore => {}
+        Some(r) if r.answer == Answer::IGNORE => {}
         Some(r) => {
             if found.ecp_failure_passes.is_none() {
                 found.ecp_failure_passes = Some(format!(
                     "a failed pam_ecp still lets the login through: answering {} ({}) \
-                     under its control \"{}\"; make it \"required\"",
+                     under its control \"{}\"; make it \"required\" (or \"sufficient\" \
+                     followed by \"required pam_deny.so\", after a \"requisite\" password \
+                     module)",
                     r.answer.key(),
                     meaning(r.answer),
                     ecp.control.written
@@ -266,10 +305,16 @@ fn observe(run: &Run<'_>, ecp: &ModuleLine, has_password: bool, found: &mut Exam
             if found.skipped.is_none() && has_password {
                 let culprit = run.jumped_over_ecp.or(run.ended_by);
                 found.skipped = Some(match culprit {
-                    Some((m, Answer::Success)) if m.kind == Kind::Password => format!(
+                    Some((m, Answer::SUCCESS)) if m.kind == Kind::RootOk => format!(
+                        "{} lets every user in without pam_ecp: this service runs PAM as \
+                         root, so pam_rootok succeeds for remote and local users alike; \
+                         keep pam_rootok to services a user starts (su, runuser, chfn)",
+                        describe(m, Answer::SUCCESS)
+                    ),
+                    Some((m, Answer::SUCCESS)) if m.kind == Kind::Password => format!(
                         "a right password alone completes the login before pam_ecp runs \
                          ({}): there is no second factor",
-                        describe(m, Answer::Success)
+                        describe(m, Answer::SUCCESS)
                     ),
                     Some((m, answer)) => format!(
                         "the login can complete without pam_ecp: {} skips or ends the \
@@ -380,6 +425,23 @@ auth\trequired\t\t\tpam_ecp.so nouserok
                  auth requisite pam_unix.so\n\
                  auth required pam_ecp.so mode=keyfile\n",
             )],
+            // authselect's idiom: the password requisite, pam_ecp
+            // sufficient, then pam_deny for everything else.
+            &[(
+                "system-auth",
+                "auth required pam_env.so\n\
+                 auth requisite pam_unix.so\n\
+                 auth sufficient pam_ecp.so\n\
+                 auth required pam_deny.so\n",
+            )],
+            // A jump past the end of the stack is a failure, not a way
+            // around pam_ecp.
+            &[(
+                "sudo",
+                "auth requisite pam_unix.so\n\
+                 auth [success=5 default=ignore] pam_succeed_if.so uid >= 1000\n\
+                 auth required pam_ecp.so\n",
+            )],
         ];
         for files in good {
             assert_eq!(findings(files, Some(false)), vec![], "{files:?}");
@@ -407,7 +469,7 @@ auth\trequired\t\t\tpam_ecp.so nouserok
                 )],
                 "sudo",
                 2,
-                "is \"sufficient\"",
+                "a failed pam_ecp still lets the login through: answering auth_err (a wrong or missing signature) under its control \"sufficient\"",
             ),
             (
                 &[(
@@ -416,7 +478,7 @@ auth\trequired\t\t\tpam_ecp.so nouserok
                 )],
                 "sudo",
                 2,
-                "is \"optional\"",
+                "a failed pam_ecp still lets the login through: answering auth_err (a wrong or missing signature) under its control \"optional\"",
             ),
             (
                 &[(
@@ -585,6 +647,100 @@ auth\trequired\t\t\tpam_ecp.so nouserok
                 7,
                 "\"nouserok\" is still set while users are enrolled",
             ),
+            // sshd runs PAM as root: pam_rootok lets everyone in.
+            (
+                &[(
+                    "sshd",
+                    "auth sufficient pam_rootok.so\n\
+                     auth requisite pam_unix.so\n\
+                     auth required pam_ecp.so\n",
+                )],
+                "sshd",
+                3,
+                "pam_rootok.so at ",
+            ),
+            // A missing or unloadable pam_ecp answers module_unknown,
+            // which default=ignore lets through on the password alone.
+            (
+                &[(
+                    "sshd",
+                    "auth requisite pam_unix.so\n\
+                     auth [success=ok auth_err=bad authinfo_unavail=bad user_unknown=bad default=ignore] pam_ecp.so\n",
+                )],
+                "sshd",
+                2,
+                "answering module_unknown (pam_ecp.so missing or failing to load)",
+            ),
+            // sshd's third wrong password on one handle is PAM_MAXTRIES,
+            // ignored here: the key alone logs in.
+            (
+                &[(
+                    "sshd",
+                    "auth [success=ok auth_err=die user_unknown=die authinfo_unavail=die default=ignore] pam_unix.so\n\
+                     auth required pam_ecp.so\n",
+                )],
+                "sshd",
+                2,
+                "the password is not required: pam_ecp's success completes the login even with pam_unix.so at",
+            ),
+            // pam_sss with ignore_unknown_user answers PAM_IGNORE, which
+            // requisite ignores: the key alone.
+            (
+                &[(
+                    "sshd",
+                    "auth requisite pam_sss.so ignore_unknown_user\nauth required pam_ecp.so\n",
+                )],
+                "sshd",
+                2,
+                "answering ignore; a password module that may answer PAM_IGNORE needs its own action",
+            ),
+            // libpam keeps the last setting of a value.
+            (
+                &[(
+                    "sshd",
+                    "auth requisite pam_unix.so\n\
+                     auth [success=ok auth_err=bad auth_err=ignore default=bad] pam_ecp.so\n",
+                )],
+                "sshd",
+                2,
+                "answering auth_err (a wrong or missing signature)",
+            ),
+            // A jump on a code other than success or failure.
+            (
+                &[(
+                    "sshd",
+                    "auth requisite pam_unix.so\n\
+                     auth [success=ignore perm_denied=1 default=ignore] pam_access.so\n\
+                     auth required pam_ecp.so\n\
+                     auth required pam_permit.so\n",
+                )],
+                "sshd",
+                3,
+                "pam_access.so at ",
+            ),
+            // pam_systemd_home is a password module: sufficient, it ends
+            // the stack before pam_ecp.
+            (
+                &[(
+                    "login",
+                    "auth sufficient pam_systemd_home.so\n\
+                     auth requisite pam_unix.so\n\
+                     auth required pam_ecp.so\n",
+                )],
+                "login",
+                3,
+                "a right password alone completes the login before pam_ecp runs (pam_systemd_home.so",
+            ),
+            // Control values are case-sensitive: this one is unreadable.
+            (
+                &[(
+                    "sshd",
+                    "auth requisite pam_unix.so\nauth [SUCCESS=ok default=bad] pam_ecp.so\n",
+                )],
+                "sshd",
+                2,
+                "libpam cannot read the control \"[SUCCESS=ok default=bad]\"",
+            ),
         ];
         for (files, service, line, says) in table {
             let found = findings(files, Some(true));
@@ -616,7 +772,8 @@ auth\trequired\t\t\tpam_ecp.so nouserok
         );
         // The unreadable control [success=bogus] is one failing line that
         // the jump of 2 counts, so it lands on pam_ecp; were the line
-        // dropped, it would land past pam_ecp on pam_permit.
+        // dropped, it would land past pam_ecp on pam_permit. The line
+        // itself is reported: it fails every login.
         let found = findings(
             &[(
                 "sshd",
@@ -628,9 +785,11 @@ auth\trequired\t\t\tpam_ecp.so nouserok
             )],
             Some(false),
         );
-        assert_eq!(found, vec![], "{found:#?}");
+        assert_eq!(found.len(), 1, "{found:#?}");
+        assert_eq!(found[0].1, 2);
+        assert!(found[0].2.contains("cannot read the control"), "{found:#?}");
         // A backslash with blanks after it still continues the line, and
-        // the first of two settings of a value is the one that counts.
+        // of two settings of `default` the first is the one that counts.
         let found = findings(
             &[(
                 "sshd",
@@ -674,14 +833,68 @@ auth\trequired\t\t\tpam_ecp.so nouserok
             ],
             Some(false),
         );
-        assert_eq!(found.len(), 1, "{found:#?}");
-        assert_eq!(found[0].1, 4);
-        assert!(found[0].2.contains("pam_unix.so at "), "{found:#?}");
+        // The include loop is a line that fails at every login, reported;
+        // pam_ecp is judged past it.
+        assert_eq!(found.len(), 2, "{found:#?}");
         assert!(
             found[0]
+                .2
+                .contains("libpam cannot use the line \"include a\""),
+            "{found:#?}"
+        );
+        assert_eq!(found[1].1, 4);
+        assert!(found[1].2.contains("pam_unix.so at "), "{found:#?}");
+        assert!(
+            found[1]
                 .2
                 .contains("sshd:1 (\"required\") answering auth_err"),
             "{found:#?}"
         );
+    }
+
+    #[test]
+    fn controls_are_read_exactly_as_libpam_reads_them() {
+        use parse::{Action, Control};
+        let control = |text: &str| Control::parse(text);
+        // The last setting of a value wins; of `default`, the first; an
+        // explicit value beats `default` wherever it stands.
+        assert_eq!(
+            control("[auth_err=bad auth_err=ignore]").action(7),
+            Action::Ignore
+        );
+        let c = control("[default=ignore success=ok default=die]");
+        assert_eq!((c.action(0), c.action(9)), (Action::Ok, Action::Ignore));
+        let c = control("[default=die success = ok]");
+        assert_eq!((c.action(0), c.action(7)), (Action::Ok, Action::Die));
+        assert_eq!(
+            control("[success=3 default=bad]").action(0),
+            Action::Jump(3)
+        );
+        // Without `default`, unnamed codes are bad, PAM_IGNORE included.
+        assert_eq!(control("[success=ok]").action(25), Action::Bad);
+        // Keywords are case-insensitive; bracketed names are not, and an
+        // unknown value, action or a jump of 0 makes every code bad.
+        let required = control("Required");
+        assert_eq!(
+            (required.action(0), required.action(25), required.action(28)),
+            (Action::Ok, Action::Ignore, Action::Bad)
+        );
+        assert_eq!(control("requisite").action(11), Action::Die);
+        assert_eq!(control("sufficient").action(25), Action::Ignore);
+        for unreadable in [
+            "[SUCCESS=ok]",
+            "[succes=ok]",
+            "[success=0]",
+            "[success=maybe]",
+            "[success ok]",
+            "requird",
+        ] {
+            let c = control(unreadable);
+            assert!(c.invalid.is_some(), "{unreadable}");
+            assert_eq!(c.action(0), Action::Bad, "{unreadable}");
+        }
+        // The token for code 21 is authtok_recover_err.
+        assert_eq!(control("[authtok_recover_err=ok]").action(21), Action::Ok);
+        assert!(control("[authtok_recovery_err=ok]").invalid.is_some());
     }
 }

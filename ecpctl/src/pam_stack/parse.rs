@@ -3,7 +3,6 @@
 //! nested scope, controls read case-insensitively, and a line libpam cannot
 //! use kept as a line that always fails (so jumps still count it).
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Modules that check a password (or another knowledge factor) that
@@ -17,6 +16,7 @@ const PASSWORD_MODULES: &[&str] = &[
     "pam_winbind.so",
     "pam_userdb.so",
     "pam_pwdb.so",
+    "pam_systemd_home.so",
 ];
 
 const ECP_MODULE: &str = "pam_ecp.so";
@@ -29,6 +29,43 @@ const MAX_INCLUDE_DEPTH: usize = 16;
 /// (distribution defaults that /etc/pam.d overrides).
 const VENDOR_DIRS: &[&str] = &["/usr/lib/pam.d", "/usr/share/pam.d", "/usr/etc/pam.d"];
 
+/// The PAM return codes by number, as control values name them
+/// (libpam's pam_tokens.h; note `authtok_recover_err`).
+pub const CODES: [&str; 32] = [
+    "success",
+    "open_err",
+    "symbol_err",
+    "service_err",
+    "system_err",
+    "buf_err",
+    "perm_denied",
+    "auth_err",
+    "cred_insufficient",
+    "authinfo_unavail",
+    "user_unknown",
+    "maxtries",
+    "new_authtok_reqd",
+    "acct_expired",
+    "session_err",
+    "cred_unavail",
+    "cred_expired",
+    "cred_err",
+    "no_module_data",
+    "conv_err",
+    "authtok_err",
+    "authtok_recover_err",
+    "authtok_lock_busy",
+    "authtok_disable_aging",
+    "try_again",
+    "ignore",
+    "abort",
+    "authtok_expired",
+    "module_unknown",
+    "bad_item",
+    "conv_again",
+    "incomplete",
+];
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
     Ignore,
@@ -40,104 +77,146 @@ pub enum Action {
     Jump(usize),
 }
 
+/// Action names as libpam matches them (case-sensitive, by prefix).
+const ACTIONS: [(&str, Action); 6] = [
+    ("ignore", Action::Ignore),
+    ("ok", Action::Ok),
+    ("done", Action::Done),
+    ("bad", Action::Bad),
+    ("die", Action::Die),
+    ("reset", Action::Reset),
+];
+
 #[derive(Debug, Clone)]
 pub struct Control {
     /// As written, for messages: `required`, `[success=1 default=ignore]`.
     pub written: String,
-    actions: BTreeMap<String, Action>,
+    /// The action for each return code, as libpam fills its table.
+    actions: Box<[Action; 32]>,
+    /// Why libpam could not read it (then every code is `bad`).
+    pub invalid: Option<String>,
+    /// The codes the control names itself (not through `default`).
+    pub named: Vec<usize>,
 }
 
 impl Control {
-    /// libpam's meaning of each keyword (pam_handlers.c), or the pairs of
-    /// a bracketed control; None when libpam could not read it either.
-    pub fn parse(written: &str) -> Option<Control> {
-        let keyword = written.to_ascii_lowercase();
-        let pairs: &[(&str, &str)] = match keyword.as_str() {
-            "required" => &[
-                ("success", "ok"),
-                ("new_authtok_reqd", "ok"),
-                ("ignore", "ignore"),
-                ("default", "bad"),
-            ],
-            "requisite" => &[
-                ("success", "ok"),
-                ("new_authtok_reqd", "ok"),
-                ("ignore", "ignore"),
-                ("default", "die"),
-            ],
-            "sufficient" => &[
-                ("success", "done"),
-                ("new_authtok_reqd", "done"),
-                ("default", "ignore"),
-            ],
-            "optional" => &[
-                ("success", "ok"),
-                ("new_authtok_reqd", "ok"),
-                ("default", "ignore"),
-            ],
-            _ => &[],
+    /// The control as libpam reads it (pam_handlers.c, pam_misc.c): the
+    /// four keywords case-insensitively; anything else as `value=action`
+    /// pairs, case-sensitive, the last setting of a value winning and the
+    /// first `default` filling what is left; a control libpam cannot read
+    /// makes every code `bad`, so the line always fails.
+    pub fn parse(written: &str) -> Control {
+        let keyword = |success: Action, ignore: Option<Action>, default: Action| {
+            let mut actions = [default; 32];
+            actions[0] = success;
+            actions[12] = success;
+            if let Some(ignore) = ignore {
+                actions[25] = ignore;
+            }
+            Control {
+                written: written.to_owned(),
+                actions: Box::new(actions),
+                invalid: None,
+                named: Vec::new(),
+            }
         };
-        let mut actions = BTreeMap::new();
-        if !pairs.is_empty() {
-            for (value, action) in pairs {
-                actions.insert(value.to_string(), parse_action(action)?);
-            }
-        } else {
-            let inner = keyword.strip_prefix('[')?.strip_suffix(']')?;
-            // libpam allows blanks around '='.
-            let normalised = inner
-                .split('=')
-                .map(str::trim)
-                .collect::<Vec<_>>()
-                .join("=");
-            for pair in normalised.split_whitespace() {
-                let (value, action) = pair.split_once('=')?;
-                // The first setting of a value is the one libpam keeps.
-                let action = parse_action(action)?;
-                actions.entry(value.to_owned()).or_insert(action);
-            }
+        match written.to_ascii_lowercase().as_str() {
+            "required" => return keyword(Action::Ok, Some(Action::Ignore), Action::Bad),
+            "requisite" => return keyword(Action::Ok, Some(Action::Ignore), Action::Die),
+            "optional" => return keyword(Action::Ok, None, Action::Ignore),
+            "sufficient" => return keyword(Action::Done, None, Action::Ignore),
+            _ => {}
         }
-        Some(Control {
-            written: written.to_owned(),
-            actions,
-        })
+        let inner = written.strip_prefix('[').unwrap_or(written);
+        let inner = inner.strip_suffix(']').unwrap_or(inner);
+        match parse_pairs(inner) {
+            Ok((explicit, default)) => {
+                let mut actions = [default.unwrap_or(Action::Bad); 32];
+                let mut named = Vec::new();
+                for (code, action) in explicit {
+                    actions[code] = action;
+                    named.push(code);
+                }
+                named.sort_unstable();
+                named.dedup();
+                Control {
+                    written: written.to_owned(),
+                    actions: Box::new(actions),
+                    invalid: None,
+                    named,
+                }
+            }
+            Err(why) => Control::unreadable(written, why),
+        }
     }
 
-    /// A line libpam could not load: it fails, and counts as failed.
-    fn must_fail(written: &str) -> Control {
-        let mut actions = BTreeMap::new();
-        actions.insert("default".to_owned(), Action::Bad);
+    /// A control whose every code is `bad`: what libpam makes of one it
+    /// cannot read, and of a line it cannot load.
+    fn unreadable(written: &str, why: String) -> Control {
         Control {
             written: written.to_owned(),
-            actions,
+            actions: Box::new([Action::Bad; 32]),
+            invalid: Some(why),
+            named: Vec::new(),
         }
     }
 
-    /// The action for a return value; a value without its own entry and
-    /// without `default` is `bad`, as in libpam.
-    pub fn action(&self, value: &str) -> Action {
-        self.actions
-            .get(value)
-            .or_else(|| self.actions.get("default"))
-            .copied()
-            .unwrap_or(Action::Bad)
-    }
-
-    pub fn is_keyword(&self, keyword: &str) -> bool {
-        self.written.eq_ignore_ascii_case(keyword)
+    /// The action for the return code with this number.
+    pub fn action(&self, code: usize) -> Action {
+        self.actions.get(code).copied().unwrap_or(Action::Bad)
     }
 }
 
-fn parse_action(action: &str) -> Option<Action> {
-    Some(match action {
-        "ignore" => Action::Ignore,
-        "bad" => Action::Bad,
-        "die" => Action::Die,
-        "ok" => Action::Ok,
-        "done" => Action::Done,
-        "reset" => Action::Reset,
-        n => Action::Jump(n.parse().ok()?),
-    })
+/// `value=action` pairs as `_pam_parse_control` reads them: names by
+/// prefix, blanks allowed around `=`, jumps as positive decimals. The
+/// explicit settings in order (a later one overrides an earlier), and the
+/// first `default`.
+#[allow(clippy::type_complexity)]
+fn parse_pairs(text: &str) -> Result<(Vec<(usize, Action)>, Option<Action>), String> {
+    let mut explicit = Vec::new();
+    let mut default = None;
+    let mut rest = text;
+    loop {
+        rest = rest.trim_start();
+        if rest.is_empty() {
+            return Ok((explicit, default));
+        }
+        let value = CODES
+            .iter()
+            .enumerate()
+            .map(|(i, name)| (Some(i), *name))
+            .chain(std::iter::once((None, "default")))
+            .find(|(_, name)| rest.starts_with(name));
+        let Some((code, name)) = value else {
+            return Err(format!("unknown return value in \"{rest}\""));
+        };
+        rest = rest[name.len()..].trim_start();
+        rest = rest
+            .strip_prefix('=')
+            .ok_or_else(|| format!("expected '=' after {name}"))?
+            .trim_start();
+        let action = if let Some((word, action)) = ACTIONS.iter().find(|(w, _)| rest.starts_with(w))
+        {
+            rest = &rest[word.len()..];
+            *action
+        } else {
+            let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+            let jump: usize = rest[..digits]
+                .parse()
+                .map_err(|_| format!("unknown action for {name}"))?;
+            if jump == 0 {
+                return Err(format!("a jump of 0 for {name}"));
+            }
+            rest = &rest[digits..];
+            Action::Jump(jump)
+        };
+        match code {
+            Some(code) => explicit.push((code, action)),
+            None => {
+                default.get_or_insert(action);
+            }
+        }
+    }
 }
 
 /// Where a line is written.
@@ -162,7 +241,8 @@ pub enum Kind {
     Permit,
     /// pam_rootok: root skipping authentication is by design.
     RootOk,
-    /// A line libpam cannot load (bad control, missing include).
+    /// A line libpam cannot load (no module, an unknown type, a missing
+    /// include): it answers PAM_PERM_DENIED without running anything.
     MustFail,
     Other,
 }
@@ -273,11 +353,23 @@ impl Reader<'_> {
                 continue;
             }
             let kind = words[0].trim_start_matches('-').to_ascii_lowercase();
-            if kind != "auth" {
-                continue;
+            match kind.as_str() {
+                "auth" => {}
+                "account" | "password" | "session" => continue,
+                // libpam puts a line of no known type into the stack it
+                // is reading, as one that fails.
+                _ => {
+                    let control = words.get(1).map_or("", String::as_str);
+                    entries.push(must_fail(place, &words.join(" "), Control::parse(control)));
+                    continue;
+                }
             }
             if words.len() < 3 {
-                entries.push(must_fail(place, &words.join(" ")));
+                let control = match words.get(1) {
+                    Some(control) => Control::parse(control),
+                    None => Control::unreadable("", "no control".into()),
+                };
+                entries.push(must_fail(place, &words.join(" "), control));
                 continue;
             }
             let control = words[1].to_ascii_lowercase();
@@ -289,10 +381,7 @@ impl Reader<'_> {
                     ));
                 }
                 _ => {
-                    let Some(parsed) = Control::parse(&words[1]) else {
-                        entries.push(must_fail(place, &words[1]));
-                        continue;
-                    };
+                    let parsed = Control::parse(&words[1]);
                     let module = Path::new(&words[2])
                         .file_name()
                         .map(|n| n.to_string_lossy().into_owned())
@@ -315,16 +404,20 @@ impl Reader<'_> {
     fn included(&self, name: &str, place: &Place, depth: usize, how: &str) -> Vec<Entry> {
         let path = self.resolve(name);
         if depth >= MAX_INCLUDE_DEPTH || !path.is_file() {
-            return vec![must_fail(place.clone(), &format!("{how} {name}"))];
+            let written = format!("{how} {name}");
+            let control = Control::unreadable(&written, "cannot be read".into());
+            return vec![must_fail(place.clone(), &written, control)];
         }
         self.stack_at(&path, depth + 1)
     }
 }
 
-fn must_fail(place: Place, written: &str) -> Entry {
+/// A line libpam keeps as one that fails (PAM_PERM_DENIED under its
+/// control, or `bad` when even that could not be read).
+fn must_fail(place: Place, written: &str, control: Control) -> Entry {
     Entry::Module(ModuleLine {
         place,
-        control: Control::must_fail(written),
+        control,
         module: format!("(unusable line: {written})"),
         args: Vec::new(),
         kind: Kind::MustFail,

@@ -1,0 +1,430 @@
+//! Whether sshd's effective configuration lets pam_ecp be a second factor:
+//! read from `sshd -T` (the global settings, and with `-C` once for each
+//! `Match` block), never from the files alone, so that includes, defaults
+//! and Match blocks count as sshd counts them.
+//!
+//! A login authenticated by publickey (or hostbased, or GSSAPI) alone
+//! never runs PAM's auth stack: with pam_ecp in sshd's stack, ecp is then
+//! silently absent. Keyboard-interactive is the method that runs it and
+//! can answer pam_ecp's challenge.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// What a check found: a failure or a warning, said for an admin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub fail: bool,
+    pub text: String,
+}
+
+/// The connection `sshd -T -C` is asked about when no Match block says
+/// otherwise: documentation addresses (RFC 5737) and a user that does not
+/// exist, so that only blocks written for everyone apply.
+const BASELINE: [(&str, &str); 5] = [
+    ("user", "ecp-doctor-nobody"),
+    ("host", "doctor.invalid"),
+    ("addr", "192.0.2.1"),
+    ("laddr", "192.0.2.2"),
+    ("lport", "22"),
+];
+
+/// Checks the effective configuration for the baseline connection and for
+/// one connection each `Match` block in `config` (and the files it
+/// includes) applies to.
+pub fn check(sshd: &Path, config: &Path) -> Result<Vec<Finding>, String> {
+    let mut findings = Vec::new();
+    let mut contexts = vec![(String::from("the global settings"), spec(&[]))];
+    for (line, criteria) in match_blocks(config) {
+        match spec_for(&criteria) {
+            Ok(spec) => contexts.push((format!("\"{line}\""), spec)),
+            Err(why) => findings.push(Finding {
+                fail: false,
+                text: format!("sshd's \"{line}\" is not checked: {why}"),
+            }),
+        }
+    }
+    for (context, spec) in contexts {
+        let settings = effective(sshd, config, &spec)?;
+        findings.extend(judge(&settings, &context));
+    }
+    findings.dedup();
+    Ok(findings)
+}
+
+/// `sshd -T -f CONFIG -C SPEC` as keyword → value (keywords lowercase, as
+/// sshd prints them).
+fn effective(sshd: &Path, config: &Path, spec: &str) -> Result<BTreeMap<String, String>, String> {
+    let out = std::process::Command::new(sshd)
+        .arg("-T")
+        .arg("-f")
+        .arg(config)
+        .arg("-C")
+        .arg(spec)
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", sshd.display()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{} -T refused the configuration: {}",
+            sshd.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.trim().to_owned()))
+        .collect())
+}
+
+/// The findings for one effective configuration (`context` says which).
+pub fn judge(settings: &BTreeMap<String, String>, context: &str) -> Vec<Finding> {
+    let on = |key: &str| settings.get(key).is_some_and(|v| v == "yes");
+    let mut findings = Vec::new();
+    if !on("usepam") {
+        fail_push(
+            &mut findings,
+            format!(
+                "sshd has UsePAM off ({context}): it never runs the PAM stack, so pam_ecp is \
+             never asked; set \"UsePAM yes\""
+            ),
+        );
+        return findings;
+    }
+    if !on("kbdinteractiveauthentication") {
+        fail_push(
+            &mut findings,
+            format!(
+                "sshd has KbdInteractiveAuthentication off ({context}): pam_ecp's challenge \
+             can only be answered by keyboard-interactive; set \
+             \"KbdInteractiveAuthentication yes\""
+            ),
+        );
+    }
+    // Which lists of methods complete a login: "any" means each enabled
+    // method on its own.
+    let methods = settings
+        .get("authenticationmethods")
+        .map_or("any", String::as_str);
+    let lists: Vec<Vec<String>> = if methods == "any" {
+        [
+            ("publickey", "pubkeyauthentication"),
+            ("hostbased", "hostbasedauthentication"),
+            ("gssapi-with-mic", "gssapiauthentication"),
+            ("password", "passwordauthentication"),
+            ("keyboard-interactive", "kbdinteractiveauthentication"),
+        ]
+        .iter()
+        .filter(|(_, key)| on(key))
+        .map(|(method, _)| vec![(*method).to_owned()])
+        .collect()
+    } else {
+        methods
+            .split_whitespace()
+            .map(|list| {
+                list.split(',')
+                    .map(|m| m.split(':').next().unwrap_or(m).to_owned())
+                    .collect()
+            })
+            .collect()
+    };
+    for list in lists {
+        let has = |m: &str| list.iter().any(|x| x == m);
+        if has("keyboard-interactive") {
+            continue;
+        }
+        let shown = list.join(",");
+        let how = if methods == "any" {
+            format!("AuthenticationMethods is \"any\", so \"{shown}\" alone logs in")
+        } else {
+            format!("AuthenticationMethods allows \"{shown}\"")
+        };
+        if has("password") {
+            // sshd runs the auth stack for a password login, answering
+            // every prompt with the password: pam_ecp refuses it.
+            findings.push(Finding {
+                fail: false,
+                text: format!(
+                    "{how} ({context}): such logins run pam_ecp but cannot answer its \
+                     challenge, so they fail; use keyboard-interactive instead of password"
+                ),
+            });
+        } else {
+            fail_push(
+                &mut findings,
+                format!(
+                    "{how} ({context}): a login that way never runs PAM's auth stack, so \
+                     ecp is silently absent; require keyboard-interactive in every list, \
+                     for example \"AuthenticationMethods publickey,keyboard-interactive\""
+                ),
+            );
+        }
+    }
+    findings
+}
+
+fn fail_push(findings: &mut Vec<Finding>, text: String) {
+    findings.push(Finding { fail: true, text });
+}
+
+/// A `-C` test specification: the baseline with `overrides` in place.
+fn spec(overrides: &[(&str, String)]) -> String {
+    BASELINE
+        .iter()
+        .map(|(key, value)| {
+            let value = overrides
+                .iter()
+                .find(|(k, _)| k == key)
+                .map_or((*value).to_owned(), |(_, v)| v.clone());
+            format!("{key}={value}")
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The `-C` specification of a connection the Match criteria apply to.
+fn spec_for(criteria: &[(String, String)]) -> Result<String, String> {
+    let mut overrides: Vec<(&str, String)> = Vec::new();
+    for (criterion, patterns) in criteria {
+        let example = example_of(patterns);
+        match criterion.to_ascii_lowercase().as_str() {
+            "all" => {}
+            "user" => overrides.push(("user", example)),
+            "host" => overrides.push(("host", example)),
+            "address" => overrides.push(("addr", address_in(&example))),
+            "localaddress" => overrides.push(("laddr", address_in(&example))),
+            "localport" => overrides.push(("lport", example)),
+            "group" => {
+                let member = patterns
+                    .split(',')
+                    .filter(|g| !g.starts_with('!'))
+                    .find_map(|g| {
+                        nix::unistd::Group::from_name(g)
+                            .ok()
+                            .flatten()
+                            .and_then(|g| g.mem.into_iter().next())
+                    })
+                    .ok_or_else(|| format!("no listed member of group {patterns} to test with"))?;
+                overrides.push(("user", member));
+            }
+            other => {
+                return Err(format!(
+                    "the criterion {other} cannot be tested with sshd -C"
+                ))
+            }
+        }
+    }
+    Ok(spec(&overrides))
+}
+
+/// A name a pattern-list matches: its first pattern that is not negated,
+/// wildcards filled in.
+fn example_of(patterns: &str) -> String {
+    patterns
+        .split(',')
+        .find(|p| !p.starts_with('!'))
+        .unwrap_or("ecp-doctor-other")
+        .replace(['*', '?'], "x")
+}
+
+/// An address inside `pattern`: an address as it is, a CIDR block's first
+/// host, a wildcard pattern with its wildcards (and missing parts) as 1.
+fn address_in(pattern: &str) -> String {
+    let (address, bits) = pattern.split_once('/').unwrap_or((pattern, ""));
+    let mut address = address.replace(['x', '*', '?'], "1");
+    if !address.contains(':') {
+        while address.split('.').count() < 4 {
+            address.push_str(".1");
+        }
+    }
+    match (address.parse::<std::net::Ipv4Addr>(), bits.parse::<u32>()) {
+        (Ok(v4), Ok(bits)) if bits < 32 => {
+            let first = u32::from(v4) & (u32::MAX.checked_shl(32 - bits).unwrap_or(0));
+            std::net::Ipv4Addr::from(first + 1).to_string()
+        }
+        _ => address,
+    }
+}
+
+/// The `Match` lines of `config` and the files it includes, with their
+/// criteria as (criterion, pattern-list) pairs.
+fn match_blocks(config: &Path) -> Vec<(String, Vec<(String, String)>)> {
+    let mut found = Vec::new();
+    let mut seen = Vec::new();
+    collect_matches(config, &mut found, &mut seen);
+    found
+}
+
+fn collect_matches(
+    file: &Path,
+    found: &mut Vec<(String, Vec<(String, String)>)>,
+    seen: &mut Vec<PathBuf>,
+) {
+    if seen.contains(&file.to_path_buf()) || seen.len() > 64 {
+        return;
+    }
+    seen.push(file.to_path_buf());
+    let Ok(text) = std::fs::read_to_string(file) else {
+        return;
+    };
+    for line in text.lines() {
+        let line = line.trim();
+        let words: Vec<&str> = line
+            .split(|c: char| c.is_whitespace() || c == '=')
+            .filter(|w| !w.is_empty())
+            .collect();
+        match words.first().map(|w| w.to_ascii_lowercase()) {
+            Some(keyword) if keyword == "include" => {
+                for pattern in &words[1..] {
+                    for path in include_paths(pattern) {
+                        collect_matches(&path, found, seen);
+                    }
+                }
+            }
+            Some(keyword) if keyword == "match" => {
+                let criteria = words[1..]
+                    .chunks(2)
+                    .map(|pair| {
+                        (
+                            pair[0].to_owned(),
+                            pair.get(1).copied().unwrap_or_default().to_owned(),
+                        )
+                    })
+                    .collect();
+                found.push((line.to_owned(), criteria));
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The files an `Include` names: relative to /etc/ssh, with a `*` in the
+/// file name matched against that directory's entries (sorted, as sshd
+/// reads them).
+fn include_paths(pattern: &str) -> Vec<PathBuf> {
+    let path = if pattern.starts_with('/') {
+        PathBuf::from(pattern)
+    } else {
+        Path::new("/etc/ssh").join(pattern)
+    };
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Vec::new();
+    };
+    let name = name.to_string_lossy();
+    let Some((prefix, suffix)) = name.split_once('*') else {
+        return vec![path.clone()];
+    };
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .is_some_and(|n| n.starts_with(prefix) && n.ends_with(suffix))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    paths.sort();
+    paths
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    const GOOD: [(&str, &str); 4] = [
+        ("usepam", "yes"),
+        ("kbdinteractiveauthentication", "yes"),
+        ("pubkeyauthentication", "yes"),
+        ("authenticationmethods", "publickey,keyboard-interactive"),
+    ];
+
+    #[test]
+    fn every_allowed_list_must_run_keyboard_interactive() {
+        assert_eq!(judge(&settings(&GOOD), "global"), vec![]);
+        let kbd_only = settings(&[
+            ("usepam", "yes"),
+            ("kbdinteractiveauthentication", "yes"),
+            ("authenticationmethods", "keyboard-interactive:pam"),
+        ]);
+        assert_eq!(judge(&kbd_only, "global"), vec![]);
+
+        // The default: any single enabled method; publickey alone skips PAM.
+        let default = settings(&[
+            ("usepam", "yes"),
+            ("kbdinteractiveauthentication", "yes"),
+            ("pubkeyauthentication", "yes"),
+            ("authenticationmethods", "any"),
+        ]);
+        let found = judge(&default, "global");
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].fail && found[0].text.contains("\"publickey\" alone logs in"));
+
+        // A second list without it.
+        let mut two = settings(&GOOD);
+        two.insert(
+            "authenticationmethods".into(),
+            "publickey,keyboard-interactive publickey".into(),
+        );
+        let found = judge(&two, "\"Match User bob\"");
+        assert!(
+            found
+                .iter()
+                .any(|f| f.fail && f.text.contains("allows \"publickey\" (\"Match User bob\")")),
+            "{found:?}"
+        );
+        // Password runs the stack but cannot answer: a warning.
+        let mut password = settings(&GOOD);
+        password.insert("authenticationmethods".into(), "password".into());
+        let found = judge(&password, "global");
+        assert!(found.iter().all(|f| !f.fail), "{found:?}");
+    }
+
+    #[test]
+    fn pam_or_keyboard_interactive_off_is_a_failure() {
+        let mut off = settings(&GOOD);
+        off.insert("usepam".into(), "no".into());
+        assert!(judge(&off, "global")[0].text.contains("UsePAM off"));
+        let mut off = settings(&GOOD);
+        off.insert("kbdinteractiveauthentication".into(), "no".into());
+        assert!(judge(&off, "global")
+            .iter()
+            .any(|f| f.fail && f.text.contains("KbdInteractiveAuthentication off")));
+    }
+
+    #[test]
+    fn match_criteria_become_a_connection_they_apply_to() {
+        let criteria = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect::<Vec<_>>()
+        };
+        let spec = spec_for(&criteria(&[
+            ("User", "bob,!alice"),
+            ("Address", "10.1.0.0/16"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            spec,
+            "user=bob,host=doctor.invalid,addr=10.1.0.1,laddr=192.0.2.2,lport=22"
+        );
+        let spec = spec_for(&criteria(&[("Host", "*.lan"), ("LocalPort", "2222")])).unwrap();
+        assert!(
+            spec.contains("host=x.lan") && spec.contains("lport=2222"),
+            "{spec}"
+        );
+        assert_eq!(address_in("192.168.*"), "192.168.1.1");
+        assert!(spec_for(&criteria(&[("Group", "no-such-group-ecp")])).is_err());
+    }
+}
