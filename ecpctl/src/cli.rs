@@ -159,10 +159,15 @@ pub struct RenewArgs {
 /// Check an ecp setup and explain what is wrong.
 ///
 /// Checks, in order: the daemon is reachable (and its version); the PAM
-/// module is installed; which PAM services use pam_ecp and in which mode;
-/// your key file exists with safe owner and mode and is encrypted; your
-/// certificate is enrolled, and how many days it has left. Exit status 0
-/// when everything is fine, 1 when anything is not (the lines marked FAIL).
+/// module is installed; which PAM services use pam_ecp and in which mode,
+/// and whether each stack, run as libpam dispatches it for every return
+/// code its modules can give, makes pam_ecp a real second factor behind
+/// the password; when sshd's service uses pam_ecp, whether sshd's
+/// effective configuration (sshd -T, and -C for each Match block) runs
+/// keyboard-interactive on every allowed login; your key file exists with
+/// safe owner and mode and is encrypted; your certificate is enrolled, and
+/// how many days it has left. Exit status 0 when everything is fine, 1
+/// when anything is not (the lines marked FAIL).
 #[derive(Debug, Args)]
 #[command(after_long_help = EXIT_CODES)]
 pub struct DoctorArgs {
