@@ -19,7 +19,12 @@ fn enroll(
     let key = generate_signing_key();
     let pem = build_self_signed_certificate(&key, &UserName::parse(user).unwrap(), 30).unwrap();
     let fingerprint = zbus::block_on(async {
-        let conn = zbus::connection::Builder::address(address).build().await?;
+        // A call in flight when the daemon is killed must not wait for
+        // ever: the crash test goes on calling through restarts.
+        let conn = zbus::connection::Builder::address(address)
+            .method_timeout(Duration::from_secs(10))
+            .build()
+            .await?;
         AdminProxy::new(&conn)
             .await?
             .enroll(user, &pem, "fault")
@@ -152,6 +157,7 @@ fn twenty_crashes_lose_no_acknowledged_enrollment_and_revive_no_token() {
             while !stop.load(Ordering::Relaxed) {
                 let result = zbus::block_on(async {
                     let conn = zbus::connection::Builder::address(address.as_str())
+                        .method_timeout(Duration::from_secs(10))
                         .build()
                         .await?;
                     let auth = AuthProxy::new(&conn).await?;

@@ -517,12 +517,28 @@ pub fn build_self_signed_certificate<S: P256Signer>(
     user: &UserName,
     days: u32,
 ) -> Result<String, CertificateError> {
-    let build_err = |detail: String| CertificateError::Build { detail };
     if days == 0 || days > MAX_VALIDITY_DAYS {
-        return Err(build_err(format!(
-            "validity must be 1 to {MAX_VALIDITY_DAYS} days, not {days}"
-        )));
+        return Err(CertificateError::Build {
+            detail: format!("validity must be 1 to {MAX_VALIDITY_DAYS} days, not {days}"),
+        });
     }
+    let now = SystemTime::now();
+    let not_before = now.checked_sub(BACKDATE).unwrap_or(now);
+    let not_after =
+        now + Duration::from_secs(u64::from(days) * crate::when::SECONDS_PER_DAY as u64);
+    build_self_signed_certificate_between(key, user, not_before, not_after)
+}
+
+/// Makes the self-signed certificate for `key`, valid from `not_before`
+/// to `not_after`, and returns it as PEM (for tests that move the clock;
+/// keygen uses [`build_self_signed_certificate`]).
+pub fn build_self_signed_certificate_between<S: P256Signer>(
+    key: &S,
+    user: &UserName,
+    not_before: SystemTime,
+    not_after: SystemTime,
+) -> Result<String, CertificateError> {
+    let build_err = |detail: String| CertificateError::Build { detail };
     // The user name's character set needs no escaping in an RFC 4514 string.
     let subject =
         Name::from_str(&format!("CN={user}")).map_err(|e| build_err(format!("subject: {e}")))?;
@@ -533,10 +549,6 @@ pub fn build_self_signed_certificate<S: P256Signer>(
     serial[0] = (serial[0] & 0x7f) | 0x01;
     let serial = SerialNumber::new(&serial).map_err(|e| build_err(e.to_string()))?;
 
-    let now = SystemTime::now();
-    let not_before = now.checked_sub(BACKDATE).unwrap_or(now);
-    let not_after =
-        now + Duration::from_secs(u64::from(days) * crate::when::SECONDS_PER_DAY as u64);
     let time = |t: SystemTime| Time::try_from(t).map_err(|e| build_err(e.to_string()));
     let validity = Validity::new(time(not_before)?, time(not_after)?);
 

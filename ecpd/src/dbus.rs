@@ -86,12 +86,29 @@ impl Shared {
     ) -> Option<Result<Vec<Vec<u8>>, crate::directory::LookupError>> {
         let due = due?;
         let user = due.user().to_owned();
-        let outcome = self.runtime.spawn(due.run()).await.unwrap_or_else(|e| {
-            Err(crate::directory::LookupError::Refused(format!(
-                "the lookup failed: {e}"
-            )))
-        });
-        Some(self.service.lookup_done(&user, outcome))
+        let ran = self
+            .runtime
+            .spawn(async move {
+                let outcome = due.run().await;
+                (due, outcome)
+            })
+            .await;
+        let (due, outcome) = match ran {
+            Ok(ran) => ran,
+            Err(e) => {
+                return Some(self.service.lookup_done(
+                    &user,
+                    Err(crate::directory::LookupError::Refused(format!(
+                        "the lookup failed: {e}"
+                    ))),
+                ))
+            }
+        };
+        // None: another login's lookup ran, and left its answer in the cache.
+        let recorded = outcome.map(|outcome| self.service.lookup_done(&user, outcome));
+        // Only now may logins waiting on this lookup read the cache.
+        drop(due);
+        recorded
     }
 
     /// Verify and VerifyPresented: the directory asked first when the

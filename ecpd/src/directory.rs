@@ -186,6 +186,8 @@ pub struct Directory {
     health: Mutex<Health>,
     /// Users with a lookup under way.
     in_flight: Mutex<std::collections::HashSet<String>>,
+    /// Told each time a lookup ends, for logins waiting on one.
+    lookup_ended: tokio::sync::Notify,
     /// One status probe at a time: `ecpctl status` must not become a way
     /// to load the directory or crowd out lookups.
     probing: Semaphore,
@@ -205,6 +207,8 @@ impl Drop for InFlight {
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         in_flight.remove(&self.user);
+        drop(in_flight);
+        self.directory.lookup_ended.notify_waiters();
     }
 }
 
@@ -236,6 +240,7 @@ impl Directory {
             health: Mutex::new(Health::default()),
             probing: Semaphore::new(1),
             in_flight: Mutex::new(std::collections::HashSet::new()),
+            lookup_ended: tokio::sync::Notify::new(),
         })
     }
 
@@ -281,6 +286,27 @@ impl Directory {
             directory: self.clone(),
             user: user.to_owned(),
         })
+    }
+
+    /// Waits until no lookup for `user` is under way, for at most one
+    /// lookup's deadline.
+    pub async fn wait_for_lookup(&self, user: &str) {
+        let deadline = tokio::time::Instant::now() + self.lookup_deadline();
+        loop {
+            // Registered before the check, so an end between the check
+            // and the wait is not missed.
+            let ended = self.lookup_ended.notified();
+            tokio::pin!(ended);
+            ended.as_mut().enable();
+            let under_way = self
+                .in_flight
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains(user);
+            if !under_way || tokio::time::timeout_at(deadline, ended).await.is_err() {
+                return;
+            }
+        }
     }
 
     /// Records a lookup's outcome: its time for `status`, and the names
@@ -762,5 +788,37 @@ mod tests {
         assert_eq!(with(1, 200), Duration::from_millis(200));
         assert_eq!(with(2, 1500), Duration::from_millis(3000));
         assert_eq!(with(5, 2000), LOOKUP_DEADLINE);
+    }
+
+    #[tokio::test]
+    async fn a_login_waits_for_the_lookup_under_way_until_it_ends() {
+        let directory = Arc::new(
+            Directory::new(DirectoryConfig {
+                uri: vec!["ldapi://%2Fnowhere".into()],
+                base_dn: "dc=example,dc=org".into(),
+                ..DirectoryConfig::default()
+            })
+            .unwrap(),
+        );
+        let flight = directory.start_lookup("dave").unwrap();
+        assert!(directory.start_lookup("dave").is_none());
+        let waiter = {
+            let directory = directory.clone();
+            tokio::spawn(async move { directory.wait_for_lookup("dave").await })
+        };
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished(), "returned while the lookup ran");
+        drop(flight);
+        tokio::time::timeout(Duration::from_secs(1), waiter)
+            .await
+            .expect("still waiting after the lookup ended")
+            .unwrap();
+        // Nothing under way: no wait at all.
+        tokio::time::timeout(
+            Duration::from_millis(100),
+            directory.wait_for_lookup("erin"),
+        )
+        .await
+        .unwrap();
     }
 }

@@ -118,6 +118,11 @@ pub enum AddOutcome {
     },
     /// The certificate's key was revoked.
     KeyRevoked(RevokedKey),
+    /// The signer's key, which `retire` would withdraw, is enrolled for
+    /// another user too.
+    KeyShared {
+        user: String,
+    },
 }
 
 pub struct Store {
@@ -596,13 +601,28 @@ impl Store {
                 Some((_, r)) if r.enrolled_at == signer_enrolled_at => {}
                 _ => return Ok(AddOutcome::SignerGone),
             }
-            if let Some((successor, _)) = held.iter().find(|(_, r)| r.renewed_from == *signer) {
-                return Ok(AddOutcome::SignerUsed {
-                    successor: successor.clone(),
-                });
+            // Also a successor withdrawn since: a certificate vouches once.
+            if let Some((successor, _)) = self.renewed_from(user, signer)?.into_iter().next() {
+                return Ok(AddOutcome::SignerUsed { successor });
             }
             if retire {
                 retired = self.certificates.get(certificate_key(user, signer))?;
+            }
+        }
+        // Retiring withdraws the signer's key: never another user's
+        // certificate with it on the strength of this user's proof.
+        if let Some(old) = &retired {
+            let old: CertificateRecord = decode("certificates", old)?;
+            if let Some(id) = key_id_of_pem(&old.pem) {
+                if key_id_of_pem(&record.pem).as_deref() != Some(id.as_str()) {
+                    if let Some((other, _)) = self
+                        .enrolled_with_key(&id)?
+                        .into_iter()
+                        .find(|(other, _)| other != user)
+                    {
+                        return Ok(AddOutcome::KeyShared { user: other });
+                    }
+                }
             }
         }
         let after = held.len() - usize::from(retired.is_some()) + 1;

@@ -97,7 +97,8 @@ impl Service {
             // Only renewals name a signer, and only they keep a place free.
             AddOutcome::SignerGone
             | AddOutcome::SignerUsed { .. }
-            | AddOutcome::LastPlaceKept { .. } => Err(ServiceError::AlreadyEnrolled),
+            | AddOutcome::LastPlaceKept { .. }
+            | AddOutcome::KeyShared { .. } => Err(ServiceError::AlreadyEnrolled),
         }
     }
 
@@ -312,10 +313,10 @@ mod tests {
         // A thief with the key renews to a key of its own, and from that
         // to another.
         f.clock.advance(86_400);
-        let (thief, thiefs) = successor_for("alice");
+        let (thief, thiefs) = f.successor("alice");
         renew_with(&f, &ROOT, "alice", &f.key, &thiefs, false).unwrap();
         f.clock.advance(86_400);
-        let (thief2, thiefs2) = successor_for("alice");
+        let (thief2, thiefs2) = f.successor("alice");
         renew_with(&f, &ROOT, "alice", &thief, &thiefs2, false).unwrap();
         let listed = f.service.list(&ROOT, "alice").unwrap();
         let second = listed
@@ -362,7 +363,7 @@ mod tests {
         let f = fixture("");
         let first = f.first_fingerprint();
         f.clock.advance(86_400);
-        let (next, nexts) = successor_for("alice");
+        let (next, nexts) = f.successor("alice");
         renew_with(&f, &ROOT, "alice", &f.key, &nexts, false).unwrap();
         let revoked = f.service.revoke(&ROOT, "alice", &first, true).unwrap();
         assert_eq!(revoked.len(), 1);
@@ -374,7 +375,7 @@ mod tests {
         let f = fixture("");
         let first = f.first_fingerprint();
         f.clock.advance(86_400);
-        let (thief, thiefs) = successor_for("alice");
+        let (thief, thiefs) = f.successor("alice");
         renew_with(&f, &ROOT, "alice", &f.key, &thiefs, true).unwrap();
         assert!(f.service.list(&ROOT, "alice").unwrap().len() == 1);
         let revoked = f.service.revoke(&ROOT, "alice", &first, false).unwrap();
@@ -388,7 +389,7 @@ mod tests {
         let first = f.first_fingerprint();
         f.service.revoke(&ROOT, "alice", &first, false).unwrap();
         for user in ["alice", "bob"] {
-            let again = certificate_for(&f.key, user, 30);
+            let again = f.certificate_for(&f.key, user, 30);
             assert!(matches!(
                 f.service.enroll(&ROOT, user, &again, "again"),
                 Err(ServiceError::KeyRevoked(m)) if m.contains(&first)
@@ -404,7 +405,7 @@ mod tests {
             .enroll(
                 &ROOT,
                 "alice-admin",
-                &certificate_for(&f.key, "alice-admin", 30),
+                &f.certificate_for(&f.key, "alice-admin", 30),
                 "",
             )
             .unwrap();
@@ -423,7 +424,7 @@ mod tests {
         let f = fixture("");
         let first = f.first_fingerprint();
         f.clock.advance(86_400);
-        let same = certificate_for(&f.key, "alice", 30);
+        let same = f.certificate_for(&f.key, "alice", 30);
         renew_with(&f, &ROOT, "alice", &f.key, &same, false).unwrap();
         let revoked = f.service.revoke(&ROOT, "alice", &first, true).unwrap();
         assert_eq!(revoked.len(), 2, "{revoked:?}");

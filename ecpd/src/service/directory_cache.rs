@@ -4,12 +4,17 @@
 use super::*;
 
 /// A directory lookup the service found due; the D-Bus edge runs it on
-/// the tokio runtime and hands the outcome back.
+/// the tokio runtime and hands the outcome back. When another login's
+/// lookup for the same user is under way, this one waits for it instead
+/// (a stale cached answer must not decide while its refresh is running:
+/// the refresh may be the removal). The flight ends when this is
+/// dropped, which the edge does only after [`Service::lookup_done`] has
+/// recorded the answer.
 pub struct DueLookup {
     directory: Arc<Directory>,
     user: String,
     known: bool,
-    _in_flight: crate::directory::InFlight,
+    in_flight: Option<crate::directory::InFlight>,
 }
 
 impl DueLookup {
@@ -17,8 +22,21 @@ impl DueLookup {
         &self.user
     }
 
-    pub async fn run(self) -> Result<Vec<Vec<u8>>, LookupError> {
-        self.directory.lookup(&self.user, self.known).await
+    /// Whether this one asks the directory (else it waits for the
+    /// lookup already under way).
+    pub fn runs_lookup(&self) -> bool {
+        self.in_flight.is_some()
+    }
+
+    /// The directory's answer; None when this waited for another login's
+    /// lookup, whose answer the cache then holds.
+    pub async fn run(&self) -> Option<Result<Vec<Vec<u8>>, LookupError>> {
+        if self.in_flight.is_some() {
+            Some(self.directory.lookup(&self.user, self.known).await)
+        } else {
+            self.directory.wait_for_lookup(&self.user).await;
+            None
+        }
     }
 }
 
@@ -81,7 +99,7 @@ impl Service {
             return None;
         }
         Some(DueLookup {
-            _in_flight: directory.start_lookup(user.as_str())?,
+            in_flight: directory.start_lookup(user.as_str()),
             directory: directory.clone(),
             user: user.as_str().to_owned(),
             known,
@@ -562,17 +580,24 @@ mod tests {
         let due = |caller: &Caller, token: &str, signature: &str| {
             f.service
                 .directory_lookup_due(caller, "dave", token, signature)
-                .is_some()
+                .is_some_and(|d| d.runs_lookup())
         };
         assert!(due(&ROOT, &token, "MEUC"));
         assert!(!due(&ROOT, &token, ""), "no signature");
         assert!(!due(&bob, &token, "MEUC"), "another user's caller");
-        // One lookup per user at a time.
+        // One lookup per user at a time: a second login waits for the
+        // first one's answer instead of deciding from a stale cache.
         let first = f
             .service
             .directory_lookup_due(&ROOT, "dave", &token, "MEUC");
-        assert!(first.is_some());
-        assert!(!due(&ROOT, &token, "MEUC"), "one already under way");
+        assert!(first.as_ref().is_some_and(|d| d.runs_lookup()));
+        let second = f
+            .service
+            .directory_lookup_due(&ROOT, "dave", &token, "MEUC");
+        assert!(
+            second.is_some_and(|d| !d.runs_lookup()),
+            "one already under way"
+        );
         drop(first);
         assert!(due(&ROOT, &token, "MEUC"));
         // A penalised source asks nothing.

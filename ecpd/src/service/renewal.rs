@@ -30,6 +30,11 @@ pub struct Renewed {
 const MAX_SUCCESSOR_SECS: i64 =
     ecp_core::certificate::MAX_VALIDITY_DAYS as i64 * ecp_core::when::SECONDS_PER_DAY;
 
+/// How long before now a successor's notBefore may lie (beyond the clock
+/// skew): keygen backdates by five minutes, and a user may make the
+/// certificate a few minutes before renewing.
+const SUCCESSOR_MAX_AGE_SECS: i64 = 15 * 60;
+
 /// A refusal of the renewal, said to the caller as it is (it is the
 /// user's own request: there is nothing to hide from them).
 fn refused(why: impl Into<String>) -> ServiceError {
@@ -53,6 +58,18 @@ impl Service {
                 "the new certificate is valid until {}: a successor may be valid for at most {} days",
                 ecp_core::when::format_utc(cert.not_after()),
                 ecp_core::certificate::MAX_VALIDITY_DAYS
+            )));
+        }
+        // Made now: a backdated notBefore would claim a longer lifetime
+        // for the renewals this successor vouches for later.
+        let earliest = now
+            .saturating_sub(self.config.clock_skew_secs as i64)
+            .saturating_sub(SUCCESSOR_MAX_AGE_SECS);
+        if cert.not_before() < earliest {
+            return Err(refused(format!(
+                "the new certificate's notBefore is {}: a successor must be made now (notBefore at most {} minutes ago), not backdated",
+                ecp_core::when::format_utc(cert.not_before()),
+                SUCCESSOR_MAX_AGE_SECS / 60
             )));
         }
         if let Some(revoked) = self.store.revoked_key(&cert.key_id())? {
@@ -342,6 +359,11 @@ impl Service {
                     "{user} has {} of at most {max} certificates: a renewal may not take the last free place (it is kept for an admin's enrollment); renew with --retire-old, or ask an admin to revoke one", max - 1
                 )))
             }
+            AddOutcome::KeyShared { user: other } => {
+                return Err(refused(format!(
+                    "the key of {old_fingerprint} is enrolled for {other} as well: retiring it would withdraw that too; renew without --retire-old, or ask an admin"
+                )))
+            }
             AddOutcome::KeyRevoked(revoked) => {
                 return Err(refused(format!(
                     "the new certificate's key was revoked ({})",
@@ -377,13 +399,15 @@ mod tests {
             uid: 1000,
             name: Some("alice".into()),
         };
-        let (new_key, pem) = successor_for("alice");
+        let (new_key, pem) = f.successor("alice");
         // Too young: enrolled just now.
         assert!(matches!(
             renew_with(&f, &alice, "alice", &f.key, &pem, false),
             Err(ServiceError::RenewalRefused(m)) if m.contains("renew_min_age_secs")
         ));
         f.clock.advance(86_400);
+        // Made again a day on: a successor must be made now.
+        let pem = f.certificate_for(&new_key, "alice", 30);
         let renewed = renew_with(&f, &alice, "alice", &f.key, &pem, false).unwrap();
         assert!(renewed.label.starts_with("renewed-20"), "{}", renewed.label);
         assert_eq!(renewed.retired, None);
@@ -398,7 +422,7 @@ mod tests {
             .is_ok());
         // The successor is too young to vouch for another, and the old
         // one has vouched once already: a stolen key cannot mint a fleet.
-        let (third_key, third) = successor_for("alice");
+        let (third_key, third) = f.successor("alice");
         assert!(matches!(
             renew_with(&f, &alice, "alice", &new_key, &third, false),
             Err(ServiceError::RenewalRefused(m)) if m.contains("renew_min_age_secs")
@@ -411,6 +435,7 @@ mod tests {
         // the same step: it no longer logs in, and its key cannot come
         // back as a later successor.
         f.clock.advance(86_400);
+        let third = f.certificate_for(&third_key, "alice", 30);
         let retired = renew_with(&f, &alice, "alice", &new_key, &third, true).unwrap();
         assert!(retired.retired.is_some());
         let token = f.challenge("alice", "").unwrap();
@@ -419,13 +444,8 @@ mod tests {
             .service
             .verify(&ROOT, "alice", &token, &signature)
             .is_err());
-        let again = ecp_core::certificate::build_self_signed_certificate(
-            &new_key,
-            &UserName::parse("alice").unwrap(),
-            30,
-        )
-        .unwrap();
         f.clock.advance(86_400);
+        let again = f.certificate_for(&new_key, "alice", 30);
         assert!(matches!(
             renew_with(&f, &alice, "alice", &third_key, &again, false),
             Err(ServiceError::RenewalRefused(m)) if m.contains("revoked")
@@ -440,14 +460,14 @@ mod tests {
             uid: 1001,
             name: Some("bob".into()),
         };
-        let (_, pem) = successor_for("alice");
+        let (_, pem) = f.successor("alice");
         // Not your account.
         assert!(matches!(
             f.service.renewal_challenge(&bob, "alice", &pem),
             Err(ServiceError::AccessDenied(_))
         ));
         // Nothing enrolled.
-        let (_, carols) = successor_for("carol");
+        let (_, carols) = f.successor("carol");
         assert!(matches!(
             f.service.renewal_challenge(&ROOT, "carol", &carols),
             Err(ServiceError::RenewalRefused(m)) if m.contains("no certificate enrolled")
@@ -467,7 +487,7 @@ mod tests {
         // A different successor than the one the challenge was issued for.
         let token = f.service.renewal_challenge(&ROOT, "alice", &pem).unwrap();
         let renewal = ecp_core::challenge::RenewalChallenge::from_token(&token).unwrap();
-        let (_, other) = successor_for("alice");
+        let (_, other) = f.successor("alice");
         assert!(matches!(
             f.service.renew(&ROOT, "alice", &token, &renewal.sign(&f.key), &other, "", false),
             Err(ServiceError::RenewalRefused(m)) if m.contains("not the one")
@@ -478,7 +498,7 @@ mod tests {
             .revoke(&ROOT, "alice", &fingerprint, false)
             .unwrap();
         f.service
-            .enroll(&ROOT, "alice", &successor_for("alice").1, "spare")
+            .enroll(&ROOT, "alice", &f.successor("alice").1, "spare")
             .unwrap();
         assert!(matches!(
             renew_with(&f, &ROOT, "alice", &f.key, &pem, false),
@@ -490,6 +510,7 @@ mod tests {
             uid: 1000,
             name: Some("alice".into()),
         };
+        let (_, pem) = off.successor("alice");
         assert!(matches!(
             off.service.renewal_challenge(&alice, "alice", &pem),
             Err(ServiceError::RenewalRefused(m)) if m.contains("allow_self_renewal")
@@ -500,11 +521,9 @@ mod tests {
     #[test]
     fn an_expired_certificate_cannot_renew() {
         let f = fixture("");
-        // The fixture's certificate is valid for 30 days; the successor
-        // must be valid on the moved clock and no longer than 30 days
-        // from it.
+        // The fixture's certificate is valid for 30 days.
         f.clock.advance(31 * 86_400);
-        let (_, pem) = successor_valid_for("alice", 45);
+        let (_, pem) = f.successor_valid_for("alice", 20);
         assert!(matches!(
             renew_with(&f, &ROOT, "alice", &f.key, &pem, false),
             Err(ServiceError::RenewalRefused(m)) if m.contains("not valid now")
@@ -515,7 +534,7 @@ mod tests {
     fn login_signatures_and_renewal_proofs_never_stand_for_each_other() {
         let f = fixture("");
         f.clock.advance(86_400);
-        let (_, pem) = successor_for("alice");
+        let (_, pem) = f.successor("alice");
         // A login token and its signature offered as a renewal.
         let login = f.challenge("alice", "").unwrap();
         let login_signature = f.sign(&login);
@@ -556,20 +575,21 @@ mod tests {
         f.clock.advance(86_400);
         // The fixture's certificate was issued for 30 days: a 90-day
         // successor is refused before anything is signed.
-        let (_, long) = successor_valid_for("alice", 90);
+        let (_, long) = f.successor_valid_for("alice", 90);
         assert!(matches!(
             f.service.renewal_challenge(&ROOT, "alice", &long),
             Err(ServiceError::RenewalRefused(m)) if m.contains("at most as long")
         ));
         // With a one-year certificate enrolled too, the 90-day successor
         // gets a challenge, but the 30-day one may not vouch for it.
-        let (year_key, year) = successor_valid_for("alice", 365);
+        let (year_key, year) = f.successor_valid_for("alice", 365);
         f.service.enroll(&ROOT, "alice", &year, "desk").unwrap();
         assert!(matches!(
             renew_with(&f, &ROOT, "alice", &f.key, &long, false),
             Err(ServiceError::RenewalRefused(m)) if m.contains("at most as long") && m.contains("30 days")
         ));
         f.clock.advance(86_400);
+        let (_, long) = f.successor_valid_for("alice", 90);
         assert!(renew_with(&f, &ROOT, "alice", &year_key, &long, false).is_ok());
     }
 
@@ -585,7 +605,7 @@ mod tests {
         let mut refused = 0;
         for _ in 0..9 {
             f.clock.advance(86_400);
-            let (next_key, next) = successor_for("alice");
+            let (next_key, next) = f.successor("alice");
             match renew_with(&f, &alice, "alice", &signer, &next, false) {
                 Ok(_) => signer = next_key,
                 Err(ServiceError::RenewalRefused(m)) if m.contains("last free place") => {
@@ -598,11 +618,11 @@ mod tests {
         // the rest were refused, and the admin's enrollment still fits.
         assert_eq!(refused, 3);
         assert_eq!(f.service.list(&ROOT, "alice").unwrap().len(), 7);
-        let (_, admins) = successor_for("alice");
+        let (_, admins) = f.successor("alice");
         f.service.enroll(&ROOT, "alice", &admins, "admin").unwrap();
         // A renewal that retires its signer takes no place: still allowed.
         f.clock.advance(86_400);
-        let (_, last) = successor_for("alice");
+        let (_, last) = f.successor("alice");
         assert!(renew_with(&f, &alice, "alice", &signer, &last, true).is_ok());
         // Revoking the first certificate takes the whole chain along, the
         // retired link included; the admin's stays.
@@ -611,5 +631,50 @@ mod tests {
         let left = f.service.list(&ROOT, "alice").unwrap();
         assert_eq!(left.len(), 1);
         assert_eq!(left[0].label, "admin");
+    }
+
+    #[test]
+    fn a_backdated_successor_is_refused() {
+        let f = fixture("");
+        f.clock.advance(86_400);
+        // notBefore a year back, notAfter within the signer's 30 days: it
+        // would vouch for a year-long successor later.
+        let key = generate_signing_key();
+        let now = f.clock.now();
+        let backdated = certificate_between(&key, "alice", now - 365 * 86_400, now + 20 * 86_400);
+        assert!(matches!(
+            f.service.renewal_challenge(&ROOT, "alice", &backdated),
+            Err(ServiceError::RenewalRefused(m)) if m.contains("not backdated")
+        ));
+    }
+
+    #[test]
+    fn a_certificate_vouches_once_even_after_its_successor_was_retired() {
+        let f = fixture("");
+        f.clock.advance(86_400);
+        let (b_key, b) = f.successor("alice");
+        renew_with(&f, &ROOT, "alice", &f.key, &b, false).unwrap();
+        f.clock.advance(86_400);
+        let (_, c) = f.successor("alice");
+        renew_with(&f, &ROOT, "alice", &b_key, &c, true).unwrap();
+        let (_, d) = f.successor("alice");
+        assert!(matches!(
+            renew_with(&f, &ROOT, "alice", &f.key, &d, false),
+            Err(ServiceError::RenewalRefused(m)) if m.contains("already vouched")
+        ));
+    }
+
+    #[test]
+    fn retiring_a_key_another_account_shares_is_refused() {
+        let f = fixture("");
+        let shared = f.certificate_for(&f.key, "alice-adm", 30);
+        f.service.enroll(&ROOT, "alice-adm", &shared, "").unwrap();
+        f.clock.advance(86_400);
+        let (_, next) = f.successor("alice");
+        assert!(matches!(
+            renew_with(&f, &ROOT, "alice", &f.key, &next, true),
+            Err(ServiceError::RenewalRefused(m)) if m.contains("alice-adm")
+        ));
+        assert!(login_with(&f, "alice-adm", &f.key).is_ok());
     }
 }

@@ -150,24 +150,6 @@ pub(crate) fn with_directory() -> Fixture {
     )
 }
 
-/// A successor certificate for alice: (key, PEM).
-pub(crate) fn successor_for(user: &str) -> (SigningKey, String) {
-    successor_valid_for(user, 30)
-}
-
-/// A new key and a self-signed certificate for `user`, valid for `days`
-/// from the real time now.
-pub(crate) fn successor_valid_for(user: &str, days: u32) -> (SigningKey, String) {
-    let key = generate_signing_key();
-    (key.clone(), certificate_for(&key, user, days))
-}
-
-/// A self-signed certificate (PEM) for `user`'s `key`.
-pub(crate) fn certificate_for(key: &SigningKey, user: &str, days: u32) -> String {
-    ecp_core::certificate::build_self_signed_certificate(key, &UserName::parse(user).unwrap(), days)
-        .unwrap()
-}
-
 /// A login of `user` from this host, answered with `key`.
 pub(crate) fn login_with(
     f: &Fixture,
@@ -206,4 +188,43 @@ pub(crate) fn renew_with(
         "",
         retire_old,
     )
+}
+
+/// A self-signed certificate for `user`'s `key`, valid between these
+/// Unix times.
+pub(crate) fn certificate_between(
+    key: &SigningKey,
+    user: &str,
+    not_before: u64,
+    not_after: u64,
+) -> String {
+    let at = |secs: u64| std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+    ecp_core::certificate::build_self_signed_certificate_between(
+        key,
+        &UserName::parse(user).unwrap(),
+        at(not_before),
+        at(not_after),
+    )
+    .unwrap()
+}
+
+impl Fixture {
+    /// A certificate for `user`'s `key`, made now on the fixture's clock
+    /// (backdated five minutes, as keygen does), valid for `days`.
+    pub(crate) fn certificate_for(&self, key: &SigningKey, user: &str, days: u64) -> String {
+        let now = self.clock.now();
+        certificate_between(key, user, now - 300, now + days * 86_400)
+    }
+
+    /// A new key and its certificate for `user`, made now, valid `days`.
+    pub(crate) fn successor_valid_for(&self, user: &str, days: u64) -> (SigningKey, String) {
+        let key = generate_signing_key();
+        let pem = self.certificate_for(&key, user, days);
+        (key, pem)
+    }
+
+    /// A 30-day successor for `user`, made now.
+    pub(crate) fn successor(&self, user: &str) -> (SigningKey, String) {
+        self.successor_valid_for(user, 30)
+    }
 }
