@@ -753,8 +753,8 @@ name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "ecp tests"),
                   x509.NameAttribute(NameOID.COMMON_NAME, "Org CA")])
 cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
         .public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=400))
-        .not_valid_after(now - datetime.timedelta(days=35))
+        .not_valid_before(now + datetime.timedelta(days=int(sys.argv[2])))
+        .not_valid_after(now + datetime.timedelta(days=int(sys.argv[3])))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(x509.KeyUsage(digital_signature=False, content_commitment=False,
             key_encipherment=False, data_encipherment=False, key_agreement=False,
@@ -763,11 +763,20 @@ cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
         .sign(key, hashes.SHA256()))
 sys.stdout.write(cert.public_bytes(serialization.Encoding.PEM).decode())
 "#;
-    let expired = ecp_tests::run(
-        Path::new("/usr/bin/python3"),
-        &["-c", script, ca.path("ca.key").to_str().unwrap()],
-    )
-    .ok();
+    let ca_certificate = |from_days: &str, to_days: &str| {
+        ecp_tests::run(
+            Path::new("/usr/bin/python3"),
+            &[
+                "-c",
+                script,
+                ca.path("ca.key").to_str().unwrap(),
+                from_days,
+                to_days,
+            ],
+        )
+        .ok()
+    };
+    let expired = ca_certificate("-400", "-35");
     let bundle = format!("{expired}{}", ca.certificate_pem());
     let ca_file = work.write("ca.pem", bundle.as_bytes(), 0o644);
     let crl_file = work.write("crl.pem", ca.crl(24).as_bytes(), 0o644);
@@ -804,4 +813,18 @@ sys.stdout.write(cert.public_bytes(serialization.Encoding.PEM).decode())
         "{}",
         daemon.log()
     );
+
+    // The CA certificate renewed (same key and name, a new fingerprint)
+    // and only it in the bundle: what was remembered of the CA's CRLs
+    // carries over, so the missing list still refuses.
+    let loads = daemon.log().matches("no CRL").count();
+    replace_file(&ca_file, &ca_certificate("-1", "60"));
+    nix_kill_hup(daemon.pid());
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while daemon.log().matches("no CRL").count() == loads {
+        assert!(std::time::Instant::now() < deadline, "{}", daemon.log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let run = test_login(&daemon, &key, &cert, &pass);
+    assert_eq!(run.code, 1, "{}\n{}", run.stderr, daemon.log());
 }

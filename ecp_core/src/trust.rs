@@ -210,6 +210,10 @@ pub struct TrustedCa {
     subject_der: Vec<u8>,
     /// SHA-256 over its DER, lowercase hex.
     pub fingerprint: String,
+    /// SHA-256 over its subject and public key (DER): the same for every
+    /// certificate of one CA key and name (a renewed CA certificate), so
+    /// what is remembered about the CA's CRLs carries over to it.
+    pub identity: String,
     pub not_before: i64,
     pub not_after: i64,
     key: CaKey,
@@ -246,10 +250,16 @@ impl TrustedCa {
                 detail,
             })?;
         let validity = cert.validity();
+        let identity = {
+            let mut both = cert.subject().as_raw().to_vec();
+            both.extend_from_slice(cert.public_key().raw);
+            fingerprint_of_der(&both)
+        };
         Ok(TrustedCa {
             subject,
             subject_der: cert.subject().as_raw().to_vec(),
             fingerprint: fingerprint_of_der(der),
+            identity,
             not_before: validity.not_before.timestamp(),
             not_after: validity.not_after.timestamp(),
             key,
@@ -487,8 +497,8 @@ pub struct Accepted {
     pub certificate: ParsedCertificate,
     /// The issuing CA's subject.
     pub issuer: String,
-    /// The issuing CA certificate's fingerprint.
-    pub ca_fingerprint: String,
+    /// The issuing CA's [`TrustedCa::identity`].
+    pub ca_identity: String,
     /// Whether a CRL of the issuer was checked (false: none is held and
     /// `require_crl` is off). A caller that remembers CRLs seen must
     /// refuse when it held one before: a list that disappears must not
@@ -549,7 +559,7 @@ impl TrustStore {
             let Some(crl) = crl else { continue };
             let before = earlier
                 .crls()
-                .find(|(old, _)| old.fingerprint == ca.fingerprint)
+                .find(|(old, _)| old.identity == ca.identity)
                 .and_then(|(_, old)| old);
             if before.is_some_and(|old| crl.mark().is_before(&old.mark())) {
                 return Err(TrustError::CrlRolledBack {
@@ -672,7 +682,7 @@ impl TrustStore {
         Ok(Accepted {
             certificate,
             issuer: ca.subject.clone(),
-            ca_fingerprint: ca.fingerprint.clone(),
+            ca_identity: ca.identity.clone(),
             crl_checked: self.crls[index].is_some(),
         })
     }

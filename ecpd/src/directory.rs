@@ -129,6 +129,10 @@ impl DirectoryConfig {
 pub enum LookupError {
     #[error("no directory server answered: {0}")]
     Unreachable(String),
+    /// ecpd's own lookups for this kind of user were all busy: nothing
+    /// was asked, and nothing is known about the servers.
+    #[error("{0}")]
+    Crowded(String),
     /// The server would not let ecpd search (a failed bind): like an
     /// outage, the cached answer still counts.
     #[error("the directory refused the lookup: {0}")]
@@ -330,6 +334,9 @@ impl Directory {
                 health.last_success = Some(now);
                 health.down_since = None;
             }
+            // Only a server that did not answer marks the directory down,
+            // not ecpd's own queue being full.
+            Err(LookupError::Crowded(_)) => {}
             Err(e) => {
                 health.last_failure = Some((now, e.to_string()));
                 health.down_since.get_or_insert(now);
@@ -387,11 +394,11 @@ impl Directory {
         let _permit = tokio::time::timeout(self.config.timeout(), pool.acquire())
             .await
             .map_err(|_| {
-                LookupError::Unreachable(format!(
+                LookupError::Crowded(format!(
                     "{LOOKUPS_PER_POOL} lookups already waiting on the directory"
                 ))
             })?
-            .map_err(|e| LookupError::Unreachable(e.to_string()))?;
+            .map_err(|e| LookupError::Crowded(e.to_string()))?;
         let filter = self.config.filter_for(user);
         let attributes = vec![self.config.certificate_attribute.as_str()];
         let (_, entries) = self
@@ -460,7 +467,9 @@ impl Directory {
                 .await
             {
                 Ok(entries) => return Ok((uri, entries)),
-                Err(LookupError::Unreachable(why)) => last = format!("{uri}: {why}"),
+                Err(LookupError::Unreachable(why) | LookupError::Crowded(why)) => {
+                    last = format!("{uri}: {why}")
+                }
                 Err(LookupError::Refused(why)) => {
                     return Err(LookupError::Refused(format!("{uri}: {why}")))
                 }
@@ -820,5 +829,24 @@ mod tests {
         )
         .await
         .unwrap();
+    }
+
+    #[test]
+    fn only_servers_that_do_not_answer_mark_the_directory_down() {
+        let directory = Directory::new(DirectoryConfig {
+            uri: vec!["ldapi://%2Fnowhere".into()],
+            base_dn: "dc=example,dc=org".into(),
+            ..DirectoryConfig::default()
+        })
+        .unwrap();
+        directory.record("dave", &Err(LookupError::Crowded("4 lookups".into())), 100);
+        assert!(!directory.is_down(100), "ecpd's own queue is not an outage");
+        directory.record(
+            "dave",
+            &Err(LookupError::Unreachable("timeout".into())),
+            100,
+        );
+        assert!(directory.is_down(100));
+        assert!(!directory.is_down(100 + DOWN_RETRY_SECS));
     }
 }

@@ -140,9 +140,14 @@ pub struct Store {
     /// The keys of withdrawn certificates, by key id: what every login
     /// checks, whichever source offers the key.
     revoked_keys: sled::Tree,
+    /// Bookkeeping: how many revoked records were last indexed.
+    meta: sled::Tree,
     /// Serialises enroll/revoke so the per-user bound cannot be raced.
     certificate_writes: Mutex<()>,
 }
+
+/// The `meta` key of the number of revoked records last indexed.
+const INDEXED_REVOKED: &[u8] = b"indexed_revoked_records";
 
 /// sled page cache size.
 const CACHE_BYTES: u64 = 8 * 1024 * 1024;
@@ -239,6 +244,7 @@ impl Store {
             directory_cache: db.open_tree("directory_cache")?,
             revoked: db.open_tree("revoked")?,
             revoked_keys: db.open_tree("revoked_keys")?,
+            meta: db.open_tree("meta")?,
             db,
             certificate_writes: Mutex::new(()),
         };
@@ -247,18 +253,43 @@ impl Store {
     }
 
     /// Stores from before revoked keys were indexed kept only revoked
-    /// certificates: index their keys, so an upgrade forgets no revocation.
+    /// certificates: index their keys, so an upgrade forgets no
+    /// revocation. Done again whenever the number of revoked records is
+    /// not the one last indexed (an interrupted first pass, or records an
+    /// older version added after a downgrade); indexing is idempotent and
+    /// the count is written last.
     fn index_revoked_keys(&self) -> Result<(), StoreError> {
-        if self.revoked.is_empty() || !self.revoked_keys.is_empty() {
+        let records = self.revoked.len() as u64;
+        let indexed = self
+            .meta
+            .get(INDEXED_REVOKED)?
+            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+            .map(u64::from_be_bytes);
+        if indexed == Some(records) {
             return Ok(());
         }
         for item in self.revoked.iter() {
             let (key, value) = item?;
             let record: RevokedRecord = decode("revoked", &value)?;
+            // A retirement for the same key as its successor kept the key
+            // in use; every other withdrawal revoked it.
+            if record.why == Withdrawn::Retired && !self.revoked_key_recorded(&record.pem)? {
+                continue;
+            }
             let (user, fingerprint) = split_certificate_key(&key);
             self.note_revoked_key(&record.pem, &user, &fingerprint, record.revoked_at)?;
         }
+        self.flush()?;
+        self.meta.insert(INDEXED_REVOKED, &records.to_be_bytes())?;
         self.flush()
+    }
+
+    /// Whether the key of `pem` is indexed as revoked.
+    fn revoked_key_recorded(&self, pem: &str) -> Result<bool, StoreError> {
+        Ok(match key_id_of_pem(pem) {
+            Some(id) => self.revoked_keys.contains_key(id.as_bytes())?,
+            None => false,
+        })
     }
 
     /// Records the key of `pem` as revoked (the first record stays).
@@ -809,6 +840,7 @@ mod tests {
                 .insert(certificate_key("alice", "ff"), old.to_string().as_bytes())
                 .unwrap();
             store.revoked_keys.clear().unwrap();
+            store.meta.clear().unwrap();
             store.flush().unwrap();
         }
         let store = Store::open(&dir).unwrap();

@@ -108,10 +108,14 @@ impl Service {
             .check_presented(der, user, now as i64, self.skew(), self.config.crl_policy())
             .map_err(|e| e.to_string())?;
         if !accepted.crl_checked {
-            let seen = self
-                .store
-                .crl_high_water(&accepted.ca_fingerprint)
-                .map_err(|e| e.to_string())?;
+            let trust_ca = trust
+                .cas()
+                .iter()
+                .find(|ca| ca.identity == accepted.ca_identity);
+            let seen = match trust_ca {
+                Some(ca) => held_crl_mark(&self.store, ca).map_err(|e| e.to_string())?,
+                None => None,
+            };
             if seen.is_some() {
                 return Err(format!(
                     "this host has held a CRL of {}, and the CRL file now has none for it: certificates it issued are refused until it does",

@@ -111,12 +111,11 @@ fn crls_not_older_than_recorded(
 ) -> Result<(), ecp_core::trust::TrustError> {
     for (ca, crl) in candidate.crls() {
         let Some(crl) = crl else { continue };
-        let held = store.crl_high_water(&ca.fingerprint).map_err(|e| {
-            ecp_core::trust::TrustError::Unreadable {
+        let held =
+            held_crl_mark(store, ca).map_err(|e| ecp_core::trust::TrustError::Unreadable {
                 what: "the record of CRLs seen",
                 detail: e.to_string(),
-            }
-        })?;
+            })?;
         if held.is_some_and(|held| crl.mark().is_before(&held)) {
             return Err(ecp_core::trust::TrustError::CrlRolledBack {
                 issuer: crl.issuer.clone(),
@@ -126,11 +125,24 @@ fn crls_not_older_than_recorded(
     Ok(())
 }
 
+/// The newest CRL recorded for `ca`: by its identity (subject and key, so
+/// a renewed CA certificate inherits it), or, from before identities were
+/// used, by its certificate's fingerprint.
+fn held_crl_mark(
+    store: &Store,
+    ca: &ecp_core::trust::TrustedCa,
+) -> Result<Option<ecp_core::trust::CrlMark>, StoreError> {
+    match store.crl_high_water(&ca.identity)? {
+        Some(mark) => Ok(Some(mark)),
+        None => store.crl_high_water(&ca.fingerprint),
+    }
+}
+
 /// Records the CRLs now in force as the newest seen of their CAs.
 fn record_crl_marks(store: &Store, trust: &ecp_core::trust::TrustStore) {
     for (ca, crl) in trust.crls() {
         let Some(crl) = crl else { continue };
-        if let Err(e) = store.raise_crl_high_water(&ca.fingerprint, &crl.mark()) {
+        if let Err(e) = store.raise_crl_high_water(&ca.identity, &crl.mark()) {
             warn!(event = "store", outcome = "failed", reason = %e, "could not record the newest CRL seen");
         }
     }
