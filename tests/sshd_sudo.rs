@@ -733,6 +733,27 @@ fn doctor_reads_sshds_effective_configuration_and_each_match_block() {
         "{}",
         run.stdout
     );
+    // Two blocks fine alone, a hole together: alice from 10/8 gets "any"
+    // from the first and public keys from the second (sshd keeps the
+    // first value of each setting among the blocks that apply).
+    let run = doctor(
+        "UsePAM yes\nKbdInteractiveAuthentication yes\nPubkeyAuthentication no\n\
+         PasswordAuthentication no\n\
+         Match User alice\n    AuthenticationMethods any\n\
+         Match Address 10.0.0.0/8\n    PubkeyAuthentication yes\n\
+         AuthenticationMethods publickey,keyboard-interactive\n",
+    );
+    assert!(
+        run.stdout
+            .contains("(\"Match User alice\" with \"Match Address 10.0.0.0/8\")"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        !run.stdout.contains("(\"Match User alice\")"),
+        "{}",
+        run.stdout
+    );
     // UsePAM off: pam_ecp is never asked.
     let run = doctor("UsePAM no\n");
     assert!(run.stdout.contains("sshd has UsePAM off"), "{}", run.stdout);

@@ -18,6 +18,10 @@ pub struct Finding {
     pub text: String,
 }
 
+/// Beyond this many Match blocks, pairs of them are not tried (each pair
+/// is one run of sshd -T).
+const MAX_COMBINED_BLOCKS: usize = 16;
+
 /// The connection `sshd -T -C` is asked about when no Match block says
 /// otherwise: documentation addresses (RFC 5737) and a user that does not
 /// exist, so that only blocks written for everyone apply.
@@ -35,14 +39,37 @@ const BASELINE: [(&str, &str); 5] = [
 pub fn check(sshd: &Path, config: &Path) -> Result<Vec<Finding>, String> {
     let mut findings = Vec::new();
     let mut contexts = vec![(String::from("the global settings"), spec(&[]))];
+    let mut testable = Vec::new();
     for (line, criteria) in match_blocks(config) {
-        match spec_for(&criteria) {
-            Ok(spec) => contexts.push((format!("\"{line}\""), spec)),
+        match overrides_for(&criteria) {
+            Ok(Some(overrides)) => {
+                contexts.push((format!("\"{line}\""), spec(&overrides)));
+                testable.push((line, overrides));
+            }
+            // A Match no connection can meet (a group without members).
+            Ok(None) => {}
             Err(why) => findings.push(Finding {
-                fail: false,
-                text: format!("sshd's \"{line}\" is not checked: {why}"),
+                fail: true,
+                text: format!(
+                    "sshd's \"{line}\" cannot be checked ({why}): whether logins it \
+                     applies to run keyboard-interactive is unknown"
+                ),
             }),
         }
+    }
+    // sshd keeps the first value of a setting from every block that
+    // applies: blocks that are fine alone can combine into a hole. Every
+    // pair, and all of them at once, are tried too (the first pattern of
+    // each; a later block's value for the same key wins the merge).
+    if testable.len() > 1 && testable.len() <= MAX_COMBINED_BLOCKS {
+        for (i, (first, a)) in testable.iter().enumerate() {
+            for (second, b) in &testable[i + 1..] {
+                let merged: Vec<(&str, String)> = a.iter().chain(b).cloned().collect();
+                contexts.push((format!("\"{first}\" with \"{second}\""), spec(&merged)));
+            }
+        }
+        let all: Vec<(&str, String)> = testable.iter().flat_map(|(_, o)| o.clone()).collect();
+        contexts.push(("every Match block at once".into(), spec(&all)));
     }
     for (context, spec) in contexts {
         let settings = effective(sshd, config, &spec)?;
@@ -182,9 +209,12 @@ fn spec(overrides: &[(&str, String)]) -> String {
         .join(",")
 }
 
-/// The `-C` specification of a connection the Match criteria apply to.
-fn spec_for(criteria: &[(String, String)]) -> Result<String, String> {
-    let mut overrides: Vec<(&str, String)> = Vec::new();
+/// The `-C` values of a connection the Match criteria apply to; None when
+/// no connection can meet them.
+fn overrides_for(
+    criteria: &[(String, String)],
+) -> Result<Option<Vec<(&'static str, String)>>, String> {
+    let mut overrides: Vec<(&'static str, String)> = Vec::new();
     for (criterion, patterns) in criteria {
         let example = example_of(patterns);
         match criterion.to_ascii_lowercase().as_str() {
@@ -194,19 +224,10 @@ fn spec_for(criteria: &[(String, String)]) -> Result<String, String> {
             "address" => overrides.push(("addr", address_in(&example))),
             "localaddress" => overrides.push(("laddr", address_in(&example))),
             "localport" => overrides.push(("lport", example)),
-            "group" => {
-                let member = patterns
-                    .split(',')
-                    .filter(|g| !g.starts_with('!'))
-                    .find_map(|g| {
-                        nix::unistd::Group::from_name(g)
-                            .ok()
-                            .flatten()
-                            .and_then(|g| g.mem.into_iter().next())
-                    })
-                    .ok_or_else(|| format!("no listed member of group {patterns} to test with"))?;
-                overrides.push(("user", member));
-            }
+            "group" => match member_of(patterns) {
+                Some(member) => overrides.push(("user", member)),
+                None => return Ok(None),
+            },
             other => {
                 return Err(format!(
                     "the criterion {other} cannot be tested with sshd -C"
@@ -214,7 +235,34 @@ fn spec_for(criteria: &[(String, String)]) -> Result<String, String> {
             }
         }
     }
-    Ok(spec(&overrides))
+    Ok(Some(overrides))
+}
+
+/// An account in one of the groups a pattern-list names: a listed member,
+/// or one whose primary group it is.
+fn member_of(patterns: &str) -> Option<String> {
+    patterns
+        .split(',')
+        .filter(|g| !g.starts_with('!') && !g.contains(['*', '?']))
+        .filter_map(|g| nix::unistd::Group::from_name(g).ok().flatten())
+        .find_map(|group| {
+            group.mem.first().cloned().or_else(|| {
+                std::fs::read_to_string("/etc/passwd")
+                    .ok()?
+                    .lines()
+                    .find_map(|l| {
+                        let fields: Vec<&str> = l.split(':').collect();
+                        (fields.get(3) == Some(&group.gid.to_string().as_str()))
+                            .then(|| fields[0].to_owned())
+                    })
+            })
+        })
+}
+
+/// The `-C` specification of a connection the Match criteria apply to.
+#[cfg(test)]
+fn spec_for(criteria: &[(String, String)]) -> Result<String, String> {
+    overrides_for(criteria).map(|o| spec(&o.unwrap_or_default()))
 }
 
 /// A name a pattern-list matches: its first pattern that is not negated,
@@ -268,10 +316,18 @@ fn collect_matches(
         return;
     };
     for line in text.lines() {
+        // sshd ends a line at a '#' that starts a word, and reads quoted
+        // words without their quotes.
         let line = line.trim();
+        let line = match line.find(" #").or_else(|| line.find("\t#")) {
+            Some(at) => line[..at].trim_end(),
+            None if line.starts_with('#') => "",
+            None => line,
+        };
         let words: Vec<&str> = line
             .split(|c: char| c.is_whitespace() || c == '=')
             .filter(|w| !w.is_empty())
+            .map(|w| w.trim_matches('"'))
             .collect();
         match words.first().map(|w| w.to_ascii_lowercase()) {
             Some(keyword) if keyword == "include" => {
@@ -425,6 +481,26 @@ mod tests {
             "{spec}"
         );
         assert_eq!(address_in("192.168.*"), "192.168.1.1");
-        assert!(spec_for(&criteria(&[("Group", "no-such-group-ecp")])).is_err());
+        // A group no account is in: no connection meets it.
+        assert_eq!(
+            overrides_for(&criteria(&[("Group", "no-such-group-ecp")])),
+            Ok(None)
+        );
+        // A criterion -C cannot express.
+        assert!(overrides_for(&criteria(&[("Exec", "/bin/true")])).is_err());
+    }
+
+    #[test]
+    fn match_lines_are_read_without_quotes_and_comments() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("sshd_config");
+        std::fs::write(
+            &config,
+            "Match User \"bob\" # the admins\n  AuthenticationMethods publickey\n# Match User x\n",
+        )
+        .unwrap();
+        let blocks = match_blocks(&config);
+        assert_eq!(blocks.len(), 1, "{blocks:?}");
+        assert_eq!(blocks[0].1, vec![("User".to_owned(), "bob".to_owned())]);
     }
 }

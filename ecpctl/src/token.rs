@@ -219,6 +219,45 @@ fn module_path(uri: &TokenUri, options: &TokenOptions) -> Result<PathBuf, Failur
     Ok(module)
 }
 
+/// Variables through which a library root's ecpctl loads (p11-kit's
+/// proxy, OpenSC) would take its configuration, and with it more modules
+/// to load, from wherever the caller points: not for root.
+fn steers_modules(name: &str) -> bool {
+    name.starts_with("P11_KIT")
+        || matches!(
+            name,
+            "XDG_CONFIG_HOME" | "XDG_DATA_HOME" | "OPENSC_CONF" | "OPENSC_DRIVER"
+        )
+}
+
+/// Run first thing, while ecpctl has a single thread: as root, drops the
+/// variables that would let an inherited environment (`su` without `-`,
+/// `sudo -E`) choose the configuration of a PKCS#11 library root loads,
+/// and a HOME in a directory root does not own (p11-kit reads
+/// ~/.config/pkcs11 for more modules to load).
+pub fn scrub_environment_for_root() {
+    use std::os::unix::fs::MetadataExt as _;
+    if !nix::unistd::geteuid().is_root() {
+        return;
+    }
+    let names: Vec<std::ffi::OsString> = std::env::vars_os()
+        .map(|(name, _)| name)
+        .filter(|name| name.to_str().is_some_and(steers_modules))
+        .collect();
+    for name in names {
+        std::env::remove_var(name);
+    }
+    let home_is_roots = std::env::var_os("HOME")
+        .and_then(|home| std::fs::metadata(home).ok())
+        .is_some_and(|meta| meta.uid() == 0);
+    if !home_is_roots {
+        match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(0)) {
+            Ok(Some(root)) => std::env::set_var("HOME", root.dir),
+            _ => std::env::remove_var("HOME"),
+        }
+    }
+}
+
 /// The module as root may load it. Every step of the path as given and of
 /// the path it resolves to must be root's and changeable by root alone:
 /// each directory root-owned and not writable by group or others, each
@@ -664,6 +703,21 @@ mod tests {
             "pkcs11:slot-id=x",
         ] {
             assert!(TokenUri::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn root_takes_no_module_configuration_from_the_environment() {
+        for name in [
+            "P11_KIT_SERVER_ADDRESS",
+            "XDG_CONFIG_HOME",
+            "OPENSC_CONF",
+            "OPENSC_DRIVER",
+        ] {
+            assert!(steers_modules(name), "{name}");
+        }
+        for name in ["PATH", "SOFTHSM2_CONF", "LANG", "TERM"] {
+            assert!(!steers_modules(name), "{name}");
         }
     }
 }
