@@ -897,4 +897,71 @@ auth\trequired\t\t\tpam_ecp.so nouserok
         assert_eq!(control("[authtok_recover_err=ok]").action(21), Action::Ok);
         assert!(control("[authtok_recovery_err=ok]").invalid.is_some());
     }
+
+    #[test]
+    fn lines_are_assembled_byte_for_byte_as_libpam_1_5_2_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let lint_bytes = |files: &[(&str, &[u8])]| {
+            for entry in std::fs::read_dir(dir.path()).unwrap() {
+                std::fs::remove_file(entry.unwrap().path()).unwrap();
+            }
+            for (name, bytes) in files {
+                std::fs::write(dir.path().join(name), bytes).unwrap();
+            }
+            lint_dir(
+                dir.path(),
+                &Context {
+                    users_enrolled: Some(false),
+                },
+            )
+            .unwrap()
+        };
+        let says = |services: &[Service], line: usize, text: &str| {
+            services.iter().any(|s| {
+                s.findings
+                    .iter()
+                    .any(|f| f.place.line == line && f.why.contains(text))
+            })
+        };
+        // A blank line inside a continuation is skipped and the next line
+        // joined: pam_ecp becomes an argument of pam_faildelay, so the
+        // service does not use pam_ecp at all.
+        let found = lint_bytes(&[(
+            "sshd",
+            b"auth requisite pam_unix.so\nauth optional pam_faildelay.so delay=2000000 \\\n\nauth required pam_ecp.so\n",
+        )]);
+        assert!(found.is_empty(), "{found:#?}");
+        // A '#' ends the line even after a backslash: the next line is a
+        // line of its own.
+        let found = lint_bytes(&[(
+            "sshd",
+            b"auth requisite pam_unix.so \\ # the password\nauth sufficient pam_permit.so\nauth required pam_ecp.so\n",
+        )]);
+        assert!(says(&found, 3, "pam_permit.so at"), "{found:#?}");
+        // A physical line of more than 1023 bytes is read in pieces: what
+        // looks like the tail of a comment is a line to libpam.
+        let mut long = b"auth requisite pam_unix.so\n#".to_vec();
+        long.extend(std::iter::repeat_n(b'x', 1022));
+        long.extend_from_slice(b"auth sufficient pam_permit.so\nauth required pam_ecp.so\n");
+        let found = lint_bytes(&[("sshd", &long)]);
+        assert!(says(&found, 3, "pam_permit.so at"), "{found:#?}");
+        // A byte that is no UTF-8 does not hide a file's lines.
+        let found = lint_bytes(&[
+            (
+                "common-auth",
+                b"# r\xe9seau\nauth [success=done default=ignore] pam_unix.so\n",
+            ),
+            ("sshd", b"@include common-auth\nauth required pam_ecp.so\n"),
+        ]);
+        assert!(
+            says(&found, 2, "a right password alone completes the login"),
+            "{found:#?}"
+        );
+        // libpam strips the brackets before it compares keywords.
+        let found = lint_bytes(&[(
+            "sshd",
+            b"auth [requisite] pam_unix.so\nauth [required] pam_ecp.so\n",
+        )]);
+        assert!(found.iter().all(|s| s.findings.is_empty()), "{found:#?}");
+    }
 }

@@ -120,7 +120,7 @@ impl Control {
                 named: Vec::new(),
             }
         };
-        match written.to_ascii_lowercase().as_str() {
+        match keyword_of(written).as_str() {
             "required" => return keyword(Action::Ok, Some(Action::Ignore), Action::Bad),
             "requisite" => return keyword(Action::Ok, Some(Action::Ignore), Action::Die),
             "optional" => return keyword(Action::Ok, None, Action::Ignore),
@@ -313,16 +313,16 @@ impl Reader<'_> {
 
     /// Files `file` includes or runs as a substack.
     pub fn included_by(&self, file: &Path) -> Vec<PathBuf> {
-        let Ok(text) = std::fs::read_to_string(file) else {
+        let Ok(bytes) = std::fs::read(file) else {
             return Vec::new();
         };
-        logical_lines(&text)
+        logical_lines(&bytes)
+            .lines
             .into_iter()
             .filter_map(|(_, words)| match words.as_slice() {
                 [at, name, ..] if at == "@include" => Some(self.resolve(name)),
                 [_, control, name, ..]
-                    if control.eq_ignore_ascii_case("include")
-                        || control.eq_ignore_ascii_case("substack") =>
+                    if matches!(keyword_of(control).as_str(), "include" | "substack") =>
                 {
                     Some(self.resolve(name))
                 }
@@ -338,10 +338,51 @@ impl Reader<'_> {
 
     fn stack_at(&self, file: &Path, depth: usize) -> Vec<Entry> {
         let mut entries = Vec::new();
-        let Ok(text) = std::fs::read_to_string(file) else {
-            return entries;
+        let whole = Place {
+            file: file.to_path_buf(),
+            line: 0,
         };
-        for (line, words) in logical_lines(&text) {
+        let bytes = match std::fs::read(file) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                let written = format!("{} ({e})", file.display());
+                let control = Control::unreadable(&written, "cannot be read".into());
+                return vec![must_fail(whole, &written, control)];
+            }
+        };
+        let read = logical_lines(&bytes);
+        if let Some(line) = read.stopped_at {
+            // libpam keeps what it read before, and the file as a whole
+            // fails (its includer gets a failing line).
+            let written = format!("{}:{line}", file.display());
+            let control = Control::unreadable(
+                &written,
+                format!(
+                    "a continued line longer than {} bytes, or one the file ends in",
+                    LINE_BUFFER - 1
+                ),
+            );
+            let place = Place {
+                file: file.to_path_buf(),
+                line,
+            };
+            let mut kept = self.entries_of(file, read.lines, depth);
+            kept.push(must_fail(place, &written, control));
+            return kept;
+        }
+        entries.extend(self.entries_of(file, read.lines, depth));
+        entries
+    }
+
+    /// The auth entries of `file`'s assembled lines.
+    fn entries_of(
+        &self,
+        file: &Path,
+        lines: Vec<(usize, Vec<String>)>,
+        depth: usize,
+    ) -> Vec<Entry> {
+        let mut entries = Vec::new();
+        for (line, words) in lines {
             let place = Place {
                 file: file.to_path_buf(),
                 line,
@@ -372,8 +413,7 @@ impl Reader<'_> {
                 entries.push(must_fail(place, &words.join(" "), control));
                 continue;
             }
-            let control = words[1].to_ascii_lowercase();
-            match control.as_str() {
+            match keyword_of(&words[1]).as_str() {
                 "include" => entries.extend(self.included(&words[2], &place, depth, "include")),
                 "substack" => {
                     entries.push(Entry::Substack(
@@ -412,6 +452,16 @@ impl Reader<'_> {
     }
 }
 
+/// A control word as libpam compares it with its keywords: brackets off
+/// (its tokenizer strips them), case folded.
+fn keyword_of(control: &str) -> String {
+    let inner = control.strip_prefix('[').unwrap_or(control);
+    inner
+        .strip_suffix(']')
+        .unwrap_or(inner)
+        .to_ascii_lowercase()
+}
+
 /// A line libpam keeps as one that fails (PAM_PERM_DENIED under its
 /// control, or `bad` when even that could not be read).
 fn must_fail(place: Place, written: &str, control: Control) -> Entry {
@@ -424,44 +474,133 @@ fn must_fail(place: Place, written: &str, control: Control) -> Entry {
     })
 }
 
-/// Joins backslash-continued lines, drops comments, splits words (a
-/// bracketed control stays one word); yields the first line number.
-pub fn logical_lines(text: &str) -> Vec<(usize, Vec<String>)> {
-    let mut out = Vec::new();
-    let mut pending = String::new();
-    let mut first = 0;
-    for (index, raw) in text.lines().enumerate() {
-        if pending.is_empty() {
-            first = index + 1;
-        }
-        let raw = raw.split('#').next().unwrap_or("");
-        // libpam continues a line at a backslash even with blanks after it.
-        if let Some(head) = raw.trim_end().strip_suffix('\\') {
-            pending.push_str(head);
-            pending.push(' ');
-            continue;
-        }
-        pending.push_str(raw);
-        let words = split_words(&pending);
-        pending.clear();
-        if !words.is_empty() {
-            out.push((first, words));
-        }
-    }
-    out
+/// libpam 1.5.2 assembles a logical line in a buffer of this size, read
+/// with `fgets`: a longer physical line is cut into pieces that are read
+/// as lines of their own, and a continued line that outgrows it stops the
+/// reading of the file.
+const LINE_BUFFER: usize = 1024;
+
+/// A file's lines as libpam reads them: (first line number, words), and
+/// the line where libpam stopped reading the file as unusable, if it did.
+pub struct Lines {
+    pub lines: Vec<(usize, Vec<String>)>,
+    pub stopped_at: Option<usize>,
 }
 
-fn split_words(line: &str) -> Vec<String> {
-    let mut words = Vec::new();
-    let mut rest = line.trim_start();
-    while !rest.is_empty() {
-        let end = if rest.starts_with('[') {
-            rest.find(']').map(|i| i + 1).unwrap_or(rest.len())
-        } else {
-            rest.find(char::is_whitespace).unwrap_or(rest.len())
+/// `_pam_assemble_line` of libpam 1.5.2, byte for byte: pieces of at most
+/// `LINE_BUFFER - 1` bytes; blanks are space, tab and newline only (a
+/// carriage return is part of a word); a `#` anywhere ends the line, also
+/// right after a backslash; a piece ending in a backslash continues in the
+/// next, and pieces holding nothing (blank, or only a comment) are skipped
+/// inside a continuation too; running out of room, or out of file within
+/// a continuation, stops the file.
+pub fn logical_lines(bytes: &[u8]) -> Lines {
+    let blank = |b: u8| b == b' ' || b == b'\t' || b == b'\n';
+    let mut lines = Vec::new();
+    let mut pos = 0;
+    let mut line_no = 1;
+    loop {
+        let mut buffer: Vec<u8> = Vec::new();
+        let mut first = None;
+        let mut used = false;
+        let complete = loop {
+            if buffer.len() >= LINE_BUFFER - 1 {
+                break false;
+            }
+            if pos >= bytes.len() {
+                if used {
+                    break false;
+                }
+                return Lines {
+                    lines,
+                    stopped_at: None,
+                };
+            }
+            // fgets: up to the room left, or through a newline.
+            let room = LINE_BUFFER - 1 - buffer.len();
+            let end = bytes[pos..]
+                .iter()
+                .take(room)
+                .position(|&b| b == b'\n')
+                .map_or((pos + room).min(bytes.len()), |n| pos + n + 1);
+            let piece = &bytes[pos..end];
+            let piece_line = line_no;
+            pos = end;
+            if piece.last() == Some(&b'\n') {
+                line_no += 1;
+            }
+            let Some(start) = piece.iter().position(|&b| !blank(b)) else {
+                continue;
+            };
+            if piece[start] == b'#' {
+                continue;
+            }
+            first.get_or_insert(piece_line);
+            used = true;
+            if let Some(hash) = piece[start..].iter().position(|&b| b == b'#') {
+                buffer.extend_from_slice(&piece[..start + hash]);
+                break true;
+            }
+            let last = piece.iter().rposition(|&b| !blank(b)).unwrap_or(start);
+            if piece[last] == b'\\' {
+                buffer.extend_from_slice(&piece[..last]);
+                buffer.push(b' ');
+                continue;
+            }
+            buffer.extend_from_slice(piece);
+            break true;
         };
-        words.push(rest[..end].to_owned());
-        rest = rest[end..].trim_start();
+        let at = first.unwrap_or(line_no);
+        if !complete {
+            return Lines {
+                lines,
+                stopped_at: Some(at),
+            };
+        }
+        let words = split_words(&buffer);
+        if !words.is_empty() {
+            lines.push((at, words));
+        }
+    }
+}
+
+/// `_pam_StrTok` with libpam's blanks: a word beginning with `[` runs to
+/// the first `]` (`\]` standing for `]`), and is kept with its brackets
+/// here so that messages show it as written; without a `]` it is the rest
+/// of the line. Bytes that are no UTF-8 are kept as replacement characters.
+fn split_words(line: &[u8]) -> Vec<String> {
+    let blank = |b: u8| b == b' ' || b == b'\t' || b == b'\n';
+    let mut words = Vec::new();
+    let mut i = 0;
+    while i < line.len() {
+        while i < line.len() && blank(line[i]) {
+            i += 1;
+        }
+        if i >= line.len() {
+            break;
+        }
+        let mut word = Vec::new();
+        if line[i] == b'[' {
+            word.push(b'[');
+            i += 1;
+            while i < line.len() && line[i] != b']' {
+                if line[i] == b'\\' && line.get(i + 1) == Some(&b']') {
+                    i += 1;
+                }
+                word.push(line[i]);
+                i += 1;
+            }
+            if i < line.len() {
+                word.push(b']');
+                i += 1;
+            }
+        } else {
+            while i < line.len() && !blank(line[i]) {
+                word.push(line[i]);
+                i += 1;
+            }
+        }
+        words.push(String::from_utf8_lossy(&word).into_owned());
     }
     words
 }
