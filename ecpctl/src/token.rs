@@ -247,9 +247,14 @@ pub fn scrub_environment_for_root() {
     for name in names {
         std::env::remove_var(name);
     }
-    let home_is_roots = std::env::var_os("HOME")
-        .and_then(|home| std::fs::metadata(home).ok())
-        .is_some_and(|meta| meta.uid() == 0);
+    // The home, or where it would be made: its first existing directory
+    // must be root's alone to write, or someone else could fill it.
+    let home_is_roots = std::env::var_os("HOME").is_some_and(|home| {
+        Path::new(&home)
+            .ancestors()
+            .find_map(|dir| std::fs::metadata(dir).ok())
+            .is_some_and(|meta| meta.uid() == 0 && meta.mode() & 0o022 == 0)
+    });
     if !home_is_roots {
         match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(0)) {
             Ok(Some(root)) => std::env::set_var("HOME", root.dir),
