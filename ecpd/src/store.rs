@@ -524,14 +524,7 @@ impl Store {
             };
             let key_id = self.note_revoked_key(&pem, &next.user, &next.fingerprint, now)?;
             if newly {
-                let record = RevokedRecord {
-                    revoked_at: now,
-                    pem,
-                    renewed_from,
-                    why: next.why.clone(),
-                };
-                self.revoked.insert(&key, encode(&record))?;
-                self.certificates.remove(&key)?;
+                self.move_to_withdrawn(&key, pem, renewed_from, next.why.clone(), now)?;
                 withdrawn.push(next.clone());
             }
             if follow_renewals {
@@ -555,6 +548,27 @@ impl Store {
         }
         self.flush()?;
         Ok(withdrawn)
+    }
+
+    /// Keeps the certificate at `key` as withdrawn (`why`, at `now`) and
+    /// takes it out of the enrolled ones.
+    fn move_to_withdrawn(
+        &self,
+        key: &[u8],
+        pem: String,
+        renewed_from: String,
+        why: Withdrawn,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let record = RevokedRecord {
+            revoked_at: now,
+            pem,
+            renewed_from,
+            why,
+        };
+        self.revoked.insert(key, encode(&record))?;
+        self.certificates.remove(key)?;
+        Ok(())
     }
 
     /// `user`'s certificates (enrolled or withdrawn) renewed from
@@ -619,8 +633,9 @@ impl Store {
         if self.certificates.contains_key(&key)? {
             return Ok(AddOutcome::Duplicate);
         }
-        if let Some(id) = key_id_of_pem(&record.pem) {
-            if let Some(revoked) = self.revoked_key(&id)? {
+        let successor_key = key_id_of_pem(&record.pem);
+        if let Some(id) = &successor_key {
+            if let Some(revoked) = self.revoked_key(id)? {
                 return Ok(AddOutcome::KeyRevoked(revoked));
             }
         }
@@ -637,23 +652,26 @@ impl Store {
                 return Ok(AddOutcome::SignerUsed { successor });
             }
             if retire {
-                retired = self.certificates.get(certificate_key(user, signer))?;
+                retired = self
+                    .certificates
+                    .get(certificate_key(user, signer))?
+                    .map(|old| decode::<CertificateRecord>("certificates", &old))
+                    .transpose()?;
             }
         }
-        // Retiring withdraws the signer's key: never another user's
-        // certificate with it on the strength of this user's proof.
-        if let Some(old) = &retired {
-            let old: CertificateRecord = decode("certificates", old)?;
-            if let Some(id) = key_id_of_pem(&old.pem) {
-                if key_id_of_pem(&record.pem).as_deref() != Some(id.as_str()) {
-                    if let Some((other, _)) = self
-                        .enrolled_with_key(&id)?
-                        .into_iter()
-                        .find(|(other, _)| other != user)
-                    {
-                        return Ok(AddOutcome::KeyShared { user: other });
-                    }
-                }
+        // A new certificate for the signer's own key (a token's key, say)
+        // retires the old certificate only; the key stays in use.
+        let signer_key = retired.as_ref().and_then(|old| key_id_of_pem(&old.pem));
+        let same_key = signer_key.is_some() && signer_key == successor_key;
+        // Retiring otherwise withdraws the signer's key: never another
+        // user's certificate with it on the strength of this user's proof.
+        if let (Some(id), false) = (&signer_key, same_key) {
+            if let Some((other, _)) = self
+                .enrolled_with_key(id)?
+                .into_iter()
+                .find(|(other, _)| other != user)
+            {
+                return Ok(AddOutcome::KeyShared { user: other });
             }
         }
         let after = held.len() - usize::from(retired.is_some()) + 1;
@@ -671,20 +689,14 @@ impl Store {
         // leaves both enrolled, never neither.
         self.certificates.insert(key, encode(record))?;
         if let Some(old) = retired {
-            let old: CertificateRecord = decode("certificates", &old)?;
-            let signer_key = key_id_of_pem(&old.pem);
-            if signer_key.is_some() && signer_key == key_id_of_pem(&record.pem) {
-                // A new certificate for the same key (a token's key, say):
-                // the old certificate goes, the key stays in use.
-                let retired = RevokedRecord {
-                    revoked_at: record.enrolled_at,
-                    pem: old.pem,
-                    renewed_from: old.renewed_from,
-                    why: Withdrawn::Retired,
-                };
-                let signer_key = certificate_key(user, signer);
-                self.revoked.insert(&signer_key, encode(&retired))?;
-                self.certificates.remove(&signer_key)?;
+            if same_key {
+                self.move_to_withdrawn(
+                    &certificate_key(user, signer),
+                    old.pem,
+                    old.renewed_from,
+                    Withdrawn::Retired,
+                    record.enrolled_at,
+                )?;
             } else {
                 let signer = Revocation {
                     user: user.to_owned(),

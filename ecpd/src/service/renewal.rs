@@ -105,7 +105,36 @@ impl Service {
     }
 }
 
+/// How long a certificate was issued for (notAfter − notBefore).
+fn issued_for(cert: &ParsedCertificate) -> i64 {
+    cert.not_after().saturating_sub(cert.not_before())
+}
+
 impl Service {
+    /// Refuses a successor that would outlive `lifetime` (what the
+    /// certificate vouching for it, `vouching`, was issued for) counted
+    /// from now: a one-year key cannot mint a ten-year one.
+    fn lives_no_longer_than(
+        &self,
+        successor: &ParsedCertificate,
+        lifetime: i64,
+        vouching: &str,
+        now: u64,
+    ) -> Result<(), ServiceError> {
+        let longest = (now as i64)
+            .saturating_add(lifetime)
+            .saturating_add(self.config.clock_skew_secs as i64);
+        if successor.not_after() <= longest {
+            return Ok(());
+        }
+        Err(refused(format!(
+            "the new certificate is valid until {}, but a successor may be valid for at most as long as the certificate that vouches for it was issued for ({} days, {vouching}), counted from now: until {}",
+            ecp_core::when::format_utc(successor.not_after()),
+            lifetime / ecp_core::when::SECONDS_PER_DAY,
+            ecp_core::when::format_utc(longest)
+        )))
+    }
+
     /// The caller may renew for `user` (itself, or anyone as root), and
     /// renewal is on for non-root callers.
     pub(super) fn renewal_allowed(
@@ -157,19 +186,15 @@ impl Service {
         let longest_issued = enrolled
             .iter()
             .filter_map(|(fp, r)| self.parsed_certificate(fp, &r.pem).ok())
-            .map(|c| c.not_after().saturating_sub(c.not_before()))
+            .map(|c| issued_for(&c))
             .max()
             .unwrap_or(0);
-        let longest = (now as i64)
-            .saturating_add(longest_issued)
-            .saturating_add(self.config.clock_skew_secs as i64);
-        if successor.not_after() > longest {
-            return Err(refused(format!(
-                "the new certificate is valid until {}, but a successor may be valid for at most as long as the certificate that vouches for it was issued for ({} days here), counted from now",
-                ecp_core::when::format_utc(successor.not_after()),
-                longest_issued / ecp_core::when::SECONDS_PER_DAY
-            )));
-        }
+        self.lives_no_longer_than(
+            &successor,
+            longest_issued,
+            "the longest-lived certificate enrolled",
+            now,
+        )?;
         let service = ServiceName::parse(RENEWAL_SERVICE).expect("a valid service name");
         let mut renewal = RenewalChallenge {
             challenge: Challenge::unsealed(
@@ -303,21 +328,11 @@ impl Service {
                 "the current certificate {old_fingerprint} is not valid now ({e}): ask an admin to enroll a new one"
             )));
         }
-        // A successor lives no longer than the certificate that vouches
-        // for it was issued for, counted from now: a one-year key cannot
-        // mint a ten-year one.
-        let vouched_for = old_cert.not_after().saturating_sub(old_cert.not_before());
-        let longest = (now as i64)
-            .saturating_add(vouched_for)
-            .saturating_add(self.config.clock_skew_secs as i64);
-        if successor.not_after() > longest {
+        if let Err(e) =
+            self.lives_no_longer_than(&successor, issued_for(&old_cert), &old_fingerprint, now)
+        {
             warn!(event = "renew", user = %user, fingerprint = %old_fingerprint, outcome = "refused", reason = "successor outlives its signer's lifetime");
-            return Err(refused(format!(
-                "the new certificate is valid until {}, but a successor may be valid for at most as long as the certificate that vouches for it was issued for ({} days, {old_fingerprint}), counted from now: until {}",
-                ecp_core::when::format_utc(successor.not_after()),
-                vouched_for / ecp_core::when::SECONDS_PER_DAY,
-                ecp_core::when::format_utc(longest)
-            )));
+            return Err(e);
         }
         let age = (now as i64).saturating_sub(old_record.enrolled_at);
         let min_age = self.config.renew_min_age_secs as i64;
