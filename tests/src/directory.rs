@@ -183,6 +183,16 @@ impl TestDirectory {
             assert!(Instant::now() < deadline, "slapd did not come up");
             std::thread::sleep(Duration::from_millis(20));
         }
+        // The socket can exist a moment before slapd answers on it (seen
+        // once under load: the first ldapadd failed); ask until it does.
+        while !Command::new("/usr/bin/ldapsearch")
+            .args(["-x", "-H", &uri, "-b", "", "-s", "base", "-LLL", "1.1"])
+            .output()
+            .is_ok_and(|out| out.status.success())
+        {
+            assert!(Instant::now() < deadline, "slapd does not answer");
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let pid = std::fs::read_to_string(&pid_file)
             .unwrap()
             .trim()
