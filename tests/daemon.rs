@@ -150,14 +150,7 @@ fn revoked_certificate_no_longer_logs_in() {
     let key = enroll(&daemon, "alice");
     login(&daemon, "alice", &key).unwrap();
     let list = daemon.ecpctl(&["list", "alice", "--json"]).ok();
-    let fingerprint = list
-        .split("\"fingerprint\": \"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .to_owned();
+    let fingerprint = daemon.first_fingerprint("alice");
     assert!(list.contains("\"last_used\": 1"), "{list}");
     let out = daemon.ecpctl(&["revoke", "alice", &fingerprint]).ok();
     assert!(out.contains("revoked 1"), "{out}");

@@ -68,9 +68,17 @@ fn daemon_with(directory: &TestDirectory, extra: &str) -> ecp_tests::daemon::Tes
 
 /// A daemon reading users' certificates from the directory at `uri`.
 fn daemon_at(uri: &str, extra: &str) -> ecp_tests::daemon::TestDaemon {
+    daemon_at_servers(&[uri], 500, extra)
+}
+
+/// A daemon asking the directory servers `uris` in order, `timeout_ms`
+/// each.
+fn daemon_at_servers(uris: &[&str], timeout_ms: u32, extra: &str) -> ecp_tests::daemon::TestDaemon {
+    let uris: Vec<String> = uris.iter().map(|uri| format!("\"{uri}\"")).collect();
     ecp_tests::daemon::TestDaemon::start(&format!(
         "host_name = \"dir-host\"\nchallenges_per_user_per_minute = 0\n\n[directory]\n\
-         uri = [\"{uri}\"]\nbase_dn = \"{}\"\ntimeout_ms = 500\n{extra}",
+         uri = [{}]\nbase_dn = \"{}\"\ntimeout_ms = {timeout_ms}\n{extra}",
+        uris.join(", "),
         ecp_tests::directory::BASE_DN
     ))
 }
@@ -474,13 +482,11 @@ fn a_search_result_is_a_verdict_and_one_deadline_covers_every_server() {
     let work = Workdir::new();
     let (dir, der) = alice_key(&work);
     fresh.add_user("alice", &[der]);
-    let uris = vec![format!("\"{}\"", fresh.uri); 5].join(", ");
-    let daemon = ecp_tests::daemon::TestDaemon::start(&format!(
-        "host_name = \"dir-host\"\nchallenges_per_user_per_minute = 0\n\n[directory]\n\
-         uri = [{uris}]\nbase_dn = \"{}\"\ntimeout_ms = 2000\ncache_ttl_secs = 0\n\
-         max_offline_secs = 3600\n",
-        ecp_tests::directory::BASE_DN
-    ));
+    let daemon = daemon_at_servers(
+        &[fresh.uri.as_str(); 5],
+        2000,
+        "cache_ttl_secs = 0\nmax_offline_secs = 3600\n",
+    );
     let test_login = || alice_test_login(&daemon, &work, &dir);
     assert_eq!(test_login().code, 0);
     fresh.freeze();

@@ -1122,15 +1122,7 @@ fn a_stolen_key_and_everything_renewed_from_it_stop_at_its_revocation() {
         args.extend_from_slice(extra);
         s.user.run(&s.ecpctl, &args)
     };
-    let stolen_fingerprint = s.daemon.ecpctl(&["list", &s.user.name, "--json"]).ok();
-    let stolen_fingerprint = stolen_fingerprint
-        .split("\"fingerprint\": \"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .to_owned();
+    let stolen_fingerprint = s.daemon.first_fingerprint(&s.user.name);
 
     // Ten years from a 30-day certificate: refused, with the reason.
     let run = renew(&key, &["--cert", same_key_cert("3650").to_str().unwrap()]);

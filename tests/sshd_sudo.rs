@@ -41,12 +41,8 @@ fn write_script(path: &Path, text: &str) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
-/// Starts sshd on 127.0.0.1:`port` under pam_wrapper with PAM service
-/// `sshd-ecp` (the name of the symlink it is started through).
-fn start_sshd(dir: &Path, services: &PamServices, port: u16) -> Sshd {
-    std::fs::create_dir_all("/run/sshd").unwrap();
-    let link = dir.join("sshd-ecp");
-    std::os::unix::fs::symlink("/usr/sbin/sshd", &link).unwrap();
+/// A new ed25519 host key in `dir`/host_key; its path.
+fn make_host_key(dir: &Path) -> PathBuf {
     let host_key = dir.join("host_key");
     let status = Command::new("ssh-keygen")
         .args(["-q", "-t", "ed25519", "-N", "", "-f"])
@@ -54,6 +50,16 @@ fn start_sshd(dir: &Path, services: &PamServices, port: u16) -> Sshd {
         .status()
         .unwrap();
     assert!(status.success());
+    host_key
+}
+
+/// Starts sshd on 127.0.0.1:`port` under pam_wrapper with PAM service
+/// `sshd-ecp` (the name of the symlink it is started through).
+fn start_sshd(dir: &Path, services: &PamServices, port: u16) -> Sshd {
+    std::fs::create_dir_all("/run/sshd").unwrap();
+    let link = dir.join("sshd-ecp");
+    std::os::unix::fs::symlink("/usr/sbin/sshd", &link).unwrap();
+    let host_key = make_host_key(dir);
     let config = dir.join("sshd_config");
     std::fs::write(
         &config,
@@ -667,13 +673,7 @@ fn doctor_reads_sshds_effective_configuration_and_each_match_block() {
         "auth requisite pam_unix.so\nauth required pam_ecp.so mode=challenge\n",
     )
     .unwrap();
-    let host_key = dir.path().join("host_key");
-    let status = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-        .arg(&host_key)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let host_key = make_host_key(dir.path());
     let config = dir.path().join("sshd_config");
     let doctor = |text: &str| {
         std::fs::write(&config, format!("HostKey {}\n{text}", host_key.display())).unwrap();

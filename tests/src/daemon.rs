@@ -287,6 +287,18 @@ impl TestDaemon {
         }
     }
 
+    /// The fingerprint of `user`'s first enrolled certificate, as
+    /// `ecpctl list --json` shows it.
+    pub fn first_fingerprint(&self, user: &str) -> String {
+        let listed = self.ecpctl(&["list", user, "--json"]).ok();
+        listed
+            .split("\"fingerprint\": \"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap_or_else(|| panic!("no certificate listed for {user}: {listed}"))
+            .to_owned()
+    }
+
     /// Runs `ecpctl --bus <test bus> ARGS`.
     pub fn ecpctl(&self, args: &[&str]) -> Run {
         let mut all = vec!["--bus", self.address()];
