@@ -146,8 +146,25 @@ pub struct Reached<'a> {
     pub failed_password: Option<(&'a ModuleLine, Answer)>,
 }
 
+/// Each module line's answers, worked out once per stack rather than at
+/// every step of every run (by the line's address: lines do not move
+/// while a stack is run).
+type AnswerTable = std::collections::HashMap<*const ModuleLine, Vec<Answer>>;
+
+fn answer_table(stack: &[Entry], table: &mut AnswerTable) {
+    for entry in stack {
+        match entry {
+            Entry::Module(m) => {
+                table.insert(m as *const ModuleLine, answers(m));
+            }
+            Entry::Substack(inner) => answer_table(inner, table),
+        }
+    }
+}
+
 /// One run through the stack.
 pub struct Run<'a> {
+    answers: &'a AnswerTable,
     prefix: Vec<usize>,
     decisions: Vec<(usize, usize)>,
     impression: Impression,
@@ -170,8 +187,9 @@ enum Flow {
 }
 
 impl<'a> Run<'a> {
-    fn new(prefix: Vec<usize>) -> Self {
+    fn new(answers: &'a AnswerTable, prefix: Vec<usize>) -> Self {
         Run {
+            answers,
             prefix,
             decisions: Vec::new(),
             impression: Impression::Undecided,
@@ -188,7 +206,7 @@ impl<'a> Run<'a> {
 
     /// The answer of the next module: the prefix's choice, else the first.
     fn choose(&mut self, module: &'a ModuleLine) -> Answer {
-        let options = answers(module);
+        let options = &self.answers[&(module as *const ModuleLine)];
         let index = self.decisions.len();
         let choice = self.prefix.get(index).copied().unwrap_or(0);
         self.decisions.push((choice, options.len()));
@@ -305,10 +323,12 @@ fn holds_ecp(entry: &Entry) -> bool {
 
 /// Calls `each` with every run of `stack`, at most `limit` of them;
 /// returns whether all were run.
-pub fn for_each_run<'a>(stack: &'a [Entry], limit: usize, mut each: impl FnMut(&Run<'a>)) -> bool {
+pub fn for_each_run(stack: &[Entry], limit: usize, mut each: impl FnMut(&Run<'_>)) -> bool {
+    let mut table = AnswerTable::new();
+    answer_table(stack, &mut table);
     let mut prefix = Vec::new();
     for _ in 0..limit {
-        let mut run = Run::new(prefix);
+        let mut run = Run::new(&table, prefix);
         let _ = run.scope(stack);
         each(&run);
         match run.next_prefix() {
