@@ -215,6 +215,8 @@ pub enum ChallengeError {
     RenewalToken,
     #[error("this is a login challenge, not a renewal challenge")]
     LoginToken,
+    #[error("the data to sign is neither an ecp login challenge nor a renewal proof")]
+    NotEcpData,
 }
 
 impl Challenge {
@@ -470,8 +472,11 @@ impl RenewalChallenge {
     }
 
     pub fn from_token(token: &str) -> Result<Self, ChallengeError> {
-        let payload = token_payload(token, MAX_RENEWAL_TOKEN_LEN)?;
-        let mut reader = Reader(&payload);
+        Self::from_payload(&token_payload(token, MAX_RENEWAL_TOKEN_LEN)?)
+    }
+
+    fn from_payload(payload: &[u8]) -> Result<Self, ChallengeError> {
+        let mut reader = Reader(payload);
         let challenge = Challenge::read_fields(&mut reader, RENEWAL_TOKEN_VERSION)?;
         let successor = reader.take_array()?;
         if !reader.0.is_empty() {
@@ -501,6 +506,48 @@ impl RenewalChallenge {
     /// The successor's fingerprint as ecp prints fingerprints (hex).
     pub fn successor_hex(&self) -> String {
         hex::encode(&self.successor)
+    }
+}
+
+/// What a signer is asked to sign, recognised from the signed bytes
+/// themselves: a login challenge or a renewal proof, nothing else. An ecp
+/// agent signs only what decodes as one of these.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum SignedRequest {
+    Login(Challenge),
+    Renewal(RenewalChallenge),
+}
+
+impl SignedRequest {
+    /// Decodes `bytes` as produced by [`Challenge::signed_bytes`] or
+    /// [`RenewalChallenge::signed_bytes`]: domain prefix, then a payload
+    /// that decodes strictly, nothing left over.
+    pub fn from_signed_bytes(bytes: &[u8]) -> Result<SignedRequest, ChallengeError> {
+        // Both prefixes are longer than the login one.
+        let max = RENEWAL_SIGNING_DOMAIN.len().max(SIGNING_DOMAIN.len())
+            + MAX_PAYLOAD_LEN
+            + SUCCESSOR_LEN;
+        if bytes.len() > max {
+            return Err(ChallengeError::TokenTooLong {
+                len: bytes.len(),
+                max,
+            });
+        }
+        if let Some(payload) = bytes.strip_prefix(SIGNING_DOMAIN) {
+            return Challenge::from_payload(payload).map(SignedRequest::Login);
+        }
+        if let Some(payload) = bytes.strip_prefix(RENEWAL_SIGNING_DOMAIN) {
+            return RenewalChallenge::from_payload(payload).map(SignedRequest::Renewal);
+        }
+        Err(ChallengeError::NotEcpData)
+    }
+
+    /// The login fields (user, host, service, origin, expiry) of either kind.
+    pub fn challenge(&self) -> &Challenge {
+        match self {
+            SignedRequest::Login(challenge) => challenge,
+            SignedRequest::Renewal(renewal) => &renewal.challenge,
+        }
     }
 }
 
@@ -581,6 +628,49 @@ mod tests {
         assert!(token.len() < 170, "{} chars", token.len());
         assert_eq!(Challenge::from_token(&token).unwrap(), c);
         assert_eq!(c.expires_at, 1_000_300);
+    }
+
+    #[test]
+    fn signed_bytes_are_recognised_as_a_login_or_a_renewal_and_nothing_else() {
+        let login = sample("alice", "h", "sudo");
+        assert_eq!(
+            SignedRequest::from_signed_bytes(&login.signed_bytes()),
+            Ok(SignedRequest::Login(login.clone()))
+        );
+        let renewal = RenewalChallenge {
+            challenge: sample("alice", "h", "ecp-renew"),
+            successor: [7; SUCCESSOR_LEN],
+        };
+        let decoded = SignedRequest::from_signed_bytes(&renewal.signed_bytes()).unwrap();
+        assert_eq!(decoded, SignedRequest::Renewal(renewal.clone()));
+        assert_eq!(decoded.challenge().service.as_str(), "ecp-renew");
+
+        // The other kind's payload under a prefix, a bare payload, a
+        // trailing byte, an ssh signature namespace: all refused.
+        let mut swapped = RENEWAL_SIGNING_DOMAIN.to_vec();
+        swapped.extend_from_slice(&login.payload());
+        let mut trailing = login.signed_bytes();
+        trailing.push(0);
+        for (bytes, expected) in [
+            (swapped, ChallengeError::LoginToken),
+            (login.payload(), ChallengeError::NotEcpData),
+            (trailing, ChallengeError::TokenTrailingBytes(1)),
+            (b"SSHSIG\0\0\0\x04file".to_vec(), ChallengeError::NotEcpData),
+            (
+                vec![0; 4096],
+                ChallengeError::TokenTooLong { len: 4096, max: 0 },
+            ),
+        ] {
+            match (SignedRequest::from_signed_bytes(&bytes), expected) {
+                (
+                    Err(ChallengeError::TokenTooLong { len, .. }),
+                    ChallengeError::TokenTooLong { .. },
+                ) => {
+                    assert_eq!(len, 4096)
+                }
+                (got, expected) => assert_eq!(got, Err(expected)),
+            }
+        }
     }
 
     #[test]
