@@ -218,6 +218,14 @@ pub trait Auth {
     /// account may hold a CA-issued certificate, so `nouserok` must not
     /// wave anyone through). Non-root callers may ask about themselves.
     fn needs_signature(&self, user: &str) -> Result<bool, EcpError>;
+
+    /// The public keys (SubjectPublicKeyInfo DER) that may sign a login of
+    /// `user` now: enrolled certificates and the directory's, revoked keys
+    /// left out (a CA-issued certificate is presented, so not listed).
+    /// Lets a signer that holds several keys (an ssh agent) pick the right
+    /// one; Verify still decides. Non-root callers may ask about
+    /// themselves.
+    fn signing_keys(&self, user: &str) -> Result<Vec<Vec<u8>>, EcpError>;
 }
 
 /// Certificate management.

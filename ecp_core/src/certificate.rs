@@ -263,11 +263,16 @@ pub fn fingerprint_of_der(der: &[u8]) -> String {
 /// remembered by. OpenSSL gives the same digest:
 /// `openssl x509 -in cert.pem -pubkey -noout | openssl pkey -pubin -outform DER | sha256sum`.
 pub fn key_id(key: &VerifyingKey) -> String {
+    hex::encode(&Sha256::digest(public_key_der(key)))
+}
+
+/// The key's SubjectPublicKeyInfo, DER-encoded.
+pub fn public_key_der(key: &VerifyingKey) -> Vec<u8> {
     use p256::pkcs8::EncodePublicKey;
-    let der = key
-        .to_public_key_der()
-        .expect("a P-256 public key always encodes");
-    hex::encode(&Sha256::digest(der.as_bytes()))
+    key.to_public_key_der()
+        .expect("a P-256 public key always encodes")
+        .as_bytes()
+        .to_vec()
 }
 
 /// The rule every part of ecp applies before trusting a certificate for

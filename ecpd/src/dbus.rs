@@ -263,6 +263,23 @@ impl AuthInterface {
             .await
     }
 
+    async fn signing_keys(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        user: String,
+    ) -> Result<Vec<Vec<u8>>, EcpError> {
+        let caller = self.0.caller(&header).await?;
+        let looked_up = self
+            .0
+            .directory_lookup(self.0.service.signing_keys_lookup_due(&caller, &user))
+            .await;
+        self.0
+            .decide(caller, move |s, c| {
+                s.signing_public_keys(c, &user, looked_up)
+            })
+            .await
+    }
+
     async fn needs_signature(
         &self,
         #[zbus(header)] header: Header<'_>,

@@ -106,6 +106,17 @@ impl Service {
         })
     }
 
+    /// The lookup `SigningKeys` needs: when the caller may ask about
+    /// `user` and the cached answer is missing or stale (at most one per
+    /// `cache_ttl_secs` per user, whoever asks).
+    pub fn signing_keys_lookup_due(&self, caller: &Caller, user: &str) -> Option<DueLookup> {
+        self.directory.as_ref()?;
+        let user = UserName::parse(user).ok()?;
+        self.authorize_self_or_root(caller, &user, "ask about")
+            .ok()?;
+        self.lookup_due(&user, self.clock.now())
+    }
+
     /// The lookup `NeedsSignature` needs for `nouserok`: only when the
     /// caller may ask about `user`, nothing else already says a signature
     /// is needed, and no fresh answer is at hand.

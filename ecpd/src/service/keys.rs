@@ -340,6 +340,53 @@ mod tests {
     }
 
     #[test]
+    fn signing_keys_lists_enrolled_and_directory_keys_for_root_or_the_user_only() {
+        let f = with_directory();
+        let alice = UserName::parse("alice").unwrap();
+        let der = |key: &p256::ecdsa::SigningKey| {
+            ecp_core::certificate::public_key_der(key.verifying_key())
+        };
+        let in_directory = generate_signing_key();
+        let looked_up = f
+            .service
+            .lookup_done("alice", Ok(vec![self_signed_der(&in_directory, &alice)]));
+        let keys = f
+            .service
+            .signing_public_keys(&ROOT, "alice", Some(looked_up))
+            .unwrap();
+        assert_eq!(keys, vec![der(&f.key), der(&in_directory)]);
+
+        let alice_caller = Caller {
+            uid: 1000,
+            name: Some("alice".into()),
+        };
+        assert_eq!(
+            f.service
+                .signing_public_keys(&alice_caller, "alice", None)
+                .unwrap()
+                .len(),
+            2,
+            "from the cache"
+        );
+        let bob = Caller {
+            uid: 1001,
+            name: Some("bob".into()),
+        };
+        assert!(matches!(
+            f.service.signing_public_keys(&bob, "alice", None),
+            Err(ServiceError::AccessDenied(_))
+        ));
+
+        f.service
+            .revoke(&ROOT, "alice", &f.first_fingerprint(), false)
+            .unwrap();
+        assert_eq!(
+            f.service.signing_public_keys(&ROOT, "alice", None).unwrap(),
+            vec![der(&in_directory)]
+        );
+    }
+
+    #[test]
     fn a_revoked_key_signs_through_no_source() {
         // alice's key, revoked here, comes back in a CA-issued certificate
         // and in her directory entry: neither may sign with it.

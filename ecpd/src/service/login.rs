@@ -225,6 +225,29 @@ impl Service {
         Err(auth(AuthFailure::BadSignature))
     }
 
+    /// The public keys (SubjectPublicKeyInfo DER) that may sign a login of
+    /// `user` now: enrolled and directory certificates, revoked keys left
+    /// out. What lets the module pick the key an ssh agent should use; it
+    /// decides nothing (Verify still checks everything at the answer).
+    pub fn signing_public_keys(
+        &self,
+        caller: &Caller,
+        user: &str,
+        looked_up: Option<Result<Vec<Vec<u8>>, LookupError>>,
+    ) -> Result<Vec<Vec<u8>>, ServiceError> {
+        let user = parse_user(user)?;
+        self.authorize_self_or_root(caller, &user, "ask about")?;
+        let found = self.keys_that_may_sign(&user, None, looked_up, self.clock.now())?;
+        let mut keys: Vec<Vec<u8>> = Vec::with_capacity(found.keys.len());
+        for (key, _) in found.keys {
+            let der = ecp_core::certificate::public_key_der(&key);
+            if !keys.contains(&der) {
+                keys.push(der);
+            }
+        }
+        Ok(keys)
+    }
+
     /// Whether a login of `user` needs a signature: an enrolled
     /// certificate, or any trusted CA (then everyone may hold one, so
     /// `nouserok` must not let anyone through on the password alone).
