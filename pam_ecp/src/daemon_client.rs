@@ -107,6 +107,7 @@ pub(crate) trait EcpDaemon {
         certificate: &[u8],
     ) -> Result<(), EcpError>;
     async fn needs_signature(&self, user: &str) -> Result<bool, EcpError>;
+    async fn signing_keys(&self, user: &str) -> Result<Vec<Vec<u8>>, EcpError>;
 }
 
 impl EcpDaemon for Daemon {
@@ -132,5 +133,8 @@ impl EcpDaemon for Daemon {
     }
     async fn needs_signature(&self, user: &str) -> Result<bool, EcpError> {
         self.auth.needs_signature(user).await
+    }
+    async fn signing_keys(&self, user: &str) -> Result<Vec<Vec<u8>>, EcpError> {
+        self.auth.signing_keys(user).await
     }
 }

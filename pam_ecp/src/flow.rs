@@ -9,6 +9,7 @@ use ecp_core::when::{days_left, expires_soon, format_utc, unix_now};
 use ecp_core::{Challenge, Passphrase, ServiceName, UserName};
 use nix::unistd::User;
 
+use crate::agent::AgentProblem;
 use crate::conversation::Conversation;
 use crate::daemon_client::{Daemon, DaemonError, EcpDaemon};
 use crate::keyfile;
@@ -31,11 +32,38 @@ pub enum Outcome {
     Unavailable,
 }
 
-/// The login as PAM describes it.
+/// The login as PAM and the process describe it.
 pub struct Login {
     pub user: UserName,
     pub service: ServiceName,
     pub rhost: String,
+    /// PAM_RUSER: who runs the program, as a root application says.
+    pub ruser: String,
+    /// SSH_AUTH_SOCK of the process: the agent of the person running it.
+    pub agent_socket: Option<std::ffi::OsString>,
+    /// logind's word on the calling process's session: local, remote, or
+    /// nothing known.
+    pub session_local: Option<bool>,
+}
+
+/// How a login is to be signed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Plan {
+    /// Agent, Keyfile or Challenge; never Auto.
+    pub mode: Mode,
+    /// mode=auto's way when there is no agent to ask (no socket, or no
+    /// key in it that may sign): the agent is tried first, not trusted
+    /// to be there.
+    pub without_agent: Option<Mode>,
+}
+
+impl Plan {
+    fn only(mode: Mode) -> Plan {
+        Plan {
+            mode,
+            without_agent: None,
+        }
+    }
 }
 
 fn trusted_uids(options: &Options) -> Vec<u32> {
@@ -119,30 +147,63 @@ fn canonical_account(login: &Login, log: &Log) -> Result<User, Outcome> {
 
 /// How this login gets its signature. A remote login never uses a key
 /// file on this server: that file is not something the remote person has.
+/// Remote is a login from the network (PAM_RHOST) or, for mode=auto, any
+/// session logind does not vouch for as local: sudo inside an ssh session
+/// has no PAM_RHOST, and where logind cannot say, nothing the user does
+/// not control can.
 fn choose_mode(
     options: &Options,
     login: &Login,
     account: &User,
     log: &Log,
-) -> Result<(Mode, std::path::PathBuf), Outcome> {
+) -> Result<(Plan, std::path::PathBuf), Outcome> {
     let user = login.user.as_str();
-    let remote = !login.rhost.is_empty();
+    let from_network = !login.rhost.is_empty();
     let key_path = keyfile::expand_path(&options.keyfile, user, &account.dir);
-    let mode = match options.mode {
-        Mode::Auto if remote => Mode::Challenge,
-        Mode::Auto if keyfile::exists_for(account, &key_path) => Mode::Keyfile,
-        Mode::Auto => Mode::Challenge,
-        Mode::Keyfile if remote && !options.allow_remote_keyfile => {
+    let plan = match options.mode {
+        Mode::Agent if from_network => {
             log.warning(&format!(
-                "user={user} rhost={} outcome=refused reason=\"mode=keyfile refuses a remote login: a key file on this server proves nothing about the remote user (use mode=challenge, or allow_remote_keyfile)\"",
+                "user={user} rhost={} outcome=refused reason=\"mode=agent refuses a login from the network: the agent signs for a command run inside a session (sudo), and this process's SSH_AUTH_SOCK is not the remote person's (use mode=challenge here)\"",
                 login.rhost
             ));
             return Err(Outcome::Denied);
         }
-        mode => mode,
+        Mode::Auto => {
+            let without_agent = if from_network || login.session_local != Some(true) {
+                Mode::Challenge
+            } else if keyfile::exists_for(account, &key_path) {
+                Mode::Keyfile
+            } else {
+                Mode::Challenge
+            };
+            if !from_network && login.agent_socket.is_some() {
+                Plan {
+                    mode: Mode::Agent,
+                    without_agent: Some(without_agent),
+                }
+            } else {
+                Plan::only(without_agent)
+            }
+        }
+        Mode::Keyfile
+            if (from_network || login.session_local == Some(false))
+                && !options.allow_remote_keyfile =>
+        {
+            let why = if from_network {
+                "a remote login"
+            } else {
+                "a command in a remote session (logind)"
+            };
+            log.warning(&format!(
+                "user={user} rhost={} outcome=refused reason=\"mode=keyfile refuses {why}: a key file on this server proves nothing about the remote user (use mode=agent or mode=challenge, or allow_remote_keyfile)\"",
+                login.rhost
+            ));
+            return Err(Outcome::Denied);
+        }
+        mode => Plan::only(mode),
     };
-    log.debug(&format!("user={user} mode={mode:?}"));
-    Ok((mode, key_path))
+    log.debug(&format!("user={user} plan={plan:?}"));
+    Ok((plan, key_path))
 }
 
 pub async fn authenticate(
@@ -156,7 +217,7 @@ pub async fn authenticate(
         Ok(account) => account,
         Err(outcome) => return outcome,
     };
-    let (mode, key_path) = match choose_mode(options, login, &account, log) {
+    let (plan, key_path) = match choose_mode(options, login, &account, log) {
         Ok(choice) => choice,
         Err(outcome) => return outcome,
     };
@@ -171,7 +232,7 @@ pub async fn authenticate(
     let attempt = Attempt {
         login,
         account: &account,
-        mode,
+        plan,
         key_path: &key_path,
         cert_path,
     };
@@ -182,7 +243,7 @@ pub async fn authenticate(
 struct Attempt<'a> {
     login: &'a Login,
     account: &'a User,
-    mode: Mode,
+    plan: Plan,
     key_path: &'a std::path::Path,
     /// The certificate presented with a key-file signature, if CA-issued.
     cert_path: std::path::PathBuf,
@@ -216,6 +277,32 @@ async fn authenticate_with(
         }
     }
 
+    // The agent is asked which key it holds before any challenge is
+    // issued: no challenge is spent on an agent that cannot answer.
+    let mut mode = attempt.plan.mode;
+    let mut agent = None;
+    if mode == Mode::Agent {
+        match agent_for(daemon, options, attempt).await {
+            Ok(ready) => agent = Some(ready),
+            Err(AgentSetup::Daemon(e)) => return refused(e, login, conv, log),
+            Err(AgentSetup::Problem(AgentProblem::Absent(why)))
+                if attempt.plan.without_agent.is_some() =>
+            {
+                log.debug(&format!("user={user} not using an agent: {why}"));
+                mode = attempt.plan.without_agent.unwrap_or(Mode::Challenge);
+            }
+            Err(AgentSetup::Problem(problem)) => {
+                log.warning(&format!(
+                    "user={user} rhost={} outcome=failure reason=\"agent: {}\"",
+                    login.rhost,
+                    problem.message()
+                ));
+                conv.tell_error(&format!("ecp: {}", problem.message()));
+                return Outcome::Denied;
+            }
+        }
+    }
+
     let token = match daemon
         .challenge(user, login.service.as_str(), &login.rhost)
         .await
@@ -246,7 +333,24 @@ async fn authenticate_with(
         challenge.nonce_id.to_hex()
     ));
 
-    let (signature, certificate) = match attempt.mode {
+    let (signature, certificate) = match mode {
+        Mode::Agent => {
+            let Some((mut client, key)) = agent else {
+                return Outcome::Denied;
+            };
+            match crate::agent::sign(&mut client, &key, &challenge.signed_bytes()) {
+                Ok(signature) => (ecp_core::challenge::signature_text(&signature), None),
+                Err(problem) => {
+                    log.warning(&format!(
+                        "user={user} rhost={} outcome=failure reason=\"agent: {}\"",
+                        login.rhost,
+                        problem.message()
+                    ));
+                    conv.tell_error(&format!("ecp: {}", problem.message()));
+                    return Outcome::Denied;
+                }
+            }
+        }
         Mode::Keyfile => {
             match sign_with_key_file(attempt.account, attempt.key_path, &challenge, conv, log) {
                 // A CA-issued certificate beside the key travels with the
@@ -315,6 +419,44 @@ async fn authenticate_with(
         Err(_) if signature.is_empty() => Outcome::Denied,
         Err(e) => refused(e, login, conv, log),
     }
+}
+
+/// Why the agent is not used.
+enum AgentSetup {
+    Problem(AgentProblem),
+    Daemon(EcpError),
+}
+
+/// The invoking user's agent and the key in it that may sign this login.
+async fn agent_for(
+    daemon: &impl EcpDaemon,
+    options: &Options,
+    attempt: &Attempt<'_>,
+) -> Result<(ecp_agent::AgentClient, p256::ecdsa::VerifyingKey), AgentSetup> {
+    let login = attempt.login;
+    let invoking = crate::agent::invoking_account(&login.ruser)
+        .map_err(|m| AgentSetup::Problem(AgentProblem::Refused(m)))?;
+    if invoking.uid != attempt.account.uid {
+        // su to another account: that account's agent is not this
+        // person's, and this person's key does not sign for it.
+        return Err(AgentSetup::Problem(AgentProblem::Absent(format!(
+            "the agent signs only for the person running the command: {} is not {} (log in as {} with its own key, or use a challenge)",
+            invoking.name, login.user, login.user
+        ))));
+    }
+    let mut client = crate::agent::connect(
+        attempt.account,
+        login.agent_socket.as_deref(),
+        options.agent_timeout,
+    )
+    .map_err(AgentSetup::Problem)?;
+    let allowed = daemon
+        .signing_keys(login.user.as_str())
+        .await
+        .map_err(AgentSetup::Daemon)?;
+    let key = crate::agent::choose_key(&mut client, &allowed, login.user.as_str())
+        .map_err(AgentSetup::Problem)?;
+    Ok((client, key))
 }
 
 /// What came of the key-file prompt.
@@ -438,6 +580,7 @@ mod tests {
         challenge: RefCell<Option<Result<String, EcpError>>>,
         verify: RefCell<Option<Result<(), EcpError>>>,
         needs_signature: RefCell<Option<Result<bool, EcpError>>>,
+        signing_keys: RefCell<Option<Result<Vec<Vec<u8>>, EcpError>>>,
         calls: RefCell<Vec<String>>,
         /// The signature text of the last Verify call.
         signature: RefCell<Option<String>>,
@@ -486,6 +629,13 @@ mod tests {
                 .borrow_mut()
                 .take()
                 .unwrap_or_else(|| Err(unscripted("verify_presented")))
+        }
+        async fn signing_keys(&self, _user: &str) -> Result<Vec<Vec<u8>>, EcpError> {
+            self.calls.borrow_mut().push("signing_keys".into());
+            self.signing_keys
+                .borrow_mut()
+                .take()
+                .unwrap_or_else(|| Err(unscripted("signing_keys")))
         }
         async fn needs_signature(&self, _user: &str) -> Result<bool, EcpError> {
             self.calls.borrow_mut().push("needs_signature".into());
@@ -547,6 +697,9 @@ mod tests {
             user: UserName::parse("root").unwrap(),
             service: ServiceName::parse("sshd").unwrap(),
             rhost: rhost.into(),
+            ruser: String::new(),
+            agent_socket: None,
+            session_local: None,
         }
     }
 
@@ -578,7 +731,7 @@ mod tests {
         let attempt = Attempt {
             login,
             account: &account,
-            mode,
+            plan: Plan::only(mode),
             key_path,
             cert_path: key_path.with_file_name("certificate.pem"),
         };
@@ -867,32 +1020,339 @@ mod tests {
     }
 
     #[test]
-    fn remote_logins_never_use_a_key_file_on_this_server() {
+    fn remote_logins_and_remote_sessions_never_use_a_key_file_on_this_server() {
         let account = root();
         let log = Log::new("sshd", false);
-        let choose = |mode: Mode, allow: bool, rhost: &str| {
+        let choose = |mode: Mode, allow: bool, rhost: &str, local: Option<bool>, agent: bool| {
             let options = Options {
                 mode,
                 allow_remote_keyfile: allow,
                 keyfile: "/".into(), // exists: auto would pick it locally
                 ..Options::default()
             };
-            choose_mode(&options, &login(rhost), &account, &log).map(|(m, _)| m)
+            let login = Login {
+                session_local: local,
+                agent_socket: agent.then(|| "/run/agent.sock".into()),
+                ..login(rhost)
+            };
+            choose_mode(&options, &login, &account, &log).map(|(plan, _)| plan)
         };
+        let only = |mode| Ok(Plan::only(mode));
+        let agent_then = |mode| {
+            Ok(Plan {
+                mode: Mode::Agent,
+                without_agent: Some(mode),
+            })
+        };
+        let (local, remote, unknown) = (Some(true), Some(false), None);
+        // mode=auto: a key file only where logind vouches for a local
+        // session; sudo inside ssh (no PAM_RHOST, a remote session) or a
+        // host without logind gets the agent or a challenge.
         assert_eq!(
-            choose(Mode::Auto, false, "203.0.113.9"),
-            Ok(Mode::Challenge)
+            choose(Mode::Auto, false, "203.0.113.9", local, false),
+            only(Mode::Challenge)
         );
-        assert_eq!(choose(Mode::Auto, false, ""), Ok(Mode::Keyfile));
         assert_eq!(
-            choose(Mode::Keyfile, false, "203.0.113.9"),
+            choose(Mode::Auto, false, "", local, false),
+            only(Mode::Keyfile)
+        );
+        assert_eq!(
+            choose(Mode::Auto, false, "", remote, false),
+            only(Mode::Challenge)
+        );
+        assert_eq!(
+            choose(Mode::Auto, false, "", unknown, false),
+            only(Mode::Challenge)
+        );
+        assert_eq!(
+            choose(Mode::Auto, false, "", remote, true),
+            agent_then(Mode::Challenge)
+        );
+        assert_eq!(
+            choose(Mode::Auto, false, "", local, true),
+            agent_then(Mode::Keyfile)
+        );
+        // A login from the network never uses this process's agent.
+        assert_eq!(
+            choose(Mode::Auto, false, "203.0.113.9", local, true),
+            only(Mode::Challenge)
+        );
+        assert_eq!(
+            choose(Mode::Agent, false, "203.0.113.9", local, true),
             Err(Outcome::Denied)
         );
         assert_eq!(
-            choose(Mode::Keyfile, true, "203.0.113.9"),
-            Ok(Mode::Keyfile)
+            choose(Mode::Agent, false, "", remote, false),
+            only(Mode::Agent)
         );
-        assert_eq!(choose(Mode::Challenge, false, ""), Ok(Mode::Challenge));
+        // mode=keyfile, set by the admin: refused for a login from the
+        // network or a session logind calls remote.
+        assert_eq!(
+            choose(Mode::Keyfile, false, "203.0.113.9", local, false),
+            Err(Outcome::Denied)
+        );
+        assert_eq!(
+            choose(Mode::Keyfile, false, "", remote, false),
+            Err(Outcome::Denied)
+        );
+        assert_eq!(
+            choose(Mode::Keyfile, false, "", unknown, false),
+            only(Mode::Keyfile)
+        );
+        assert_eq!(
+            choose(Mode::Keyfile, true, "203.0.113.9", remote, false),
+            only(Mode::Keyfile)
+        );
+        assert_eq!(
+            choose(Mode::Challenge, false, "", local, true),
+            only(Mode::Challenge)
+        );
+    }
+
+    /// An agent listening at `dir`/agent.sock that answers each request
+    /// with `answer(request)` (raw bytes), for as long as the test runs.
+    fn fake_agent(
+        dir: &std::path::Path,
+        answer: impl Fn(ecp_agent::Request) -> Vec<u8> + Send + 'static,
+    ) -> std::path::PathBuf {
+        use std::io::Write;
+        let path = dir.join("agent.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                while let Ok(Some(message)) =
+                    ecp_agent::Message::read_from(&mut stream, ecp_agent::proto::MAX_MESSAGE_LEN)
+                {
+                    let request = ecp_agent::Request::parse(&message).unwrap();
+                    if stream.write_all(&answer(request)).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        path
+    }
+
+    /// An agent holding `key` that signs whatever it is asked.
+    fn agent_holding(dir: &std::path::Path, key: p256::ecdsa::SigningKey) -> std::path::PathBuf {
+        use ecp_agent::key::{p256_key_blob, p256_signature_blob};
+        use ecp_agent::proto::{identities_answer, sign_response};
+        use p256::ecdsa::signature::Signer;
+        fake_agent(dir, move |request| match request {
+            ecp_agent::Request::Identities => {
+                identities_answer(&[(p256_key_blob(key.verifying_key()), "k".into())]).to_bytes()
+            }
+            ecp_agent::Request::Sign { data, .. } => {
+                let signature: p256::ecdsa::Signature = key.sign(&data);
+                sign_response(&p256_signature_blob(&signature)).to_bytes()
+            }
+            _ => ecp_agent::Message::bare(ecp_agent::proto::SSH_AGENT_FAILURE).to_bytes(),
+        })
+    }
+
+    /// A sudo-like login of the user running the tests, with the agent at
+    /// `socket`, planned as `plan`.
+    fn agent_login(
+        daemon: &FakeDaemon,
+        socket: &std::path::Path,
+        plan: Plan,
+        script: &Script,
+    ) -> Outcome {
+        let account = User::from_uid(nix::unistd::getuid()).unwrap().unwrap();
+        let login = Login {
+            user: UserName::parse(&account.name).unwrap(),
+            service: ServiceName::parse("sudo").unwrap(),
+            agent_socket: Some(socket.as_os_str().to_owned()),
+            ..login("")
+        };
+        let options = Options {
+            agent_timeout: std::time::Duration::from_secs(2),
+            ..Options::default()
+        };
+        let key_path = std::path::Path::new("/nonexistent/key.pem");
+        let attempt = Attempt {
+            login: &login,
+            account: &account,
+            plan,
+            key_path,
+            cert_path: key_path.with_file_name("certificate.pem"),
+        };
+        let log = Log::new("sudo", true);
+        zbus::block_on(authenticate_with(daemon, &options, &attempt, script, &log))
+    }
+
+    fn spki(key: &p256::ecdsa::SigningKey) -> Vec<u8> {
+        ecp_core::certificate::public_key_der(key.verifying_key())
+    }
+
+    #[test]
+    fn the_agent_signs_with_the_key_that_may_sign_and_its_signature_is_checked_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let enrolled = generate_signing_key();
+        let socket = agent_holding(dir.path(), enrolled.clone());
+        let user = User::from_uid(nix::unistd::getuid()).unwrap().unwrap().name;
+        let token = token(&user, "sudo", "");
+        let daemon = scripted(Ok(token.clone()), Some(Ok(())));
+        *daemon.signing_keys.borrow_mut() =
+            Some(Ok(vec![spki(&generate_signing_key()), spki(&enrolled)]));
+        let script = Script::default();
+        assert_eq!(
+            agent_login(&daemon, &socket, Plan::only(Mode::Agent), &script),
+            Outcome::Success
+        );
+        assert_eq!(
+            *daemon.calls.borrow(),
+            ["signing_keys", "challenge", "verify"]
+        );
+        let signature = daemon.signature.borrow().clone().unwrap();
+        Challenge::from_token(&token)
+            .unwrap()
+            .verify(enrolled.verifying_key(), &signature)
+            .unwrap();
+        assert!(script.prompts.borrow().is_empty(), "nothing typed");
+
+        // An agent whose keys may not sign: no challenge is spent; with
+        // mode=agent the login fails, with mode=auto a challenge is shown.
+        let daemon = scripted(Ok(token.clone()), None);
+        *daemon.signing_keys.borrow_mut() = Some(Ok(vec![spki(&generate_signing_key())]));
+        let script = Script::default();
+        assert_eq!(
+            agent_login(&daemon, &socket, Plan::only(Mode::Agent), &script),
+            Outcome::Denied
+        );
+        assert_eq!(*daemon.calls.borrow(), ["signing_keys"]);
+        assert!(
+            script.errors.borrow()[0].contains("none of the 1 keys in your agent"),
+            "{:?}",
+            script.errors.borrow()
+        );
+
+        let daemon = scripted(Ok(token.clone()), None);
+        *daemon.signing_keys.borrow_mut() = Some(Ok(vec![]));
+        let script = Script::answering(&[None]);
+        let auto = Plan {
+            mode: Mode::Agent,
+            without_agent: Some(Mode::Challenge),
+        };
+        assert_eq!(
+            agent_login(&daemon, &socket, auto, &script),
+            Outcome::Denied
+        );
+        assert!(
+            script.prompts.borrow()[0].contains("ecp challenge"),
+            "{:?}",
+            script.prompts.borrow()
+        );
+    }
+
+    #[test]
+    fn a_hostile_absent_or_foreign_agent_fails_closed_with_its_own_message() {
+        use ecp_agent::proto::{sign_response, SSH_AGENT_FAILURE};
+        let user = User::from_uid(nix::unistd::getuid()).unwrap().unwrap().name;
+        let enrolled = generate_signing_key();
+        let daemon_for = || {
+            let daemon = scripted(Ok(token(&user, "sudo", "")), Some(Ok(())));
+            *daemon.signing_keys.borrow_mut() = Some(Ok(vec![spki(&enrolled)]));
+            daemon
+        };
+        let listing = {
+            let public = *enrolled.verifying_key();
+            move |reply: Vec<u8>| {
+                move |request| match request {
+                    ecp_agent::Request::Identities => ecp_agent::proto::identities_answer(&[(
+                        ecp_agent::key::p256_key_blob(&public),
+                        "k".into(),
+                    )])
+                    .to_bytes(),
+                    _ => reply.clone(),
+                }
+            }
+        };
+        let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+            (
+                "refuses",
+                ecp_agent::Message::bare(SSH_AGENT_FAILURE).to_bytes(),
+                "your agent refused to sign",
+            ),
+            (
+                "garbage",
+                sign_response(b"garbage").to_bytes(),
+                "the agent could not sign",
+            ),
+            (
+                "oversized",
+                {
+                    let mut huge = (1u32 << 20).to_be_bytes().to_vec();
+                    huge.push(14);
+                    huge
+                },
+                "longer than",
+            ),
+            ("slow", vec![0, 0], "did not answer within"),
+        ];
+        for (name, reply, expected) in cases {
+            let dir = tempfile::tempdir().unwrap();
+            let socket = fake_agent(dir.path(), listing(reply));
+            let daemon = daemon_for();
+            let script = Script::default();
+            assert_eq!(
+                agent_login(&daemon, &socket, Plan::only(Mode::Agent), &script),
+                Outcome::Denied,
+                "{name}"
+            );
+            let errors = script.errors.borrow();
+            assert!(
+                errors.iter().any(|e| e.contains(expected)),
+                "{name}: {errors:?}"
+            );
+            assert!(
+                !daemon.calls.borrow().contains(&"verify".to_owned()),
+                "{name}"
+            );
+        }
+
+        // No agent at the path, and a path that is not a socket.
+        let dir = tempfile::tempdir().unwrap();
+        let script = Script::default();
+        let gone = dir.path().join("gone.sock");
+        assert_eq!(
+            agent_login(&daemon_for(), &gone, Plan::only(Mode::Agent), &script),
+            Outcome::Denied
+        );
+        assert!(
+            script.errors.borrow()[0].contains("no agent at"),
+            "{:?}",
+            script.errors.borrow()
+        );
+        let file = dir.path().join("file");
+        std::fs::write(&file, "").unwrap();
+        let script = Script::default();
+        assert_eq!(
+            agent_login(&daemon_for(), &file, Plan::only(Mode::Agent), &script),
+            Outcome::Denied
+        );
+        assert!(
+            script.errors.borrow()[0].contains("is not a socket"),
+            "{:?}",
+            script.errors.borrow()
+        );
+
+        // Another user's socket (needs root to make one).
+        if nix::unistd::geteuid().is_root() {
+            let socket = agent_holding(dir.path(), enrolled.clone());
+            std::os::unix::fs::chown(&socket, Some(65534), None).unwrap();
+            let script = Script::default();
+            assert_eq!(
+                agent_login(&daemon_for(), &socket, Plan::only(Mode::Agent), &script),
+                Outcome::Denied
+            );
+            assert!(
+                script.errors.borrow()[0].contains("belongs to uid 65534"),
+                "{:?}",
+                script.errors.borrow()
+            );
+        }
     }
 
     #[test]

@@ -24,7 +24,7 @@ pub fn expand_path(template: &str, user: &str, home: &std::path::Path) -> PathBu
 /// Runs `f` with the file-system uid and gid of `account` when the process
 /// is root and the account is not; restores them afterwards. fsuid is per
 /// thread on Linux, so other threads of the host are unaffected.
-fn as_user<T>(account: &User, f: impl FnOnce() -> T) -> T {
+pub(crate) fn as_user<T>(account: &User, f: impl FnOnce() -> T) -> T {
     let switch = nix::unistd::geteuid().is_root() && !account.uid.is_root();
     if !switch {
         return f();

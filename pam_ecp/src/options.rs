@@ -14,6 +14,11 @@ pub enum Mode {
     /// Show the token; the user answers with a signature made elsewhere
     /// (ssh: the key stays on the user's own machine).
     Challenge,
+    /// Sign through the ssh agent of the user running the command
+    /// (SSH_AUTH_SOCK: for sudo in an ssh session, the ecp agent forwarded
+    /// from the user's own machine). Only for the invoking user's own
+    /// login, never for one arriving from the network.
+    Agent,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,12 +44,16 @@ pub struct Options {
     pub prompt: String,
     /// Besides root, the account ecpd may run as.
     pub daemon_user: String,
+    /// How long the agent may take to sign (the person may be asked on
+    /// their own machine first).
+    pub agent_timeout: Duration,
 }
 
 pub const DEFAULT_KEYFILE: &str = ecp_core::user_files::DEFAULT_KEY_FILE_OPTION;
 pub const DEFAULT_PROMPT: &str = "Signature: ";
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_DAEMON_USER: &str = "_ecpd";
+pub const DEFAULT_AGENT_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Default for Options {
     fn default() -> Self {
@@ -59,14 +68,15 @@ impl Default for Options {
             timeout: DEFAULT_TIMEOUT,
             prompt: DEFAULT_PROMPT.into(),
             daemon_user: DEFAULT_DAEMON_USER.into(),
+            agent_timeout: DEFAULT_AGENT_TIMEOUT,
         }
     }
 }
 
 impl Options {
     /// Parses `debug`, `nouserok`, `allow_remote_keyfile`, `mode=`,
-    /// `keyfile=`, `certfile=`, `bus=`, `timeout=`, `prompt=` and
-    /// `daemon_user=`.
+    /// `keyfile=`, `certfile=`, `bus=`, `timeout=`, `agent_timeout=`,
+    /// `prompt=` and `daemon_user=`.
     pub fn parse<'a>(args: impl IntoIterator<Item = &'a str>) -> Result<Self, String> {
         let mut options = Self::default();
         for arg in args {
@@ -81,18 +91,15 @@ impl Options {
                 ("mode", Some("auto")) => options.mode = Mode::Auto,
                 ("mode", Some("keyfile")) => options.mode = Mode::Keyfile,
                 ("mode", Some("challenge")) => options.mode = Mode::Challenge,
+                ("mode", Some("agent")) => options.mode = Mode::Agent,
                 ("keyfile", Some(path)) if !path.is_empty() => options.keyfile = path.into(),
                 ("certfile", Some(path)) if !path.is_empty() => {
                     options.certfile = Some(path.into())
                 }
                 ("bus", Some(address)) if !address.is_empty() => options.bus = Some(address.into()),
-                ("timeout", Some(secs)) => {
-                    let secs: u64 = secs
-                        .parse()
-                        .ok()
-                        .filter(|s| (1..=300).contains(s))
-                        .ok_or_else(|| format!("timeout={secs}: expected 1 to 300 seconds"))?;
-                    options.timeout = Duration::from_secs(secs);
+                ("timeout", Some(secs)) => options.timeout = seconds("timeout", secs)?,
+                ("agent_timeout", Some(secs)) => {
+                    options.agent_timeout = seconds("agent_timeout", secs)?
                 }
                 ("prompt", Some(text)) if !text.chars().any(char::is_control) => {
                     options.prompt = text.into()
@@ -105,6 +112,15 @@ impl Options {
         }
         Ok(options)
     }
+}
+
+/// 1 to 300 seconds.
+fn seconds(option: &str, text: &str) -> Result<Duration, String> {
+    text.parse()
+        .ok()
+        .filter(|s| (1..=300).contains(s))
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("{option}={text}: expected 1 to 300 seconds"))
 }
 
 #[cfg(test)]
@@ -129,6 +145,7 @@ mod tests {
             "timeout=3",
             "prompt=Paste the signature: ",
             "daemon_user=ecpd",
+            "agent_timeout=20",
         ])
         .unwrap();
         assert!(o.debug && o.nouserok && o.allow_remote_keyfile);
@@ -139,6 +156,8 @@ mod tests {
         assert_eq!(o.timeout, Duration::from_secs(3));
         assert_eq!(o.prompt, "Paste the signature: ");
         assert_eq!(o.daemon_user, "ecpd");
+        assert_eq!(o.agent_timeout, Duration::from_secs(20));
+        assert_eq!(Options::parse(["mode=agent"]).unwrap().mode, Mode::Agent);
     }
 
     #[test]
@@ -153,6 +172,8 @@ mod tests {
             "nouserok=1",
             "prompt=a\nb",
             "daemon_user=../x",
+            "agent_timeout=301",
+            "mode=Agent",
         ] {
             assert!(Options::parse([bad]).is_err(), "{bad}");
         }

@@ -1,0 +1,87 @@
+//! Whether the calling process sits in a local session, on logind's word.
+//!
+//! A user can set or clear any environment variable (SSH_CONNECTION,
+//! SSH_TTY) and PAM_RHOST is empty for sudo inside an ssh session, so
+//! neither tells a console from an ssh login. The session scope a process
+//! lives in is set by pam_systemd at login and cannot be left by the
+//! user (scopes are not delegated), and logind's record of it
+//! (/run/systemd/sessions/ID, written by root) says whether it is remote.
+
+use std::os::unix::fs::MetadataExt;
+
+/// logind's answer for the calling process: `Some(true)` for a local
+/// session, `Some(false)` for a remote one, `None` when there is no
+/// session to ask about (no logind, or a process outside any session).
+pub fn logind_says_local() -> Option<bool> {
+    let cgroups = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let id = session_of_cgroups(&cgroups)?;
+    let record = std::path::Path::new("/run/systemd/sessions").join(&id);
+    let meta = std::fs::symlink_metadata(&record).ok()?;
+    if !meta.is_file() || meta.uid() != 0 || meta.mode() & 0o022 != 0 {
+        return None;
+    }
+    let text = std::fs::read_to_string(&record).ok()?;
+    remote_in_record(&text).map(|remote| !remote)
+}
+
+/// The logind session id from /proc/self/cgroup text: the `session-ID.scope`
+/// a path ends in (cgroup v2, or v1's name=systemd hierarchy).
+fn session_of_cgroups(text: &str) -> Option<String> {
+    text.lines().find_map(|line| {
+        let path = line.splitn(3, ':').nth(2)?;
+        let scope = path.rsplit('/').next()?;
+        let id = scope.strip_prefix("session-")?.strip_suffix(".scope")?;
+        let plain =
+            !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric());
+        plain.then(|| id.to_owned())
+    })
+}
+
+/// The REMOTE= line of a logind session record.
+fn remote_in_record(text: &str) -> Option<bool> {
+    text.lines()
+        .find_map(|line| match line.strip_prefix("REMOTE=")? {
+            "1" => Some(true),
+            "0" => Some(false),
+            _ => None,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_session_is_read_from_the_scope_the_process_lives_in() {
+        assert_eq!(
+            session_of_cgroups("0::/user.slice/user-1000.slice/session-3.scope\n").as_deref(),
+            Some("3")
+        );
+        assert_eq!(
+            session_of_cgroups(
+                "12:memory:/user.slice\n1:name=systemd:/user.slice/user-1000.slice/session-c2.scope\n"
+            )
+            .as_deref(),
+            Some("c2")
+        );
+        // The user's own manager is no session: not known to be local.
+        assert_eq!(
+            session_of_cgroups(
+                "0::/user.slice/user-1000.slice/user@1000.service/app.slice/x.scope\n"
+            ),
+            None
+        );
+        assert_eq!(session_of_cgroups("0::/\n"), None);
+        assert_eq!(session_of_cgroups("0::/session-../x.scope\n"), None);
+        assert_eq!(session_of_cgroups("0::/a/session-../../x.scope\n"), None);
+    }
+
+    #[test]
+    fn the_record_says_remote_or_local() {
+        let record = "# This is private data. Do not parse.\nUID=1000\nUSER=alice\nREMOTE=1\nREMOTE_HOST=198.51.100.7\n";
+        assert_eq!(remote_in_record(record), Some(true));
+        assert_eq!(remote_in_record("UID=1000\nREMOTE=0\n"), Some(false));
+        assert_eq!(remote_in_record("UID=1000\n"), None);
+        assert_eq!(remote_in_record("REMOTE=yes\n"), None);
+    }
+}
