@@ -103,8 +103,8 @@ fn keyfile_login_succeeds_with_the_passphrase_and_fails_without_it() {
         return;
     }
     let s = Setup::new(true, 30);
-    s.service("ecp-auto", "");
-    let ok = s.login("ecp-auto", &format!("{PASSPHRASE}\n"));
+    s.service("ecp-keyfile", "mode=keyfile");
+    let ok = s.login("ecp-keyfile", &format!("{PASSPHRASE}\n"));
     assert_eq!(ok.code, 0, "{}", ok.stderr);
     assert!(
         ok.stderr.contains("Passphrase for ecp key"),
@@ -113,7 +113,7 @@ fn keyfile_login_succeeds_with_the_passphrase_and_fails_without_it() {
     );
     assert!(ok.stdout.contains("successfully authenticated"));
 
-    let wrong = s.login("ecp-auto", "not the passphrase\n");
+    let wrong = s.login("ecp-keyfile", "not the passphrase\n");
     assert_eq!(wrong.code, 1);
     assert!(
         wrong.stderr.contains("wrong passphrase"),
@@ -121,8 +121,21 @@ fn keyfile_login_succeeds_with_the_passphrase_and_fails_without_it() {
         wrong.stderr
     );
 
-    let none = s.login("ecp-auto", "");
+    let none = s.login("ecp-keyfile", "");
     assert_eq!(none.code, 1);
+
+    // mode=auto uses a key file on this host only where logind vouches
+    // for a local session; these tests run in none (as sudo inside ssh
+    // does, where PAM_RHOST is empty too): a challenge, not the key file.
+    s.service("ecp-auto", "");
+    let auto = s.login("ecp-auto", &format!("{PASSPHRASE}\n"));
+    assert_eq!(auto.code, 1, "{}", auto.stderr);
+    assert!(auto.stderr.contains("ecp challenge"), "{}", auto.stderr);
+    assert!(
+        !auto.stderr.contains("Passphrase for ecp key"),
+        "{}",
+        auto.stderr
+    );
 }
 
 #[test]
@@ -220,11 +233,13 @@ fn unenrolled_user_is_refused_unless_nouserok() {
     let bus = s.daemon.address();
     s.services.add(
         "strict",
-        &format!("auth required $MODULE bus={bus}\nauth required pam_permit.so\n"),
+        &format!("auth required $MODULE bus={bus} mode=keyfile\nauth required pam_permit.so\n"),
     );
     s.services.add(
         "lenient",
-        &format!("auth required $MODULE bus={bus} nouserok\nauth required pam_permit.so\n"),
+        &format!(
+            "auth required $MODULE bus={bus} mode=keyfile nouserok\nauth required pam_permit.so\n"
+        ),
     );
     let strict = s.login("strict", &format!("{PASSPHRASE}\n"));
     assert_eq!(strict.code, 1, "{}", strict.stderr);
@@ -673,8 +688,9 @@ fn a_remote_login_never_reads_a_key_file_on_the_server() {
     s.service("ecp-keyfile-mode", "mode=keyfile");
     s.service("ecp-keyfile-allowed", "mode=keyfile allow_remote_keyfile");
     let passphrase = format!("{PASSPHRASE}\n");
-    // Locally, auto mode signs with the key file.
-    let local = s.login("ecp-auto", &passphrase);
+    // Locally (no logind session here to say otherwise), mode=keyfile
+    // signs with the key file.
+    let local = s.login("ecp-keyfile-mode", &passphrase);
     assert_eq!(local.code, 0, "{}", local.stderr);
     // From a remote host it asks for a signature made elsewhere: the
     // passphrase is no answer.
@@ -801,7 +817,10 @@ fn the_first_login_after_boot_starts_ecpd_by_d_bus_activation() {
     let services_dir = PamServices::new();
     services_dir.add(
         "ecp-boot",
-        &format!("auth required $MODULE bus={}\n", daemon.address()),
+        &format!(
+            "auth required $MODULE mode=keyfile bus={}\n",
+            daemon.address()
+        ),
     );
     let run = services_dir.pamtester(
         "ecp-boot",
