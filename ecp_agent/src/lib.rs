@@ -16,3 +16,7 @@ pub mod proto;
 pub use client::{AgentClient, ClientError};
 pub use key::{KeyBlobError, P256_KEY_TYPE};
 pub use proto::{Message, ProtoError, Request};
+
+/// The RFC 4251 encoding crate this one speaks, for callers that read
+/// other ssh structures (host keys, signatures).
+pub use ssh_encoding;

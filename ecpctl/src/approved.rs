@@ -78,7 +78,7 @@ pub fn destination_is_challenge_host(destination: &str, challenge: &Challenge) -
 }
 
 /// The version in `ssh -V` output ("OpenSSH_9.2p1 Debian-2, OpenSSL …").
-fn openssh_version(text: &str) -> Option<(u32, u32)> {
+pub(crate) fn openssh_version(text: &str) -> Option<(u32, u32)> {
     let rest = text.trim_start().strip_prefix("OpenSSH_")?;
     let (major, rest) = rest.split_once('.')?;
     let minor: String = rest.chars().take_while(char::is_ascii_digit).collect();

@@ -24,12 +24,16 @@ EXIT STATUS:
  10  ecpd answered but could not decide: the directory holding the
      user's certificates cannot be asked and no cached answer is young
      enough, or the user's directory entry is unusable
+ 11  agent problem (--agent, `agent`): no agent at ECP_AUTH_SOCK or
+     SSH_AUTH_SOCK, it holds no key that fits, or it refused to sign
 
 FILES:
   ~/.config/ecp/private_key.pem   the user's encrypted key (default --key)
   ~/.config/ecp/certificate.pem   the matching public certificate
-  ~/.config/ecp/approved_hosts    logins askpass signs without asking, one
-                                  \"user@host service user@destination\" per line";
+  ~/.config/ecp/approved_hosts    logins askpass and the agent sign without
+                                  asking, one \"user@host service
+                                  user@destination\" per line (the agent's
+                                  destination is agent@HOST-KEY-FINGERPRINT)";
 
 /// ecpctl — manage ecp keys and certificates, and sign login challenges.
 ///
@@ -79,6 +83,7 @@ pub enum Command {
     Cleanup,
     TestLogin(TestLoginArgs),
     Askpass(AskpassArgs),
+    Agent(AgentArgs),
     Doctor(DoctorArgs),
     Completions(CompletionsArgs),
 }
@@ -191,6 +196,73 @@ pub struct DoctorArgs {
 pub struct CompletionsArgs {
     #[arg(value_enum)]
     pub shell: clap_complete::Shell,
+}
+
+/// Serve your ecp keys over the ssh-agent protocol: unlock once, approve
+/// each login on this machine, sudo on servers without copy-paste.
+///
+/// Asks each key file's passphrase once (or reads it from
+/// --passphrase-file), keeps the decrypted keys in locked memory, and
+/// listens on a socket only you can reach (default: a new 0700 directory
+/// under $XDG_RUNTIME_DIR, else /tmp). It prints shell commands that set
+/// ECP_AUTH_SOCK and ECP_AGENT_PID, as `ssh-agent -s` does:
+///
+///   eval "$(ecpctl agent)"
+///   SSH_AUTH_SOCK=$ECP_AUTH_SOCK ssh -A server     # then sudo there
+///
+/// It signs nothing but ecp login challenges and renewal proofs: `ssh-add
+/// -l` lists its keys, but an ssh login, `ssh-keygen -Y sign` or any other
+/// data is refused (with --upstream, passed to the agent that was in
+/// SSH_AUTH_SOCK when it started, so one forwarded socket serves both).
+///
+/// Before it signs it decides with you. A request that ssh (8.9 or later)
+/// forwarded from a server carries that server's host key, signed
+/// (session-bind@openssh.com); the agent finds the host's names for that
+/// key in your known_hosts (hashed entries too) and refuses, without
+/// asking, a challenge for any other host: a compromised server cannot
+/// have you sign another server's login. Otherwise a login on your
+/// approved list is signed, else you are asked (on this terminal with
+/// --foreground, else through $SSH_ASKPASS, as `ssh-agent -c` does) with
+/// user@host, service, origin and the host it came through; a "yes" to a
+/// forwarded request is remembered. A request with no session-bind (ssh
+/// older than 8.9, or a program on this machine) is asked every time and
+/// never remembered; ecpctl's own --agent commands are signed at once
+/// (they asked you already).
+#[derive(Debug, Args)]
+#[command(after_long_help = EXIT_CODES)]
+pub struct AgentArgs {
+    /// A key file to serve (repeatable) [default: ~/.config/ecp/private_key.pem].
+    #[arg(long = "key", value_name = "FILE")]
+    pub keys: Vec<PathBuf>,
+    /// Read the passphrase (of every key) from the first line of FILE.
+    #[arg(long, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+    /// Pass ordinary ssh-agent requests to the agent in SSH_AUTH_SOCK.
+    #[arg(long)]
+    pub upstream: bool,
+    /// Listen here instead of a new directory under $XDG_RUNTIME_DIR.
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// Forget the keys and stop after SECS seconds.
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub lifetime: Option<u64>,
+    /// Stay in the foreground, log to standard error, and ask on this
+    /// terminal.
+    #[arg(short = 'D', long)]
+    pub foreground: bool,
+    /// Stop the agent named by ECP_AGENT_PID.
+    #[arg(short = 'k', long, conflicts_with_all = ["keys", "passphrase_file", "upstream", "socket", "lifetime", "foreground"])]
+    pub kill: bool,
+    /// known_hosts files that name the servers [default: ~/.ssh/known_hosts,
+    /// ~/.ssh/known_hosts2, /etc/ssh/ssh_known_hosts, /etc/ssh/ssh_known_hosts2].
+    #[arg(long = "known-hosts", value_name = "FILE")]
+    pub known_hosts: Vec<PathBuf>,
+    /// Internal: the background agent, reading its keys from standard input.
+    #[arg(long, hide = true)]
+    pub serve_stdin: bool,
+    /// Internal: the upstream agent the starting process found.
+    #[arg(long, hide = true, value_name = "PATH")]
+    pub upstream_socket: Option<PathBuf>,
 }
 
 /// An SSH_ASKPASS program that answers ecp challenges by itself.

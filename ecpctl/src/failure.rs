@@ -34,6 +34,8 @@ pub enum Failure {
     NotApproved(String),
     #[error("{0}")]
     Token(#[from] crate::token::TokenError),
+    #[error("agent: {0}")]
+    Agent(String),
 }
 
 impl Failure {
@@ -80,6 +82,7 @@ impl Failure {
             Failure::Token(crate::token::TokenError::PinRefused(_)) => 8,
             Failure::Token(crate::token::TokenError::KeyNotFound(_)) => 9,
             Failure::DirectoryUnavailable(_) => 10,
+            Failure::Agent(_) => 11,
         }
     }
 }

@@ -4,6 +4,7 @@
 
 #![forbid(unsafe_code)]
 
+mod agent;
 mod approved;
 mod askpass;
 mod ca;
@@ -48,6 +49,7 @@ fn run(cli: &Cli) -> Result<(), Failure> {
         Command::Cleanup => daemon::cleanup(&cli.bus),
         Command::TestLogin(args) => daemon::test_login(&cli.bus, args),
         Command::Askpass(args) => askpass::run(args),
+        Command::Agent(args) => agent::run(args),
         Command::Doctor(args) => doctor::run(&cli.bus, args),
         Command::Completions(args) => {
             let mut command = <Cli as clap::CommandFactory>::command();

@@ -1,0 +1,128 @@
+//! Asking the person whether to sign: on the agent's terminal in the
+//! foreground, else through an askpass program in confirm mode (as
+//! `ssh-agent -c` does: SSH_ASKPASS_PROMPT=confirm; yes is exit status 0
+//! with an empty or "yes" answer). One question at a time.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// How long a question waits for the person.
+const ANSWER_WAIT: Duration = Duration::from_secs(60);
+
+pub enum Asker {
+    Terminal,
+    Askpass(PathBuf),
+    /// No way to ask: every question is a no.
+    Nobody,
+}
+
+pub struct Questions {
+    asker: Asker,
+    one_at_a_time: Mutex<()>,
+}
+
+impl Questions {
+    pub fn new(asker: Asker) -> Questions {
+        Questions {
+            asker,
+            one_at_a_time: Mutex::new(()),
+        }
+    }
+
+    /// The asker for an agent: the terminal in the foreground (if it has
+    /// one), else $SSH_ASKPASS, else ssh's default askpass if installed.
+    pub fn for_agent(foreground: bool) -> Questions {
+        if foreground && std::fs::File::open("/dev/tty").is_ok() {
+            return Questions::new(Asker::Terminal);
+        }
+        let program = std::env::var_os("SSH_ASKPASS")
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| {
+                let default = PathBuf::from("/usr/bin/ssh-askpass");
+                default.exists().then_some(default)
+            });
+        Questions::new(match program {
+            Some(program) => Asker::Askpass(program),
+            None => Asker::Nobody,
+        })
+    }
+
+    pub fn can_ask(&self) -> bool {
+        !matches!(self.asker, Asker::Nobody)
+    }
+
+    /// True only for a clear yes.
+    pub fn confirm(&self, question: &str) -> Result<bool, String> {
+        let _turn = self
+            .one_at_a_time
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match &self.asker {
+            Asker::Terminal => on_terminal(question),
+            Asker::Askpass(program) => through_askpass(program, question),
+            Asker::Nobody => Err(
+                "there is no way to ask (no terminal, no SSH_ASKPASS): nothing is signed".into(),
+            ),
+        }
+    }
+}
+
+fn on_terminal(question: &str) -> Result<bool, String> {
+    let mut tty = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")
+        .map_err(|e| format!("cannot ask on the terminal: {e}"))?;
+    // Typed-ahead (or injected) input is not an answer to this question.
+    let _ = nix::sys::termios::tcflush(&tty, nix::sys::termios::FlushArg::TCIFLUSH);
+    write!(tty, "\n{question} [yes/no] ").map_err(|e| e.to_string())?;
+    tty.flush().map_err(|e| e.to_string())?;
+    let mut answer = String::new();
+    BufReader::new(tty)
+        .take(64)
+        .read_line(&mut answer)
+        .map_err(|e| e.to_string())?;
+    Ok(answer.trim().eq_ignore_ascii_case("yes"))
+}
+
+fn through_askpass(program: &PathBuf, question: &str) -> Result<bool, String> {
+    let mut child = Command::new(program)
+        .arg(question)
+        .env("SSH_ASKPASS_PROMPT", "confirm")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot run {}: {e}", program.display()))?;
+    let mut stdout = child.stdout.take();
+    let reader = std::thread::spawn(move || {
+        let mut answer = String::new();
+        if let Some(out) = stdout.as_mut() {
+            let _ = out.take(256).read_to_string(&mut answer);
+        }
+        answer
+    });
+    let deadline = Instant::now() + ANSWER_WAIT;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "{} gave no answer within {} seconds",
+                    program.display(),
+                    ANSWER_WAIT.as_secs()
+                ));
+            }
+        }
+    };
+    let answer = reader.join().unwrap_or_default();
+    let answer = answer.trim();
+    Ok(status.success() && (answer.is_empty() || answer.eq_ignore_ascii_case("yes")))
+}
