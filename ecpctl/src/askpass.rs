@@ -97,7 +97,17 @@ pub fn run(args: &AskpassArgs) -> Result<(), Failure> {
         nix::unistd::geteuid().is_root(),
         |name| std::env::var_os(name),
     );
-    let passphrase_file = passphrase_file.filter(|_| token_key.pkcs11.is_none());
+    let mut token_key = token_key;
+    // With an ecp agent running, askpass signs through it unless a key
+    // file or token is named: the passphrase was typed once, at its start.
+    if key.is_none()
+        && token_key.pkcs11.is_none()
+        && std::env::var_os("ECP_AUTH_SOCK").is_some_and(|s| !s.is_empty())
+    {
+        token_key.agent = true;
+    }
+    let passphrase_file =
+        passphrase_file.filter(|_| token_key.pkcs11.is_none() && !token_key.agent);
     let signature = crate::sign::sign_token(
         token,
         key.as_deref(),

@@ -469,6 +469,18 @@ pub struct KeygenArgs {
     /// the request) to DIR: the private key never leaves the token.
     #[arg(long, value_name = "URI", conflicts_with = "passphrase_file")]
     pub pkcs11: Option<String>,
+    /// Use a key an ssh agent holds ($ECP_AUTH_SOCK, else $SSH_AUTH_SOCK:
+    /// OpenSSH's ssh-agent, gpg-agent, a TPM- or Secure-Enclave-backed
+    /// agent, a token through ssh-agent's PKCS#11 support). The agent signs
+    /// the certificate (or, with --csr, the request); only that is written
+    /// to DIR. Any ecdsa-sha2-nistp256 key will do (ssh-keygen -t ecdsa -b
+    /// 256); sign with `--agent` afterwards.
+    #[arg(long, conflicts_with_all = ["passphrase_file", "pkcs11"])]
+    pub agent: bool,
+    /// With --agent: which key, by its OpenSSH fingerprint (SHA256:…, as
+    /// `ssh-add -l` shows) or comment [default: the agent's only P-256 key].
+    #[arg(long, value_name = "FINGERPRINT|COMMENT", requires = "agent")]
+    pub agent_key: Option<String>,
     /// With --pkcs11: use the key already on the token instead of making one.
     #[arg(long, requires = "pkcs11")]
     pub existing: bool,
@@ -692,6 +704,14 @@ pub struct TokenArgs {
     /// URI's pin-source, else asked on the terminal without echo].
     #[arg(long, value_name = "FILE")]
     pub pin_file: Option<PathBuf>,
+    /// Sign with a key held by an ssh agent: the ecp agent at
+    /// $ECP_AUTH_SOCK, else the agent at $SSH_AUTH_SOCK (any
+    /// ecdsa-sha2-nistp256 key: OpenSSH's ssh-agent, gpg-agent, a TPM- or
+    /// token-backed agent). The key is the one whose certificate is given
+    /// (--cert, else ~/.config/ecp/certificate.pem) or that ecpd lets
+    /// sign, else the agent's only P-256 key.
+    #[arg(long, conflicts_with_all = ["pkcs11", "pkcs11_module", "pin_file"])]
+    pub agent: bool,
 }
 
 fn parse_user(raw: &str) -> Result<UserName, String> {

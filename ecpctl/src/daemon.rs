@@ -368,15 +368,41 @@ pub fn cleanup(bus: &str) -> Result<(), Failure> {
     })
 }
 
+/// The keys ecpd lets sign for `user` now (its SigningKeys): which key
+/// of an agent `--agent` means.
+pub fn signing_keys(bus: &str, user: &str) -> Result<Vec<p256::ecdsa::VerifyingKey>, Failure> {
+    use p256::pkcs8::DecodePublicKey;
+    let keys = zbus::block_on(async {
+        let conn = connect(bus).await?;
+        let auth = AuthProxy::new(&conn)
+            .await
+            .map_err(|e| Failure::DaemonUnreachable(e.to_string()))?;
+        call(auth.signing_keys(user).await)
+    })?;
+    Ok(keys
+        .iter()
+        .filter_map(|der| p256::ecdsa::VerifyingKey::from_public_key_der(der).ok())
+        .collect())
+}
+
 pub fn test_login(bus: &str, args: &TestLoginArgs) -> Result<(), Failure> {
     // Unlock first: the challenge's short life should not run while the
     // user types a passphrase or PIN.
     let certificate = presented_for(args.key.as_deref(), args.cert.as_deref(), &args.token_key)?;
-    let key = crate::keys::unlock(
-        args.key.as_deref(),
-        args.passphrase_file.as_deref(),
-        &args.token_key,
-    )?;
+    let key = if args.token_key.agent && args.key.is_none() && args.passphrase_file.is_none() {
+        // The given certificate's key, else any that ecpd lets sign.
+        let wanted = match crate::keys::certificate_key(args.cert.as_deref())? {
+            Some(key) if args.cert.is_some() => vec![key],
+            _ => signing_keys(bus, args.user.as_str())?,
+        };
+        crate::keys::unlock_in_agent(Some(&wanted))?
+    } else {
+        crate::keys::unlock(
+            args.key.as_deref(),
+            args.passphrase_file.as_deref(),
+            &args.token_key,
+        )?
+    };
     zbus::block_on(async {
         let conn = connect(bus).await?;
         let auth = AuthProxy::new(&conn)

@@ -19,6 +19,9 @@ pub fn run(args: &KeygenArgs) -> Result<(), Failure> {
     if let Some(uri) = &args.pkcs11 {
         return keygen_on_token(args, uri);
     }
+    if args.agent {
+        return keygen_in_agent(args);
+    }
     // Check before asking anything, so a refusal costs the user nothing.
     prepare_output(&args.out, args.force)?;
     let passphrase = new_passphrase(args.passphrase_file.as_deref())?;
@@ -73,15 +76,7 @@ fn write_key_and_request(
 /// `keygen --pkcs11`: the key pair on the token (made now, or the one
 /// there with --existing); only the certificate or request is written.
 fn keygen_on_token(args: &KeygenArgs, uri: &str) -> Result<(), Failure> {
-    let file = args.out.join(if args.csr {
-        REQUEST_FILE
-    } else {
-        CERTIFICATE_FILE
-    });
-    if !args.force && file.symlink_metadata().is_ok() {
-        return Err(Failure::File(FileError::AlreadyExists { path: file }));
-    }
-    create_output_dir(&args.out)?;
+    let file = output_file(args)?;
     let options = crate::token::TokenOptions {
         module: args.pkcs11_module.clone(),
         pin_file: args.pin_file.clone(),
@@ -91,15 +86,49 @@ fn keygen_on_token(args: &KeygenArgs, uri: &str) -> Result<(), Failure> {
     } else {
         crate::token::TokenKey::generate(uri, &options)?
     };
+    println!("key:          on token {} ({uri})", key.token_label);
+    write_signed_by(args, &key, &file, &format!("sign with `--pkcs11 '{uri}'`"))
+}
+
+/// `keygen --agent`: the key an ssh agent holds; only the certificate or
+/// request is written.
+fn keygen_in_agent(args: &KeygenArgs) -> Result<(), Failure> {
+    use crate::agent_key::{AgentKey, Wanted};
+    let file = output_file(args)?;
+    let key = AgentKey::open(Wanted::Named(args.agent_key.as_deref()))?;
+    println!("key:          in the agent: {}", key.description());
+    write_signed_by(args, &key, &file, "sign with `--agent`")
+}
+
+/// Where the certificate (or request) of a key kept elsewhere goes; the
+/// directory is made, an existing file refused without --force.
+fn output_file(args: &KeygenArgs) -> Result<std::path::PathBuf, Failure> {
+    let file = args.out.join(if args.csr {
+        REQUEST_FILE
+    } else {
+        CERTIFICATE_FILE
+    });
+    if !args.force && file.symlink_metadata().is_ok() {
+        return Err(Failure::File(FileError::AlreadyExists { path: file }));
+    }
+    create_output_dir(&args.out)?;
+    Ok(file)
+}
+
+/// Has `key` sign the certificate (or request) and writes it to `file`.
+fn write_signed_by(
+    args: &KeygenArgs,
+    key: &impl ecp_core::certificate::P256Signer,
+    file: &Path,
+    how_to_sign: &str,
+) -> Result<(), Failure> {
     let text = if args.csr {
-        ecp_core::issue::build_certificate_request(&key, &args.user)
+        ecp_core::issue::build_certificate_request(key, &args.user)
             .map_err(|e| Failure::CheckFailed(e.to_string()))?
     } else {
-        build_self_signed_certificate(&key, &args.user, args.days)?
+        build_self_signed_certificate(key, &args.user, args.days)?
     };
-    write_file_atomically(&file, text.as_bytes(), 0o644, None, args.force)
-        .map_err(Failure::File)?;
-    println!("key:          on token {} ({uri})", key.token_label);
+    write_file_atomically(file, text.as_bytes(), 0o644, None, args.force).map_err(Failure::File)?;
     if args.csr {
         println!("request:      {} (mode 0644)", file.display());
         println!(
@@ -112,7 +141,7 @@ fn keygen_on_token(args: &KeygenArgs, uri: &str) -> Result<(), Failure> {
         println!("fingerprint:  {}", cert.fingerprint());
         println!("valid until:  {}", format_utc(cert.not_after()));
         println!(
-            "next step:    as root, `ecpctl enroll {} --cert {}`; sign with `--pkcs11 '{uri}'`",
+            "next step:    as root, `ecpctl enroll {} --cert {}`; {how_to_sign}",
             args.user,
             file.display()
         );

@@ -45,6 +45,7 @@ pub fn expected_owner() -> ExpectedOwner {
 pub enum UnlockedKey {
     File(SigningKey),
     Token(Box<crate::token::TokenKey>),
+    Agent(Box<crate::agent_key::AgentKey>),
 }
 
 impl UnlockedKey {
@@ -54,6 +55,7 @@ impl UnlockedKey {
         let signature = match self {
             UnlockedKey::File(key) => key.sign(message),
             UnlockedKey::Token(token) => token.sign_message(message)?,
+            UnlockedKey::Agent(agent) => agent.sign_message(message)?,
         };
         Ok(ecp_core::challenge::signature_text(&signature))
     }
@@ -66,6 +68,16 @@ pub fn unlock(
     passphrase_file: Option<&Path>,
     token: &crate::cli::TokenArgs,
 ) -> Result<UnlockedKey, Failure> {
+    if token.agent {
+        if key.is_some() || passphrase_file.is_some() {
+            return Err(Failure::Usage(
+                "--agent signs with a key in an agent: leave out --key and --passphrase-file"
+                    .into(),
+            ));
+        }
+        let hint = certificate_key(None)?;
+        return unlock_in_agent(hint.as_ref().map(std::slice::from_ref));
+    }
     match &token.pkcs11 {
         Some(_) if key.is_some() || passphrase_file.is_some() => Err(Failure::Usage(
             "--pkcs11 names the key: leave out --key and --passphrase-file".into(),
@@ -89,6 +101,43 @@ pub fn unlock(
     }
 }
 
+/// The agent key among `wanted` (None: the agent's only P-256 key).
+pub fn unlock_in_agent(
+    wanted: Option<&[p256::ecdsa::VerifyingKey]>,
+) -> Result<UnlockedKey, Failure> {
+    use crate::agent_key::{AgentKey, Wanted};
+    let wanted = match wanted {
+        Some(keys) => Wanted::OneOf(keys),
+        None => Wanted::Named(None),
+    };
+    Ok(UnlockedKey::Agent(Box::new(AgentKey::open(wanted)?)))
+}
+
+/// The public key of `cert`, else of ~/.config/ecp/certificate.pem if
+/// there is one: which agent key `--agent` means.
+pub fn certificate_key(cert: Option<&Path>) -> Result<Option<p256::ecdsa::VerifyingKey>, Failure> {
+    let path = match cert {
+        Some(path) => path.to_path_buf(),
+        None => {
+            let default = default_key_path(&home_dir()?)
+                .with_file_name(ecp_core::user_files::CERTIFICATE_FILE);
+            if !default.exists() {
+                return Ok(None);
+            }
+            default
+        }
+    };
+    let pem = ecp_core::keyfile_io::read_owned_file(
+        &path,
+        ExpectedOwner::Anyone,
+        ecp_core::certificate::MAX_CERTIFICATE_LEN,
+    )
+    .map_err(Failure::File)?;
+    Ok(Some(
+        *ecp_core::certificate::parse_user_certificate_pem(&pem)?.public_key(),
+    ))
+}
+
 /// The certificate to present with a signature by the key the arguments
 /// name: for a token only the one given (`cert`); for a key file, as
 /// [`presented_certificate`] finds it.
@@ -97,7 +146,7 @@ pub fn presented_for(
     cert: Option<&Path>,
     token: &crate::cli::TokenArgs,
 ) -> Result<Option<Vec<u8>>, Failure> {
-    if token.pkcs11.is_some() {
+    if token.pkcs11.is_some() || token.agent {
         return match cert {
             Some(cert) => presented_certificate(Path::new(""), Some(cert)),
             None => Ok(None),

@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 mod agent;
+mod agent_key;
 mod approved;
 mod askpass;
 mod ca;

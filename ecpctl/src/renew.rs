@@ -27,8 +27,13 @@ fn caller_name() -> Result<UserName, Failure> {
     UserName::parse(&account.name).map_err(|e| Failure::Usage(e.to_string()))
 }
 
-/// The current key: a key file, or a token with --pkcs11.
-fn current_key(args: &RenewArgs) -> Result<UnlockedKey, Failure> {
+/// The current key: a key file, a token with --pkcs11, or with --agent the
+/// agent key that ecpd lets sign for `user`.
+fn current_key(bus: &str, args: &RenewArgs, user: &UserName) -> Result<UnlockedKey, Failure> {
+    if args.token_key.agent && args.key.is_none() && args.passphrase_file.is_none() {
+        let wanted = crate::daemon::signing_keys(bus, user.as_str())?;
+        return crate::keys::unlock_in_agent(Some(&wanted));
+    }
     crate::keys::unlock(
         args.key.as_deref(),
         args.passphrase_file.as_deref(),
@@ -127,7 +132,7 @@ pub fn run(bus: &str, args: &RenewArgs) -> Result<(), Failure> {
     match (&args.key_out, &args.cert) {
         (Some(dir), _) => {
             prepare_output(dir, args.force)?;
-            let current = current_key(args)?;
+            let current = current_key(bus, args, &user)?;
             let new_key = generate_signing_key();
             let days = args
                 .days
@@ -139,7 +144,7 @@ pub fn run(bus: &str, args: &RenewArgs) -> Result<(), Failure> {
         }
         (None, Some(cert)) => {
             let pem = read_text_file(cert)?;
-            let current = current_key(args)?;
+            let current = current_key(bus, args, &user)?;
             finish(bus, args, &user, &current, &pem, None)
         }
         (None, None) => Err(Failure::Usage(

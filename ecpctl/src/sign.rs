@@ -41,7 +41,12 @@ pub fn sign_token(
     eprintln!("{}", describe(&challenge, now));
 
     let certificate_der = presented_for(key, cert, token_key)?;
-    let key = unlock(key, passphrase_file, token_key)?;
+    let key = if token_key.agent && key.is_none() && passphrase_file.is_none() {
+        let wanted = crate::keys::certificate_key(cert)?;
+        crate::keys::unlock_in_agent(wanted.as_ref().map(std::slice::from_ref))?
+    } else {
+        unlock(key, passphrase_file, token_key)?
+    };
     Ok(SignedAnswer {
         signature: key.sign(&challenge.signed_bytes())?,
         certificate_der,
