@@ -7,6 +7,7 @@ pub mod ca;
 pub mod daemon;
 pub mod directory;
 pub mod pam;
+pub mod sshd;
 pub mod token;
 
 use std::ffi::OsStr;

@@ -35,7 +35,10 @@ impl Questions {
     /// The asker for an agent: the terminal in the foreground (if it has
     /// one), else $SSH_ASKPASS, else ssh's default askpass if installed.
     pub fn for_agent(foreground: bool) -> Questions {
-        if foreground && std::fs::File::open("/dev/tty").is_ok() {
+        // SSH_ASKPASS_REQUIRE=force asks through askpass even with a
+        // terminal, as it makes ssh do.
+        let forced = std::env::var_os("SSH_ASKPASS_REQUIRE").is_some_and(|v| v == "force");
+        if foreground && !forced && std::fs::File::open("/dev/tty").is_ok() {
             return Questions::new(Asker::Terminal);
         }
         let program = std::env::var_os("SSH_ASKPASS")

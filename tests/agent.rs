@@ -1,0 +1,515 @@
+//! The ecp agent and ssh-agent keys, with the real programs: `ecpctl
+//! agent` served to ssh-add, ssh-keygen, ssh -A, sshd and sudo; and
+//! OpenSSH's own ssh-agent holding a P-256 key used as an ecp key.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use ecp_tests::daemon::{running_as_root, TestDaemon};
+use ecp_tests::pam::PamServices;
+use ecp_tests::sshd::*;
+use ecp_tests::{binary, Run};
+
+/// `ecpctl agent -D` with `key`, its log (standard error) in `dir`, its
+/// questions answered by `dir`/confirm (which records each in
+/// `dir`/questions and answers what `dir`/answer says).
+struct Agent {
+    child: Child,
+    socket: PathBuf,
+    log: PathBuf,
+    questions: PathBuf,
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Agent {
+    fn start(dir: &Path, key: &Path, passphrase: &Path, known_hosts: &Path) -> Agent {
+        let confirm = dir.join("confirm");
+        let questions = dir.join("questions");
+        let answer = dir.join("answer");
+        std::fs::write(&answer, "yes\n").unwrap();
+        write_script(
+            &confirm,
+            &format!(
+                "#!/bin/sh\nprintf '%s\\n---\\n' \"$1\" >> '{}'\n[ \"$SSH_ASKPASS_PROMPT\" = confirm ] || exit 1\ngrep -qx yes '{}'\n",
+                questions.display(),
+                answer.display()
+            ),
+        );
+        let log = dir.join("agent.log");
+        let mut child = Command::new(binary("ecpctl"))
+            .args(["agent", "-D", "--key"])
+            .arg(key)
+            .arg("--passphrase-file")
+            .arg(passphrase)
+            .arg("--known-hosts")
+            .arg(known_hosts)
+            .arg("--socket")
+            .arg(dir.join("agent.sock"))
+            .env("SSH_ASKPASS", &confirm)
+            .env("SSH_ASKPASS_REQUIRE", "force")
+            .env("HOME", dir.join("home"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("ecpctl agent");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let first = lines.next().unwrap().unwrap();
+        let socket = first
+            .strip_prefix("ECP_AUTH_SOCK=")
+            .and_then(|rest| rest.split(';').next())
+            .unwrap_or_else(|| panic!("unexpected first line: {first}"))
+            .to_owned();
+        assert!(lines.next().unwrap().unwrap().starts_with("ECP_AGENT_PID="));
+        Agent {
+            child,
+            socket: PathBuf::from(socket),
+            log,
+            questions,
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn questions(&self) -> String {
+        std::fs::read_to_string(&self.questions).unwrap_or_default()
+    }
+}
+
+/// A key made by keygen in `dir`/key with passphrase file `dir`/passphrase.
+fn client_key(dir: &Path, user: &str) -> (PathBuf, PathBuf) {
+    let passphrase = dir.join("passphrase");
+    std::fs::write(&passphrase, format!("{PASSPHRASE}\n")).unwrap();
+    ecp_tests::ecpctl(&[
+        "keygen",
+        "--user",
+        user,
+        "--out",
+        dir.join("key").to_str().unwrap(),
+        "--passphrase-file",
+        passphrase.to_str().unwrap(),
+    ])
+    .ok();
+    (dir.join("key/private_key.pem"), passphrase)
+}
+
+#[test]
+fn the_agent_lists_its_keys_and_signs_nothing_but_ecp_challenges() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, passphrase) = client_key(dir.path(), "alice");
+    let known_hosts = dir.path().join("known_hosts");
+    std::fs::write(&known_hosts, "").unwrap();
+    let agent = Agent::start(dir.path(), &key, &passphrase, &known_hosts);
+    let mode = std::fs::metadata(&agent.socket).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
+        0o600
+    );
+
+    let listed = Command::new("ssh-add")
+        .arg("-L")
+        .env("SSH_AUTH_SOCK", &agent.socket)
+        .output()
+        .unwrap();
+    assert!(listed.status.success());
+    let public = String::from_utf8(listed.stdout).unwrap();
+    assert!(public.starts_with("ecdsa-sha2-nistp256 "), "{public}");
+    let fingerprints = Command::new("ssh-add")
+        .arg("-l")
+        .env("SSH_AUTH_SOCK", &agent.socket)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&fingerprints.stdout).contains("(ECDSA)"));
+
+    // ssh-keygen -Y sign asks the agent to sign a file: refused.
+    let pubkey = dir.path().join("key.pub");
+    std::fs::write(&pubkey, &public).unwrap();
+    let data = dir.path().join("data");
+    std::fs::write(&data, "not an ecp challenge\n").unwrap();
+    let signed = Command::new("ssh-keygen")
+        .args(["-Y", "sign", "-n", "file", "-f"])
+        .arg(&pubkey)
+        .arg(&data)
+        .env("SSH_AUTH_SOCK", &agent.socket)
+        .output()
+        .unwrap();
+    assert!(!signed.status.success());
+    assert!(
+        String::from_utf8_lossy(&signed.stderr).contains("agent refused"),
+        "{}",
+        String::from_utf8_lossy(&signed.stderr)
+    );
+    assert!(!data.with_extension("sig").exists());
+    assert!(
+        agent.log().contains("this agent signs only ecp challenges"),
+        "{}",
+        agent.log()
+    );
+    assert!(agent.questions().is_empty(), "nothing was asked");
+}
+
+/// The ssh command line: keyboard-interactive only, the host known as
+/// `alias` in `known_hosts`, the agent forwarded, running `command`.
+fn ssh_forwarding(
+    user: &str,
+    port: u16,
+    alias: &str,
+    known_hosts: &Path,
+    command: &str,
+) -> Vec<String> {
+    [
+        "ssh",
+        "-A",
+        "-p",
+        &port.to_string(),
+        "-o",
+        &format!("HostKeyAlias={alias}"),
+        "-o",
+        &format!("UserKnownHostsFile={}", known_hosts.display()),
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        "PreferredAuthentications=keyboard-interactive",
+        "-o",
+        "NumberOfPasswordPrompts=1",
+        "-o",
+        "LogLevel=ERROR",
+        "-F",
+        "/dev/null",
+        &format!("{user}@127.0.0.1"),
+        command,
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
+fn run_ssh(args: &[String], env: &[(&str, &Path)]) -> Run {
+    let mut command = Command::new("setsid");
+    command.arg("-w").args(args).stdin(Stdio::null());
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    Run::from_output("ssh", command.output().unwrap())
+}
+
+/// `name KEY` for the host key in `dir`/host_key.pub, hashed as ssh's
+/// HashKnownHosts writes it.
+fn known_hosts_line(dir: &Path, name: &str) -> String {
+    let public = std::fs::read_to_string(dir.join("host_key.pub")).unwrap();
+    let mut fields = public.split_whitespace();
+    let (kind, key) = (fields.next().unwrap(), fields.next().unwrap());
+    format!("{name} {kind} {key}\n")
+}
+
+fn hash_known_hosts(path: &Path) {
+    let status = Command::new("ssh-keygen")
+        .arg("-q")
+        .arg("-H")
+        .arg("-f")
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let text = std::fs::read_to_string(path).unwrap();
+    assert!(text.starts_with("|1|"), "{text}");
+}
+
+#[test]
+fn sudo_over_ssh_is_signed_through_the_forwarded_agent_and_a_relay_is_refused() {
+    if !running_as_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let daemon =
+        TestDaemon::start("host_name = \"agent-host\"\nchallenges_per_user_per_minute = 0\n");
+    let client = tempfile::tempdir().unwrap();
+    let (user, key) = enrolled_user(&daemon, client.path());
+    std::fs::create_dir_all(client.path().join("home")).unwrap();
+
+    // The server: sshd (password, then a challenge) whose sessions see a
+    // sudo whose PAM stack is the password, then pam_ecp mode=agent.
+    // sudo clears its environment before PAM runs: the agent's socket
+    // must be kept, as for every agent-based sudo module.
+    let (_etc, pam_d, sudoers) = sudo_setup_with(
+        &daemon,
+        &user,
+        "mode=agent",
+        "Defaults env_keep += \"SSH_AUTH_SOCK\"\n",
+    );
+    let server = tempfile::tempdir().unwrap();
+    let services = PamServices::new();
+    services.add(
+        "sshd-ecp",
+        &format!(
+            "auth requisite pam_unix.so\nauth required $MODULE mode=challenge bus={}\n\
+             account required pam_unix.so\nsession required pam_permit.so\n",
+            daemon.address()
+        ),
+    );
+    let port = free_port();
+    let _sshd = start_sshd_seeing(server.path(), &services, port, Some((&pam_d, &sudoers)));
+
+    // A second server, the compromised one: password only.
+    let relay = tempfile::tempdir().unwrap();
+    let relay_services = PamServices::new();
+    relay_services.add(
+        "sshd-ecp",
+        "auth required pam_unix.so\naccount required pam_unix.so\nsession required pam_permit.so\n",
+    );
+    let relay_port = free_port();
+    let _relay_sshd = start_sshd(relay.path(), &relay_services, relay_port);
+
+    // The user's known_hosts, hashed as Debian's ssh writes it.
+    let known_hosts = client.path().join("known_hosts");
+    std::fs::write(
+        &known_hosts,
+        known_hosts_line(server.path(), "agent-host")
+            + &known_hosts_line(relay.path(), "relay-host"),
+    )
+    .unwrap();
+    hash_known_hosts(&known_hosts);
+
+    let agent = Agent::start(
+        client.path(),
+        &key,
+        &client.path().join("passphrase"),
+        &known_hosts,
+    );
+    approve(client.path(), &user.name, "agent-host");
+    let askpass = client.path().join("askpass");
+    askpass_script_with(&askpass, "", "", PASSWORD);
+    let env = [
+        ("SSH_AUTH_SOCK", agent.socket.as_path()),
+        ("ECP_AUTH_SOCK", agent.socket.as_path()),
+        ("SSH_ASKPASS", askpass.as_path()),
+        ("SSH_ASKPASS_REQUIRE", Path::new("force")),
+        ("HOME", &client.path().join("home")),
+    ];
+    let sudo = format!("echo '{PASSWORD}' | sudo -S -k true && echo sudo-ok");
+
+    // The ssh login is signed by the agent through askpass, the sudo in
+    // the session through the forwarded agent: nothing typed but the
+    // password, one question on the user's machine.
+    let first = run_ssh(
+        &ssh_forwarding(&user.name, port, "agent-host", &known_hosts, &sudo),
+        &env,
+    );
+    assert_eq!(first.code, 0, "{}\nagent: {}", first.stderr, agent.log());
+    assert!(first.stdout.contains("sudo-ok"), "{}", first.stdout);
+    let questions = agent.questions();
+    assert_eq!(questions.matches("---").count(), 1, "{questions}");
+    assert!(
+        questions.contains(&format!("{}@agent-host", user.name))
+            && questions.contains("sudo-ecp")
+            && questions.contains("forwarded connection to agent-host"),
+        "{questions}"
+    );
+    let approved =
+        std::fs::read_to_string(client.path().join("home/.config/ecp/approved_hosts")).unwrap();
+    assert!(
+        approved.contains(&format!("{}@agent-host sudo-ecp agent@SHA256:", user.name)),
+        "{approved}"
+    );
+
+    // Remembered: the next sudo is signed without a question.
+    let second = run_ssh(
+        &ssh_forwarding(&user.name, port, "agent-host", &known_hosts, &sudo),
+        &env,
+    );
+    assert_eq!(second.code, 0, "{}\nagent: {}", second.stderr, agent.log());
+    assert!(second.stdout.contains("sudo-ok"));
+    assert_eq!(agent.questions().matches("---").count(), 1);
+
+    // The relay: the other server hands the user a live challenge of
+    // agent-host and has it signed through the forwarded agent. Refused
+    // without a question, and logged.
+    let token = zbus::block_on(async {
+        let conn = daemon.connect();
+        ecp_core::bus::AuthProxy::new(&conn)
+            .await
+            .unwrap()
+            .challenge(&user.name, "sudo-ecp", "")
+            .await
+            .unwrap()
+    });
+    let ecpctl = ecp_tests::binary_copy_in(daemon.bus.dir(), "ecpctl");
+    let relayed = run_ssh(
+        &ssh_forwarding(
+            &user.name,
+            relay_port,
+            "relay-host",
+            &known_hosts,
+            &format!("{} sign --agent {token}; echo exit=$?", ecpctl.display()),
+        ),
+        &env,
+    );
+    assert!(
+        relayed.stdout.contains("exit=11"),
+        "{}\n{}",
+        relayed.stdout,
+        relayed.stderr
+    );
+    assert!(
+        relayed.stderr.contains("agent refused to sign"),
+        "{}",
+        relayed.stderr
+    );
+    assert_eq!(agent.questions().matches("---").count(), 1, "no question");
+    assert!(agent.log().contains("relay refused"), "{}", agent.log());
+
+    // With the agent gone, sudo fails and says why.
+    drop(agent);
+    let keyfile_askpass = client.path().join("askpass-keyfile");
+    askpass_script(&keyfile_askpass, &key, PASSWORD);
+    let gone = run_ssh(
+        &ssh_forwarding(&user.name, port, "agent-host", &known_hosts, &sudo),
+        &[
+            ("SSH_AUTH_SOCK", &client.path().join("agent.sock")),
+            ("SSH_ASKPASS", keyfile_askpass.as_path()),
+            ("SSH_ASKPASS_REQUIRE", Path::new("force")),
+            ("ECP_PASSPHRASE_FILE", &client.path().join("passphrase")),
+            ("HOME", &client.path().join("home")),
+        ],
+    );
+    assert!(!gone.stdout.contains("sudo-ok"), "{}", gone.stdout);
+    assert!(gone.stderr.contains("ecp: "), "{}", gone.stderr);
+}
+
+#[test]
+fn a_p256_key_in_openssh_agent_is_an_ecp_key() {
+    if !running_as_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let daemon = TestDaemon::start("host_name = \"sa-host\"\nchallenges_per_user_per_minute = 0\n");
+    let client = tempfile::tempdir().unwrap();
+    let user = ecp_tests::daemon::TestUser::create(daemon.bus.dir());
+    user.enable_login(PASSWORD);
+    let socket = client.path().join("ssh-agent.sock");
+    let mut ssh_agent = Command::new("ssh-agent")
+        .args(["-D", "-a"])
+        .arg(&socket)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !socket.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let id = client.path().join("id_ecdsa");
+    let made = Command::new("ssh-keygen")
+        .args([
+            "-q",
+            "-t",
+            "ecdsa",
+            "-b",
+            "256",
+            "-N",
+            "",
+            "-C",
+            "laptop-key",
+            "-f",
+        ])
+        .arg(&id)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let added = Command::new("ssh-add")
+        .arg("-q")
+        .arg(&id)
+        .env("SSH_AUTH_SOCK", &socket)
+        .status()
+        .unwrap();
+    assert!(added.success());
+    std::fs::remove_file(&id).unwrap(); // only the agent holds it now
+
+    let with_agent = |args: &[&str]| {
+        let out = Command::new(binary("ecpctl"))
+            .args(["--bus", daemon.address()])
+            .args(args)
+            .env("SSH_AUTH_SOCK", &socket)
+            .env_remove("ECP_AUTH_SOCK")
+            .output()
+            .unwrap();
+        Run::from_output(&format!("ecpctl {args:?}"), out)
+    };
+    let out = client.path().join("cert");
+    let keygen = with_agent(&[
+        "keygen",
+        "--agent",
+        "--agent-key",
+        "laptop-key",
+        "--user",
+        &user.name,
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(keygen.code, 0, "{}", keygen.stderr);
+    assert!(!out.join("private_key.pem").exists(), "no key is written");
+    // OpenSSL reads the certificate and its key is the agent's.
+    let openssl_key = Command::new("openssl")
+        .args(["x509", "-noout", "-pubkey", "-in"])
+        .arg(out.join("certificate.pem"))
+        .output()
+        .unwrap();
+    let ssh_key = Command::new("ssh-keygen")
+        .args(["-e", "-m", "PKCS8", "-f"])
+        .arg(id.with_extension("pub"))
+        .output()
+        .unwrap();
+    assert_eq!(openssl_key.stdout, ssh_key.stdout);
+
+    daemon
+        .ecpctl(&[
+            "enroll",
+            &user.name,
+            "--cert",
+            out.join("certificate.pem").to_str().unwrap(),
+        ])
+        .ok();
+    let login = with_agent(&["test-login", &user.name, "--agent"]);
+    assert_eq!(login.code, 0, "{}", login.stderr);
+    assert!(login.stdout.contains("accepted"), "{}", login.stdout);
+
+    // A whole ssh login, the challenge signed by OpenSSH's agent through
+    // askpass --agent.
+    let server = tempfile::tempdir().unwrap();
+    let (_services, _sshd, port) = sshd_with_ecp(&daemon, server.path());
+    approve(client.path(), &user.name, "sa-host");
+    let askpass = client.path().join("askpass");
+    askpass_script_with(&askpass, "--agent", "", PASSWORD);
+    let run = Command::new("setsid")
+        .arg("-w")
+        .args(ssh_args(&user.name, port, Some("sa-host")))
+        .env("SSH_ASKPASS", &askpass)
+        .env("SSH_ASKPASS_REQUIRE", "force")
+        .env("SSH_AUTH_SOCK", &socket)
+        .env("HOME", client.path().join("home"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let run = Run::from_output("ssh", run);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.contains(&format!("logged-in-as-{}", user.name)));
+
+    // Without the key in the agent, --agent fails with its own exit code.
+    let removed = Command::new("ssh-add")
+        .arg("-D")
+        .env("SSH_AUTH_SOCK", &socket)
+        .output()
+        .unwrap();
+    assert!(removed.status.success());
+    let refused = with_agent(&["test-login", &user.name, "--agent"]);
+    assert_eq!(refused.code, 11, "{}", refused.stderr);
+    let _ = ssh_agent.kill();
+    let _ = ssh_agent.wait();
+}
