@@ -139,6 +139,35 @@ fn keyfile_login_succeeds_with_the_passphrase_and_fails_without_it() {
 }
 
 #[test]
+fn mode_agent_signs_only_for_the_invoking_user_and_never_for_a_network_login() {
+    if !needs_root() {
+        return;
+    }
+    let s = Setup::new(true, 30);
+    s.service("ecp-agent", "mode=agent");
+    // root (pamtester's real uid, no PAM_RUSER) authenticating another
+    // account, as su to someone else does: that account's agent is not
+    // root's, and root's key does not sign for it.
+    let su_like = s.login("ecp-agent", "");
+    assert_eq!(su_like.code, 1, "{}", su_like.stderr);
+    assert!(
+        su_like
+            .stderr
+            .contains("the agent signs only for the person running the command"),
+        "{}",
+        su_like.stderr
+    );
+    // A login from the network never uses this process's agent.
+    let remote = s.login_from("ecp-agent", "198.51.100.4", "");
+    assert_eq!(remote.code, 1, "{}", remote.stderr);
+    assert!(
+        !remote.stderr.contains("ecp challenge"),
+        "{}",
+        remote.stderr
+    );
+}
+
+#[test]
 fn unsafe_key_files_are_refused_with_a_clear_error() {
     if !needs_root() {
         return;

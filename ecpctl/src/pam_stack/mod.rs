@@ -228,6 +228,14 @@ fn lint_stack(service: &str, stack: &[Entry], context: &Context) -> Vec<Finding>
                     .into(),
             );
         }
+        if service == "sshd" && ecp.option("mode") == Some("agent") {
+            say(
+                "sshd uses mode=agent: pam_ecp refuses it for a login from the network \
+                 (sshd's own SSH_AUTH_SOCK is not the remote person's), so no one logs \
+                 in; use mode=challenge, and mode=agent for sudo inside the session"
+                    .into(),
+            );
+        }
         if !complete {
             say(format!(
                 "the stack has more paths than the {MAX_RUNS} checked: the findings above \
@@ -637,6 +645,15 @@ auth\trequired\t\t\tpam_ecp.so nouserok
                 "sshd",
                 2,
                 "sshd uses mode=keyfile",
+            ),
+            (
+                &[(
+                    "sshd",
+                    "auth requisite pam_unix.so\nauth required pam_ecp.so mode=agent\n",
+                )],
+                "sshd",
+                2,
+                "sshd uses mode=agent",
             ),
             (
                 &[
