@@ -300,8 +300,24 @@ fn pam_logins(
     answer: &str,
     count: usize,
 ) -> f64 {
+    pam_logins_with_agent(services, service, user, answer, count, None)
+}
+
+/// As `pam_logins`, with SSH_AUTH_SOCK set to `agent` (mode=agent).
+fn pam_logins_with_agent(
+    services: &PamServices,
+    service: &str,
+    user: &str,
+    answer: &str,
+    count: usize,
+    agent: Option<&Path>,
+) -> f64 {
     let driver = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/pam_driver.py");
-    let out = std::process::Command::new("/usr/bin/python3")
+    let mut command = std::process::Command::new("/usr/bin/python3");
+    if let Some(agent) = agent {
+        command.env("SSH_AUTH_SOCK", agent);
+    }
+    let out = command
         .arg(driver)
         .args([service, user, answer, &count.to_string()])
         .env("LD_PRELOAD", "libpam_wrapper.so")
@@ -721,6 +737,55 @@ fn main() {
                "added_ms": round(per_login_ms), "cheap_kdf_ms": round(cheap_decrypt_ms), "added_besides_kdf_ms": round(overhead_ms)}),
     );
 
+    // 5b. The same login through mode=agent, the key in a local agent
+    //     (OpenSSH's ssh-agent: nothing asks a person), as sudo inside an
+    //     ssh session signs: no KDF, an identities and a sign request,
+    //     and the SigningKeys call, on top of the pair.
+    let agent_socket = work.path().join("agent.sock");
+    let mut ssh_agent = std::process::Command::new("ssh-agent")
+        .args(["-D", "-a"])
+        .arg(&agent_socket)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("ssh-agent");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !agent_socket.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let plain_key = work.path().join("plain.pem");
+    {
+        use p256::pkcs8::EncodePrivateKey;
+        let pem = key.to_pkcs8_pem(p256::pkcs8::LineEnding::LF).unwrap();
+        std::fs::write(&plain_key, pem.as_bytes()).unwrap();
+        std::fs::set_permissions(&plain_key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
+    }
+    let added = std::process::Command::new("ssh-add")
+        .arg("-q")
+        .arg(&plain_key)
+        .env("SSH_AUTH_SOCK", &agent_socket)
+        .status()
+        .unwrap();
+    assert!(added.success(), "ssh-add");
+    services.add(
+        "bench-agent",
+        &format!("auth required $MODULE mode=agent bus={address} daemon_user={me}\n"),
+    );
+    let agent_secs =
+        pam_logins_with_agent(&services, "bench-agent", &me, "x", logins, Some(&agent_socket));
+    let _ = ssh_agent.kill();
+    let _ = ssh_agent.wait();
+    let agent_login_ms = (agent_secs - permit_secs) * 1e3 / logins as f64;
+    let agent_overhead_ms = agent_login_ms - pair_p50;
+    println!(
+        "PAM login, agent mode (local ssh-agent): +{agent_login_ms:.2} ms over pam_permit; the bare pair {pair_p50:.2} ms; the agent path adds {agent_overhead_ms:.2} ms"
+    );
+    report.insert(
+        "pam_agent_login".into(),
+        json!({"logins": logins, "added_ms": round(agent_login_ms), "pair_p50_ms": round(pair_p50),
+               "agent_path_ms": round(agent_overhead_ms)}),
+    );
+
     // 6. Memory and store size over 10^6 challenges, default limits, each
     //    from a new source for a new user name, so that every throttling
     //    table fills up and must evict.
@@ -798,6 +863,12 @@ fn main() {
         "PAM login overhead besides the KDF < 10 ms",
         overhead_ms < 10.0,
         format!("{overhead_ms:.2} ms"),
+    );
+    check(
+        &mut targets,
+        "mode=agent login adds < 1 ms over the bare pair (no KDF per login)",
+        agent_overhead_ms < 1.0,
+        format!("{agent_overhead_ms:.2} ms"),
     );
     check(
         &mut targets,
