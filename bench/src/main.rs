@@ -757,8 +757,11 @@ fn main() {
         use p256::pkcs8::EncodePrivateKey;
         let pem = key.to_pkcs8_pem(p256::pkcs8::LineEnding::LF).unwrap();
         std::fs::write(&plain_key, pem.as_bytes()).unwrap();
-        std::fs::set_permissions(&plain_key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
-            .unwrap();
+        std::fs::set_permissions(
+            &plain_key,
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .unwrap();
     }
     let added = std::process::Command::new("ssh-add")
         .arg("-q")
@@ -771,18 +774,28 @@ fn main() {
         "bench-agent",
         &format!("auth required $MODULE mode=agent bus={address} daemon_user={me}\n"),
     );
-    let agent_secs =
-        pam_logins_with_agent(&services, "bench-agent", &me, "x", logins, Some(&agent_socket));
+    let agent_secs = pam_logins_with_agent(
+        &services,
+        "bench-agent",
+        &me,
+        "x",
+        logins,
+        Some(&agent_socket),
+    );
     let _ = ssh_agent.kill();
     let _ = ssh_agent.wait();
     let agent_login_ms = (agent_secs - permit_secs) * 1e3 / logins as f64;
-    let agent_overhead_ms = agent_login_ms - pair_p50;
+    // The bare pair as a PAM login: the key-file login above without its
+    // KDF (the module's bus connection, Challenge, a local signature,
+    // Verify). What the agent path adds is SigningKeys, the agent's
+    // connection, its key list and its signature.
+    let agent_overhead_ms = agent_login_ms - overhead_ms;
     println!(
-        "PAM login, agent mode (local ssh-agent): +{agent_login_ms:.2} ms over pam_permit; the bare pair {pair_p50:.2} ms; the agent path adds {agent_overhead_ms:.2} ms"
+        "PAM login, agent mode (local ssh-agent): +{agent_login_ms:.2} ms over pam_permit; the bare pair through PAM (key-file login without its KDF) {overhead_ms:.2} ms; the agent path adds {agent_overhead_ms:.2} ms"
     );
     report.insert(
         "pam_agent_login".into(),
-        json!({"logins": logins, "added_ms": round(agent_login_ms), "pair_p50_ms": round(pair_p50),
+        json!({"logins": logins, "added_ms": round(agent_login_ms), "bare_pair_login_ms": round(overhead_ms),
                "agent_path_ms": round(agent_overhead_ms)}),
     );
 
@@ -866,7 +879,7 @@ fn main() {
     );
     check(
         &mut targets,
-        "mode=agent login adds < 1 ms over the bare pair (no KDF per login)",
+        "mode=agent adds < 1 ms to the bare pair through PAM (no KDF per login)",
         agent_overhead_ms < 1.0,
         format!("{agent_overhead_ms:.2} ms"),
     );

@@ -270,8 +270,10 @@ pub struct AgentArgs {
 /// ssh runs it once per prompt, with the prompt as the argument. A prompt
 /// that carries "ecp challenge TOKEN" is answered with a signature made with
 /// your key file (the passphrase is asked on the terminal, or read from the
-/// file named by ECP_PASSPHRASE_FILE); any other prompt (your password) is
-/// shown on the terminal and your answer passed on.
+/// file named by ECP_PASSPHRASE_FILE), or through the ecp agent when
+/// ECP_AUTH_SOCK is set and no key file or token is named (then nothing is
+/// typed); any other prompt (your password) is shown on the terminal and
+/// your answer passed on.
 ///
 /// It signs only for logins on your approved list, ~/.config/ecp/approved_hosts
 /// (lines of "user@host service user@destination": the challenge's user,
