@@ -30,6 +30,17 @@ impl Drop for Agent {
 
 impl Agent {
     fn start(dir: &Path, key: &Path, passphrase: &Path, known_hosts: &Path) -> Agent {
+        Agent::start_with(dir, key, passphrase, known_hosts, None)
+    }
+
+    /// As `start`; with `upstream`, --upstream to the agent at that socket.
+    fn start_with(
+        dir: &Path,
+        key: &Path,
+        passphrase: &Path,
+        known_hosts: &Path,
+        upstream: Option<&Path>,
+    ) -> Agent {
         let confirm = dir.join("confirm");
         let questions = dir.join("questions");
         let answer = dir.join("answer");
@@ -43,8 +54,13 @@ impl Agent {
             ),
         );
         let log = dir.join("agent.log");
-        let mut child = Command::new(binary("ecpctl"))
-            .args(["agent", "-D", "--key"])
+        let mut command = Command::new(binary("ecpctl"));
+        command.args(["agent", "-D"]);
+        if let Some(upstream) = upstream {
+            command.arg("--upstream").env("SSH_AUTH_SOCK", upstream);
+        }
+        let mut child = command
+            .arg("--key")
             .arg(key)
             .arg("--passphrase-file")
             .arg(passphrase)
@@ -155,6 +171,126 @@ fn the_agent_lists_its_keys_and_signs_nothing_but_ecp_challenges() {
         agent.log()
     );
     assert!(agent.questions().is_empty(), "nothing was asked");
+}
+
+/// OpenSSH's ssh-agent on `socket`, running until dropped.
+struct SshAgent(Child);
+
+impl Drop for SshAgent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn ssh_agent(socket: &Path) -> SshAgent {
+    let child = Command::new("ssh-agent")
+        .args(["-D", "-a"])
+        .arg(socket)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !socket.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    SshAgent(child)
+}
+
+/// A new key of `kind` (ssh-keygen -t) added to the agent at `socket`;
+/// the path of its public half.
+fn add_ssh_key(dir: &Path, socket: &Path, kind: &[&str], comment: &str) -> PathBuf {
+    let id = dir.join(format!("id_{comment}"));
+    let made = Command::new("ssh-keygen")
+        .args(["-q", "-N", "", "-C", comment, "-t"])
+        .args(kind)
+        .arg("-f")
+        .arg(&id)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let added = Command::new("ssh-add")
+        .arg("-q")
+        .arg(&id)
+        .env("SSH_AUTH_SOCK", socket)
+        .status()
+        .unwrap();
+    assert!(added.success());
+    std::fs::remove_file(&id).unwrap(); // only the agent holds it now
+    id.with_extension("pub")
+}
+
+#[test]
+fn with_upstream_ordinary_requests_go_to_the_users_ssh_agent() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, passphrase) = client_key(dir.path(), "alice");
+    let known_hosts = dir.path().join("known_hosts");
+    std::fs::write(&known_hosts, "").unwrap();
+    let upstream_socket = dir.path().join("upstream.sock");
+    let _upstream = ssh_agent(&upstream_socket);
+    let ed25519 = add_ssh_key(dir.path(), &upstream_socket, &["ed25519"], "ordinary");
+    let agent = Agent::start_with(
+        dir.path(),
+        &key,
+        &passphrase,
+        &known_hosts,
+        Some(&upstream_socket),
+    );
+
+    let listed = Command::new("ssh-add")
+        .arg("-l")
+        .env("SSH_AUTH_SOCK", &agent.socket)
+        .output()
+        .unwrap();
+    let listed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&listed.stdout),
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    assert!(
+        listed.contains("(ECDSA)") && listed.contains("ordinary (ED25519)"),
+        "{listed}\nagent: {}",
+        agent.log()
+    );
+
+    // An ordinary signature with the upstream key passes through.
+    let data = dir.path().join("data");
+    std::fs::write(&data, "a file\n").unwrap();
+    let signed = Command::new("ssh-keygen")
+        .args(["-Y", "sign", "-n", "file", "-f"])
+        .arg(&ed25519)
+        .arg(&data)
+        .env("SSH_AUTH_SOCK", &agent.socket)
+        .output()
+        .unwrap();
+    assert!(
+        signed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&signed.stderr)
+    );
+    assert!(data.with_extension("sig").exists());
+    // The ecp key still signs nothing but ecp challenges.
+    let ecp_public = dir.path().join("ecp.pub");
+    let ecp_line = Command::new("ssh-add")
+        .arg("-L")
+        .env("SSH_AUTH_SOCK", &agent.socket)
+        .output()
+        .unwrap();
+    let ecp_line = String::from_utf8_lossy(&ecp_line.stdout)
+        .lines()
+        .find(|l| l.starts_with("ecdsa-sha2-nistp256"))
+        .unwrap()
+        .to_owned();
+    std::fs::write(&ecp_public, ecp_line).unwrap();
+    std::fs::remove_file(data.with_extension("sig")).unwrap();
+    let refused = Command::new("ssh-keygen")
+        .args(["-Y", "sign", "-n", "file", "-f"])
+        .arg(&ecp_public)
+        .arg(&data)
+        .env("SSH_AUTH_SOCK", &agent.socket)
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
 }
 
 /// The ssh command line: keyboard-interactive only, the host known as
@@ -390,47 +526,20 @@ fn a_p256_key_in_openssh_agent_is_an_ecp_key() {
         eprintln!("skipped: needs root");
         return;
     }
-    let daemon = TestDaemon::start("host_name = \"sa-host\"\nchallenges_per_user_per_minute = 0\n");
+    let daemon = TestDaemon::start(
+        "host_name = \"sa-host\"\nchallenges_per_user_per_minute = 0\nrenew_min_age_secs = 0\n",
+    );
     let client = tempfile::tempdir().unwrap();
     let user = ecp_tests::daemon::TestUser::create(daemon.bus.dir());
     user.enable_login(PASSWORD);
     let socket = client.path().join("ssh-agent.sock");
-    let mut ssh_agent = Command::new("ssh-agent")
-        .args(["-D", "-a"])
-        .arg(&socket)
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while !socket.exists() && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    let id = client.path().join("id_ecdsa");
-    let made = Command::new("ssh-keygen")
-        .args([
-            "-q",
-            "-t",
-            "ecdsa",
-            "-b",
-            "256",
-            "-N",
-            "",
-            "-C",
-            "laptop-key",
-            "-f",
-        ])
-        .arg(&id)
-        .status()
-        .unwrap();
-    assert!(made.success());
-    let added = Command::new("ssh-add")
-        .arg("-q")
-        .arg(&id)
-        .env("SSH_AUTH_SOCK", &socket)
-        .status()
-        .unwrap();
-    assert!(added.success());
-    std::fs::remove_file(&id).unwrap(); // only the agent holds it now
+    let _ssh_agent = ssh_agent(&socket);
+    let public = add_ssh_key(
+        client.path(),
+        &socket,
+        &["ecdsa", "-b", "256"],
+        "laptop-key",
+    );
 
     let with_agent = |args: &[&str]| {
         let out = Command::new(binary("ecpctl"))
@@ -463,7 +572,7 @@ fn a_p256_key_in_openssh_agent_is_an_ecp_key() {
         .unwrap();
     let ssh_key = Command::new("ssh-keygen")
         .args(["-e", "-m", "PKCS8", "-f"])
-        .arg(id.with_extension("pub"))
+        .arg(&public)
         .output()
         .unwrap();
     assert_eq!(openssl_key.stdout, ssh_key.stdout);
@@ -501,6 +610,21 @@ fn a_p256_key_in_openssh_agent_is_an_ecp_key() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(run.stdout.contains(&format!("logged-in-as-{}", user.name)));
 
+    // The agent key vouches for its successor: a new key file.
+    let next = client.path().join("next");
+    std::fs::write(client.path().join("new-pass"), "new key passphrase\n").unwrap();
+    let renewed = with_agent(&[
+        "renew",
+        &user.name,
+        "--agent",
+        "--key-out",
+        next.to_str().unwrap(),
+        "--new-passphrase-file",
+        client.path().join("new-pass").to_str().unwrap(),
+    ]);
+    assert_eq!(renewed.code, 0, "{}", renewed.stderr);
+    assert!(next.join("private_key.pem").exists());
+
     // Without the key in the agent, --agent fails with its own exit code.
     let removed = Command::new("ssh-add")
         .arg("-D")
@@ -510,6 +634,4 @@ fn a_p256_key_in_openssh_agent_is_an_ecp_key() {
     assert!(removed.status.success());
     let refused = with_agent(&["test-login", &user.name, "--agent"]);
     assert_eq!(refused.code, 11, "{}", refused.stderr);
-    let _ = ssh_agent.kill();
-    let _ = ssh_agent.wait();
 }

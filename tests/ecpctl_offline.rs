@@ -384,7 +384,7 @@ fn man_page_documents_every_subcommand_and_exit_code() {
             "ecpctl.1 lacks {command}"
         );
     }
-    for code in 0..=10 {
+    for code in 0..=11 {
         assert!(
             page.contains(&format!(".TP\n{code}\n")),
             "ecpctl.1 lacks exit code {code}"

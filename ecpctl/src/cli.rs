@@ -198,8 +198,10 @@ pub struct CompletionsArgs {
     pub shell: clap_complete::Shell,
 }
 
-/// Serve your ecp keys over the ssh-agent protocol: unlock once, approve
-/// each login on this machine, sudo on servers without copy-paste.
+/// Serve your ecp keys to ssh and sudo as an ssh agent
+///
+/// Unlock once, approve each login on this machine, sudo on servers
+/// without copy-paste.
 ///
 /// Asks each key file's passphrase once (or reads it from
 /// --passphrase-file), keeps the decrypted keys in locked memory, and

@@ -31,7 +31,8 @@ impl AgentLog {
             .map(|c| if c.is_control() { ' ' } else { c })
             .collect();
         if self.foreground {
-            eprintln!("ecpctl agent: {clean}");
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr(), "ecpctl agent: {clean}");
             return;
         }
         let line = format!(

@@ -49,7 +49,6 @@ pub fn run(args: &AgentArgs) -> Result<(), Failure> {
     if args.foreground {
         let listener = listen(&socket)?;
         print_environment(&socket, std::process::id());
-        let _ = std::io::stdout().flush();
         return serve(args, keys, upstream, socket, listener);
     }
     start_in_background(args, keys, upstream.as_deref(), &socket)
@@ -126,10 +125,17 @@ fn listen(path: &Path) -> Result<UnixListener, Failure> {
     listener.map_err(|e| Failure::Agent(format!("cannot listen at {}: {e}", path.display())))
 }
 
+/// The shell lines that set the agent's variables. Written at once, and
+/// a reader that went away is no error: an agent in the foreground keeps
+/// serving whether or not anyone reads them.
 fn print_environment(socket: &Path, pid: u32) {
-    println!("ECP_AUTH_SOCK={}; export ECP_AUTH_SOCK;", socket.display());
-    println!("ECP_AGENT_PID={pid}; export ECP_AGENT_PID;");
-    println!("echo Agent pid {pid};");
+    let text = format!(
+        "ECP_AUTH_SOCK={}; export ECP_AUTH_SOCK;\nECP_AGENT_PID={pid}; export ECP_AGENT_PID;\necho Agent pid {pid};\n",
+        socket.display()
+    );
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
 }
 
 /// Starts this program again as the background agent and hands it the

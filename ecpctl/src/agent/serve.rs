@@ -446,3 +446,229 @@ impl Connection<'_> {
         Some(answer)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::ask::Asker;
+    use crate::agent::vault::AgentKey;
+    use base64::Engine;
+    use ecp_agent::key::p256_key_blob;
+    use ecp_core::{Challenge, HostName, RemoteHost, ServiceName, UserName};
+
+    struct Setup {
+        dir: tempfile::TempDir,
+        agent: Agent,
+        host_key: p256::ecdsa::SigningKey,
+    }
+
+    /// An agent whose questions go to `answer` (a script answering yes or
+    /// no and counting the questions), whose known_hosts names one host
+    /// key "web1".
+    fn setup(answer: Option<&str>) -> Setup {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let host_key = ecp_core::keyfile::generate_signing_key();
+        let known_hosts = dir.path().join("known_hosts");
+        std::fs::write(
+            &known_hosts,
+            format!(
+                "web1 ecdsa-sha2-nistp256 {}\n",
+                base64::engine::general_purpose::STANDARD
+                    .encode(p256_key_blob(host_key.verifying_key()))
+            ),
+        )
+        .unwrap();
+        let asker = match answer {
+            Some(answer) => {
+                let script = dir.path().join("confirm");
+                std::fs::write(
+                    &script,
+                    format!(
+                        "#!/bin/sh\necho asked >> '{}'\n{answer}\n",
+                        dir.path().join("asked").display()
+                    ),
+                )
+                .unwrap();
+                std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+                Asker::Askpass(script)
+            }
+            None => Asker::Nobody,
+        };
+        let (vault, _) = Vault::new(vec![AgentKey::new(
+            ecp_core::keyfile::generate_signing_key(),
+            "k".into(),
+        )]);
+        let agent = Agent {
+            vault,
+            questions: Questions::new(asker),
+            log: AgentLog::new(true),
+            known_hosts: vec![known_hosts],
+            approved_path: dir.path().join("approved_hosts"),
+            upstream: None,
+            own_program: None,
+            ssh_versions: Mutex::new(HashMap::new()),
+        };
+        Setup {
+            dir,
+            agent,
+            host_key,
+        }
+    }
+
+    impl Setup {
+        fn asked(&self) -> usize {
+            std::fs::read_to_string(self.dir.path().join("asked"))
+                .map(|t| t.lines().count())
+                .unwrap_or(0)
+        }
+
+        fn forwarded(&self) -> Route {
+            Route::Forwarded {
+                host_key: p256_key_blob(self.host_key.verifying_key()),
+            }
+        }
+    }
+
+    fn login(host: &str, lifetime: u64) -> SignedRequest {
+        let now = u64::try_from(unix_now()).unwrap();
+        SignedRequest::Login(
+            Challenge::unsealed(
+                UserName::parse("alice").unwrap(),
+                HostName::parse(host).unwrap(),
+                ServiceName::parse("sudo").unwrap(),
+                RemoteHost::local(),
+                1000,
+                now,
+                lifetime,
+            )
+            .unwrap(),
+        )
+    }
+
+    const SSH_9: Peer = Peer::Ssh { binds: true };
+
+    #[test]
+    fn a_forwarded_challenge_of_its_own_host_is_asked_and_remembered() {
+        let s = setup(Some("exit 0"));
+        let remember = s
+            .agent
+            .decide(&login("web1", 300), &s.forwarded(), SSH_9)
+            .unwrap();
+        assert_eq!(s.asked(), 1);
+        let target = remember.expect("a yes to a forwarded request is remembered");
+        let mut approved = ApprovedHosts::load(&s.agent.approved_path).unwrap();
+        approved.add(target).unwrap();
+        // On the list now: signed without a question.
+        assert_eq!(
+            s.agent
+                .decide(&login("web1", 300), &s.forwarded(), SSH_9)
+                .unwrap(),
+            None
+        );
+        assert_eq!(s.asked(), 1);
+    }
+
+    #[test]
+    fn a_relayed_challenge_is_refused_without_asking() {
+        let s = setup(Some("exit 0"));
+        let refused = s
+            .agent
+            .decide(&login("db1", 300), &s.forwarded(), SSH_9)
+            .unwrap_err();
+        assert!(refused.starts_with("relay refused"), "{refused}");
+        assert!(refused.contains("the key of web1"), "{refused}");
+        assert_eq!(s.asked(), 0);
+        // An expired one, or one on a connection whose bind failed, too.
+        assert!(s
+            .agent
+            .decide(&login("web1", 0), &s.forwarded(), SSH_9)
+            .is_err());
+        assert!(s
+            .agent
+            .decide(&login("web1", 300), &Route::Broken("bad".into()), SSH_9)
+            .is_err());
+        assert_eq!(s.asked(), 0);
+    }
+
+    #[test]
+    fn without_a_session_bind_the_person_is_asked_every_time_and_nothing_is_remembered() {
+        let yes = setup(Some("exit 0"));
+        for peer in [Peer::Ssh { binds: false }, Peer::Other] {
+            assert_eq!(
+                yes.agent.decide(&login("db1", 300), &Route::Unbound, peer),
+                Ok(None)
+            );
+        }
+        assert_eq!(yes.asked(), 2);
+        let no = setup(Some("exit 1"));
+        assert!(no
+            .agent
+            .decide(&login("web1", 300), &Route::Unbound, Peer::Other)
+            .is_err());
+        // ecpctl's own commands asked their person already.
+        let nobody = setup(None);
+        assert_eq!(
+            nobody
+                .agent
+                .decide(&login("web1", 300), &Route::Unbound, Peer::Ecpctl),
+            Ok(None)
+        );
+        assert!(nobody
+            .agent
+            .decide(&login("web1", 300), &Route::Unbound, Peer::Other)
+            .is_err());
+    }
+
+    fn bind(host_key: &p256::ecdsa::SigningKey, is_forwarding: bool) -> Vec<u8> {
+        let session_id = [9u8; 32];
+        let signature: p256::ecdsa::Signature = host_key.sign(&session_id);
+        SessionBind {
+            host_key: p256_key_blob(host_key.verifying_key()),
+            session_id: session_id.to_vec(),
+            signature: p256_signature_blob(&signature),
+            is_forwarding,
+        }
+        .to_contents()
+    }
+
+    #[test]
+    fn only_the_first_session_bind_from_a_new_ssh_counts() {
+        let s = setup(None);
+        let connection = |peer| Connection {
+            agent: &s.agent,
+            peer,
+            route: Route::Unbound,
+            binds: 0,
+            upstream: None,
+        };
+        let mut from_ssh = connection(SSH_9);
+        assert_eq!(
+            from_ssh.session_bind(&bind(&s.host_key, true)).kind,
+            SSH_AGENT_SUCCESS
+        );
+        assert_eq!(from_ssh.route, s.forwarded());
+        // The server's own later bind, even one that verifies, changes nothing.
+        let other = ecp_core::keyfile::generate_signing_key();
+        from_ssh.session_bind(&bind(&other, true));
+        assert_eq!(from_ssh.route, s.forwarded());
+
+        // From an old ssh or another program, a bind is not believed.
+        for peer in [Peer::Ssh { binds: false }, Peer::Other, Peer::Ecpctl] {
+            let mut c = connection(peer);
+            c.session_bind(&bind(&s.host_key, true));
+            assert_eq!(c.route, Route::Unbound, "{peer:?}");
+        }
+        // A bind whose signature does not verify breaks the connection.
+        let mut forged = connection(SSH_9);
+        let mut contents = bind(&s.host_key, true);
+        let last = contents.len() - 2;
+        contents[last] ^= 1;
+        assert_eq!(forged.session_bind(&contents).kind, SSH_AGENT_FAILURE);
+        assert!(matches!(forged.route, Route::Broken(_)));
+        // ssh's own (not forwarded) connection is local.
+        let mut local = connection(SSH_9);
+        local.session_bind(&bind(&s.host_key, false));
+        assert_eq!(local.route, Route::Local);
+    }
+}
