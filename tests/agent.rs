@@ -173,6 +173,77 @@ fn the_agent_lists_its_keys_and_signs_nothing_but_ecp_challenges() {
     assert!(agent.questions().is_empty(), "nothing was asked");
 }
 
+#[test]
+fn the_background_agent_prints_its_variables_and_kill_stops_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, passphrase) = client_key(dir.path(), "alice");
+    let runtime = dir.path().join("runtime");
+    std::fs::create_dir(&runtime).unwrap();
+    std::fs::set_permissions(
+        &runtime,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    let started = Command::new(binary("ecpctl"))
+        .args(["agent", "--key"])
+        .arg(&key)
+        .arg("--passphrase-file")
+        .arg(&passphrase)
+        .env("XDG_RUNTIME_DIR", &runtime)
+        .output()
+        .unwrap();
+    let started = Run::from_output("ecpctl agent", started);
+    assert_eq!(started.code, 0, "{}", started.stderr);
+    let value = |name: &str| {
+        started
+            .stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}=")))
+            .and_then(|rest| rest.split(';').next())
+            .unwrap_or_else(|| panic!("no {name} in {}", started.stdout))
+            .to_owned()
+    };
+    let socket = PathBuf::from(value("ECP_AUTH_SOCK"));
+    let pid = value("ECP_AGENT_PID");
+    assert!(socket.starts_with(&runtime), "{}", socket.display());
+    let dir_mode = std::fs::metadata(socket.parent().unwrap()).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&dir_mode.permissions()) & 0o777,
+        0o700
+    );
+    // The keys came through the pipe: the agent answers with them.
+    let listed = Command::new("ssh-add")
+        .arg("-l")
+        .env("SSH_AUTH_SOCK", &socket)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("(ECDSA)"));
+
+    let killed = Command::new(binary("ecpctl"))
+        .args(["agent", "-k"])
+        .env("ECP_AGENT_PID", &pid)
+        .output()
+        .unwrap();
+    let killed = Run::from_output("ecpctl agent -k", killed);
+    assert_eq!(killed.code, 0, "{}", killed.stderr);
+    assert!(killed.stdout.contains("unset ECP_AUTH_SOCK;"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while socket.parent().unwrap().exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(
+        !socket.parent().unwrap().exists(),
+        "socket directory removed"
+    );
+    // A pid that is not an ecp agent is not signalled.
+    let refused = Command::new(binary("ecpctl"))
+        .args(["agent", "-k"])
+        .env("ECP_AGENT_PID", std::process::id().to_string())
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(11));
+}
+
 /// OpenSSH's ssh-agent on `socket`, running until dropped.
 struct SshAgent(Child);
 
