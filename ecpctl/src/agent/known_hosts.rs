@@ -1,9 +1,11 @@
 //! Which host names the user's known_hosts files give a host key, read
 //! the way ssh writes them: plain and `[name]:port` patterns, hashed
 //! entries (`|1|salt|hash`, HMAC-SHA1 of the name), negations, and
-//! `@revoked` lines. Wildcard patterns name no host exactly and are
-//! passed over; `@cert-authority` lines vouch for certificates, which the
-//! agent does not read.
+//! `@revoked` lines. A pattern names exactly the text ssh looked it up
+//! by: `[build]:2222` is the machine on port 2222, not `build` (port 22
+//! may be another machine). Wildcard patterns name no host exactly and
+//! are passed over; `@cert-authority` lines vouch for certificates, which
+//! the agent does not read.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -24,6 +26,9 @@ pub enum HostVerdict {
     Other { names: Vec<String>, hashed: usize },
     /// The key is marked @revoked.
     Revoked,
+    /// A file could not be read whole: an @revoked line may be in what
+    /// was not read, so nothing is judged.
+    Unreadable(String),
 }
 
 /// The default files: the user's and the system's, as ssh reads them.
@@ -40,13 +45,25 @@ pub fn default_files(home: &Path) -> Vec<PathBuf> {
 pub fn judge(files: &[PathBuf], key_blob: &[u8], host: &str) -> HostVerdict {
     let mut texts = Vec::new();
     for path in files {
-        let Ok(file) = std::fs::File::open(path) else {
-            continue;
+        let file = match std::fs::File::open(path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return HostVerdict::Unreadable(format!("{}: {e}", path.display())),
         };
-        let mut text = String::new();
-        if file.take(MAX_FILE_LEN).read_to_string(&mut text).is_ok() {
-            texts.push(text);
+        let mut bytes = Vec::new();
+        if let Err(e) = file.take(MAX_FILE_LEN + 1).read_to_end(&mut bytes) {
+            return HostVerdict::Unreadable(format!("{}: {e}", path.display()));
         }
+        if bytes.len() as u64 > MAX_FILE_LEN {
+            return HostVerdict::Unreadable(format!(
+                "{} is larger than {} MiB",
+                path.display(),
+                MAX_FILE_LEN >> 20
+            ));
+        }
+        // ssh reads bytes; a line that is not UTF-8 is not one it wrote,
+        // and must not hide the lines after it.
+        texts.push(String::from_utf8_lossy(&bytes).into_owned());
     }
     judge_texts(&texts, key_blob, host)
 }
@@ -143,6 +160,7 @@ impl<'a> Entry<'a> {
             } else {
                 plain_name(pattern).is_some_and(|name| name == host)
             };
+            // (`host` is lower-case; a pattern's port stays part of it.)
             if matches && negated {
                 return None;
             }
@@ -152,7 +170,7 @@ impl<'a> Entry<'a> {
     }
 }
 
-/// The host name of a plain pattern (`name`, `[name]:port`), lower-cased;
+/// A plain pattern (`name`, or `[name]:port` as a whole), lower-cased;
 /// None for wildcard patterns.
 fn plain_name(pattern: &str) -> Option<String> {
     let name = match pattern.strip_prefix('[') {
@@ -160,7 +178,17 @@ fn plain_name(pattern: &str) -> Option<String> {
         None => pattern,
     };
     let plain = !name.is_empty() && !name.contains(['*', '?', '!', '|']);
-    plain.then(|| name.to_ascii_lowercase())
+    plain.then(|| pattern.to_ascii_lowercase())
+}
+
+/// The name ssh looks a server up by in known_hosts: its HostKeyAlias,
+/// else the host name, as `[host]:port` when the port is not 22.
+pub fn lookup_name(alias: Option<&str>, host: &str, port: u16) -> String {
+    match alias {
+        Some(alias) => alias.to_ascii_lowercase(),
+        None if port == 22 => host.to_ascii_lowercase(),
+        None => format!("[{}]:{port}", host.to_ascii_lowercase()),
+    }
 }
 
 /// Whether `salt|hash` (base64 each) is HMAC-SHA1(salt, host).
@@ -211,11 +239,19 @@ mod tests {
             HostVerdict::Named
         );
         assert_eq!(judge_texts(&texts, &web, "hashed-host"), HostVerdict::Named);
-        assert_eq!(judge_texts(&texts, &db, "db"), HostVerdict::Named);
+        // A key known on port 2222 is that machine, not the one on 22.
+        assert_eq!(
+            judge_texts(&texts, &db, "db"),
+            HostVerdict::Other {
+                names: vec!["[db]:2222".into()],
+                hashed: 0
+            }
+        );
+        assert_eq!(judge_texts(&texts, &db, "[db]:2222"), HostVerdict::Named);
         assert_eq!(
             judge_texts(&texts, &db, "x.wild.example"),
             HostVerdict::Other {
-                names: vec!["db".into()],
+                names: vec!["[db]:2222".into()],
                 hashed: 0
             }
         );
@@ -239,6 +275,38 @@ mod tests {
                 hashed: 0
             }
         );
+    }
+
+    #[test]
+    fn ssh_looks_a_server_up_by_its_alias_or_name_and_port() {
+        assert_eq!(lookup_name(Some("Web1"), "10.0.0.5", 2222), "web1");
+        assert_eq!(lookup_name(None, "Web1", 22), "web1");
+        assert_eq!(lookup_name(None, "web1", 2222), "[web1]:2222");
+    }
+
+    #[test]
+    fn an_unreadable_or_oversized_file_judges_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big");
+        std::fs::write(&big, vec![b'#'; (MAX_FILE_LEN + 1) as usize]).unwrap();
+        assert!(matches!(
+            judge(&[big], &[1], "web1"),
+            HostVerdict::Unreadable(_)
+        ));
+        let missing = dir.path().join("missing");
+        assert!(matches!(
+            judge(&[missing], &[1], "web1"),
+            HostVerdict::Other { .. }
+        ));
+        // A line that is not UTF-8 hides nothing after it.
+        let key = [1u8, 2, 3];
+        let mixed = dir.path().join("mixed");
+        let mut bytes = b"\xff\xfe junk\n".to_vec();
+        bytes.extend_from_slice(
+            format!("@revoked web1 ssh-ed25519 {}\n", STANDARD.encode(key)).as_bytes(),
+        );
+        std::fs::write(&mixed, bytes).unwrap();
+        assert_eq!(judge(&[mixed], &key, "web1"), HostVerdict::Revoked);
     }
 
     #[test]

@@ -309,6 +309,7 @@ fn serve(
         upstream,
         own_program,
         ssh_versions: Mutex::new(Default::default()),
+        target_of: serve::ssh_target,
     });
     agent.serve(listener);
     Ok(())

@@ -27,8 +27,12 @@ use super::log::AgentLog;
 use super::vault::Vault;
 use crate::approved::{ApprovedHosts, Target};
 
-/// Connections served at once; more wait in the listen queue.
+/// Connections served at once; more are closed unanswered.
 const MAX_CONNECTIONS: usize = 64;
+/// How long a connection may stay silent between requests.
+const IDLE_LIMIT: Duration = Duration::from_secs(120);
+const SSH_AGENTC_LOCK: u8 = 22;
+const SSH_AGENTC_UNLOCK: u8 = 23;
 /// How long the upstream agent may take (it may ask its person too).
 const UPSTREAM_WAIT: Duration = Duration::from_secs(120);
 
@@ -42,8 +46,62 @@ pub struct Agent {
     /// (device, inode) of this program: a client running it is one of
     /// ecpctl's own --agent commands.
     pub own_program: Option<(u64, u64)>,
-    /// Whether each ssh program seen is OpenSSH 8.9 or later.
-    pub ssh_versions: Mutex<HashMap<PathBuf, bool>>,
+    /// Whether each ssh program seen (by device and inode) is OpenSSH
+    /// 8.9 or later.
+    pub ssh_versions: Mutex<HashMap<(u64, u64), bool>>,
+    /// Which server an ssh process connects to (`ssh_target`; tests
+    /// put their own here).
+    pub target_of: fn(i32) -> Option<SshTarget>,
+}
+
+/// The server an ssh process was started for, as `ssh -G` resolves its
+/// command line: the name it looks the host key up by, and the
+/// known_hosts files it reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshTarget {
+    pub name: String,
+    pub known_hosts: Vec<PathBuf>,
+}
+
+/// `ssh -G` with the arguments of process `pid`, run as the very program
+/// that process runs (/proc/PID/exe): the server it connects to.
+pub fn ssh_target(pid: i32) -> Option<SshTarget> {
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let args: Vec<std::ffi::OsString> = cmdline
+        .split(|b| *b == 0)
+        .skip(1)
+        .filter(|a| !a.is_empty())
+        .map(|a| <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(a).to_owned())
+        .collect();
+    let out = std::process::Command::new(format!("/proc/{pid}/exe"))
+        .arg("-G")
+        .args(&args)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let value = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix(' '))
+            .map(str::to_owned)
+    };
+    let host = value("hostname")?;
+    let port = value("port")?.parse().ok()?;
+    let alias = value("hostkeyalias").filter(|a| a != "none");
+    let mut known_hosts: Vec<PathBuf> = Vec::new();
+    for key in ["userknownhostsfile", "globalknownhostsfile"] {
+        if let Some(files) = value(key) {
+            known_hosts.extend(files.split_whitespace().map(PathBuf::from));
+        }
+    }
+    Some(SshTarget {
+        name: super::known_hosts::lookup_name(alias.as_deref(), &host, port),
+        known_hosts,
+    })
 }
 
 /// Who is at the other end of a connection.
@@ -52,10 +110,12 @@ enum Peer {
     /// ecpctl itself (sign, askpass, test-login, renew with --agent):
     /// those commands showed the person what they sign.
     Ecpctl,
-    /// OpenSSH's ssh; `binds` when it is 8.9 or later, so that the first
-    /// session-bind on the connection is its own.
+    /// OpenSSH's ssh (process `pid`); `binds` when it is 8.9 or later, so
+    /// that the first session-bind on an agent-forwarding connection is
+    /// its own.
     Ssh {
         binds: bool,
+        pid: i32,
     },
     Other,
 }
@@ -65,8 +125,12 @@ enum Peer {
 enum Route {
     /// No session-bind (a local program, or ssh older than 8.9).
     Unbound,
-    /// ssh forwarded this connection from the server holding `host_key`.
-    Forwarded { host_key: Vec<u8> },
+    /// ssh forwarded this connection from the server holding `host_key`;
+    /// `known_hosts`: the files that name it.
+    Forwarded {
+        host_key: Vec<u8>,
+        known_hosts: Vec<PathBuf>,
+    },
     /// ssh's own connection (publickey authentication to a server).
     Local,
     /// The first session-bind did not verify: nothing ecp is signed here.
@@ -113,8 +177,11 @@ impl Agent {
             peer: self.peer_of(credentials.pid()),
             route: Route::Unbound,
             binds: 0,
-            upstream: None,
+            upstream: Upstream::NotYet,
         };
+        // A connection that says nothing for this long is closed: idle
+        // forwarded channels must not use up the agent's connections.
+        let _ = stream.set_read_timeout(Some(IDLE_LIMIT));
         while let Ok(Some(message)) = Message::read_from(&mut stream, MAX_MESSAGE_LEN) {
             let answer = match Request::parse(&message) {
                 Ok(request) => connection.answer(request),
@@ -144,8 +211,10 @@ impl Agent {
             .ssh_versions
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let binds = *versions.entry(path.clone()).or_insert_with(|| {
-            std::process::Command::new(&path)
+        // The version of the program the process runs, wherever it came
+        // from (a container's ssh is not /usr/bin/ssh here).
+        let binds = *versions.entry((meta.dev(), meta.ino())).or_insert_with(|| {
+            std::process::Command::new(&exe)
                 .arg("-V")
                 .output()
                 .ok()
@@ -154,7 +223,7 @@ impl Agent {
                 })
                 .is_some_and(|v| v >= (8, 9))
         });
-        Peer::Ssh { binds }
+        Peer::Ssh { binds, pid }
     }
 
     /// Whether to sign `request` arriving by `route` from `peer`: Ok with
@@ -181,10 +250,18 @@ impl Agent {
                     "refused the {what} of {account}: the connection's session-bind did not verify ({why})"
                 ))
             }
-            Route::Forwarded { host_key } => {
+            Route::Forwarded {
+                host_key,
+                known_hosts,
+            } => {
                 let key = fingerprint(host_key);
-                match judge(&self.known_hosts, host_key, challenge.host.as_str()) {
+                match judge(known_hosts, host_key, challenge.host.as_str()) {
                     HostVerdict::Named => {}
+                    HostVerdict::Unreadable(why) => {
+                        return Err(format!(
+                            "refused the {what} of {account}: cannot read known_hosts whole ({why})"
+                        ))
+                    }
                     HostVerdict::Revoked => {
                         return Err(format!(
                             "refused the {what} of {account}: it came through a server whose host key {key} is @revoked in known_hosts"
@@ -234,7 +311,7 @@ impl Agent {
                     ));
                     return Ok(None);
                 }
-                Peer::Ssh { binds: false } => {
+                Peer::Ssh { binds: false, .. } => {
                     "It came through ssh older than 8.9, which does not say which server it is connected to: asked every time, never remembered."
                 }
                 _ => "It came from a program on this machine, or through ssh that did not say which server it is connected to: asked every time, never remembered.",
@@ -285,7 +362,21 @@ struct Connection<'a> {
     peer: Peer,
     route: Route,
     binds: usize,
-    upstream: Option<AgentClient>,
+    upstream: Upstream,
+}
+
+/// The connection's own connection to the upstream agent.
+enum Upstream {
+    NotYet,
+    Open {
+        client: AgentClient,
+        /// A session-bind went up on it: upstream keeps its own view of
+        /// the hops (ssh-agent's destination constraints) per connection.
+        bound: bool,
+    },
+    /// It failed after a bind went up: a new, unbound connection would
+    /// look local to upstream, so nothing more goes there.
+    Gone,
 }
 
 impl Connection<'_> {
@@ -323,6 +414,13 @@ impl Connection<'_> {
                 });
                 self.session_bind(&contents)
             }
+            // Locking upstream would leave the ecp keys usable: refused,
+            // so that `ssh-add -x` does not say the agent is locked.
+            Request::Other(message)
+                if message.kind == SSH_AGENTC_LOCK || message.kind == SSH_AGENTC_UNLOCK =>
+            {
+                Self::failure()
+            }
             other => match self.upstream_call(&other) {
                 Some(Ok(answer)) => answer,
                 _ => Self::failure(),
@@ -340,28 +438,52 @@ impl Connection<'_> {
             // ones are the server's own words about further hops.
             return Message::bare(SSH_AGENT_SUCCESS);
         }
-        if self.peer != (Peer::Ssh { binds: true }) {
+        let Peer::Ssh { binds: true, pid } = self.peer else {
+            return Message::bare(SSH_AGENT_SUCCESS);
+        };
+        if let Err(e) = verify_session_signature(&bind.host_key, &bind.session_id, &bind.signature)
+        {
+            self.agent.log.warning(&format!(
+                "a session-bind from ssh did not verify ({e}): nothing ecp is signed on that connection"
+            ));
+            self.route = Route::Broken(e.to_string());
+            return Self::failure();
+        }
+        if !bind.is_forwarding {
+            self.route = Route::Local;
             return Message::bare(SSH_AGENT_SUCCESS);
         }
-        match verify_session_signature(&bind.host_key, &bind.session_id, &bind.signature) {
-            Ok(()) => {
-                self.route = if bind.is_forwarding {
-                    Route::Forwarded {
+        // A signature over a session id proves only that the key once
+        // signed it: anyone who connects to a server gets one. So the key
+        // must be that of the server this ssh was started for; a bind
+        // naming another (sent by a server itself, over a socket forwarded
+        // some other way than -A) breaks the connection.
+        self.route = match (self.agent.target_of)(pid) {
+            None => Route::Broken(format!(
+                "cannot tell which server ssh (pid {pid}) connects to"
+            )),
+            Some(target) => {
+                let mut files = self.agent.known_hosts.clone();
+                files.extend(target.known_hosts);
+                match judge(&files, &bind.host_key, &target.name) {
+                    HostVerdict::Named => Route::Forwarded {
                         host_key: bind.host_key,
-                    }
-                } else {
-                    Route::Local
-                };
-                Message::bare(SSH_AGENT_SUCCESS)
+                        known_hosts: files,
+                    },
+                    _ => Route::Broken(format!(
+                        "the session-bind names host key {}, which known_hosts does not give {}, the server this ssh connects to",
+                        fingerprint(&bind.host_key),
+                        target.name
+                    )),
+                }
             }
-            Err(e) => {
-                self.agent.log.warning(&format!(
-                    "a session-bind from ssh did not verify ({e}): nothing ecp is signed on that connection"
-                ));
-                self.route = Route::Broken(e.to_string());
-                Self::failure()
-            }
+        };
+        if let Route::Broken(why) = &self.route {
+            self.agent
+                .log
+                .warning(&format!("{why}: nothing ecp is signed on that connection"));
         }
+        Message::bare(SSH_AGENT_SUCCESS)
     }
 
     fn sign(&mut self, key_blob: Vec<u8>, data: Vec<u8>, flags: u32) -> Message {
@@ -436,12 +558,25 @@ impl Connection<'_> {
         request: &Request,
     ) -> Option<Result<Message, ecp_agent::ClientError>> {
         let path = self.agent.upstream.as_ref()?;
-        if self.upstream.is_none() {
-            self.upstream = AgentClient::connect(path, UPSTREAM_WAIT).ok();
+        if matches!(self.upstream, Upstream::NotYet) {
+            self.upstream = Upstream::Open {
+                client: AgentClient::connect(path, UPSTREAM_WAIT).ok()?,
+                bound: false,
+            };
         }
-        let answer = self.upstream.as_mut()?.call(request);
+        let Upstream::Open { client, bound } = &mut self.upstream else {
+            return None;
+        };
+        let answer = client.call(request);
+        if matches!(request, Request::Extension { name, .. } if name == SESSION_BIND) {
+            *bound = true;
+        }
         if answer.is_err() {
-            self.upstream = None;
+            self.upstream = if *bound {
+                Upstream::Gone
+            } else {
+                Upstream::NotYet
+            };
         }
         Some(answer)
     }
@@ -508,6 +643,12 @@ mod tests {
             upstream: None,
             own_program: None,
             ssh_versions: Mutex::new(HashMap::new()),
+            target_of: |_| {
+                Some(SshTarget {
+                    name: "web1".into(),
+                    known_hosts: Vec::new(),
+                })
+            },
         };
         Setup {
             dir,
@@ -526,6 +667,7 @@ mod tests {
         fn forwarded(&self) -> Route {
             Route::Forwarded {
                 host_key: p256_key_blob(self.host_key.verifying_key()),
+                known_hosts: self.agent.known_hosts.clone(),
             }
         }
     }
@@ -546,7 +688,10 @@ mod tests {
         )
     }
 
-    const SSH_9: Peer = Peer::Ssh { binds: true };
+    const SSH_9: Peer = Peer::Ssh {
+        binds: true,
+        pid: 1,
+    };
 
     #[test]
     fn a_forwarded_challenge_of_its_own_host_is_asked_and_remembered() {
@@ -594,7 +739,13 @@ mod tests {
     #[test]
     fn without_a_session_bind_the_person_is_asked_every_time_and_nothing_is_remembered() {
         let yes = setup(Some("exit 0"));
-        for peer in [Peer::Ssh { binds: false }, Peer::Other] {
+        for peer in [
+            Peer::Ssh {
+                binds: false,
+                pid: 1,
+            },
+            Peer::Other,
+        ] {
             assert_eq!(
                 yes.agent.decide(&login("db1", 300), &Route::Unbound, peer),
                 Ok(None)
@@ -640,7 +791,7 @@ mod tests {
             peer,
             route: Route::Unbound,
             binds: 0,
-            upstream: None,
+            upstream: Upstream::NotYet,
         };
         let mut from_ssh = connection(SSH_9);
         assert_eq!(
@@ -653,8 +804,31 @@ mod tests {
         from_ssh.session_bind(&bind(&other, true));
         assert_eq!(from_ssh.route, s.forwarded());
 
+        // A first bind naming another server than the one this ssh
+        // connects to (another server's bind, replayed by the server at
+        // the other end of a socket forwarded some other way than -A):
+        // nothing ecp is signed on that connection.
+        let mut replayed = connection(SSH_9);
+        replayed.session_bind(&bind(&other, true));
+        assert!(
+            matches!(&replayed.route, Route::Broken(why) if why.contains("the server this ssh connects to")),
+            "{:?}",
+            replayed.route
+        );
+        assert!(s
+            .agent
+            .decide(&login("web1", 300), &replayed.route, SSH_9)
+            .is_err());
+
         // From an old ssh or another program, a bind is not believed.
-        for peer in [Peer::Ssh { binds: false }, Peer::Other, Peer::Ecpctl] {
+        for peer in [
+            Peer::Ssh {
+                binds: false,
+                pid: 1,
+            },
+            Peer::Other,
+            Peer::Ecpctl,
+        ] {
             let mut c = connection(peer);
             c.session_bind(&bind(&s.host_key, true));
             assert_eq!(c.route, Route::Unbound, "{peer:?}");
