@@ -131,19 +131,11 @@ fn the_agent_lists_its_keys_and_signs_nothing_but_ecp_challenges() {
         0o600
     );
 
-    let listed = Command::new("ssh-add")
-        .arg("-L")
-        .env("SSH_AUTH_SOCK", &agent.socket)
-        .output()
-        .unwrap();
+    let listed = ssh_add(&agent.socket, "-L");
     assert!(listed.status.success());
     let public = String::from_utf8(listed.stdout).unwrap();
     assert!(public.starts_with("ecdsa-sha2-nistp256 "), "{public}");
-    let fingerprints = Command::new("ssh-add")
-        .arg("-l")
-        .env("SSH_AUTH_SOCK", &agent.socket)
-        .output()
-        .unwrap();
+    let fingerprints = ssh_add(&agent.socket, "-l");
     assert!(String::from_utf8_lossy(&fingerprints.stdout).contains("(ECDSA)"));
 
     // ssh-keygen -Y sign asks the agent to sign a file: refused.
@@ -151,13 +143,7 @@ fn the_agent_lists_its_keys_and_signs_nothing_but_ecp_challenges() {
     std::fs::write(&pubkey, &public).unwrap();
     let data = dir.path().join("data");
     std::fs::write(&data, "not an ecp challenge\n").unwrap();
-    let signed = Command::new("ssh-keygen")
-        .args(["-Y", "sign", "-n", "file", "-f"])
-        .arg(&pubkey)
-        .arg(&data)
-        .env("SSH_AUTH_SOCK", &agent.socket)
-        .output()
-        .unwrap();
+    let signed = sign_file(&agent.socket, &pubkey, &data);
     assert!(!signed.status.success());
     assert!(
         String::from_utf8_lossy(&signed.stderr).contains("agent refused"),
@@ -212,11 +198,7 @@ fn the_background_agent_prints_its_variables_and_kill_stops_it() {
         0o700
     );
     // The keys came through the pipe: the agent answers with them.
-    let listed = Command::new("ssh-add")
-        .arg("-l")
-        .env("SSH_AUTH_SOCK", &socket)
-        .output()
-        .unwrap();
+    let listed = ssh_add(&socket, "-l");
     assert!(String::from_utf8_lossy(&listed.stdout).contains("(ECDSA)"));
 
     let killed = Command::new(binary("ecpctl"))
@@ -242,6 +224,27 @@ fn the_background_agent_prints_its_variables_and_kill_stops_it() {
         .output()
         .unwrap();
     assert_eq!(refused.status.code(), Some(11));
+}
+
+/// `ssh-keygen -Y sign` of `data` with the agent at `socket`'s key
+/// `public`: what any program may ask an agent to sign.
+fn sign_file(socket: &Path, public: &Path, data: &Path) -> std::process::Output {
+    Command::new("ssh-keygen")
+        .args(["-Y", "sign", "-n", "file", "-f"])
+        .arg(public)
+        .arg(data)
+        .env("SSH_AUTH_SOCK", socket)
+        .output()
+        .unwrap()
+}
+
+/// `ssh-add FLAG` against the agent at `socket`.
+fn ssh_add(socket: &Path, flag: &str) -> std::process::Output {
+    Command::new("ssh-add")
+        .arg(flag)
+        .env("SSH_AUTH_SOCK", socket)
+        .output()
+        .unwrap()
 }
 
 /// OpenSSH's ssh-agent on `socket`, running until dropped.
@@ -308,11 +311,7 @@ fn with_upstream_ordinary_requests_go_to_the_users_ssh_agent() {
         Some(&upstream_socket),
     );
 
-    let listed = Command::new("ssh-add")
-        .arg("-l")
-        .env("SSH_AUTH_SOCK", &agent.socket)
-        .output()
-        .unwrap();
+    let listed = ssh_add(&agent.socket, "-l");
     let listed = format!(
         "{}{}",
         String::from_utf8_lossy(&listed.stdout),
@@ -327,13 +326,7 @@ fn with_upstream_ordinary_requests_go_to_the_users_ssh_agent() {
     // An ordinary signature with the upstream key passes through.
     let data = dir.path().join("data");
     std::fs::write(&data, "a file\n").unwrap();
-    let signed = Command::new("ssh-keygen")
-        .args(["-Y", "sign", "-n", "file", "-f"])
-        .arg(&ed25519)
-        .arg(&data)
-        .env("SSH_AUTH_SOCK", &agent.socket)
-        .output()
-        .unwrap();
+    let signed = sign_file(&agent.socket, &ed25519, &data);
     assert!(
         signed.status.success(),
         "{}",
@@ -342,11 +335,7 @@ fn with_upstream_ordinary_requests_go_to_the_users_ssh_agent() {
     assert!(data.with_extension("sig").exists());
     // The ecp key still signs nothing but ecp challenges.
     let ecp_public = dir.path().join("ecp.pub");
-    let ecp_line = Command::new("ssh-add")
-        .arg("-L")
-        .env("SSH_AUTH_SOCK", &agent.socket)
-        .output()
-        .unwrap();
+    let ecp_line = ssh_add(&agent.socket, "-L");
     let ecp_line = String::from_utf8_lossy(&ecp_line.stdout)
         .lines()
         .find(|l| l.starts_with("ecdsa-sha2-nistp256"))
@@ -354,14 +343,64 @@ fn with_upstream_ordinary_requests_go_to_the_users_ssh_agent() {
         .to_owned();
     std::fs::write(&ecp_public, ecp_line).unwrap();
     std::fs::remove_file(data.with_extension("sig")).unwrap();
-    let refused = Command::new("ssh-keygen")
-        .args(["-Y", "sign", "-n", "file", "-f"])
-        .arg(&ecp_public)
-        .arg(&data)
-        .env("SSH_AUTH_SOCK", &agent.socket)
+    let refused = sign_file(&agent.socket, &ecp_public, &data);
+    assert!(!refused.status.success());
+
+    // An ecp challenge for a P-256 key held upstream is decided here and
+    // signed there.
+    add_ssh_key(
+        dir.path(),
+        &upstream_socket,
+        &["ecdsa", "-b", "256"],
+        "upstream-ecp",
+    );
+    let cert_dir = dir.path().join("upstream-cert");
+    let made = Command::new(binary("ecpctl"))
+        .args([
+            "keygen",
+            "--agent",
+            "--agent-key",
+            "upstream-ecp",
+            "--user",
+            "alice",
+            "--out",
+        ])
+        .arg(&cert_dir)
+        .env("SSH_AUTH_SOCK", &upstream_socket)
         .output()
         .unwrap();
-    assert!(!refused.status.success());
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let token = ecp_core::Challenge::new_random(
+        ecp_core::UserName::parse("alice").unwrap(),
+        ecp_core::HostName::parse("web1").unwrap(),
+        ecp_core::ServiceName::parse("sudo").unwrap(),
+        ecp_core::when::unix_now() as u64,
+        300,
+    )
+    .unwrap()
+    .to_token();
+    let signed = Command::new(binary("ecpctl"))
+        .args(["sign", "--agent", "--cert"])
+        .arg(cert_dir.join("certificate.pem"))
+        .arg(&token)
+        .env("ECP_AUTH_SOCK", &agent.socket)
+        .env_remove("SSH_AUTH_SOCK")
+        .output()
+        .unwrap();
+    assert!(
+        signed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&signed.stderr)
+    );
+    assert!(
+        agent.log().contains("signed the login of alice@web1"),
+        "{}",
+        agent.log()
+    );
 }
 
 /// The ssh command line: keyboard-interactive only, the host known as
@@ -697,11 +736,7 @@ fn a_p256_key_in_openssh_agent_is_an_ecp_key() {
     assert!(next.join("private_key.pem").exists());
 
     // Without the key in the agent, --agent fails with its own exit code.
-    let removed = Command::new("ssh-add")
-        .arg("-D")
-        .env("SSH_AUTH_SOCK", &socket)
-        .output()
-        .unwrap();
+    let removed = ssh_add(&socket, "-D");
     assert!(removed.status.success());
     let refused = with_agent(&["test-login", &user.name, "--agent"]);
     assert_eq!(refused.code, 11, "{}", refused.stderr);

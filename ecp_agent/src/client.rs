@@ -174,9 +174,18 @@ impl Read for Deadline<'_> {
 }
 
 impl Write for Deadline<'_> {
+    /// send(2) with MSG_NOSIGNAL: an agent that went away must not raise
+    /// SIGPIPE in the process the client runs in (sudo, a screen locker),
+    /// whatever the Rust version's own write does.
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        use std::os::fd::AsRawFd;
         self.stream.set_write_timeout(Some(self.remaining()?))?;
-        (&*self.stream).write(buf)
+        nix::sys::socket::send(
+            self.stream.as_raw_fd(),
+            buf,
+            nix::sys::socket::MsgFlags::MSG_NOSIGNAL,
+        )
+        .map_err(std::io::Error::from)
     }
 
     fn flush(&mut self) -> std::io::Result<()> {

@@ -233,7 +233,9 @@ pub struct CompletionsArgs {
 #[derive(Debug, Args)]
 #[command(after_long_help = EXIT_CODES)]
 pub struct AgentArgs {
-    /// A key file to serve (repeatable) [default: ~/.config/ecp/private_key.pem].
+    /// A key file to serve (repeatable) [default: ~/.config/ecp/private_key.pem;
+    /// with --upstream and no such file, none: the agent then only
+    /// decides for ecp keys held upstream].
     #[arg(long = "key", value_name = "FILE")]
     pub keys: Vec<PathBuf>,
     /// Read the passphrase (of every key) from the first line of FILE.

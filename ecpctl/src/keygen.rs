@@ -97,7 +97,12 @@ fn keygen_in_agent(args: &KeygenArgs) -> Result<(), Failure> {
     let file = output_file(args)?;
     let key = AgentKey::open(Wanted::Named(args.agent_key.as_deref()))?;
     println!("key:          in the agent: {}", key.description());
-    write_signed_by(args, &key, &file, "sign with `--agent`")
+    write_signed_by(args, &key, &file, "sign with `--agent`")?;
+    // A plain ssh-agent signs whatever a server it is forwarded to asks.
+    println!(
+        "note:         before forwarding this agent (ssh -A), put `ecpctl agent --upstream` in front of it (it refuses relayed challenges) or add the key with `ssh-add -c`"
+    );
+    Ok(())
 }
 
 /// Where the certificate (or request) of a key kept elsewhere goes; the

@@ -26,9 +26,10 @@ use crate::keyfile::as_user;
 /// Why the agent cannot sign this login.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AgentProblem {
-    /// No agent to ask: SSH_AUTH_SOCK unset, nothing at the path, nothing
-    /// listening, or no key the user may sign with. `mode=auto` goes on
-    /// without the agent.
+    /// No agent of the user's to ask: SSH_AUTH_SOCK unset, nothing at the
+    /// path, nothing listening, something there that is not the user's
+    /// socket (a stale path another user took over), or no key the user
+    /// may sign with. `mode=auto` goes on without the agent.
     Absent(String),
     /// An agent that must not or cannot be used: the login fails.
     Refused(String),
@@ -100,13 +101,13 @@ pub fn connect(
             }
         };
         if !meta.file_type().is_socket() {
-            return Err(AgentProblem::Refused(format!(
+            return Err(AgentProblem::Absent(format!(
                 "{} (SSH_AUTH_SOCK) is not a socket",
                 path.display()
             )));
         }
         if meta.uid() != account.uid.as_raw() {
-            return Err(AgentProblem::Refused(format!(
+            return Err(AgentProblem::Absent(format!(
                 "{} (SSH_AUTH_SOCK) belongs to uid {}, not to {name}: only your own agent signs for you",
                 path.display(),
                 meta.uid()

@@ -288,14 +288,14 @@ async fn authenticate_with(
             Err(AgentSetup::Problem(AgentProblem::Absent(why)))
                 if attempt.plan.without_agent.is_some() =>
             {
-                log.debug(&format!("user={user} not using an agent: {why}"));
+                log.debug(&format!("user={user} not using an agent: {why:?}"));
                 mode = attempt.plan.without_agent.unwrap_or(Mode::Challenge);
             }
             Err(AgentSetup::Problem(problem)) => {
                 log.warning(&format!(
-                    "user={user} rhost={} outcome=failure reason=\"agent: {}\"",
+                    "user={user} rhost={} outcome=failure reason={:?}",
                     login.rhost,
-                    problem.message()
+                    format!("agent: {}", problem.message())
                 ));
                 conv.tell_error(&format!("ecp: {}", problem.message()));
                 return Outcome::Denied;
@@ -342,9 +342,9 @@ async fn authenticate_with(
                 Ok(signature) => (ecp_core::challenge::signature_text(&signature), None),
                 Err(problem) => {
                     log.warning(&format!(
-                        "user={user} rhost={} outcome=failure reason=\"agent: {}\"",
+                        "user={user} rhost={} outcome=failure reason={:?}",
                         login.rhost,
-                        problem.message()
+                        format!("agent: {}", problem.message())
                     ));
                     conv.tell_error(&format!("ecp: {}", problem.message()));
                     return Outcome::Denied;

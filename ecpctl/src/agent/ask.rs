@@ -84,6 +84,21 @@ fn on_terminal(question: &str) -> Result<bool, String> {
     let _ = nix::sys::termios::tcflush(&tty, nix::sys::termios::FlushArg::TCIFLUSH);
     write!(tty, "\n{question} [yes/no] ").map_err(|e| e.to_string())?;
     tty.flush().map_err(|e| e.to_string())?;
+    // Nobody at the terminal must not hold every later question.
+    {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        use std::os::fd::AsFd;
+        let mut fds = [PollFd::new(tty.as_fd(), PollFlags::POLLIN)];
+        let wait = PollTimeout::try_from(ANSWER_WAIT).unwrap_or(PollTimeout::MAX);
+        if poll(&mut fds, wait).map_err(|e| e.to_string())? == 0 {
+            let _ = writeln!(
+                tty,
+                "\n(no answer within {} seconds: not signed)",
+                ANSWER_WAIT.as_secs()
+            );
+            return Ok(false);
+        }
+    }
     let mut answer = String::new();
     BufReader::new(tty)
         .take(64)

@@ -58,21 +58,38 @@ pub fn run(args: &AgentArgs) -> Result<(), Failure> {
 /// read from --passphrase-file).
 fn load_keys(args: &AgentArgs) -> Result<Vec<AgentKey>, Failure> {
     let paths = if args.keys.is_empty() {
-        vec![key_path_or_default(None)?]
+        let default = key_path_or_default(None)?;
+        // In front of an ssh-agent that holds the ecp key, the agent may
+        // hold none itself: it only decides for upstream's key.
+        if args.upstream && default.symlink_metadata().is_err() {
+            return Ok(Vec::new());
+        }
+        vec![default]
     } else {
         args.keys.clone()
     };
+    // Sized up front: a growing Vec would leave unwiped copies of keys.
     let mut keys = Vec::with_capacity(paths.len());
-    for path in paths {
-        let pem = read_key_file(&path, expected_owner()).map_err(Failure::KeyFileAccess)?;
+    for (index, path) in paths.iter().enumerate() {
+        let pem = read_key_file(path, expected_owner()).map_err(Failure::KeyFileAccess)?;
         let passphrase = match &args.passphrase_file {
             Some(file) => passphrase_from_file(file)?,
             None => ask_passphrase(&format!("Passphrase for ecp key {}: ", path.display()))?,
         };
         let key = decrypt_key_pem(&pem, &passphrase)?;
-        keys.push(AgentKey::new(key, path.display().to_string()));
+        keys.push(AgentKey::new(key, comment_for(index, path)));
     }
     Ok(keys)
+}
+
+/// What the agent calls a key: every server it is forwarded to sees this,
+/// so the file's name without the path (which names the user's home).
+fn comment_for(index: usize, path: &Path) -> String {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    format!("ecp key {} ({name})", index + 1)
 }
 
 /// With --upstream: the agent in SSH_AUTH_SOCK now, which must answer.
@@ -197,19 +214,22 @@ fn start_in_background(
 /// Keys as they travel to the background agent: per key, the comment's
 /// length (2 bytes), the comment, the 32-byte secret scalar.
 fn serialize(keys: &[AgentKey]) -> Zeroizing<Vec<u8>> {
-    let mut out = Zeroizing::new(Vec::new());
+    let size = keys.iter().map(|k| 2 + k.comment.len() + 32).sum();
+    let mut out = Zeroizing::new(Vec::with_capacity(size));
     for key in keys {
         let comment = key.comment.as_bytes();
         let len = u16::try_from(comment.len()).unwrap_or(u16::MAX);
         out.extend_from_slice(&len.to_be_bytes());
         out.extend_from_slice(&comment[..usize::from(len)]);
-        out.extend_from_slice(&key.signing.to_bytes());
+        out.extend_from_slice(&Zeroizing::new(key.signing.to_bytes()));
     }
     out
 }
 
 fn deserialize(mut bytes: &[u8]) -> Result<Vec<AgentKey>, String> {
-    let mut keys = Vec::new();
+    // At most one key per 34 bytes: enough room from the start, so the
+    // keys are never moved (and copied unwiped) by a growing Vec.
+    let mut keys = Vec::with_capacity(bytes.len() / 34);
     while !bytes.is_empty() {
         let (len, rest) = bytes.split_at_checked(2).ok_or("truncated")?;
         let len = usize::from(u16::from_be_bytes([len[0], len[1]]));
@@ -229,7 +249,8 @@ fn deserialize(mut bytes: &[u8]) -> Result<Vec<AgentKey>, String> {
 /// …") on standard output once it listens.
 fn serve_from_stdin(args: &AgentArgs) -> Result<(), Failure> {
     let _ = nix::unistd::setsid();
-    let mut input = Zeroizing::new(Vec::new());
+    // Sized up front, so reading never reallocates an unwiped copy.
+    let mut input = Zeroizing::new(Vec::with_capacity((1 << 20) + 1));
     let read = std::io::stdin()
         .lock()
         .take(1 << 20)
@@ -371,15 +392,21 @@ fn kill() -> Result<(), Failure> {
         .filter(|p| *p > 0)
         .ok_or_else(|| Failure::Agent("ECP_AGENT_PID is not set".into()))?;
     let ours = std::fs::metadata("/proc/self/exe").map(|m| (m.dev(), m.ino()));
-    let theirs = std::fs::metadata(format!("/proc/{pid}/exe")).map(|m| (m.dev(), m.ino(), m.uid()));
+    let theirs = std::fs::metadata(format!("/proc/{pid}/exe")).map(|m| (m.dev(), m.ino()));
+    let owner = std::fs::metadata(format!("/proc/{pid}")).map(|m| m.uid());
     let uid = nix::unistd::getuid().as_raw();
-    match (ours, theirs) {
-        (Ok((dev, ino)), Ok((d, i, _))) if (dev, ino) == (d, i) => {}
+    // This program, run by this user, as `agent` (not an askpass or a
+    // sign that happens to have the pid now).
+    let is_agent = std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        args.get(1) == Some(&b"agent".as_slice())
+    });
+    match (ours, theirs, owner) {
+        (Ok(ours), Ok(theirs), Ok(owner)) if ours == theirs && owner == uid && is_agent => {}
+        (_, _, Ok(owner)) if owner != uid => {
+            return Err(Failure::Agent(format!("process {pid} is not yours")));
+        }
         _ => {
-            let owner = std::fs::metadata(format!("/proc/{pid}")).map(|m| m.uid());
-            if owner.is_ok_and(|o| o != uid) {
-                return Err(Failure::Agent(format!("process {pid} is not yours")));
-            }
             return Err(Failure::Agent(format!(
                 "process {pid} (ECP_AGENT_PID) is not an ecp agent"
             )));
