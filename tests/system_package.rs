@@ -234,7 +234,9 @@ fn debian_package_installs_works_and_purges_cleanly() {
     let services = PamServices::new();
     services.add(
         "ecp-system",
-        "auth required pam_ecp.so\naccount required pam_ecp.so\n",
+        // mode=keyfile: no logind session here vouches for a local login,
+        // so mode=auto would ask for a challenge instead.
+        "auth required pam_ecp.so mode=keyfile\naccount required pam_ecp.so\n",
     );
     let login = services.pamtester(
         "ecp-system",
