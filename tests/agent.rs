@@ -226,6 +226,83 @@ fn the_background_agent_prints_its_variables_and_kill_stops_it() {
     assert_eq!(refused.status.code(), Some(11));
 }
 
+#[test]
+fn an_unprivileged_user_starts_and_stops_their_own_agent() {
+    if !running_as_root() {
+        eprintln!("skipped: needs root to make a user");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let user = ecp_tests::daemon::TestUser::create(dir.path());
+    let ecpctl = ecp_tests::binary_copy_in(dir.path(), "ecpctl");
+    let pass = user.home.join("pass");
+    user.write_owned(&pass, &format!("{PASSPHRASE}\n"));
+    let keys = user.home.join("keys");
+    user.keygen(&ecpctl, &keys, &pass, &[]);
+    let runtime = user.home.join("run");
+    std::fs::create_dir(&runtime).unwrap();
+    std::os::unix::fs::chown(&runtime, Some(user.uid), Some(user.gid)).unwrap();
+    std::fs::set_permissions(
+        &runtime,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    let env = Path::new("/usr/bin/env");
+    let started = user.run(
+        env,
+        &[
+            &format!("XDG_RUNTIME_DIR={}", runtime.display()),
+            &format!("HOME={}", user.home.display()),
+            ecpctl.to_str().unwrap(),
+            "agent",
+            "--key",
+            keys.join("private_key.pem").to_str().unwrap(),
+            "--passphrase-file",
+            pass.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(started.code, 0, "{}", started.stderr);
+    let pid = started
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("ECP_AGENT_PID="))
+        .and_then(|rest| rest.split(';').next())
+        .unwrap()
+        .to_owned();
+    // The agent is not dumpable: its own user cannot read its memory, and
+    // -k must know it without /proc/PID/exe.
+    let killed = user.run(
+        env,
+        &[
+            &format!("ECP_AGENT_PID={pid}"),
+            ecpctl.to_str().unwrap(),
+            "agent",
+            "-k",
+        ],
+    );
+    assert_eq!(killed.code, 0, "{}", killed.stderr);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while std::path::Path::new(&format!("/proc/{pid}")).exists()
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "stopped"
+    );
+    assert_eq!(
+        std::fs::read_dir(&runtime).unwrap().count(),
+        0,
+        "socket directory removed"
+    );
+}
+
 /// `ssh-keygen -Y sign` of `data` with the agent at `socket`'s key
 /// `public`: what any program may ask an agent to sign.
 fn sign_file(socket: &Path, public: &Path, data: &Path) -> std::process::Output {

@@ -25,7 +25,19 @@ pub fn logind_says_local() -> Option<bool> {
     if field(&text, "UID")? != uid.to_string() {
         return None;
     }
-    remote_in_record(&text).map(|remote| !remote)
+    local_in_record(&text)
+}
+
+/// Whether a logind session record is of a local session: REMOTE=0, at a
+/// seat, with no remote host and not made by sshd. pam_systemd writes
+/// REMOTE=0 for an ssh login that arrives from localhost (a tunnel, a
+/// proxy, a port forward), so REMOTE alone does not tell.
+fn local_in_record(text: &str) -> Option<bool> {
+    let remote = remote_in_record(text)?;
+    let seat = field(text, "SEAT").is_some_and(|s| !s.is_empty());
+    let remote_host = field(text, "REMOTE_HOST").is_some_and(|h| !h.is_empty());
+    let sshd = field(text, "SERVICE").is_some_and(|s| s.starts_with("sshd"));
+    Some(!remote && seat && !remote_host && !sshd)
 }
 
 /// The (uid, logind session id) of a process in a session scope, from
@@ -126,5 +138,22 @@ mod tests {
         assert_eq!(remote_in_record("UID=1000\n"), None);
         assert_eq!(remote_in_record("REMOTE=yes\n"), None);
         assert_eq!(remote_in_record("REMOTE_HOST=x\n"), None);
+
+        // Local only at a seat, with no remote host, not made by sshd.
+        let console = "UID=1000\nREMOTE=0\nSEAT=seat0\nVTNR=2\nSERVICE=login\n";
+        assert_eq!(local_in_record(console), Some(true));
+        for remote_looking in [
+            "UID=1000\nREMOTE=0\nSERVICE=sshd\nSEAT=seat0\n",
+            "UID=1000\nREMOTE=0\nREMOTE_HOST=::1\nSEAT=seat0\n",
+            "UID=1000\nREMOTE=0\nSERVICE=login\n",
+            "UID=1000\nREMOTE=1\nSEAT=seat0\n",
+        ] {
+            assert_eq!(
+                local_in_record(remote_looking),
+                Some(false),
+                "{remote_looking}"
+            );
+        }
+        assert_eq!(local_in_record("UID=1000\nSEAT=seat0\n"), None);
     }
 }

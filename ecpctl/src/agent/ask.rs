@@ -3,9 +3,9 @@
 //! `ssh-agent -c` does: SSH_ASKPASS_PROMPT=confirm; yes is exit status 0
 //! with an empty or "yes" answer). One question at a time.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -75,22 +75,29 @@ impl Questions {
 }
 
 fn on_terminal(question: &str) -> Result<bool, String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    // Non-blocking: the answer is read against one deadline, whatever
+    // mode another program left the terminal in.
     let mut tty = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
+        .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
         .open("/dev/tty")
         .map_err(|e| format!("cannot ask on the terminal: {e}"))?;
     // Typed-ahead (or injected) input is not an answer to this question.
     let _ = nix::sys::termios::tcflush(&tty, nix::sys::termios::FlushArg::TCIFLUSH);
     write!(tty, "\n{question} [yes/no] ").map_err(|e| e.to_string())?;
     tty.flush().map_err(|e| e.to_string())?;
+    let deadline = Instant::now() + ANSWER_WAIT;
+    let mut answer = Vec::new();
     // Nobody at the terminal must not hold every later question.
-    {
+    while !answer.contains(&b'\n') && answer.len() < 64 {
         use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
         use std::os::fd::AsFd;
+        let left = deadline.saturating_duration_since(Instant::now());
         let mut fds = [PollFd::new(tty.as_fd(), PollFlags::POLLIN)];
-        let wait = PollTimeout::try_from(ANSWER_WAIT).unwrap_or(PollTimeout::MAX);
-        if poll(&mut fds, wait).map_err(|e| e.to_string())? == 0 {
+        let wait = PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX);
+        if left.is_zero() || poll(&mut fds, wait).map_err(|e| e.to_string())? == 0 {
             let _ = writeln!(
                 tty,
                 "\n(no answer within {} seconds: not signed)",
@@ -98,49 +105,23 @@ fn on_terminal(question: &str) -> Result<bool, String> {
             );
             return Ok(false);
         }
+        let mut buffer = [0u8; 64];
+        match tty.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => answer.extend_from_slice(&buffer[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e.to_string()),
+        }
     }
-    let mut answer = String::new();
-    BufReader::new(tty)
-        .take(64)
-        .read_line(&mut answer)
-        .map_err(|e| e.to_string())?;
-    Ok(answer.trim().eq_ignore_ascii_case("yes"))
+    Ok(String::from_utf8_lossy(&answer)
+        .trim()
+        .eq_ignore_ascii_case("yes"))
 }
 
 fn through_askpass(program: &PathBuf, question: &str) -> Result<bool, String> {
-    let mut child = Command::new(program)
-        .arg(question)
-        .env("SSH_ASKPASS_PROMPT", "confirm")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("cannot run {}: {e}", program.display()))?;
-    let mut stdout = child.stdout.take();
-    let reader = std::thread::spawn(move || {
-        let mut answer = String::new();
-        if let Some(out) = stdout.as_mut() {
-            let _ = out.take(256).read_to_string(&mut answer);
-        }
-        answer
-    });
-    let deadline = Instant::now() + ANSWER_WAIT;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!(
-                    "{} gave no answer within {} seconds",
-                    program.display(),
-                    ANSWER_WAIT.as_secs()
-                ));
-            }
-        }
-    };
-    let answer = reader.join().unwrap_or_default();
-    let answer = answer.trim();
-    Ok(status.success() && (answer.is_empty() || answer.eq_ignore_ascii_case("yes")))
+    let mut command = Command::new(program);
+    command.arg(question).env("SSH_ASKPASS_PROMPT", "confirm");
+    let finished = super::run::run_with_deadline(&mut command, ANSWER_WAIT, 256)?;
+    let answer = finished.stdout.trim();
+    Ok(finished.success && (answer.is_empty() || answer.eq_ignore_ascii_case("yes")))
 }

@@ -8,6 +8,7 @@
 //! the agent does not read.
 
 use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use base64::engine::general_purpose::STANDARD;
@@ -45,11 +46,20 @@ pub fn default_files(home: &Path) -> Vec<PathBuf> {
 pub fn judge(files: &[PathBuf], key_blob: &[u8], host: &str) -> HostVerdict {
     let mut texts = Vec::new();
     for path in files {
-        let file = match std::fs::File::open(path) {
+        // Non-blocking, and only a regular file is read: a FIFO someone
+        // put where a configured file is missing must not hang the agent.
+        let file = match std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+            .open(path)
+        {
             Ok(file) => file,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return HostVerdict::Unreadable(format!("{}: {e}", path.display())),
         };
+        if !file.metadata().is_ok_and(|m| m.is_file()) {
+            continue;
+        }
         let mut bytes = Vec::new();
         if let Err(e) = file.take(MAX_FILE_LEN + 1).read_to_end(&mut bytes) {
             return HostVerdict::Unreadable(format!("{}: {e}", path.display()));

@@ -7,6 +7,7 @@ mod ask;
 mod hostkey;
 mod known_hosts;
 mod log;
+mod run;
 mod serve;
 mod vault;
 
@@ -329,8 +330,9 @@ fn serve(
         approved_path: ecp_core::user_files::approved_hosts_path(&home),
         upstream,
         own_program,
-        ssh_versions: Mutex::new(Default::default()),
+        ssh_programs: serve::trusted_ssh_programs(),
         target_of: serve::ssh_target,
+        targets: Mutex::new(Default::default()),
     });
     agent.serve(listener);
     Ok(())
@@ -391,21 +393,24 @@ fn kill() -> Result<(), Failure> {
         .and_then(|p| p.trim().parse().ok())
         .filter(|p| *p > 0)
         .ok_or_else(|| Failure::Agent("ECP_AGENT_PID is not set".into()))?;
-    let ours = std::fs::metadata("/proc/self/exe").map(|m| (m.dev(), m.ino()));
-    let theirs = std::fs::metadata(format!("/proc/{pid}/exe")).map(|m| (m.dev(), m.ino()));
+    // The agent is not dumpable, so its /proc/PID/exe cannot be read by
+    // its own user: it is known by owner, name and command line.
     let owner = std::fs::metadata(format!("/proc/{pid}")).map(|m| m.uid());
     let uid = nix::unistd::getuid().as_raw();
-    // This program, run by this user, as `agent` (not an askpass or a
-    // sign that happens to have the pid now).
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
     let is_agent = std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
         let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-        args.get(1) == Some(&b"agent".as_slice())
+        let program = args
+            .first()
+            .and_then(|a| a.rsplit(|b| *b == b'/').next())
+            .unwrap_or_default();
+        program == b"ecpctl" && args.get(1) == Some(&b"agent".as_slice())
     });
-    match (ours, theirs, owner) {
-        (Ok(ours), Ok(theirs), Ok(owner)) if ours == theirs && owner == uid && is_agent => {}
-        (_, _, Ok(owner)) if owner != uid => {
+    match owner {
+        Ok(owner) if owner != uid => {
             return Err(Failure::Agent(format!("process {pid} is not yours")));
         }
+        Ok(_) if is_agent && comm.trim() == "ecpctl" => {}
         _ => {
             return Err(Failure::Agent(format!(
                 "process {pid} (ECP_AGENT_PID) is not an ecp agent"

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -46,12 +46,12 @@ pub struct Agent {
     /// (device, inode) of this program: a client running it is one of
     /// ecpctl's own --agent commands.
     pub own_program: Option<(u64, u64)>,
-    /// Whether each ssh program seen (by device and inode) is OpenSSH
-    /// 8.9 or later.
-    pub ssh_versions: Mutex<HashMap<(u64, u64), bool>>,
+    /// The ssh programs a peer may run to count as ssh.
+    pub ssh_programs: Vec<SshProgram>,
     /// Which server an ssh process connects to (`ssh_target`; tests
-    /// put their own here).
-    pub target_of: fn(i32) -> Option<SshTarget>,
+    /// put their own here), remembered per process.
+    pub target_of: fn(i32, &Path) -> Option<SshTarget>,
+    pub targets: Mutex<HashMap<(i32, u64), Option<SshTarget>>>,
 }
 
 /// The server an ssh process was started for, as `ssh -G` resolves its
@@ -63,29 +63,85 @@ pub struct SshTarget {
     pub known_hosts: Vec<PathBuf>,
 }
 
-/// `ssh -G` with the arguments of process `pid`, run as the very program
-/// that process runs (/proc/PID/exe): the server it connects to.
-pub fn ssh_target(pid: i32) -> Option<SshTarget> {
+/// An ssh program this machine trusts to be OpenSSH: root-owned, not
+/// writable by others, at a usual place. A peer counts as ssh only when
+/// it runs one of these very files (device and inode); the agent never
+/// executes what a peer runs (a sandbox's "ssh" would run on the host).
+#[derive(Debug, Clone)]
+pub struct SshProgram {
+    pub id: (u64, u64),
+    pub path: PathBuf,
+    /// OpenSSH 8.9 or later: it sends session-bind.
+    pub binds: bool,
+}
+
+/// The trusted ssh programs found now.
+pub fn trusted_ssh_programs() -> Vec<SshProgram> {
+    let mut found: Vec<SshProgram> = Vec::new();
+    for path in ["/usr/bin/ssh", "/bin/ssh", "/usr/local/bin/ssh"] {
+        let Ok(meta) = std::fs::metadata(path) else {
+            continue;
+        };
+        let id = (meta.dev(), meta.ino());
+        if meta.uid() != 0 || meta.mode() & 0o022 != 0 || found.iter().any(|p| p.id == id) {
+            continue;
+        }
+        let mut version = std::process::Command::new(path);
+        version.arg("-V");
+        // ssh -V writes to standard error.
+        version.stderr(std::process::Stdio::piped());
+        let binds = version
+            .output()
+            .ok()
+            .and_then(|out| crate::approved::openssh_version(&String::from_utf8_lossy(&out.stderr)))
+            .is_some_and(|v| v >= (8, 9));
+        found.push(SshProgram {
+            id,
+            path: PathBuf::from(path),
+            binds,
+        });
+    }
+    found
+}
+
+/// How long `ssh -G` may take.
+const SSH_CONFIG_WAIT: Duration = Duration::from_secs(5);
+
+/// The server ssh process `pid` (running `program`, a trusted ssh) was
+/// started for: `program -G` with the process's arguments, working
+/// directory and environment, so that relative paths and `${VAR}` tokens
+/// resolve as they did for it.
+pub fn ssh_target(pid: i32, program: &Path) -> Option<SshTarget> {
+    use std::os::unix::ffi::OsStrExt;
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    let args: Vec<std::ffi::OsString> = cmdline
-        .split(|b| *b == 0)
-        .skip(1)
-        .filter(|a| !a.is_empty())
-        .map(|a| <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(a).to_owned())
-        .collect();
-    let out = std::process::Command::new(format!("/proc/{pid}/exe"))
-        .arg("-G")
-        .args(&args)
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .output()
-        .ok()?;
-    if !out.status.success() {
+    let mut args: Vec<&[u8]> = cmdline.split(|b| *b == 0).skip(1).collect();
+    // The NUL after the last argument, not an empty argument.
+    if args.last() == Some(&&b""[..]) {
+        args.pop();
+    }
+    let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).ok()?;
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    let mut command = std::process::Command::new(program);
+    command.arg("-G").current_dir(cwd).env_clear();
+    for arg in args {
+        command.arg(std::ffi::OsStr::from_bytes(arg));
+    }
+    for pair in environ.split(|b| *b == 0).filter(|p| !p.is_empty()) {
+        if let Some(at) = pair.iter().position(|b| *b == b'=') {
+            command.env(
+                std::ffi::OsStr::from_bytes(&pair[..at]),
+                std::ffi::OsStr::from_bytes(&pair[at + 1..]),
+            );
+        }
+    }
+    let finished = super::run::run_with_deadline(&mut command, SSH_CONFIG_WAIT, 1 << 20).ok()?;
+    if !finished.success {
         return None;
     }
-    let text = String::from_utf8_lossy(&out.stdout);
     let value = |key: &str| {
-        text.lines()
+        finished
+            .stdout
+            .lines()
             .find_map(|l| l.strip_prefix(key)?.strip_prefix(' '))
             .map(str::to_owned)
     };
@@ -95,7 +151,15 @@ pub fn ssh_target(pid: i32) -> Option<SshTarget> {
     let mut known_hosts: Vec<PathBuf> = Vec::new();
     for key in ["userknownhostsfile", "globalknownhostsfile"] {
         if let Some(files) = value(key) {
-            known_hosts.extend(files.split_whitespace().map(PathBuf::from));
+            // ssh prints them space-separated; a relative piece is half
+            // of a path with a space in it, or relative to a directory
+            // that is not the user's to vouch for: left out.
+            known_hosts.extend(
+                files
+                    .split_whitespace()
+                    .map(PathBuf::from)
+                    .filter(|p| p.is_absolute()),
+            );
         }
     }
     Some(SshTarget {
@@ -110,12 +174,13 @@ enum Peer {
     /// ecpctl itself (sign, askpass, test-login, renew with --agent):
     /// those commands showed the person what they sign.
     Ecpctl,
-    /// OpenSSH's ssh (process `pid`); `binds` when it is 8.9 or later, so
-    /// that the first session-bind on an agent-forwarding connection is
-    /// its own.
+    /// A trusted OpenSSH ssh program (`program`: its index) run by process
+    /// `pid`; `binds` when it is 8.9 or later, so that the first
+    /// session-bind on an agent-forwarding connection is its own.
     Ssh {
         binds: bool,
         pid: i32,
+        program: usize,
     },
     Other,
 }
@@ -194,36 +259,46 @@ impl Agent {
     }
 
     fn peer_of(&self, pid: i32) -> Peer {
-        let exe = format!("/proc/{pid}/exe");
-        let Ok(meta) = std::fs::metadata(&exe) else {
+        let Ok(meta) = std::fs::metadata(format!("/proc/{pid}/exe")) else {
             return Peer::Other;
         };
-        if self.own_program == Some((meta.dev(), meta.ino())) {
+        let id = (meta.dev(), meta.ino());
+        if self.own_program == Some(id) {
             return Peer::Ecpctl;
         }
-        let Ok(path) = std::fs::read_link(&exe) else {
-            return Peer::Other;
-        };
-        if path.file_name().is_none_or(|n| n != "ssh") {
-            return Peer::Other;
+        match self.ssh_programs.iter().position(|p| p.id == id) {
+            Some(index) => Peer::Ssh {
+                binds: self.ssh_programs[index].binds,
+                pid,
+                program: index,
+            },
+            None => Peer::Other,
         }
-        let mut versions = self
-            .ssh_versions
+    }
+
+    /// The server ssh process `pid` connects to, worked out once per
+    /// process (its start time tells a reused pid apart).
+    fn target(&self, pid: i32, program: usize) -> Option<SshTarget> {
+        let started = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|stat| {
+                // Field 22, counted after the parenthesised command name.
+                let after = stat.rsplit_once(')')?.1;
+                after.split_whitespace().nth(19)?.parse::<u64>().ok()
+            })?;
+        let mut targets = self
+            .targets
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        // The version of the program the process runs, wherever it came
-        // from (a container's ssh is not /usr/bin/ssh here).
-        let binds = *versions.entry((meta.dev(), meta.ino())).or_insert_with(|| {
-            std::process::Command::new(&exe)
-                .arg("-V")
-                .output()
-                .ok()
-                .and_then(|out| {
-                    crate::approved::openssh_version(&String::from_utf8_lossy(&out.stderr))
-                })
-                .is_some_and(|v| v >= (8, 9))
-        });
-        Peer::Ssh { binds, pid }
+        if let Some(known) = targets.get(&(pid, started)) {
+            return known.clone();
+        }
+        if targets.len() >= 64 {
+            targets.clear();
+        }
+        let target = (self.target_of)(pid, &self.ssh_programs.get(program)?.path);
+        targets.insert((pid, started), target.clone());
+        target
     }
 
     /// Whether to sign `request` arriving by `route` from `peer`: Ok with
@@ -303,6 +378,15 @@ impl Agent {
                     .map(|()| Some(target));
             }
             Route::Unbound | Route::Local => match peer {
+                // ssh 8.9 and later bind every connection they forward
+                // with -A before anything else: an ecp request on one
+                // they did not came from a server that reached the agent
+                // through a socket forwarded some other way (-R).
+                Peer::Ssh { binds: true, .. } => {
+                    return Err(format!(
+                        "refused the {what} of {account}: it came through ssh but not over an agent connection ssh forwarded with -A (no session-bind); forward the agent with -A only"
+                    ))
+                }
                 Peer::Ecpctl => {
                     self.log.info(&format!(
                         "signed the {what} of {account} for service {} (from {}) for ecpctl on this machine",
@@ -438,7 +522,12 @@ impl Connection<'_> {
             // ones are the server's own words about further hops.
             return Message::bare(SSH_AGENT_SUCCESS);
         }
-        let Peer::Ssh { binds: true, pid } = self.peer else {
+        let Peer::Ssh {
+            binds: true,
+            pid,
+            program,
+        } = self.peer
+        else {
             return Message::bare(SSH_AGENT_SUCCESS);
         };
         if let Err(e) = verify_session_signature(&bind.host_key, &bind.session_id, &bind.signature)
@@ -458,7 +547,7 @@ impl Connection<'_> {
         // must be that of the server this ssh was started for; a bind
         // naming another (sent by a server itself, over a socket forwarded
         // some other way than -A) breaks the connection.
-        self.route = match (self.agent.target_of)(pid) {
+        self.route = match self.agent.target(pid, program) {
             None => Route::Broken(format!(
                 "cannot tell which server ssh (pid {pid}) connects to"
             )),
@@ -558,17 +647,30 @@ impl Connection<'_> {
         request: &Request,
     ) -> Option<Result<Message, ecp_agent::ClientError>> {
         let path = self.agent.upstream.as_ref()?;
+        let is_bind = matches!(request, Request::Extension { name, .. } if name == SESSION_BIND);
         if matches!(self.upstream, Upstream::NotYet) {
-            self.upstream = Upstream::Open {
-                client: AgentClient::connect(path, UPSTREAM_WAIT).ok()?,
-                bound: false,
-            };
+            match AgentClient::connect(path, UPSTREAM_WAIT) {
+                Ok(client) => {
+                    self.upstream = Upstream::Open {
+                        client,
+                        bound: false,
+                    }
+                }
+                Err(_) => {
+                    // A bind that could not go up must not be followed by
+                    // an unbound connection later.
+                    if is_bind {
+                        self.upstream = Upstream::Gone;
+                    }
+                    return None;
+                }
+            }
         }
         let Upstream::Open { client, bound } = &mut self.upstream else {
             return None;
         };
         let answer = client.call(request);
-        if matches!(request, Request::Extension { name, .. } if name == SESSION_BIND) {
+        if is_bind {
             *bound = true;
         }
         if answer.is_err() {
@@ -642,8 +744,13 @@ mod tests {
             approved_path: dir.path().join("approved_hosts"),
             upstream: None,
             own_program: None,
-            ssh_versions: Mutex::new(HashMap::new()),
-            target_of: |_| {
+            ssh_programs: vec![SshProgram {
+                id: (0, 0),
+                path: PathBuf::from("/nonexistent/ssh"),
+                binds: true,
+            }],
+            targets: Mutex::new(HashMap::new()),
+            target_of: |_, _| {
                 Some(SshTarget {
                     name: "web1".into(),
                     known_hosts: Vec::new(),
@@ -691,6 +798,7 @@ mod tests {
     const SSH_9: Peer = Peer::Ssh {
         binds: true,
         pid: 1,
+        program: 0,
     };
 
     #[test]
@@ -737,12 +845,31 @@ mod tests {
     }
 
     #[test]
+    fn an_ecp_request_from_new_ssh_without_a_forwarding_bind_is_refused_unasked() {
+        // A server reaching the agent through a socket forwarded with -R
+        // (ssh sends no bind there) or binding "not forwarding" itself.
+        let s = setup(Some("exit 0"));
+        for route in [Route::Unbound, Route::Local] {
+            let refused = s
+                .agent
+                .decide(&login("web1", 300), &route, SSH_9)
+                .unwrap_err();
+            assert!(
+                refused.contains("forward the agent with -A only"),
+                "{refused}"
+            );
+        }
+        assert_eq!(s.asked(), 0);
+    }
+
+    #[test]
     fn without_a_session_bind_the_person_is_asked_every_time_and_nothing_is_remembered() {
         let yes = setup(Some("exit 0"));
         for peer in [
             Peer::Ssh {
                 binds: false,
                 pid: 1,
+                program: 0,
             },
             Peer::Other,
         ] {
@@ -825,6 +952,7 @@ mod tests {
             Peer::Ssh {
                 binds: false,
                 pid: 1,
+                program: 0,
             },
             Peer::Other,
             Peer::Ecpctl,
