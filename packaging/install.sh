@@ -2,8 +2,7 @@
 # Install ecp from a release build, for distributions without the Debian
 # package: `make install [DESTDIR=…] [PREFIX=/usr/local] [PAMDIR=…]`.
 # Afterwards (as root, when DESTDIR is empty): create the daemon account
-#   useradd --system --user-group --no-create-home --home-dir /var/lib/ecpd \
-#       --shell /usr/sbin/nologin _ecpd
+#   systemd-sysusers $SYSUSERSDIR/ecp.conf
 # reload D-Bus and systemd, and add pam_ecp to the PAM stacks you choose.
 set -eu
 cd "$(dirname "$0")/.."
@@ -20,6 +19,7 @@ if [ -z "${PAMDIR:-}" ]; then
     PAMDIR=${PAMDIR:-/usr/lib/security}
 fi
 SYSTEMDDIR=${SYSTEMDDIR:-/lib/systemd/system}
+SYSUSERSDIR=${SYSUSERSDIR:-/usr/lib/sysusers.d}
 
 R=target/release
 for f in "$R/ecpctl" "$R/ecpd" "$R/libpam_ecp.so" target/completions/ecpctl.bash; do
@@ -37,6 +37,7 @@ fi
 inst 644 packaging/dbus/org.ecp.Ecpd1.conf "$DATADIR/dbus-1/system.d/org.ecp.Ecpd1.conf"
 sed "s|/usr/sbin/ecpd|$PREFIX/sbin/ecpd|" packaging/systemd/ecpd.service >target/ecpd.service
 inst 644 target/ecpd.service "$SYSTEMDDIR/ecpd.service"
+inst 644 packaging/sysusers.d/ecp.conf "$SYSUSERSDIR/ecp.conf"
 inst 644 packaging/dbus/org.ecp.Ecpd1.service "$DATADIR/dbus-1/system-services/org.ecp.Ecpd1.service"
 for page in ecpctl.1 ecpd.8 pam_ecp.8 ecpd.toml.5; do
     inst 644 "packaging/man/$page" "$DATADIR/man/man${page##*.}/$page"

@@ -300,6 +300,53 @@ fn debian_package_installs_works_and_purges_cleanly() {
     }
 }
 
+/// The account file both packages install: systemd-sysusers makes the
+/// daemon's account from it (here in a scratch root, not the machine's).
+#[test]
+fn the_sysusers_file_declares_the_daemon_account() {
+    let Ok(sysusers) = which("systemd-sysusers") else {
+        eprintln!("skipped: no systemd-sysusers");
+        return;
+    };
+    let root_dir = tempfile::tempdir().unwrap();
+    let etc = root_dir.path().join("etc");
+    std::fs::create_dir_all(&etc).unwrap();
+    for file in ["passwd", "group", "shadow", "gshadow"] {
+        std::fs::write(etc.join(file), "").unwrap();
+    }
+    let conf = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/sysusers.d/ecp.conf");
+    let status = Command::new(sysusers)
+        .arg("--root")
+        .arg(root_dir.path())
+        .arg(&conf)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let passwd = std::fs::read_to_string(etc.join("passwd")).unwrap();
+    let line = passwd
+        .lines()
+        .find(|l| l.starts_with("_ecpd:"))
+        .unwrap_or_else(|| panic!("no _ecpd in {passwd}"));
+    let fields: Vec<&str> = line.split(':').collect();
+    assert_eq!(fields[5], "/var/lib/ecpd", "{line}");
+    assert_eq!(fields[6], "/usr/sbin/nologin", "{line}");
+    let uid: u32 = fields[2].parse().unwrap();
+    assert!(uid < 1000, "a system account: {line}");
+    assert!(std::fs::read_to_string(etc.join("group"))
+        .unwrap()
+        .contains("_ecpd:"));
+}
+
+/// The full path of `program` on PATH.
+fn which(program: &str) -> Result<std::path::PathBuf, ()> {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file())
+        .ok_or(())
+}
+
 #[test]
 fn make_install_stages_every_file_under_destdir() {
     if !wanted() {
@@ -325,6 +372,7 @@ fn make_install_stages_every_file_under_destdir() {
         "usr/local/share/dbus-1/system.d/org.ecp.Ecpd1.conf",
         "usr/local/share/dbus-1/system-services/org.ecp.Ecpd1.service",
         "lib/systemd/system/ecpd.service",
+        "usr/lib/sysusers.d/ecp.conf",
         "usr/local/share/man/man8/pam_ecp.8",
         "usr/local/share/man/man5/ecpd.toml.5",
         "usr/local/share/bash-completion/completions/ecpctl",
