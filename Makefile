@@ -5,7 +5,7 @@
 
 CARGO ?= cargo
 
-.PHONY: demo test lint build package package-files install bench
+.PHONY: demo test lint build package package-files install bench selinux rpm
 
 demo:
 	./scripts/demo.sh
@@ -31,6 +31,19 @@ package-files:
 # The Debian package (needs `cargo install cargo-deb`): target/debian/ecp_*.deb
 package: package-files
 	$(CARGO) deb -p ecpctl --no-build
+
+# The SELinux policy module (needs the reference policy's development
+# files: selinux-policy-dev on Debian, selinux-policy-devel on Fedora):
+# target/selinux/ecp.pp
+selinux:
+	mkdir -p target/selinux
+	cp packaging/selinux/ecp.te packaging/selinux/ecp.fc packaging/selinux/ecp.if target/selinux/
+	$(MAKE) -s -C target/selinux -f /usr/share/selinux/devel/Makefile ecp.pp
+
+# The RPM and source RPM for the RHEL family (needs rpmbuild; runs on
+# Debian too): target/rpm/ecp-VERSION-RELEASE.ARCH.rpm and .src.rpm
+rpm: package-files selinux
+	./packaging/rpm/build.sh
 
 # Other distributions: make install [DESTDIR=...] [PREFIX=/usr/local] [PAMDIR=...]
 install: package-files
