@@ -383,3 +383,144 @@ fn make_install_stages_every_file_under_destdir() {
         std::fs::read_to_string(stage.path().join("lib/systemd/system/ecpd.service")).unwrap();
     assert!(unit.contains("ExecStart=/usr/local/sbin/ecpd "), "{unit}");
 }
+
+/// `make rpm`: the RPM for the RHEL family, built here from the release
+/// binaries the .deb uses. Every file in its Fedora place, the state
+/// directory owned by the daemon's account, the scriptlets that create the
+/// account, load the SELinux module and relabel, and rpmlint without
+/// errors (its filter file says why each remaining warning is one).
+#[test]
+fn make_rpm_builds_a_lint_clean_package_with_every_file_in_place() {
+    if !wanted() {
+        eprintln!("skipped: builds a release; set ECP_SYSTEM_TEST=1 (CI does)");
+        return;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let status = Command::new("make")
+        .arg("rpm")
+        .current_dir(root)
+        .status()
+        .unwrap();
+    assert!(status.success(), "make rpm failed");
+    let version = env!("CARGO_PKG_VERSION");
+    let rpm = root.join(format!("target/rpm/ecp-{version}-1.x86_64.rpm"));
+    let srpm = root.join(format!("target/rpm/ecp-{version}-1.src.rpm"));
+    assert!(
+        rpm.exists() && srpm.exists(),
+        "{} or its source RPM missing",
+        rpm.display()
+    );
+    let rpm_arg = rpm.to_str().unwrap();
+
+    let listing = sh("/usr/bin/rpm", &["-qplv", rpm_arg]).ok();
+    let entry = |path: &str| {
+        listing
+            .lines()
+            .find(|l| l.ends_with(&format!(" {path}")) || l.contains(&format!(" {path} -> ")))
+            .unwrap_or_else(|| panic!("{path} not in the RPM:\n{listing}"))
+            .to_owned()
+    };
+    for path in [
+        "/usr/bin/ecpctl",
+        "/usr/bin/ecpctl-askpass",
+        "/usr/sbin/ecpd",
+        "/usr/lib64/security/pam_ecp.so",
+        "/etc/ecp/ecpd.toml",
+        "/usr/lib/systemd/system/ecpd.service",
+        "/usr/lib/sysusers.d/ecp.conf",
+        "/usr/share/dbus-1/system.d/org.ecp.Ecpd1.conf",
+        "/usr/share/dbus-1/system-services/org.ecp.Ecpd1.service",
+        "/usr/share/man/man1/ecpctl.1",
+        "/usr/share/man/man5/ecpd.toml.5",
+        "/usr/share/man/man8/ecpd.8",
+        "/usr/share/man/man8/pam_ecp.8",
+        "/usr/share/bash-completion/completions/ecpctl",
+        "/usr/share/selinux/packages/targeted/ecp.pp.bz2",
+        "/usr/share/selinux/devel/include/distributed/ecp.if",
+        "/etc/authselect/custom/ecp/system-auth",
+        "/etc/authselect/custom/ecp/password-auth",
+        "/etc/authselect/custom/ecp/README",
+        "/etc/authselect/custom/ecp/REQUIREMENTS",
+        "/usr/share/licenses/ecp/LICENSE",
+        "/usr/share/doc/ecp/README.md",
+        "/usr/share/doc/ecp/examples/sshd.example",
+    ] {
+        entry(path);
+    }
+    let state = entry("/var/lib/ecpd");
+    assert!(
+        state.starts_with("drwx------") && state.contains(" _ecpd ") && state.contains("_ecpd "),
+        "{state}"
+    );
+    assert!(entry("/etc/authselect/custom/ecp/nsswitch.conf")
+        .contains("-> /usr/share/authselect/default/sssd/nsswitch.conf"));
+
+    let config = sh("/usr/bin/rpm", &["-qpc", rpm_arg]).ok();
+    for path in [
+        "/etc/ecp/ecpd.toml",
+        "/etc/authselect/custom/ecp/system-auth",
+        "/etc/authselect/custom/ecp/password-auth",
+    ] {
+        assert!(
+            config.lines().any(|l| l == path),
+            "{path} is not %config: {config}"
+        );
+    }
+
+    let scripts = sh("/usr/bin/rpm", &["-qp", "--scripts", rpm_arg]).ok();
+    for needle in [
+        "systemd-sysusers --replace=/usr/lib/sysusers.d/ecp.conf -",
+        "semodule -n -s targeted -X 200 -i /usr/share/selinux/packages/targeted/ecp.pp.bz2",
+        "restorecon -R /usr/sbin/ecpd /etc/ecp /var/lib/ecpd",
+        "systemctl --no-reload preset ecpd.service",
+        "-r ecp",
+    ] {
+        assert!(
+            scripts.contains(needle),
+            "no {needle:?} in the scriptlets:\n{scripts}"
+        );
+    }
+    // %pre makes the account from the very line the package installs.
+    let sysusers = std::fs::read_to_string(root.join("packaging/sysusers.d/ecp.conf")).unwrap();
+    let declared = sysusers
+        .lines()
+        .find(|l| l.starts_with('u'))
+        .unwrap()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let pre = scripts
+        .lines()
+        .find(|l| l.contains("echo 'u _ecpd"))
+        .expect("the account line in %pre");
+    let piped = pre
+        .split('\'')
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert_eq!(piped, declared);
+
+    let sources = sh("/usr/bin/rpm", &["-qpl", srpm.to_str().unwrap()]).ok();
+    assert!(
+        sources.contains("ecp.spec") && sources.contains(&format!("ecp-{version}.tar.gz")),
+        "{sources}"
+    );
+
+    let lint = ecp_tests::run(
+        Path::new("/usr/bin/rpmlint"),
+        &[
+            "-r",
+            root.join("packaging/rpm/ecp.rpmlintrc").to_str().unwrap(),
+            rpm_arg,
+            srpm.to_str().unwrap(),
+            root.join("packaging/rpm/ecp.spec").to_str().unwrap(),
+        ],
+    );
+    assert!(
+        lint.stdout.contains(" 0 errors,"),
+        "rpmlint reports errors:\n{}",
+        lint.stdout
+    );
+}

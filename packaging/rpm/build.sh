@@ -1,0 +1,36 @@
+#!/bin/sh
+# `make rpm`: the RPM and source RPM of ecp, from the release binaries,
+# completions and SELinux module that `make package-files selinux` left in
+# target/. Output: target/rpm/ecp-VERSION-RELEASE.ARCH.rpm and
+# target/rpm/ecp-VERSION-RELEASE.src.rpm.
+set -eu
+cd "$(dirname "$0")/../.."
+top=$(pwd)
+
+version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)
+[ -n "$version" ] || { echo "rpm: no version in Cargo.toml" >&2; exit 1; }
+for f in target/release/ecpctl target/release/ecpd target/release/libpam_ecp.so \
+    target/completions/ecpctl.bash target/selinux/ecp.pp; do
+    [ -e "$f" ] || { echo "rpm: $f missing; run 'make package-files selinux' first" >&2; exit 1; }
+done
+
+work=target/rpm/build
+rm -rf "$work"
+mkdir -p "$work/SOURCES" target/rpm
+# The source tarball: the tree as it is (committed or not), without build
+# output or git metadata.
+tar --exclude=./target --exclude=./.git --exclude='./fuzz/target' \
+    --transform "s|^\.|ecp-$version|" -czf "$work/SOURCES/ecp-$version.tar.gz" .
+
+rpmbuild() {
+    command rpmbuild --define "_topdir $top/$work" --define "ecp_version $version" "$@"
+}
+# --nodeps: the build requirements are Fedora package names; here the
+# binaries come from cargo (ecp_prebuilt).
+rpmbuild --nodeps -bs packaging/rpm/ecp.spec >/dev/null
+rpmbuild --nodeps --define "ecp_prebuilt $top" -bb packaging/rpm/ecp.spec >"$work/build.log" 2>&1 ||
+    { cat "$work/build.log" >&2; exit 1; }
+
+rm -f target/rpm/*.rpm
+cp "$work"/SRPMS/*.src.rpm "$work"/RPMS/*/*.rpm target/rpm/
+ls target/rpm/*.rpm

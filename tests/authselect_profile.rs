@@ -1,0 +1,292 @@
+//! The authselect profile packaging/authselect/ecp: its system-auth and
+//! password-auth resolved for a set of features, put under Fedora-like
+//! service files (sshd, sudo, su, login, polkit-1) and judged by
+//! `ecpctl doctor`, which runs each stack the way libpam would.
+//!
+//! authselect itself is not packaged for Debian: the templates are resolved
+//! here by the rules of authselect-profiles(5) (`{include if}`,
+//! `{exclude if}`, `{if "f":a|b}`, `{if not "f":a}`, `{imply}`). Running
+//! the real `authselect select custom/ecp with-ecp` is on the README's
+//! checklist for a Fedora/RHEL host.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use ecp_tests::{binary, Workdir};
+
+fn profile_file(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../packaging/authselect/ecp")
+        .join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// `"feature"` at the start of `text`: the name and the rest.
+fn quoted(text: &str) -> (&str, &str) {
+    let text = text.strip_prefix('"').expect("a quoted feature name");
+    let end = text.find('"').expect("closing quote");
+    (&text[..end], &text[end + 1..])
+}
+
+/// Replaces every inline `{if [not] "f":yes|no}` in `line`.
+fn resolve_inline(line: &str, on: &BTreeSet<String>) -> String {
+    let mut out = String::new();
+    let mut rest = line;
+    while let Some(start) = rest.find("{if ") {
+        out.push_str(&rest[..start]);
+        let body_start = &rest[start + 4..];
+        let end = body_start.find('}').expect("closing brace");
+        let body = &body_start[..end];
+        let (negated, body) = match body.strip_prefix("not ") {
+            Some(b) => (true, b),
+            None => (false, body),
+        };
+        let (feature, after) = quoted(body);
+        let after = after.strip_prefix(':').expect("':' after the feature");
+        let (yes, no) = after.split_once('|').unwrap_or((after, ""));
+        let holds = on.contains(feature) != negated;
+        out.push_str(if holds { yes } else { no });
+        rest = &body_start[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A profile file as authselect writes it for the features `on`.
+fn resolve(template: &str, features: &[&str]) -> String {
+    let mut on: BTreeSet<String> = features.iter().map(|f| f.to_string()).collect();
+    // {imply "a" if "b"} lines first: they change what the others see.
+    for line in template.lines() {
+        if let Some(rest) = line.trim().strip_prefix("{imply ") {
+            let (implied, rest) = quoted(rest);
+            let (cause, _) = quoted(rest.trim_start().strip_prefix("if ").unwrap());
+            if on.contains(cause) {
+                on.insert(implied.to_owned());
+            }
+        }
+    }
+    let mut out = String::new();
+    for line in template.lines() {
+        if line.trim_start().starts_with("{imply ") {
+            continue;
+        }
+        let mut text = line.to_owned();
+        let mut keep = true;
+        for (directive, wanted) in [("{include if ", true), ("{exclude if ", false)] {
+            if let Some(at) = text.find(directive) {
+                let (feature, _) = quoted(&text[at + directive.len()..]);
+                keep &= on.contains(feature) == wanted;
+                text.truncate(at);
+            }
+        }
+        if keep {
+            out.push_str(resolve_inline(&text, &on).trim_end());
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// Fedora-like service files around the profile's two stacks.
+const SERVICES: &[(&str, &str)] = &[
+    (
+        "sshd",
+        "auth       substack     password-auth\nauth       include      postlogin\n\
+         account    include      password-auth\n",
+    ),
+    ("sudo", "auth       include      system-auth\n"),
+    (
+        "su",
+        "auth       sufficient   pam_rootok.so\nauth       substack     system-auth\n\
+         auth       include      postlogin\n",
+    ),
+    (
+        "login",
+        "auth       substack     system-auth\nauth       include      postlogin\n",
+    ),
+    ("polkit-1", "auth       include      system-auth\n"),
+    ("postlogin", "session    optional     pam_umask.so silent\n"),
+];
+
+/// A PAM directory with the profile resolved for `features`.
+fn pam_dir(
+    work: &Workdir,
+    name: &str,
+    features: &[&str],
+    edit: impl Fn(String) -> String,
+) -> PathBuf {
+    let dir = work.path(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    for file in ["system-auth", "password-auth"] {
+        let resolved = edit(resolve(&profile_file(file), features));
+        std::fs::write(dir.join(file), resolved).unwrap();
+    }
+    for (service, text) in SERVICES {
+        std::fs::write(dir.join(service), text).unwrap();
+    }
+    dir
+}
+
+/// doctor's lines about files in `dir` (the daemon is not running, so the
+/// other checks fail; only the PAM ones matter here).
+fn doctor_pam_lines(dir: &Path) -> Vec<String> {
+    let run = ecp_tests::run(
+        &binary("ecpctl"),
+        &[
+            "--bus",
+            "unix:path=/nonexistent/ecp-test-bus",
+            "doctor",
+            "--user",
+            "root",
+            "--key",
+            "/nonexistent/key.pem",
+            "--pam-dir",
+            dir.to_str().unwrap(),
+        ],
+    );
+    run.stdout
+        .lines()
+        .filter(|l| l.contains("PAM service") || l.contains(&*dir.to_string_lossy()))
+        .map(str::to_owned)
+        .collect()
+}
+
+fn failures(lines: &[String]) -> Vec<&String> {
+    lines.iter().filter(|l| l.starts_with("FAIL")).collect()
+}
+
+#[test]
+fn with_ecp_the_resolved_stacks_pass_doctor_for_the_usual_feature_sets() {
+    let work = Workdir::new();
+    let sets: &[&[&str]] = &[
+        &["with-ecp"],
+        &["with-ecp", "with-faillock"],
+        &[
+            "with-ecp",
+            "with-faillock",
+            "with-mkhomedir",
+            "with-pamaccess",
+        ],
+        &["with-ecp", "without-nullok", "with-pam-gnome-keyring"],
+        &["with-ecp", "without-ecp-nouserok", "with-faillock"],
+        &["with-ecp", "with-pam-u2f-2fa"],
+        // Password-less features are left out of these two files.
+        &[
+            "with-ecp",
+            "with-fingerprint",
+            "with-pam-u2f",
+            "with-gssapi",
+        ],
+        &[
+            "with-ecp",
+            "with-faillock",
+            "with-gssapi",
+            "with-fingerprint",
+        ],
+    ];
+    for (n, features) in sets.iter().enumerate() {
+        let dir = pam_dir(&work, &format!("set{n}"), features, |s| s);
+        let lines = doctor_pam_lines(&dir);
+        assert!(
+            failures(&lines).is_empty(),
+            "features {features:?}: {lines:#?}\nsystem-auth:\n{}",
+            std::fs::read_to_string(dir.join("system-auth")).unwrap()
+        );
+        for service in ["sshd", "sudo", "su", "login", "polkit-1"] {
+            assert!(
+                lines
+                    .iter()
+                    .any(|l| l.starts_with(&format!("ok    PAM service {service}: auth mode=auto"))),
+                "features {features:?}: {service} does not use pam_ecp: {lines:#?}"
+            );
+        }
+        let system_auth = std::fs::read_to_string(dir.join("system-auth")).unwrap();
+        assert!(!system_auth.contains('{'), "unresolved: {system_auth}");
+        let nouserok = system_auth.contains("pam_ecp.so nouserok");
+        assert_eq!(
+            nouserok,
+            !features.contains(&"without-ecp-nouserok"),
+            "{system_auth}"
+        );
+        for left_out in ["pam_fprintd.so", "pam_sss_gss.so", "pam_u2f.so cue\n"] {
+            assert!(
+                !system_auth.contains(left_out),
+                "{left_out} in {system_auth}"
+            );
+        }
+    }
+}
+
+#[test]
+fn without_with_ecp_the_profile_has_no_ecp_line_and_is_the_sssd_stack() {
+    let work = Workdir::new();
+    for features in [&[][..], &["with-faillock", "with-fingerprint"][..]] {
+        let dir = pam_dir(&work, &format!("plain{}", features.len()), features, |s| s);
+        for file in ["system-auth", "password-auth"] {
+            let text = std::fs::read_to_string(dir.join(file)).unwrap();
+            assert!(!text.contains("pam_ecp"), "{file}: {text}");
+            assert!(!text.contains('{'), "unresolved: {text}");
+            // sssd's shape: a sufficient password module, then deny.
+            assert!(
+                text.contains("sufficient                                   pam_unix.so nullok"),
+                "{text}"
+            );
+            assert!(
+                text.contains(
+                    "auth        required                                     pam_deny.so\n"
+                ),
+                "{text}"
+            );
+        }
+        let lines = doctor_pam_lines(&dir);
+        assert!(
+            lines.iter().all(|l| !l.starts_with("ok    PAM service")),
+            "{lines:#?}"
+        );
+    }
+}
+
+#[test]
+fn an_ungated_stack_or_a_login_that_skips_the_key_is_named_by_doctor() {
+    let work = Workdir::new();
+    // Without the "requisite pam_deny.so" after the password modules, a
+    // wrong password would go on to pam_permit and pam_ecp.
+    let dir = pam_dir(&work, "ungated", &["with-ecp", "with-faillock"], |s| {
+        s.replace(
+            "auth        requisite                                    pam_deny.so\n",
+            "",
+        )
+    });
+    let lines = doctor_pam_lines(&dir);
+    for file in ["system-auth", "password-auth"] {
+        assert!(
+            failures(&lines)
+                .iter()
+                .any(|l| l.contains(file) && l.contains("after a failed password")),
+            "{file}: {lines:#?}"
+        );
+    }
+    // Smartcard logins complete without pam_ecp: doctor says so.
+    let dir = pam_dir(&work, "smartcard", &["with-ecp", "with-smartcard"], |s| s);
+    let lines = doctor_pam_lines(&dir);
+    assert!(
+        failures(&lines).iter().any(|l| l.contains("system-auth")),
+        "{lines:#?}"
+    );
+}
+
+#[test]
+fn the_requirements_and_readme_name_the_features() {
+    let readme = profile_file("README");
+    for needle in [
+        "with-ecp::",
+        "without-ecp-nouserok::",
+        "authselect select custom/ecp with-ecp",
+    ] {
+        assert!(readme.contains(needle), "README lacks {needle}");
+    }
+    let requirements = resolve(&profile_file("REQUIREMENTS"), &["with-ecp"]);
+    assert!(requirements.contains("ecpctl doctor"), "{requirements}");
+    let plain = resolve(&profile_file("REQUIREMENTS"), &[]);
+    assert!(!plain.contains("ecp"), "{plain}");
+}
