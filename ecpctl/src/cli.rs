@@ -185,6 +185,12 @@ pub struct DoctorArgs {
     /// Directory of PAM service files.
     #[arg(long, value_name = "DIR", default_value = "/etc/pam.d")]
     pub pam_dir: PathBuf,
+    /// A vendor directory where libpam finds the services and included
+    /// files that --pam-dir lacks (Ubuntu's polkit-1 in /usr/lib/pam.d);
+    /// may be given more than once [default, with --pam-dir /etc/pam.d:
+    /// /usr/lib/pam.d, /usr/share/pam.d and /usr/etc/pam.d; otherwise none].
+    #[arg(long, value_name = "DIR")]
+    pub vendor_pam_dir: Vec<PathBuf>,
     /// sshd's configuration, read through `sshd -T` (and `-C` for each
     /// Match block) when pam_ecp is in the sshd PAM service.
     #[arg(long, value_name = "FILE", default_value = "/etc/ssh/sshd_config")]

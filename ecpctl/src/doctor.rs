@@ -151,6 +151,9 @@ pub fn run(bus: &str, args: &DoctorArgs) -> Result<(), Failure> {
         let directory = admin.directory().await;
         Ok::<_, String>((status, certificates, trust, directory))
     });
+    // Whether ecpd.toml names network directory servers (for the SELinux
+    // boolean); known only when ecpd tells.
+    let mut network_directory = None;
     let (status, certificates) = match daemon {
         Ok((status, certs, trust, directory)) => {
             report.ok(&format!(
@@ -165,7 +168,13 @@ pub fn run(bus: &str, args: &DoctorArgs) -> Result<(), Failure> {
                 Err(e) => report.fail(&format!("cannot ask ecpd for its CAs: {e}")),
             }
             match directory {
-                Ok(directory) => check_directory(&mut report, &directory, unix_now()),
+                Ok(directory) => {
+                    network_directory = Some(
+                        directory.configured
+                            && directory.servers.iter().any(|u| !u.starts_with("ldapi://")),
+                    );
+                    check_directory(&mut report, &directory, unix_now())
+                }
                 Err(ecp_core::bus::EcpError::AccessDenied(_)) => {
                     report.warn("the directory is not checked: run doctor as root")
                 }
@@ -194,7 +203,18 @@ pub fn run(bus: &str, args: &DoctorArgs) -> Result<(), Failure> {
         Some(status) if nix::unistd::getuid().is_root() => Some(status.users > 0),
         _ => None,
     };
-    match pam_stack::lint_dir(&args.pam_dir, &pam_stack::Context { users_enrolled }) {
+    let vendor_dirs = if !args.vendor_pam_dir.is_empty() {
+        args.vendor_pam_dir.clone()
+    } else if args.pam_dir == Path::new("/etc/pam.d") {
+        pam_stack::VENDOR_DIRS.iter().map(PathBuf::from).collect()
+    } else {
+        Vec::new()
+    };
+    let context = pam_stack::Context {
+        users_enrolled,
+        vendor_dirs,
+    };
+    match pam_stack::lint_dir(&args.pam_dir, &context) {
         Err(e) => report.fail(&format!(
             "cannot read the PAM directory {}: {e}",
             args.pam_dir.display()
@@ -250,6 +270,18 @@ pub fn run(bus: &str, args: &DoctorArgs) -> Result<(), Failure> {
             key_path.display()
         )),
         Err(e) => report.fail(&format!("key file {e}")),
+    }
+
+    // SELinux: the module, its boolean, and labels that would deny.
+    let files = crate::selinux::files_to_check(&key_path);
+    if let Some(state) = crate::selinux::read(Path::new(crate::selinux::SELINUXFS), &files) {
+        for (level, line) in crate::selinux::assess(&state, network_directory) {
+            match level {
+                crate::selinux::Level::Ok => report.ok(&line),
+                crate::selinux::Level::Warn => report.warn(&line),
+                crate::selinux::Level::Fail => report.fail(&line),
+            }
+        }
     }
 
     // A CA-issued certificate beside the key is renewed by its CA.

@@ -20,6 +20,7 @@ mod pam_stack;
 mod passwd;
 mod renew;
 mod secrets;
+mod selinux;
 mod sign;
 mod sshd_config;
 mod token;

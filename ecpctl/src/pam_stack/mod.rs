@@ -20,8 +20,8 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use eval::{for_each_run, Answer, Run};
-pub use parse::Place;
 use parse::{in_order, Entry, Kind, ModuleLine, Reader};
+pub use parse::{Place, VENDOR_DIRS};
 
 /// Editor and package-manager leftovers that are not services.
 const NOT_SERVICES: &[&str] = &[".dpkg-old", ".dpkg-dist", ".dpkg-new", ".ucf-old", "~"];
@@ -51,25 +51,39 @@ pub struct Service {
 pub struct Context {
     /// Whether any user is enrolled; None when that is unknown.
     pub users_enrolled: Option<bool>,
+    /// Vendor PAM directories (/usr/lib/pam.d…): services and included
+    /// files that the PAM directory lacks are read from there, as libpam
+    /// does.
+    pub vendor_dirs: Vec<PathBuf>,
 }
 
 /// Lints every service in `dir` whose auth stack uses pam_ecp.
 pub fn lint_dir(dir: &Path, context: &Context) -> std::io::Result<Vec<Service>> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)?
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_type().map(|t| !t.is_dir()).unwrap_or(false))
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| !n.starts_with('.') && !NOT_SERVICES.iter().any(|s| n.ends_with(s)))
-        .collect();
-    names.sort();
-    let reader = Reader { dir };
+    let service_names = |d: &Path| -> std::io::Result<Vec<String>> {
+        Ok(std::fs::read_dir(d)?
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_type().map(|t| !t.is_dir()).unwrap_or(false))
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.starts_with('.') && !NOT_SERVICES.iter().any(|s| n.ends_with(s)))
+            .collect())
+    };
+    // A service in /etc/pam.d hides the vendor's file of the same name.
+    let mut names: BTreeSet<String> = service_names(dir)?.into_iter().collect();
+    for vendor in &context.vendor_dirs {
+        names.extend(service_names(vendor).unwrap_or_default());
+    }
+    let reader = Reader {
+        dir,
+        vendor: &context.vendor_dirs,
+    };
+    let path_of = |name: &str| reader.resolve(name);
     let included: BTreeSet<PathBuf> = names
         .iter()
-        .flat_map(|n| reader.included_by(&dir.join(n)))
+        .flat_map(|n| reader.included_by(&path_of(n)))
         .collect();
     let mut services = Vec::new();
     for name in names {
-        let path = dir.join(&name);
+        let path = path_of(&name);
         if included.contains(&path) {
             continue;
         }
@@ -351,6 +365,7 @@ mod tests {
             dir.path(),
             &Context {
                 users_enrolled: enrolled,
+                vendor_dirs: Vec::new(),
             },
         )
         .unwrap()
@@ -817,6 +832,50 @@ auth\trequired\t\t\tpam_ecp.so nouserok
         assert_eq!(found, vec![], "{found:#?}");
     }
 
+    /// Ubuntu's polkit-1 and others live in /usr/lib/pam.d: libpam reads
+    /// a service (and an included file) there when /etc/pam.d has none,
+    /// and the /etc/pam.d file when it has one.
+    #[test]
+    fn vendor_services_and_includes_are_read_unless_etc_has_them() {
+        let etc = tempfile::tempdir().unwrap();
+        let vendor = tempfile::tempdir().unwrap();
+        let gated = "auth [success=1 default=ignore] pam_unix.so\n\
+                     auth requisite pam_deny.so\n\
+                     auth required pam_permit.so\n\
+                     auth required pam_ecp.so\n";
+        let ungated = "auth optional pam_unix.so\nauth required pam_ecp.so\n";
+        // polkit-1 only in the vendor directory, including a part that
+        // is only there too; sudo in both (/etc wins).
+        std::fs::write(vendor.path().join("polkit-1"), "@include vendor-auth\n").unwrap();
+        std::fs::write(vendor.path().join("vendor-auth"), ungated).unwrap();
+        std::fs::write(vendor.path().join("sudo"), ungated).unwrap();
+        std::fs::write(etc.path().join("sudo"), gated).unwrap();
+        let context = Context {
+            users_enrolled: None,
+            vendor_dirs: vec![vendor.path().to_path_buf()],
+        };
+        let services = lint_dir(etc.path(), &context).unwrap();
+        let names: Vec<&str> = services.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["polkit-1", "sudo"]);
+        let polkit = &services[0];
+        assert_eq!(polkit.uses[0].0.file, vendor.path().join("vendor-auth"));
+        assert!(!polkit.findings.is_empty(), "{:?}", polkit.findings);
+        assert!(
+            services[1].findings.is_empty(),
+            "{:?}",
+            services[1].findings
+        );
+        assert_eq!(services[1].uses[0].0.file, etc.path().join("sudo"));
+
+        // Without the vendor directory, polkit-1 is not seen at all.
+        let context = Context {
+            users_enrolled: None,
+            vendor_dirs: Vec::new(),
+        };
+        let services = lint_dir(etc.path(), &context).unwrap();
+        assert_eq!(services.len(), 1);
+    }
+
     #[test]
     fn included_parts_are_not_services_and_includes_are_followed() {
         let services = lint(
@@ -929,6 +988,7 @@ auth\trequired\t\t\tpam_ecp.so nouserok
                 dir.path(),
                 &Context {
                     users_enrolled: Some(false),
+                    vendor_dirs: Vec::new(),
                 },
             )
             .unwrap()

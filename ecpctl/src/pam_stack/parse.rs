@@ -27,7 +27,10 @@ const MAX_INCLUDE_DEPTH: usize = 16;
 
 /// Where libpam looks for a service or included file after /etc/pam.d
 /// (distribution defaults that /etc/pam.d overrides).
-const VENDOR_DIRS: &[&str] = &["/usr/lib/pam.d", "/usr/share/pam.d", "/usr/etc/pam.d"];
+/// Where libpam built with a vendor directory (Ubuntu since 24.10,
+/// openSUSE, Fedora) reads a service, or an included file, that
+/// /etc/pam.d lacks.
+pub const VENDOR_DIRS: &[&str] = &["/usr/lib/pam.d", "/usr/share/pam.d", "/usr/etc/pam.d"];
 
 /// The PAM return codes by number, as control values name them
 /// (libpam's pam_tokens.h; note `authtok_recover_err`).
@@ -286,13 +289,15 @@ pub enum Entry {
 
 pub struct Reader<'a> {
     pub dir: &'a Path,
+    /// Vendor directories, looked in when `dir` lacks a file.
+    pub vendor: &'a [PathBuf],
 }
 
 impl Reader<'_> {
     /// Where an include argument points: relative names are looked up in
-    /// the PAM directory, then (for /etc/pam.d) in the vendor directories;
-    /// absolute /etc/pam.d names land in the directory being checked.
-    fn resolve(&self, name: &str) -> PathBuf {
+    /// the PAM directory, then in the vendor directories; absolute
+    /// /etc/pam.d names land in the directory being checked.
+    pub fn resolve(&self, name: &str) -> PathBuf {
         let path = Path::new(name);
         if path.is_absolute() {
             return match path.strip_prefix("/etc/pam.d") {
@@ -301,12 +306,12 @@ impl Reader<'_> {
             };
         }
         let local = self.dir.join(path);
-        if local.exists() || self.dir != Path::new("/etc/pam.d") {
+        if local.exists() {
             return local;
         }
-        VENDOR_DIRS
+        self.vendor
             .iter()
-            .map(|d| Path::new(d).join(path))
+            .map(|d| d.join(path))
             .find(|p| p.exists())
             .unwrap_or(local)
     }
