@@ -183,6 +183,12 @@ fn with_ecp_the_resolved_stacks_pass_doctor_for_the_usual_feature_sets() {
             "with-gssapi",
             "with-fingerprint",
         ],
+        &[
+            "with-ecp",
+            "with-systemd-homed",
+            "with-pwhistory",
+            "with-faillock",
+        ],
     ];
     for (n, features) in sets.iter().enumerate() {
         let dir = pam_dir(&work, &format!("set{n}"), features, |s| s);
@@ -208,7 +214,12 @@ fn with_ecp_the_resolved_stacks_pass_doctor_for_the_usual_feature_sets() {
             !features.contains(&"without-ecp-nouserok"),
             "{system_auth}"
         );
-        for left_out in ["pam_fprintd.so", "pam_sss_gss.so", "pam_u2f.so cue\n"] {
+        for left_out in [
+            "pam_fprintd.so",
+            "pam_sss_gss.so",
+            "pam_u2f.so cue\n",
+            "auth        sufficient                                   pam_systemd_home.so",
+        ] {
             assert!(
                 !system_auth.contains(left_out),
                 "{left_out} in {system_auth}"
@@ -289,4 +300,87 @@ fn the_requirements_and_readme_name_the_features() {
     assert!(requirements.contains("ecpctl doctor"), "{requirements}");
     let plain = resolve(&profile_file("REQUIREMENTS"), &[]);
     assert!(!plain.contains("ecp"), "{plain}");
+}
+
+/// The resolved system-auth run by real libpam (pam_wrapper + pamtester)
+/// with the real pam_unix, pam_faillock, pam_usertype and pam_localuser,
+/// pam_ecp against a private ecpd (mode=keyfile, so the key file answers)
+/// and no sssd on this machine (pam_sss cannot load: libpam skips it as
+/// its control says). With and without with-faillock, whose line changes
+/// the jumps' counts: the right password and key log in, a wrong password
+/// never reaches pam_ecp, a wrong passphrase fails.
+#[test]
+fn libpam_runs_the_resolved_stack_as_doctor_judged_it() {
+    use ecp_tests::daemon::{running_as_root, TestDaemon};
+    use ecp_tests::pam::{module_path, PamServices};
+    if !running_as_root() {
+        eprintln!("skipped: needs root to create a test user");
+        return;
+    }
+    let daemon = TestDaemon::start("challenges_per_user_per_minute = 0\n");
+    let keyed = daemon.keyed_user("key pass", &[], Some("laptop"));
+    keyed.user.enable_login("account pass");
+    let tally = tempfile::tempdir().unwrap();
+    for features in [&["with-ecp"][..], &["with-ecp", "with-faillock"][..]] {
+        let services = PamServices::new();
+        let resolved = resolve(&profile_file("system-auth"), features)
+            .replace(
+                "pam_ecp.so nouserok",
+                &format!(
+                    "{} bus={} mode=keyfile",
+                    module_path().display(),
+                    daemon.address()
+                ),
+            )
+            .replace(
+                "pam_faillock.so preauth silent",
+                &format!(
+                    "pam_faillock.so preauth silent dir={}",
+                    tally.path().display()
+                ),
+            )
+            .replace(
+                "pam_faillock.so authfail",
+                &format!("pam_faillock.so authfail dir={}", tally.path().display()),
+            )
+            // Fedora's two-second delay after a failure only slows the test.
+            .replace("pam_faildelay.so delay=2000000", "pam_faildelay.so delay=0");
+        services.add("system-auth", &resolved);
+        // pam_wrapper moves the service files, not the includes: name
+        // the included file by its path.
+        services.add(
+            "sudo",
+            &format!(
+                "auth       include      {}\n",
+                services.dir().join("system-auth").display()
+            ),
+        );
+        let login = |input: &str| {
+            services.pamtester("sudo", &keyed.user.name, &["authenticate"], "", input)
+        };
+
+        let ok = login("account pass\nkey pass\n");
+        assert_eq!(ok.code, 0, "{features:?}: {}\n{resolved}", ok.stderr);
+        assert!(
+            ok.stderr.contains("Passphrase for ecp key"),
+            "{}",
+            ok.stderr
+        );
+
+        let bad_password = login("wrong\nkey pass\n");
+        assert_ne!(bad_password.code, 0, "{features:?}");
+        assert!(
+            !bad_password.stderr.contains("Passphrase for ecp key"),
+            "{features:?}: pam_ecp asked after a wrong password: {}",
+            bad_password.stderr
+        );
+
+        let bad_key = login("account pass\nnot the key pass\n");
+        assert_ne!(bad_key.code, 0, "{features:?}");
+        assert!(
+            bad_key.stderr.contains("Passphrase for ecp key"),
+            "{}",
+            bad_key.stderr
+        );
+    }
 }

@@ -452,8 +452,15 @@ fn make_rpm_builds_a_lint_clean_package_with_every_file_in_place() {
         state.starts_with("drwx------") && state.contains(" _ecpd ") && state.contains("_ecpd "),
         "{state}"
     );
-    assert!(entry("/etc/authselect/custom/ecp/nsswitch.conf")
-        .contains("-> /usr/share/authselect/default/sssd/nsswitch.conf"));
+    for shared in [
+        "nsswitch.conf",
+        "postlogin",
+        "smartcard-auth",
+        "switchable-auth",
+    ] {
+        assert!(entry(&format!("/etc/authselect/custom/ecp/{shared}"))
+            .contains(&format!("-> /usr/share/authselect/default/sssd/{shared}")));
+    }
 
     let config = sh("/usr/bin/rpm", &["-qpc", rpm_arg]).ok();
     for path in [
