@@ -298,10 +298,33 @@ fn the_login_programs_may_call_ecpd_and_read_only_the_key_directory() {
             "ecpd cannot answer {caller}"
         );
     }
-    // Key-file mode reads ~/.config/ecp in the login domain: that type,
-    // read-only. (The reference policy's xdm_t manages all of a user's
-    // home already; nothing ecp adds.)
-    for domain in ["sshd_t", "local_login_t", "sudodomain", "xdm_t"] {
+    // sshd never reads a key file: a remote person's key is not on the
+    // server.
+    assert!(!allowed(&[
+        "-s",
+        "sshd_t",
+        "-t",
+        "ecp_home_t",
+        "-c",
+        "file",
+        "-p",
+        "read"
+    ]));
+    // sudo with mode=agent reaches the agent sshd forwarded.
+    assert!(allowed(&[
+        "-s",
+        "sudodomain",
+        "-t",
+        "sshd_t",
+        "-c",
+        "unix_stream_socket",
+        "-p",
+        "connectto"
+    ]));
+    // Key-file mode reads ~/.config/ecp in local login domains: that
+    // type, read-only. (The reference policy's xdm_t manages all of a
+    // user's home already; nothing ecp adds.)
+    for domain in ["local_login_t", "sudodomain", "xdm_t", "user_su_t"] {
         assert!(allowed(&[
             "-s",
             domain,
@@ -326,6 +349,28 @@ fn the_login_programs_may_call_ecpd_and_read_only_the_key_directory() {
             "{domain} may write key files"
         );
     }
+    // The way there: search ~/.config, not read it.
+    assert!(allowed(&[
+        "-s",
+        "local_login_t",
+        "-t",
+        "xdg_config_t",
+        "-c",
+        "dir",
+        "-p",
+        "search"
+    ]));
+    // ecpd answers unconfined callers (replies are checked too).
+    assert!(allowed(&[
+        "-s",
+        "ecpd_t",
+        "-t",
+        "unconfined_t",
+        "-c",
+        "dbus",
+        "-p",
+        "send_msg"
+    ]));
     // The user's own programs keep managing their key directory, and a
     // new one is labelled ecp_home_t from the start.
     assert!(allowed(&[
