@@ -16,13 +16,14 @@ set -euo pipefail
 # directory server for the LDAP tests (the machine's own slapd is unused);
 # softhsm2 + opensc: a throwaway PKCS#11 token (and pkcs11-tool) for the
 # hardware-token tests; p11-kit-modules: the proxy module, ecpctl's default;
+# polkitd: its PAM service lives in /usr/lib/pam.d, which doctor must read;
 # selinux-policy-dev/-default, setools, semodule-utils, policycoreutils: the
 # SELinux module built and queried in a scratch policy store (installing
 # them does not turn SELinux on); rpm + rpmlint: `make rpm` and its checks.
 PACKAGES=(openssl python3 python3-cryptography util-linux passwd dbus-daemon dbus-bin
     libpam0g-dev libpam-modules libpam-wrapper pamtester binutils pkg-config make
     openssh-server openssh-client sudo man-db systemd slapd ldap-utils
-    softhsm2 opensc p11-kit-modules
+    softhsm2 opensc p11-kit-modules polkitd
     selinux-policy-dev selinux-policy-default setools semodule-utils policycoreutils
     rpm rpmlint)
 

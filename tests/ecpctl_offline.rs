@@ -511,3 +511,59 @@ fn askpass_signs_nothing_unasked_unless_ssh_itself_names_an_approved_destination
     let run = askpass(&home, &key, &prompt, Some("y\n"));
     assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
 }
+
+/// Debian 12 and Ubuntu ship polkit's PAM service in /usr/lib/pam.d (no
+/// /etc/pam.d/polkit-1): doctor finds it there, follows its `@include
+/// common-auth` into the PAM directory as libpam does, and judges the
+/// stack pam-auth-update's ecp profile makes. Uses the machine's own
+/// polkit-1 (package polkitd).
+#[test]
+fn doctor_finds_polkit_in_the_vendor_directory_and_judges_it() {
+    let vendor = std::path::Path::new("/usr/lib/pam.d");
+    assert!(
+        vendor.join("polkit-1").is_file(),
+        "no /usr/lib/pam.d/polkit-1: scripts/deps.sh installs polkitd"
+    );
+    let work = Workdir::new();
+    let pam_d = work.path("pam.d");
+    std::fs::create_dir(&pam_d).unwrap();
+    // common-auth as pam-auth-update writes it with the ecp profile on.
+    std::fs::write(
+        pam_d.join("common-auth"),
+        "auth\t[success=1 default=ignore]\tpam_unix.so nullok\n\
+         auth\trequisite\t\t\tpam_deny.so\n\
+         auth\trequired\t\t\tpam_permit.so\n\
+         auth\trequired\t\t\tpam_ecp.so nouserok\n",
+    )
+    .unwrap();
+    for part in [
+        "common-account",
+        "common-password",
+        "common-session-noninteractive",
+    ] {
+        std::fs::write(pam_d.join(part), "").unwrap();
+    }
+    let doctor = |extra: &[&str]| {
+        let mut args = vec![
+            "--bus",
+            "unix:path=/nonexistent/ecp-test-bus",
+            "doctor",
+            "--key",
+            "/nonexistent/key.pem",
+            "--pam-dir",
+            pam_d.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        ecpctl(&args).stdout
+    };
+    let out = doctor(&["--vendor-pam-dir", "/usr/lib/pam.d"]);
+    assert!(
+        out.contains("ok    PAM service polkit-1: auth mode=auto (via common-auth)"),
+        "{out}"
+    );
+    assert!(!out.contains("FAIL  /"), "{out}");
+    // Without the vendor directory polkit-1 is not a service of this
+    // PAM directory at all.
+    let out = doctor(&[]);
+    assert!(!out.contains("polkit-1"), "{out}");
+}

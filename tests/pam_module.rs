@@ -393,6 +393,15 @@ fn account_check_warns_of_a_certificate_expiring_soon() {
     assert!(all.contains("ecpctl renew"), "{all}");
     assert!(all.contains("laptop"), "{all}");
 
+    // PAM_SILENT (sudo-rs passes it for plain commands): no message, same
+    // answer.
+    let run = s
+        .services
+        .pamtester("ecp-acct", &s.user.name, &["acct_mgmt(PAM_SILENT)"], "", "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let all = format!("{}{}", run.stdout, run.stderr);
+    assert!(!all.contains("expires on"), "{all}");
+
     let fresh = Setup::new(true, 300);
     fresh.service("ecp-acct", "");
     let run = fresh

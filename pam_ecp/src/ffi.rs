@@ -9,7 +9,7 @@ use std::ffi::CStr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use ecp_core::{ServiceName, UserName};
-use pam::constants::{PamFlag, PamResultCode};
+use pam::constants::{PamFlag, PamResultCode, PAM_SILENT};
 use pam::conv::Conv;
 use pam::items::{RHost, RUser, Service};
 use pam::module::{PamHandle, PamHooks};
@@ -99,6 +99,7 @@ fn login_of(pamh: &mut PamHandle, service: ServiceName, log: &Log) -> Result<Log
 fn run(
     pamh: &mut PamHandle,
     args: &[&CStr],
+    flags: PamFlag,
     body: impl AsyncFnOnce(&Options, &Login, &PamConversation<'_>, &Log) -> Outcome,
 ) -> Outcome {
     let (options, service, log) = match setup(pamh, args) {
@@ -110,7 +111,10 @@ fn run(
         Err(outcome) => return outcome,
     };
     let conv = match pamh.get_item::<Conv>() {
-        Ok(Some(conv)) => PamConversation(conv),
+        Ok(Some(conv)) => PamConversation {
+            conv,
+            silent: flags & PAM_SILENT != 0,
+        },
         _ => {
             log.error("the application gave PAM no conversation function");
             return Outcome::Denied;
@@ -123,17 +127,17 @@ fn run(
 }
 
 impl PamHooks for EcpModule {
-    fn sm_authenticate(pamh: &mut PamHandle, args: Vec<&CStr>, _flags: PamFlag) -> PamResultCode {
+    fn sm_authenticate(pamh: &mut PamHandle, args: Vec<&CStr>, flags: PamFlag) -> PamResultCode {
         guarded(PamResultCode::PAM_AUTH_ERR, || {
-            pam_code(run(pamh, &args, async |o, l, c, g| {
+            pam_code(run(pamh, &args, flags, async |o, l, c, g| {
                 flow::authenticate(o, l, c, g).await
             }))
         })
     }
 
-    fn acct_mgmt(pamh: &mut PamHandle, args: Vec<&CStr>, _flags: PamFlag) -> PamResultCode {
+    fn acct_mgmt(pamh: &mut PamHandle, args: Vec<&CStr>, flags: PamFlag) -> PamResultCode {
         guarded(PamResultCode::PAM_AUTH_ERR, || {
-            pam_code(run(pamh, &args, async |o, l, c, g| {
+            pam_code(run(pamh, &args, flags, async |o, l, c, g| {
                 flow::account(o, l, c, g).await
             }))
         })

@@ -846,7 +846,7 @@ auth\trequired\t\t\tpam_ecp.so nouserok
         let ungated = "auth optional pam_unix.so\nauth required pam_ecp.so\n";
         // polkit-1 only in the vendor directory, including a part that
         // is only there too; sudo in both (/etc wins).
-        std::fs::write(vendor.path().join("polkit-1"), "@include vendor-auth\n").unwrap();
+        std::fs::write(vendor.path().join("polkit-1"), "auth include vendor-auth\n").unwrap();
         std::fs::write(vendor.path().join("vendor-auth"), ungated).unwrap();
         std::fs::write(vendor.path().join("sudo"), ungated).unwrap();
         std::fs::write(etc.path().join("sudo"), gated).unwrap();
@@ -866,6 +866,19 @@ auth\trequired\t\t\tpam_ecp.so nouserok
             services[1].findings
         );
         assert_eq!(services[1].uses[0].0.file, etc.path().join("sudo"));
+
+        // Debian's @include looks in /etc/pam.d only: a vendor-only part
+        // named that way cannot be read, and libpam fails the line.
+        std::fs::write(
+            vendor.path().join("polkit-1"),
+            "@include vendor-auth\nauth required pam_unix.so\n",
+        )
+        .unwrap();
+        let services = lint_dir(etc.path(), &context).unwrap();
+        assert!(
+            services.iter().all(|s| s.name != "polkit-1"),
+            "{services:?}"
+        );
 
         // Without the vendor directory, polkit-1 is not seen at all.
         let context = Context {

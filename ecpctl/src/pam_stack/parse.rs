@@ -294,10 +294,21 @@ pub struct Reader<'a> {
 }
 
 impl Reader<'_> {
-    /// Where an include argument points: relative names are looked up in
-    /// the PAM directory, then in the vendor directories; absolute
-    /// /etc/pam.d names land in the directory being checked.
+    /// Where a service or an include argument points: relative names are
+    /// looked up in the PAM directory, then in the vendor directories;
+    /// absolute /etc/pam.d names land in the directory being checked.
     pub fn resolve(&self, name: &str) -> PathBuf {
+        self.resolve_in(name, true)
+    }
+
+    /// Like `resolve`, for the way `how` names the file: Debian's
+    /// `@include` looks only in /etc/pam.d (its patch knows no vendor
+    /// directory), libpam's `include` and `substack` look in both.
+    fn resolve_for(&self, name: &str, how: &str) -> PathBuf {
+        self.resolve_in(name, how != "@include")
+    }
+
+    fn resolve_in(&self, name: &str, vendor_fallback: bool) -> PathBuf {
         let path = Path::new(name);
         if path.is_absolute() {
             return match path.strip_prefix("/etc/pam.d") {
@@ -306,7 +317,7 @@ impl Reader<'_> {
             };
         }
         let local = self.dir.join(path);
-        if local.exists() {
+        if local.exists() || !vendor_fallback {
             return local;
         }
         self.vendor
@@ -325,7 +336,7 @@ impl Reader<'_> {
             .lines
             .into_iter()
             .filter_map(|(_, words)| match words.as_slice() {
-                [at, name, ..] if at == "@include" => Some(self.resolve(name)),
+                [at, name, ..] if at == "@include" => Some(self.resolve_for(name, at)),
                 [_, control, name, ..]
                     if matches!(keyword_of(control).as_str(), "include" | "substack") =>
                 {
@@ -447,7 +458,7 @@ impl Reader<'_> {
     /// The entries of an included file; a file libpam cannot read (or an
     /// include loop) is one failing line, as libpam makes it.
     fn included(&self, name: &str, place: &Place, depth: usize, how: &str) -> Vec<Entry> {
-        let path = self.resolve(name);
+        let path = self.resolve_for(name, how);
         if depth >= MAX_INCLUDE_DEPTH || !path.is_file() {
             let written = format!("{how} {name}");
             let control = Control::unreadable(&written, "cannot be read".into());
