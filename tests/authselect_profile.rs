@@ -5,7 +5,8 @@
 //!
 //! authselect itself is not packaged for Debian: the templates are resolved
 //! here by the rules of authselect-profiles(5) (`{include if}`,
-//! `{exclude if}`, `{if "f":a|b}`, `{if not "f":a}`, `{imply}`). Running
+//! `{exclude if}`, `{if "f":a|b}`, `{if not "f":a}`, `{imply}`,
+//! `{continue if}`). Running
 //! the real `authselect select custom/ecp with-ecp` is on the README's
 //! checklist for a Fedora/RHEL host.
 
@@ -68,6 +69,13 @@ fn resolve(template: &str, features: &[&str]) -> String {
     let mut out = String::new();
     for line in template.lines() {
         if line.trim_start().starts_with("{imply ") {
+            continue;
+        }
+        // {continue if "f"}: without f the rest of the file is dropped.
+        if let Some(rest) = line.trim().strip_prefix("{continue if ") {
+            if !on.contains(quoted(rest).0) {
+                break;
+            }
             continue;
         }
         let mut text = line.to_owned();
@@ -208,6 +216,14 @@ fn with_ecp_the_resolved_stacks_pass_doctor_for_the_usual_feature_sets() {
         }
         let system_auth = std::fs::read_to_string(dir.join("system-auth")).unwrap();
         assert!(!system_auth.contains('{'), "unresolved: {system_auth}");
+        // cron jobs and user managers skip pam_ecp's account check.
+        assert!(
+            system_auth.contains(
+                "pam_succeed_if.so service in crond:systemd-user quiet\n\
+                 account     optional                                     pam_ecp.so"
+            ),
+            "{system_auth}"
+        );
         let nouserok = system_auth.contains("pam_ecp.so nouserok");
         assert_eq!(
             nouserok,
@@ -225,6 +241,16 @@ fn with_ecp_the_resolved_stacks_pass_doctor_for_the_usual_feature_sets() {
                 "{left_out} in {system_auth}"
             );
         }
+    }
+}
+
+/// without-ecp-nouserok alone means with-ecp as well.
+#[test]
+fn without_ecp_nouserok_implies_with_ecp() {
+    for file in ["system-auth", "password-auth"] {
+        let text = resolve(&profile_file(file), &["without-ecp-nouserok"]);
+        assert!(text.contains("pam_ecp.so\n"), "{file}: {text}");
+        assert!(!text.contains("nouserok"), "{file}: {text}");
     }
 }
 
@@ -284,6 +310,56 @@ fn an_ungated_stack_or_a_login_that_skips_the_key_is_named_by_doctor() {
         failures(&lines).iter().any(|l| l.contains("system-auth")),
         "{lines:#?}"
     );
+}
+
+/// GNOME's switchable login (with-switchable-auth) runs its own stack,
+/// which in the sssd profile ends at a sufficient password module: with
+/// with-ecp it is shut (a required pam_debug that answers
+/// authinfo_unavail), so a password alone never opens a session there.
+/// Run by real libpam with the right password.
+#[test]
+fn with_ecp_the_switchable_login_is_shut_and_without_it_is_sssds() {
+    use ecp_tests::daemon::{running_as_root, TestBus, TestUser};
+    use ecp_tests::pam::PamServices;
+    let shut = resolve(
+        &profile_file("switchable-auth"),
+        &["with-ecp", "with-switchable-auth"],
+    );
+    assert!(
+        shut.starts_with("auth required pam_debug.so auth=authinfo_unavail\n"),
+        "{shut}"
+    );
+    let open = resolve(&profile_file("switchable-auth"), &["with-switchable-auth"]);
+    assert!(!open.contains("pam_debug"), "{open}");
+    assert!(open.contains("sufficient                                   pam_unix.so"));
+    // Switchable login not selected: shut either way.
+    assert!(resolve(&profile_file("switchable-auth"), &[]).starts_with("auth required pam_debug"));
+
+    if !running_as_root() {
+        eprintln!("skipped the libpam part: needs root to create a test user");
+        return;
+    }
+    let bus = TestBus::start();
+    let user = TestUser::create(bus.dir());
+    user.enable_login("account pass");
+    for (stack, expected) in [(&shut, 1), (&open, 0)] {
+        let services = PamServices::new();
+        // pam_selinux_permit is Fedora's; the rest is Debian's libpam.
+        services.add(
+            "gdm-switchable-auth",
+            &stack
+                .replace("pam_selinux_permit.so", "pam_debug.so auth=ignore")
+                .replace("delay=2000000", "delay=0"),
+        );
+        let run = services.pamtester(
+            "gdm-switchable-auth",
+            &user.name,
+            &["authenticate"],
+            "",
+            "account pass\n",
+        );
+        assert_eq!(run.code, expected, "{stack}\n{}", run.stderr);
+    }
 }
 
 #[test]

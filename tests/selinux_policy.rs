@@ -235,14 +235,16 @@ fn ecpd_owns_its_name_reads_its_config_and_writes_only_its_store() {
 
 #[test]
 fn ecpd_reads_no_home_files_and_reaches_ldap_only_behind_the_boolean() {
+    // No class at all: files, directories, links, sockets.
     for ty in [
         "user_home_t",
         "user_home_dir_t",
         "ecp_home_t",
         "xdg_config_t",
+        "user_tmp_t",
     ] {
-        let rules = allows(&["-s", "ecpd_t", "-t", ty, "-c", "file"]);
-        assert!(rules.is_empty(), "ecpd may touch {ty} files: {rules:?}");
+        let rules = allows(&["-s", "ecpd_t", "-t", ty]);
+        assert!(rules.is_empty(), "ecpd may touch {ty}: {rules:?}");
     }
     let ldap = allows(&[
         "-s",
@@ -324,7 +326,13 @@ fn the_login_programs_may_call_ecpd_and_read_only_the_key_directory() {
     // Key-file mode reads ~/.config/ecp in local login domains: that
     // type, read-only. (The reference policy's xdm_t manages all of a
     // user's home already; nothing ecp adds.)
-    for domain in ["local_login_t", "sudodomain", "xdm_t", "user_su_t"] {
+    for domain in [
+        "local_login_t",
+        "sudodomain",
+        "xdm_t",
+        "user_su_t",
+        "policykit_auth_t",
+    ] {
         assert!(allowed(&[
             "-s",
             domain,
@@ -417,6 +425,12 @@ fn file_contexts_label_the_daemon_its_files_and_key_directories() {
             "{path} is not labelled {ty}"
         );
     }
+    assert!(
+        contexts
+            .lines()
+            .any(|l| l.starts_with("/root/\\.config/ecp(/.*)?") && l.contains(":ecp_home_t:")),
+        "root's key directory is not labelled"
+    );
     let homes = std::fs::read_to_string(files.join("file_contexts.homedirs")).unwrap();
     assert!(
         homes

@@ -456,7 +456,7 @@ fn make_rpm_builds_a_lint_clean_package_with_every_file_in_place() {
         "nsswitch.conf",
         "postlogin",
         "smartcard-auth",
-        "switchable-auth",
+        "fingerprint-auth",
     ] {
         assert!(entry(&format!("/etc/authselect/custom/ecp/{shared}"))
             .contains(&format!("-> /usr/share/authselect/default/sssd/{shared}")));
@@ -467,6 +467,7 @@ fn make_rpm_builds_a_lint_clean_package_with_every_file_in_place() {
         "/etc/ecp/ecpd.toml",
         "/etc/authselect/custom/ecp/system-auth",
         "/etc/authselect/custom/ecp/password-auth",
+        "/etc/authselect/custom/ecp/switchable-auth",
     ] {
         assert!(
             config.lines().any(|l| l == path),
@@ -515,6 +516,8 @@ fn make_rpm_builds_a_lint_clean_package_with_every_file_in_place() {
         "{sources}"
     );
 
+    removal_leaves_the_ecp_authselect_profile_first(rpm_arg);
+
     let lint = ecp_tests::run(
         Path::new("/usr/bin/rpmlint"),
         &[
@@ -530,4 +533,73 @@ fn make_rpm_builds_a_lint_clean_package_with_every_file_in_place() {
         "rpmlint reports errors:\n{}",
         lint.stdout
     );
+}
+
+/// The RPM's %preun, run by /bin/sh as rpm runs it, with authselect and
+/// systemctl replaced by recording stand-ins (authselect is not packaged
+/// for Debian): erasing ecp while custom/ecp is selected first selects
+/// sssd with the same other features; an upgrade does nothing; when
+/// authselect cannot switch, the erase is refused (exit 1) rather than
+/// leaving stacks that name a missing module.
+fn removal_leaves_the_ecp_authselect_profile_first(rpm: &str) {
+    let preun = sh("/usr/bin/rpm", &["-qp", "--qf", "%{PREUN}", rpm]).ok();
+    assert!(preun.contains("authselect current --raw"), "{preun}");
+    let dir = tempfile::tempdir().unwrap();
+    let stub = dir.path().join("authselect");
+    let log = dir.path().join("calls");
+    std::fs::write(
+        &stub,
+        format!(
+            "#!/bin/sh\n\
+             case \"$1\" in\n\
+             current) echo \"$CURRENT\";;\n\
+             select) echo \"$@\" >> {log}; exit \"$SELECT_RC\";;\n\
+             esac\n",
+            log = log.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&stub, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let script = dir.path().join("preun.sh");
+    std::fs::write(
+        &script,
+        preun
+            .replace("/usr/bin/authselect", stub.to_str().unwrap())
+            .replace("/usr/bin/systemctl", "/nonexistent/systemctl"),
+    )
+    .unwrap();
+    let run = |arg: &str, current: &str, select_rc: &str| {
+        let _ = std::fs::remove_file(&log);
+        let out = Command::new("/bin/sh")
+            .arg(&script)
+            .arg(arg)
+            .env("CURRENT", current)
+            .env("SELECT_RC", select_rc)
+            .output()
+            .unwrap();
+        let calls = std::fs::read_to_string(&log).unwrap_or_default();
+        (
+            out.status.code(),
+            calls,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, calls, said) = run(
+        "0",
+        "custom/ecp with-ecp with-faillock without-ecp-nouserok with-mkhomedir",
+        "0",
+    );
+    assert_eq!(code, Some(0), "{said}");
+    assert_eq!(
+        calls.trim(),
+        "select sssd with-faillock with-mkhomedir --force"
+    );
+    assert!(said.contains("switched from custom/ecp to sssd"), "{said}");
+    // Another profile, or an upgrade: authselect is left alone.
+    assert_eq!(run("0", "sssd with-faillock", "0").1, "");
+    assert_eq!(run("1", "custom/ecp with-ecp", "0").1, "");
+    // authselect refuses: so does the erase.
+    let (code, _, said) = run("0", "custom/ecp with-ecp", "1");
+    assert_eq!(code, Some(1), "{said}");
+    assert!(said.contains("not removing ecp"), "{said}");
 }

@@ -565,7 +565,8 @@ fn search_verdict(e: ldap3::LdapError) -> LookupError {
 fn tls_client(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, String> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::CertificateDer;
-    let path = ca_file.unwrap_or(Path::new(SYSTEM_CA_BUNDLE));
+    let system_bundle = system_ca_bundle(SYSTEM_CA_BUNDLES);
+    let path = ca_file.unwrap_or(&system_bundle);
     let pem = match std::fs::read(path) {
         Ok(pem) => pem,
         // No system bundle and no tls_ca_file: only ldapi:// and tls =
@@ -594,8 +595,24 @@ fn tls_client(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, String> {
         .with_no_client_auth())
 }
 
-/// Debian's bundle of the CAs the system trusts.
-const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+/// The bundle of the CAs the system trusts, where each family keeps it:
+/// Debian and Ubuntu, then Fedora and RHEL, then openSUSE.
+const SYSTEM_CA_BUNDLES: &[&str] = &[
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/ca-bundle.pem",
+];
+
+/// The first of `candidates` that exists (the first one when none does,
+/// so that the error names the usual place).
+fn system_ca_bundle(candidates: &[&str]) -> std::path::PathBuf {
+    candidates
+        .iter()
+        .map(Path::new)
+        .find(|p| p.exists())
+        .unwrap_or(Path::new(candidates[0]))
+        .to_path_buf()
+}
 
 /// The bind password, read for each connection (it may be rotated): the
 /// file must belong to root or ecpd's account and be readable by no one
@@ -677,6 +694,20 @@ fn certificate_values(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_system_bundle_is_found_where_the_distribution_keeps_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let rhel = dir.path().join("ca-bundle.crt");
+        std::fs::write(&rhel, "").unwrap();
+        let missing = dir.path().join("missing.crt");
+        let candidates = [missing.to_str().unwrap(), rhel.to_str().unwrap()];
+        assert_eq!(system_ca_bundle(&candidates), rhel);
+        assert_eq!(
+            system_ca_bundle(&["/nonexistent/a.crt", "/nonexistent/b.crt"]),
+            Path::new("/nonexistent/a.crt")
+        );
+    }
 
     #[test]
     fn filter_syntax_in_a_name_is_escaped() {

@@ -31,6 +31,11 @@ rpmbuild --nodeps -bs packaging/rpm/ecp.spec >/dev/null
 rpmbuild --nodeps --define "ecp_prebuilt $top" -bb packaging/rpm/ecp.spec >"$work/build.log" 2>&1 ||
     { cat "$work/build.log" >&2; exit 1; }
 
+if [ ! -e /etc/redhat-release ]; then
+    echo "rpm: note: the SELinux module in this RPM is compiled against this machine's" \
+        "policy headers; for Fedora/RHEL build the RPM there (rpmbuild --rebuild the .src.rpm)" >&2
+fi
+
 rm -f target/rpm/*.rpm
 cp "$work"/SRPMS/*.src.rpm "$work"/RPMS/*/*.rpm target/rpm/
 ls target/rpm/*.rpm
