@@ -332,6 +332,13 @@ fn with_ecp_the_switchable_login_is_shut_and_without_it_is_sssds() {
     let open = resolve(&profile_file("switchable-auth"), &["with-switchable-auth"]);
     assert!(!open.contains("pam_debug"), "{open}");
     assert!(open.contains("sufficient                                   pam_unix.so"));
+    // without-ecp-nouserok means with-ecp in this file too (authselect
+    // applies {imply} file by file).
+    let implied = resolve(
+        &profile_file("switchable-auth"),
+        &["without-ecp-nouserok", "with-switchable-auth"],
+    );
+    assert!(implied.starts_with("auth required pam_debug"), "{implied}");
     // Switchable login not selected: shut either way.
     assert!(resolve(&profile_file("switchable-auth"), &[]).starts_with("auth required pam_debug"));
 
@@ -374,6 +381,8 @@ fn the_requirements_and_readme_name_the_features() {
     }
     let requirements = resolve(&profile_file("REQUIREMENTS"), &["with-ecp"]);
     assert!(requirements.contains("ecpctl doctor"), "{requirements}");
+    let implied = resolve(&profile_file("REQUIREMENTS"), &["without-ecp-nouserok"]);
+    assert!(implied.contains("ecpctl doctor"), "{implied}");
     let plain = resolve(&profile_file("REQUIREMENTS"), &[]);
     assert!(!plain.contains("ecp"), "{plain}");
 }
@@ -411,13 +420,16 @@ fn libpam_runs_the_resolved_stack_as_doctor_judged_it() {
             .replace(
                 "pam_faillock.so preauth silent",
                 &format!(
-                    "pam_faillock.so preauth silent dir={}",
+                    "pam_faillock.so preauth silent dir={} deny=2 unlock_time=600",
                     tally.path().display()
                 ),
             )
             .replace(
                 "pam_faillock.so authfail",
-                &format!("pam_faillock.so authfail dir={}", tally.path().display()),
+                &format!(
+                    "pam_faillock.so authfail dir={} deny=2 unlock_time=600",
+                    tally.path().display()
+                ),
             )
             // Fedora's two-second delay after a failure only slows the test.
             .replace("pam_faildelay.so delay=2000000", "pam_faildelay.so delay=0");
@@ -458,5 +470,19 @@ fn libpam_runs_the_resolved_stack_as_doctor_judged_it() {
             "{}",
             bad_key.stderr
         );
+
+        // A second wrong password locks the account (deny=2): then even
+        // the right one never reaches pam_ecp, whose prompt would tell the
+        // guesser that it was right.
+        if features.contains(&"with-faillock") {
+            assert_ne!(login("wrong again\nkey pass\n").code, 0);
+            let locked = login("account pass\nkey pass\n");
+            assert_ne!(locked.code, 0, "a locked account logged in");
+            assert!(
+                !locked.stderr.contains("Passphrase for ecp key"),
+                "pam_ecp asked on a locked account: {}",
+                locked.stderr
+            );
+        }
     }
 }

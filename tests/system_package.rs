@@ -560,12 +560,21 @@ fn removal_leaves_the_ecp_authselect_profile_first(rpm: &str) {
     )
     .unwrap();
     std::fs::set_permissions(&stub, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let pam_d = dir.path().join("pam.d");
+    std::fs::create_dir(&pam_d).unwrap();
+    std::fs::write(pam_d.join("sudo"), "@include common-auth\n").unwrap();
+    std::fs::write(
+        pam_d.join("login"),
+        "# auth required pam_ecp.so (tried once)\n",
+    )
+    .unwrap();
     let script = dir.path().join("preun.sh");
     std::fs::write(
         &script,
         preun
             .replace("/usr/bin/authselect", stub.to_str().unwrap())
-            .replace("/usr/bin/systemctl", "/nonexistent/systemctl"),
+            .replace("/usr/bin/systemctl", "/nonexistent/systemctl")
+            .replace("/etc/pam.d/", &format!("{}/", pam_d.display())),
     )
     .unwrap();
     let run = |arg: &str, current: &str, select_rc: &str| {
@@ -602,4 +611,26 @@ fn removal_leaves_the_ecp_authselect_profile_first(rpm: &str) {
     let (code, _, said) = run("0", "custom/ecp with-ecp", "1");
     assert_eq!(code, Some(1), "{said}");
     assert!(said.contains("not removing ecp"), "{said}");
+    // A hand-made stack still using the module (a comment does not count):
+    // the erase is refused and the file named; an upgrade goes on.
+    std::fs::write(
+        pam_d.join("sshd"),
+        "auth required pam_ecp.so mode=challenge\n",
+    )
+    .unwrap();
+    let (code, _, said) = run("0", "sssd", "0");
+    assert_eq!(code, Some(1), "{said}");
+    assert!(
+        said.contains(&format!("{}/sshd", pam_d.display())),
+        "{said}"
+    );
+    assert!(!said.contains("/login"), "{said}");
+    assert_eq!(run("1", "sssd", "0").0, Some(0));
+
+    // An upgrade writes the updated profile into /etc/pam.d.
+    let posttrans = sh("/usr/bin/rpm", &["-qp", "--qf", "%{POSTTRANS}", rpm]).ok();
+    assert!(
+        posttrans.contains("authselect apply-changes"),
+        "{posttrans}"
+    );
 }

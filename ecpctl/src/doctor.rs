@@ -273,8 +273,16 @@ pub fn run(bus: &str, args: &DoctorArgs) -> Result<(), Failure> {
     }
 
     // SELinux: the module, its boolean, and labels that would deny.
-    let files = crate::selinux::files_to_check(&key_path);
+    let home = crate::keys::home_dir().ok();
+    let files = crate::selinux::files_to_check(&key_path, home.as_deref());
     if let Some(state) = crate::selinux::read(Path::new(crate::selinux::SELINUXFS), &files) {
+        if !crate::selinux::key_in_labelled_place(&key_path, home.as_deref()) {
+            report.warn(&format!(
+                "key file {} is outside ~/.config/ecp: under SELinux the login programs \
+                 read key files only there (type ecp_home_t), so key-file logins with it fail",
+                key_path.display()
+            ));
+        }
         for (level, line) in crate::selinux::assess(&state, network_directory) {
             match level {
                 crate::selinux::Level::Ok => report.ok(&line),

@@ -147,17 +147,29 @@ pub fn assess(state: &State, network_directory: Option<bool>) -> Vec<(Level, Str
     lines
 }
 
+/// Whether the module's file contexts cover `key_path`: a key in the
+/// home directory's (or root's) `.config/ecp`.
+pub fn key_in_labelled_place(key_path: &Path, home: Option<&Path>) -> bool {
+    let Some(dir) = key_path.parent() else {
+        return false;
+    };
+    [home, Some(Path::new("/root"))]
+        .into_iter()
+        .flatten()
+        .any(|h| dir == h.join(ecp_core::user_files::USER_DIR))
+}
+
 /// The files the module labels that doctor checks: the daemon, its
 /// configuration and store, and the user's key directory and file when
-/// the key is in the usual place.
-pub fn files_to_check(key_path: &Path) -> Vec<(PathBuf, &'static str)> {
+/// the key is where the module's contexts apply.
+pub fn files_to_check(key_path: &Path, home: Option<&Path>) -> Vec<(PathBuf, &'static str)> {
     let mut files = vec![
         (PathBuf::from("/usr/sbin/ecpd"), "ecpd_exec_t"),
         (PathBuf::from("/etc/ecp"), "ecpd_conf_t"),
         (PathBuf::from("/var/lib/ecpd"), "ecpd_var_lib_t"),
     ];
-    if let Some(dir) = key_path.parent() {
-        if dir.ends_with(ecp_core::user_files::USER_DIR) {
+    if key_in_labelled_place(key_path, home) {
+        if let Some(dir) = key_path.parent() {
             files.push((dir.to_path_buf(), "ecp_home_t"));
             files.push((key_path.to_path_buf(), "ecp_home_t"));
         }
@@ -299,12 +311,21 @@ mod tests {
     }
 
     #[test]
-    fn the_key_directory_is_checked_only_in_its_usual_place() {
-        let usual = files_to_check(Path::new("/home/a/.config/ecp/private_key.pem"));
+    fn the_key_directory_is_checked_only_where_the_contexts_apply() {
+        let home = Some(Path::new("/home/a"));
+        let usual = files_to_check(Path::new("/home/a/.config/ecp/private_key.pem"), home);
         assert!(usual
             .iter()
             .any(|(p, t)| p == Path::new("/home/a/.config/ecp") && *t == "ecp_home_t"));
-        let elsewhere = files_to_check(Path::new("/srv/keys/k.pem"));
-        assert_eq!(elsewhere.len(), 3);
+        assert!(key_in_labelled_place(
+            Path::new("/root/.config/ecp/private_key.pem"),
+            home
+        ));
+        // Elsewhere (a --key of one's own, a .config/ecp outside a home):
+        // no restorecon would label it, so it is not checked but noted.
+        for path in ["/srv/keys/k.pem", "/srv/x/.config/ecp/private_key.pem"] {
+            assert_eq!(files_to_check(Path::new(path), home).len(), 3, "{path}");
+            assert!(!key_in_labelled_place(Path::new(path), home), "{path}");
+        }
     }
 }

@@ -17,10 +17,16 @@ done
 work=target/rpm/build
 rm -rf "$work"
 mkdir -p "$work/SOURCES" target/rpm
-# The source tarball: the tree as it is (committed or not), without build
-# output or git metadata.
-tar --exclude=./target --exclude=./.git --exclude='./fuzz/target' \
-    --transform "s|^\.|ecp-$version|" -czf "$work/SOURCES/ecp-$version.tar.gz" .
+# The source tarball: the files git tracks, as they are in the tree
+# (committed or not), so that nothing untracked (a stray key) is
+# published; outside a git checkout, the tree without build output.
+if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+    git ls-files -z | tar --null -T - --transform "s|^|ecp-$version/|" \
+        -czf "$work/SOURCES/ecp-$version.tar.gz"
+else
+    tar --exclude=./target --exclude=./.git --exclude='./fuzz/target' \
+        --transform "s|^\.|ecp-$version|" -czf "$work/SOURCES/ecp-$version.tar.gz" .
+fi
 
 rpmbuild() {
     command rpmbuild --define "_topdir $top/$work" --define "ecp_version $version" "$@"
