@@ -107,22 +107,33 @@ fn store() -> &'static Store {
     })
 }
 
+/// sesearch's answer on the scratch policy: `kind` is -A (allow rules)
+/// or -T (type transitions), `args` the query.
+fn sesearch(kind: &str, args: &[&str]) -> String {
+    let mut all = vec![kind];
+    all.extend_from_slice(args);
+    all.push(&store().policy);
+    sh("/usr/bin/sesearch", &all).ok()
+}
+
 /// The allow rules sesearch finds for `args`, one per line.
 fn allows(args: &[&str]) -> Vec<String> {
-    let store = store();
-    let mut all = vec!["-A"];
-    all.extend_from_slice(args);
-    all.push(&store.policy);
-    sh("/usr/bin/sesearch", &all)
-        .ok()
+    sesearch("-A", args)
         .lines()
         .map(str::to_owned)
         .filter(|l| l.starts_with("allow"))
         .collect()
 }
 
-fn allowed(args: &[&str]) -> bool {
-    !allows(args).is_empty()
+/// Whether `source` may `perm` on `target`'s `class`: any rule, under a
+/// boolean or not.
+fn may(source: &str, target: &str, class: &str, perm: &str) -> bool {
+    !allows(&["-s", source, "-t", target, "-c", class, "-p", perm]).is_empty()
+}
+
+/// The type transition rules sesearch finds for `args`.
+fn transitions(args: &[&str]) -> String {
+    sesearch("-T", args)
 }
 
 #[test]
@@ -151,20 +162,7 @@ fn the_module_declares_its_types_and_a_boolean_off_by_default() {
         "boolean missing or on by default: {out}"
     );
     // systemd starts ecpd into its domain.
-    let out = sh(
-        "/usr/bin/sesearch",
-        &[
-            "-T",
-            "-s",
-            "init_t",
-            "-t",
-            "ecpd_exec_t",
-            "-c",
-            "process",
-            &store.policy,
-        ],
-    )
-    .ok();
+    let out = transitions(&["-s", "init_t", "-t", "ecpd_exec_t", "-c", "process"]);
     assert!(
         out.contains("ecpd_t"),
         "no transition init_t → ecpd_t: {out}"
@@ -173,48 +171,12 @@ fn the_module_declares_its_types_and_a_boolean_off_by_default() {
 
 #[test]
 fn ecpd_owns_its_name_reads_its_config_and_writes_only_its_store() {
-    assert!(allowed(&[
-        "-s",
-        "ecpd_t",
-        "-t",
-        "system_dbusd_t",
-        "-c",
-        "dbus",
-        "-p",
-        "acquire_svc"
-    ]));
-    assert!(allowed(&[
-        "-s",
-        "ecpd_t",
-        "-t",
-        "ecpd_conf_t",
-        "-c",
-        "file",
-        "-p",
-        "read"
-    ]));
-    assert!(!allowed(&[
-        "-s",
-        "ecpd_t",
-        "-t",
-        "ecpd_conf_t",
-        "-c",
-        "file",
-        "-p",
-        "write"
-    ]));
+    assert!(may("ecpd_t", "system_dbusd_t", "dbus", "acquire_svc"));
+    assert!(may("ecpd_t", "ecpd_conf_t", "file", "read"));
+    assert!(!may("ecpd_t", "ecpd_conf_t", "file", "write"));
     for perm in ["write", "create", "unlink", "rename"] {
         assert!(
-            allowed(&[
-                "-s",
-                "ecpd_t",
-                "-t",
-                "ecpd_var_lib_t",
-                "-c",
-                "file",
-                "-p",
-                perm
-            ]),
+            may("ecpd_t", "ecpd_var_lib_t", "file", perm),
             "ecpd cannot {perm} its store"
         );
     }
@@ -292,37 +254,24 @@ fn the_login_programs_may_call_ecpd_and_read_only_the_key_directory() {
         "userdomain",
     ] {
         assert!(
-            allowed(&["-s", caller, "-t", "ecpd_t", "-c", "dbus", "-p", "send_msg"]),
+            may(caller, "ecpd_t", "dbus", "send_msg"),
             "{caller} cannot call ecpd"
         );
         assert!(
-            allowed(&["-s", "ecpd_t", "-t", caller, "-c", "dbus", "-p", "send_msg"]),
+            may("ecpd_t", caller, "dbus", "send_msg"),
             "ecpd cannot answer {caller}"
         );
     }
     // sshd never reads a key file: a remote person's key is not on the
     // server.
-    assert!(!allowed(&[
-        "-s",
-        "sshd_t",
-        "-t",
-        "ecp_home_t",
-        "-c",
-        "file",
-        "-p",
-        "read"
-    ]));
+    assert!(!may("sshd_t", "ecp_home_t", "file", "read"));
     // sudo with mode=agent reaches the agent sshd forwarded.
-    assert!(allowed(&[
-        "-s",
+    assert!(may(
         "sudodomain",
-        "-t",
         "sshd_t",
-        "-c",
         "unix_stream_socket",
-        "-p",
         "connectto"
-    ]));
+    ));
     // Key-file mode reads ~/.config/ecp in local login domains: that
     // type, read-only. (The reference policy's xdm_t manages all of a
     // user's home already; nothing ecp adds.)
@@ -333,79 +282,20 @@ fn the_login_programs_may_call_ecpd_and_read_only_the_key_directory() {
         "user_su_t",
         "policykit_auth_t",
     ] {
-        assert!(allowed(&[
-            "-s",
-            domain,
-            "-t",
-            "ecp_home_t",
-            "-c",
-            "file",
-            "-p",
-            "read"
-        ]));
+        assert!(may(domain, "ecp_home_t", "file", "read"));
         assert!(
-            !allowed(&[
-                "-s",
-                domain,
-                "-t",
-                "ecp_home_t",
-                "-c",
-                "file",
-                "-p",
-                "write"
-            ]) || domain == "xdm_t",
+            !may(domain, "ecp_home_t", "file", "write") || domain == "xdm_t",
             "{domain} may write key files"
         );
     }
     // The way there: search ~/.config, not read it.
-    assert!(allowed(&[
-        "-s",
-        "local_login_t",
-        "-t",
-        "xdg_config_t",
-        "-c",
-        "dir",
-        "-p",
-        "search"
-    ]));
+    assert!(may("local_login_t", "xdg_config_t", "dir", "search"));
     // ecpd answers unconfined callers (replies are checked too).
-    assert!(allowed(&[
-        "-s",
-        "ecpd_t",
-        "-t",
-        "unconfined_t",
-        "-c",
-        "dbus",
-        "-p",
-        "send_msg"
-    ]));
+    assert!(may("ecpd_t", "unconfined_t", "dbus", "send_msg"));
     // The user's own programs keep managing their key directory, and a
     // new one is labelled ecp_home_t from the start.
-    assert!(allowed(&[
-        "-s",
-        "user_t",
-        "-t",
-        "ecp_home_t",
-        "-c",
-        "file",
-        "-p",
-        "write"
-    ]));
-    let store = store();
-    let out = sh(
-        "/usr/bin/sesearch",
-        &[
-            "-T",
-            "-s",
-            "user_t",
-            "-t",
-            "xdg_config_t",
-            "-c",
-            "dir",
-            &store.policy,
-        ],
-    )
-    .ok();
+    assert!(may("user_t", "ecp_home_t", "file", "write"));
+    let out = transitions(&["-s", "user_t", "-t", "xdg_config_t", "-c", "dir"]);
     assert!(out.contains("ecp_home_t ecp"), "{out}");
 }
 
