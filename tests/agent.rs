@@ -569,15 +569,7 @@ fn sudo_over_ssh_is_signed_through_the_forwarded_agent_and_a_relay_is_refused() 
         "Defaults env_keep += \"SSH_AUTH_SOCK\"\n",
     );
     let server = tempfile::tempdir().unwrap();
-    let services = PamServices::new();
-    services.add(
-        "sshd-ecp",
-        &format!(
-            "auth requisite pam_unix.so\nauth required $MODULE mode=challenge bus={}\n\
-             account required pam_unix.so\nsession required pam_permit.so\n",
-            daemon.address()
-        ),
-    );
+    let services = sshd_ecp_services(&daemon);
     let port = free_port();
     let _sshd = start_sshd_seeing(server.path(), &services, port, Some((&pam_d, &sudoers)));
 

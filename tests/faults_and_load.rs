@@ -252,20 +252,9 @@ fn a_store_that_cannot_be_written_stops_the_daemon_with_a_clear_error() {
         ecpd = ecp_tests::binary("ecpd").display(),
         bus = bus.address
     );
-    let out = std::process::Command::new("unshare")
-        .args([
-            "--mount",
-            "--propagation",
-            "private",
-            "--",
-            "sh",
-            "-c",
-            &script,
-        ])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let run = ecp_tests::run_in_mount_namespace("ecpd on a read-only store", &script, "");
+    let stderr = &run.stderr;
+    assert_eq!(run.code, 1, "{stderr}");
     assert!(stderr.contains("cannot open the store"), "{stderr}");
     assert!(stderr.to_lowercase().contains("read-only"), "{stderr}");
     // It never owned the name, so no client is answered by it.

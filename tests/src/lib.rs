@@ -198,6 +198,36 @@ pub fn run_with_input(program: &Path, args: &[&str], input: Option<&[u8]>) -> Ru
     Run::from_output(&what, out)
 }
 
+/// Runs `script` with sh in a private mount namespace (`unshare --mount
+/// --propagation private`), `input` on its standard input: its bind mounts
+/// over /etc or /dev never reach the machine.
+pub fn run_in_mount_namespace(what: &str, script: &str, input: &str) -> Run {
+    use std::io::Write;
+    let mut child = Command::new("unshare")
+        .args([
+            "--mount",
+            "--propagation",
+            "private",
+            "--",
+            "sh",
+            "-c",
+            script,
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("unshare (util-linux)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    Run::from_output(what, out)
+}
+
 pub fn run(program: &Path, args: &[&str]) -> Run {
     run_with_input(program, args, None)
 }

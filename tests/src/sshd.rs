@@ -151,9 +151,9 @@ pub fn ssh_args(user: &str, port: u16, alias: Option<&str>) -> Vec<String> {
     args
 }
 
-/// A real sshd on a free port whose PAM service `sshd-ecp` is the password,
-/// then pam_ecp in challenge mode against `daemon`.
-pub fn sshd_with_ecp(daemon: &TestDaemon, dir: &Path) -> (PamServices, Sshd, u16) {
+/// PAM services holding `sshd-ecp`: the password, then pam_ecp in
+/// challenge mode against `daemon`.
+pub fn sshd_ecp_services(daemon: &TestDaemon) -> PamServices {
     let services = PamServices::new();
     services.add(
         "sshd-ecp",
@@ -163,6 +163,13 @@ pub fn sshd_with_ecp(daemon: &TestDaemon, dir: &Path) -> (PamServices, Sshd, u16
             daemon.address()
         ),
     );
+    services
+}
+
+/// A real sshd on a free port whose PAM service `sshd-ecp` is the password,
+/// then pam_ecp in challenge mode against `daemon`.
+pub fn sshd_with_ecp(daemon: &TestDaemon, dir: &Path) -> (PamServices, Sshd, u16) {
+    let services = sshd_ecp_services(daemon);
     let port = free_port();
     let sshd = start_sshd(dir, &services, port);
     (services, sshd, port)
@@ -360,28 +367,5 @@ pub fn sudo_as(user: &TestUser, pam_d: &Path, sudoers: &Path, input: &str) -> Ru
         user.uid,
         user.gid
     );
-    let mut child = Command::new("unshare")
-        .args([
-            "--mount",
-            "--propagation",
-            "private",
-            "--",
-            "sh",
-            "-c",
-            &script,
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    Run::from_output(&format!("sudo as {}", user.name), out)
+    crate::run_in_mount_namespace(&format!("sudo as {}", user.name), &script, input)
 }
