@@ -25,11 +25,9 @@ const ECP_MODULE: &str = "pam_ecp.so";
 /// stops include loops).
 const MAX_INCLUDE_DEPTH: usize = 16;
 
-/// Where libpam looks for a service or included file after /etc/pam.d
-/// (distribution defaults that /etc/pam.d overrides).
-/// Where libpam built with a vendor directory (Ubuntu since 24.10,
-/// openSUSE, Fedora) reads a service, or an included file, that
-/// /etc/pam.d lacks.
+/// Where libpam looks for a service or included file that /etc/pam.d
+/// lacks (distribution defaults that /etc/pam.d overrides): libpam's own
+/// /usr/lib/pam.d, and the vendor directories some builds add.
 pub const VENDOR_DIRS: &[&str] = &["/usr/lib/pam.d", "/usr/share/pam.d", "/usr/etc/pam.d"];
 
 /// The PAM return codes by number, as control values name them
