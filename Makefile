@@ -5,7 +5,7 @@
 
 CARGO ?= cargo
 
-.PHONY: demo test lint build package package-files install bench selinux rpm
+.PHONY: demo test lint build package package-files install bench differential selinux rpm
 
 demo:
 	./scripts/demo.sh
@@ -54,3 +54,8 @@ install: package-files
 bench:
 	$(CARGO) build --release --workspace
 	$(CARGO) run --release -p ecp_bench -- --out target/bench/results.json
+
+# ecpd's signature check (ring) against the p256 crate's on a million
+# generated cases (make test runs 10,000): ECP_VERIFY_SEED=N repeats a run
+differential:
+	ECP_VERIFY_CASES=$${ECP_VERIFY_CASES:-1000000} $(CARGO) test --release -p ecp_core --lib verify:: -- --nocapture

@@ -2,7 +2,7 @@
 # Runs one fuzz target for a given time on the stable toolchain (no
 # sanitizer; Rust's own checks catch panics and overflows in debug
 # assertions). Usage: fuzz/run.sh TARGET SECONDS
-#   targets: certificate keyfile token daemon_args
+#   targets: certificate keyfile token daemon_args verify
 # A crash is saved under fuzz/artifacts/TARGET/; turn it into a regression
 # test next to the rule it broke.
 set -euo pipefail

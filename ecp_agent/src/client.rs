@@ -110,10 +110,9 @@ impl AgentClient {
     /// `key` before it is returned: a confused or hostile agent's answer
     /// never travels on.
     pub fn sign_p256(&mut self, key: &VerifyingKey, data: &[u8]) -> Result<Signature, ClientError> {
-        use p256::ecdsa::signature::Verifier;
         let blob = self.sign_blob(&crate::key::p256_key_blob(key), data)?;
         let signature = parse_p256_signature_blob(&blob)?;
-        key.verify(data, &signature)
+        ecp_core::verify::p256_sha256(key, data, &signature)
             .map_err(|_| ClientError::WrongSignature)?;
         Ok(signature)
     }

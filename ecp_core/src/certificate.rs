@@ -9,7 +9,6 @@
 use std::str::FromStr;
 use std::time::{Duration, SystemTime};
 
-use p256::ecdsa::signature::Verifier;
 use p256::ecdsa::{DerSignature, Signature, VerifyingKey};
 use sha2::{Digest, Sha256};
 use x509_cert::builder::profile::BuilderProfile;
@@ -218,8 +217,7 @@ impl ParsedCertificate {
         }
         let signature =
             Signature::from_der(&self.signature).map_err(|_| CertificateError::BadSelfSignature)?;
-        self.public_key
-            .verify(&self.tbs, &signature)
+        crate::verify::p256_sha256(&self.public_key, &self.tbs, &signature)
             .map_err(|_| CertificateError::BadSelfSignature)
     }
 

@@ -27,7 +27,7 @@
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
-use p256::ecdsa::signature::{Signer, Verifier};
+use p256::ecdsa::signature::Signer;
 use p256::ecdsa::{Signature, SigningKey, VerifyingKey};
 
 use crate::hex;
@@ -419,7 +419,7 @@ fn verify_bytes(
     signature_text: &str,
 ) -> Result<(), ChallengeError> {
     let signature = parse_signature(signature_text)?;
-    key.verify(signed, &signature)
+    crate::verify::p256_sha256(key, signed, &signature)
         .map_err(|_| ChallengeError::SignatureMismatch)
 }
 

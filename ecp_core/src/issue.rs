@@ -6,7 +6,6 @@
 use std::str::FromStr;
 use std::time::{Duration, SystemTime};
 
-use p256::ecdsa::signature::Verifier as _;
 use p256::ecdsa::{DerSignature, Signature, SigningKey, VerifyingKey};
 use pkcs8::der::{DecodePem, EncodePem};
 use x509_cert::builder::profile::BuilderProfile;
@@ -124,8 +123,7 @@ pub fn check_certificate_request(bytes: &[u8]) -> Result<CheckedRequest, IssueEr
     }
     let signature = Signature::from_der(&request.signature_value.data)
         .map_err(|_| IssueError::RequestSignature)?;
-    public_key
-        .verify(info.raw, &signature)
+    crate::verify::p256_sha256(&public_key, info.raw, &signature)
         .map_err(|_| IssueError::RequestSignature)?;
     Ok(CheckedRequest { user, public_key })
 }

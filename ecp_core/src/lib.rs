@@ -18,6 +18,7 @@ pub mod names;
 pub mod oids;
 pub mod trust;
 pub mod user_files;
+pub mod verify;
 pub mod when;
 
 pub use certificate::{validate_certificate, CertificateError, ParsedCertificate};

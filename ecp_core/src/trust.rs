@@ -5,8 +5,9 @@
 //! Only certificates issued *directly* by a trusted CA are accepted (the
 //! CA may itself be an intermediate: it is the anchor, its own issuer is
 //! not looked at). CA keys may be ECDSA P-256 or P-384, or RSA 2048–4096
-//! bits (PKCS#1 v1.5); the user's key is P-256 as always. Signature checks
-//! are done by the RustCrypto crates; this module only chooses which.
+//! bits (PKCS#1 v1.5); the user's key is P-256 as always. ECDSA signatures
+//! are checked by [`crate::verify`] (ring), except ecdsa-with-SHA512 and
+//! RSA, which the RustCrypto crates check; this module only chooses.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -23,6 +24,7 @@ use crate::certificate::{
 };
 use crate::names::UserName;
 use crate::oids;
+use crate::verify::{self, EcdsaHash};
 use crate::when::format_utc;
 
 /// The largest `ca_file` or `crl_file` read (a CRL of a big organisation
@@ -150,16 +152,28 @@ impl CaKey {
             CaKey::P256(key) => {
                 let signature =
                     p256::ecdsa::Signature::from_der(signature).map_err(|_| Bad::Signature)?;
-                let digest = ecdsa_digest(algorithm, message).ok_or_else(unsupported)?;
-                key.verify_prehash(&digest, &signature)
-                    .map_err(|_| Bad::Signature)
+                match ecdsa_hash(algorithm) {
+                    Some(EcdsaChoice::Fast(hash)) => {
+                        verify::p256(key, hash, message, &signature).map_err(|_| Bad::Signature)
+                    }
+                    Some(EcdsaChoice::Sha512) => key
+                        .verify_prehash(&Sha512::digest(message), &signature)
+                        .map_err(|_| Bad::Signature),
+                    None => Err(unsupported()),
+                }
             }
             CaKey::P384(key) => {
                 let signature =
                     p384::ecdsa::Signature::from_der(signature).map_err(|_| Bad::Signature)?;
-                let digest = ecdsa_digest(algorithm, message).ok_or_else(unsupported)?;
-                key.verify_prehash(&digest, &signature)
-                    .map_err(|_| Bad::Signature)
+                match ecdsa_hash(algorithm) {
+                    Some(EcdsaChoice::Fast(hash)) => {
+                        verify::p384(key, hash, message, &signature).map_err(|_| Bad::Signature)
+                    }
+                    Some(EcdsaChoice::Sha512) => key
+                        .verify_prehash(&Sha512::digest(message), &signature)
+                        .map_err(|_| Bad::Signature),
+                    None => Err(unsupported()),
+                }
             }
             CaKey::Rsa(key) => {
                 use rsa::pkcs1v15::{Signature, VerifyingKey};
@@ -183,12 +197,19 @@ impl CaKey {
     }
 }
 
-/// The digest an ECDSA signature algorithm names, over `message`.
-fn ecdsa_digest(algorithm: &str, message: &[u8]) -> Option<Vec<u8>> {
+/// How a CA's ECDSA signature is checked, by the algorithm it names.
+enum EcdsaChoice {
+    /// By ring ([`crate::verify`]).
+    Fast(EcdsaHash),
+    /// ecdsa-with-SHA512, which ring does not do: by the RustCrypto crates.
+    Sha512,
+}
+
+fn ecdsa_hash(algorithm: &str) -> Option<EcdsaChoice> {
     Some(match algorithm {
-        oids::ECDSA_WITH_SHA256 => Sha256::digest(message).to_vec(),
-        oids::ECDSA_WITH_SHA384 => Sha384::digest(message).to_vec(),
-        oids::ECDSA_WITH_SHA512 => Sha512::digest(message).to_vec(),
+        oids::ECDSA_WITH_SHA256 => EcdsaChoice::Fast(EcdsaHash::Sha256),
+        oids::ECDSA_WITH_SHA384 => EcdsaChoice::Fast(EcdsaHash::Sha384),
+        oids::ECDSA_WITH_SHA512 => EcdsaChoice::Sha512,
         _ => return None,
     })
 }

@@ -18,7 +18,6 @@ use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
 use cryptoki::session::{Session, UserType};
 use cryptoki::types::AuthPin;
-use p256::ecdsa::signature::Verifier as _;
 use p256::ecdsa::{DerSignature, Signature, VerifyingKey};
 use p256::pkcs8::spki;
 use sha2::Digest as _;
@@ -594,7 +593,7 @@ impl TokenKey {
                 raw.len()
             )))
         })?;
-        self.public.verify(message, &signature).map_err(|_| {
+        ecp_core::verify::p256_sha256(&self.public, message, &signature).map_err(|_| {
             Failure::Token(TokenError::Failed(
                 "the token's signature does not verify with its public key".into(),
             ))

@@ -1,0 +1,591 @@
+//! The differential test: ring's verifier (this module) against the
+//! `p256` crate's own on generated cases, every case also checked against
+//! the outcome it was built to have.
+//!
+//! `make test` runs [`CASES_IN_MAKE_TEST`] P-256 cases;
+//! `ECP_VERIFY_CASES=1000000 cargo test --release -p ecp_core verify::`
+//! (or `make differential`) runs a million. `ECP_VERIFY_SEED=N` repeats a
+//! run; a failure prints its seed and case number.
+//!
+//! A case goes through the pipeline a login takes: DER bytes →
+//! `Signature::from_der` → the check. Encodings `from_der` refuses never
+//! reach either verifier; they are here to show that stays so.
+
+use p256::ecdsa::signature::hazmat::{PrehashSigner, PrehashVerifier};
+use p256::ecdsa::signature::{Signer, Verifier};
+use p256::ecdsa::{Signature, SigningKey, VerifyingKey};
+use p256::elliptic_curve::ops::Reduce;
+use p256::elliptic_curve::point::AffineCoordinates;
+use p256::{FieldBytes, ProjectivePoint, Scalar};
+use sha2::{Digest, Sha256, Sha384};
+
+use super::{p256_sha256, EcdsaHash};
+
+const CASES_IN_MAKE_TEST: u64 = 10_000;
+
+/// The group order n and the field prime p of P-256, big-endian.
+const ORDER: [u8; 32] = hex32("ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551");
+const FIELD_PRIME: [u8; 32] =
+    hex32("ffffffff00000001000000000000000000000000ffffffffffffffffffffffff");
+
+const fn hex32(text: &str) -> [u8; 32] {
+    let digits = text.as_bytes();
+    let mut out = [0u8; 32];
+    let mut i = 0;
+    while i < 32 {
+        out[i] = (nibble(digits[2 * i]) << 4) | nibble(digits[2 * i + 1]);
+        i += 1;
+    }
+    out
+}
+
+const fn nibble(digit: u8) -> u8 {
+    match digit {
+        b'0'..=b'9' => digit - b'0',
+        _ => digit - b'a' + 10,
+    }
+}
+
+/// splitmix64: reproducible from one seed, and fast enough that the
+/// curve arithmetic, not the generator, is what a case costs.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    fn bytes(&mut self, len: usize) -> Vec<u8> {
+        (0..len).map(|_| self.next() as u8).collect()
+    }
+
+    fn array32(&mut self) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        out.copy_from_slice(&self.bytes(32));
+        out
+    }
+
+    fn signing_key(&mut self) -> SigningKey {
+        loop {
+            if let Ok(key) = SigningKey::from_slice(&self.array32()) {
+                return key;
+            }
+        }
+    }
+
+    fn nonzero_scalar(&mut self) -> Scalar {
+        loop {
+            let s = <Scalar as Reduce<FieldBytes>>::reduce(&self.array32().into());
+            if !bool::from(p256::elliptic_curve::Field::is_zero(&s)) {
+                return s;
+            }
+        }
+    }
+
+    fn message(&mut self) -> Vec<u8> {
+        // Mostly challenge-sized; sometimes empty or long.
+        let len = match self.below(8) {
+            0 => 0,
+            1 => self.below(4096) as usize,
+            _ => 100 + self.below(120) as usize,
+        };
+        self.bytes(len)
+    }
+}
+
+/// What a case was built to do.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Expect {
+    Accept,
+    Reject,
+}
+
+struct Case {
+    key: VerifyingKey,
+    message: Vec<u8>,
+    der: Vec<u8>,
+    expect: Expect,
+}
+
+/// Every kind of case, taken in turn so that each gets its share.
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    ValidLowS,
+    ValidHighS,
+    MessageBitFlipped,
+    MessageOneByteLonger,
+    SignatureBitFlipped,
+    RBitFlipped,
+    SBitFlipped,
+    RAndSSwapped,
+    WrongKey,
+    RandomRAndS,
+    ROutOfRange,
+    SOutOfRange,
+    NotDer,
+    /// A valid signature whose u1·G and u2·Q are the same point, so the
+    /// verifier's addition is a doubling.
+    ValidWithEqualPoints,
+    /// u1·G = −u2·Q: the sum is the point at infinity.
+    PointAtInfinity,
+}
+
+const KINDS: [Kind; 15] = [
+    Kind::ValidLowS,
+    Kind::ValidHighS,
+    Kind::MessageBitFlipped,
+    Kind::MessageOneByteLonger,
+    Kind::SignatureBitFlipped,
+    Kind::RBitFlipped,
+    Kind::SBitFlipped,
+    Kind::RAndSSwapped,
+    Kind::WrongKey,
+    Kind::RandomRAndS,
+    Kind::ROutOfRange,
+    Kind::SOutOfRange,
+    Kind::NotDer,
+    Kind::ValidWithEqualPoints,
+    Kind::PointAtInfinity,
+];
+
+/// r and s of a signature, big-endian, low-S and high-S forms.
+fn low_and_high_s(signature: &Signature) -> (Signature, Signature) {
+    let low = signature.normalize_s();
+    let (r, s) = low.split_scalars();
+    let high = Signature::from_scalars(r.to_bytes(), (-*s).to_bytes()).unwrap();
+    (low, high)
+}
+
+/// A minimal DER INTEGER of the unsigned big-endian `value`.
+fn der_integer(value: &[u8]) -> Vec<u8> {
+    let first = value
+        .iter()
+        .position(|&b| b != 0)
+        .unwrap_or(value.len() - 1);
+    let mut content = value[first..].to_vec();
+    if content[0] & 0x80 != 0 {
+        content.insert(0, 0);
+    }
+    let mut out = vec![0x02, content.len() as u8];
+    out.extend(content);
+    out
+}
+
+fn der_sequence(parts: &[Vec<u8>]) -> Vec<u8> {
+    let body = parts.concat();
+    let mut out = vec![0x30, body.len() as u8];
+    out.extend(body);
+    out
+}
+
+fn der_of(r: &[u8], s: &[u8]) -> Vec<u8> {
+    der_sequence(&[der_integer(r), der_integer(s)])
+}
+
+/// `a + b` for 32-byte big-endian numbers, with the carry as a 33rd byte.
+fn add(a: &[u8; 32], b: &[u8; 32]) -> Vec<u8> {
+    let mut out = vec![0u8; 33];
+    let mut carry = 0u16;
+    for i in (0..32).rev() {
+        let sum = u16::from(a[i]) + u16::from(b[i]) + carry;
+        out[i + 1] = sum as u8;
+        carry = sum >> 8;
+    }
+    out[0] = carry as u8;
+    out
+}
+
+/// A value ≥ n (or 0) for r or s, each form in turn.
+fn out_of_range(rng: &mut Rng, valid: &[u8; 32]) -> Vec<u8> {
+    let mut n_plus_one = ORDER;
+    n_plus_one[31] += 1;
+    match rng.below(6) {
+        0 => vec![0],
+        1 => ORDER.to_vec(),
+        2 => n_plus_one.to_vec(),
+        3 => add(valid, &ORDER), // the same value mod n
+        4 => FIELD_PRIME.to_vec(),
+        _ => vec![0xff; 32],
+    }
+}
+
+/// Encodings of (r, s) that are not DER, or not a signature at all.
+fn not_der(rng: &mut Rng, r: &[u8; 32], s: &[u8; 32]) -> Vec<u8> {
+    let good = der_of(r, s);
+    let (ri, si) = (der_integer(r), der_integer(s));
+    match rng.below(14) {
+        // Long-form lengths where the short form fits.
+        0 => [&[0x30, 0x81, good[1]][..], &good[2..]].concat(),
+        1 => {
+            let long_r = [&[0x02, 0x81, ri[1]][..], &ri[2..]].concat();
+            der_sequence(&[long_r, si])
+        }
+        // A needless leading zero.
+        2 => {
+            let padded = [&[0x02, ri[1] + 1, 0][..], &ri[2..]].concat();
+            der_sequence(&[padded, si])
+        }
+        // A negative integer: the sign byte dropped, or the top bit set.
+        3 => {
+            let mut r_bytes = ri[2..].to_vec();
+            if r_bytes[0] == 0 {
+                r_bytes.remove(0);
+            } else {
+                r_bytes[0] |= 0x80;
+            }
+            let negative = [&[0x02, r_bytes.len() as u8][..], &r_bytes].concat();
+            der_sequence(&[negative, si])
+        }
+        4 => {
+            let extra = 1 + rng.below(4) as usize;
+            [good.clone(), rng.bytes(extra)].concat()
+        }
+        5 => der_sequence(&[ri, si, der_integer(&[1])]),
+        // Indefinite length (BER).
+        6 => [&[0x30, 0x80][..], &good[2..], &[0, 0]].concat(),
+        7 => {
+            let mut wrong = good.clone();
+            wrong[0] = [0x31, 0x10, 0xa0][rng.below(3) as usize];
+            wrong
+        }
+        8 => {
+            let mut wrong = good.clone();
+            wrong[2] = 0x03; // BIT STRING for INTEGER
+            wrong
+        }
+        9 => {
+            let cut = rng.below(good.len() as u64) as usize;
+            good[..cut].to_vec()
+        }
+        10 => {
+            let mut wrong = good.clone();
+            wrong[1] = wrong[1].wrapping_add(if rng.below(2) == 0 { 1 } else { 0xff });
+            wrong
+        }
+        // The fixed-width r‖s form, which is not what travels.
+        11 => [&r[..], &s[..]].concat(),
+        12 => Vec::new(),
+        _ => {
+            let len = 1 + rng.below(80) as usize;
+            rng.bytes(len)
+        }
+    }
+}
+
+fn flip_bit(rng: &mut Rng, bytes: &mut [u8]) {
+    let bit = rng.below(bytes.len() as u64 * 8) as usize;
+    bytes[bit / 8] ^= 1 << (bit % 8);
+}
+
+fn make_case(kind: Kind, rng: &mut Rng) -> Case {
+    let signer = rng.signing_key();
+    let key = *signer.verifying_key();
+    let mut message = rng.message();
+    let signature: Signature = signer.sign(&message);
+    let (low, high) = low_and_high_s(&signature);
+    let chosen = if rng.below(2) == 0 { low } else { high };
+    let r: [u8; 32] = chosen.r().to_bytes().into();
+    let s: [u8; 32] = chosen.s().to_bytes().into();
+    let der = chosen.to_der().as_bytes().to_vec();
+    assert_eq!(der, der_of(&r, &s), "this test's DER encoder");
+    let case = |key, message, der, expect| Case {
+        key,
+        message,
+        der,
+        expect,
+    };
+    use Expect::*;
+    match kind {
+        Kind::ValidLowS => case(key, message, low.to_der().as_bytes().to_vec(), Accept),
+        Kind::ValidHighS => case(key, message, high.to_der().as_bytes().to_vec(), Accept),
+        Kind::MessageBitFlipped => {
+            if message.is_empty() {
+                message.push(0);
+            } else {
+                flip_bit(rng, &mut message);
+            }
+            case(key, message, der, Reject)
+        }
+        Kind::MessageOneByteLonger => {
+            message.push(rng.next() as u8);
+            case(key, message, der, Reject)
+        }
+        Kind::SignatureBitFlipped => {
+            let mut flipped = der;
+            flip_bit(rng, &mut flipped);
+            case(key, message, flipped, Reject)
+        }
+        Kind::RBitFlipped => {
+            let mut r = r;
+            flip_bit(rng, &mut r);
+            case(key, message, der_of(&r, &s), Reject)
+        }
+        Kind::SBitFlipped => {
+            let mut s = s;
+            flip_bit(rng, &mut s);
+            case(key, message, der_of(&r, &s), Reject)
+        }
+        Kind::RAndSSwapped => case(key, message, der_of(&s, &r), Reject),
+        Kind::WrongKey => case(*rng.signing_key().verifying_key(), message, der, Reject),
+        Kind::RandomRAndS => {
+            let (r, s) = (rng.nonzero_scalar(), rng.nonzero_scalar());
+            case(key, message, der_of(&r.to_bytes(), &s.to_bytes()), Reject)
+        }
+        Kind::ROutOfRange => {
+            let bad = out_of_range(rng, &r);
+            case(
+                key,
+                message,
+                der_sequence(&[der_integer(&bad), der_integer(&s)]),
+                Reject,
+            )
+        }
+        Kind::SOutOfRange => {
+            let bad = out_of_range(rng, &s);
+            case(
+                key,
+                message,
+                der_sequence(&[der_integer(&r), der_integer(&bad)]),
+                Reject,
+            )
+        }
+        Kind::NotDer => case(key, message, not_der(rng, &r, &s), Reject),
+        Kind::ValidWithEqualPoints => equal_points(rng, message),
+        Kind::PointAtInfinity => point_at_infinity(rng, message),
+    }
+}
+
+/// e: the message's SHA-256 as a scalar, as both verifiers compute it.
+fn digest_scalar(message: &[u8]) -> Scalar {
+    let digest: [u8; 32] = Sha256::digest(message).into();
+    <Scalar as Reduce<FieldBytes>>::reduce(&digest.into())
+}
+
+fn x_mod_n(point: ProjectivePoint) -> Scalar {
+    <Scalar as Reduce<FieldBytes>>::reduce(&point.to_affine().x())
+}
+
+fn public_key(d: Scalar) -> VerifyingKey {
+    VerifyingKey::from_affine((ProjectivePoint::GENERATOR * d).to_affine()).unwrap()
+}
+
+/// Verification computes R = u1·G + u2·Q with u1 = e/s, u2 = r/s. Pick k,
+/// let r = x(2k·G), s = e/k (so u1 = k) and the key d = e/r (so u2·Q =
+/// (r/s)(e/r)·G = k·G): R = k·G + k·G, and (r, s) is a valid signature.
+fn equal_points(rng: &mut Rng, message: Vec<u8>) -> Case {
+    let e = digest_scalar(&message);
+    let k = rng.nonzero_scalar();
+    let r = x_mod_n(ProjectivePoint::GENERATOR * (k + k));
+    let s = e * k.invert().unwrap();
+    let d = e * r.invert().unwrap();
+    Case {
+        key: public_key(d),
+        message,
+        der: der_of(&r.to_bytes(), &s.to_bytes()),
+        expect: Expect::Accept,
+    }
+}
+
+/// The key d = −e/r makes u2·Q = −u1·G whatever s is: R is the point at
+/// infinity, which has no x for r to match.
+fn point_at_infinity(rng: &mut Rng, message: Vec<u8>) -> Case {
+    let e = digest_scalar(&message);
+    let r = rng.nonzero_scalar();
+    let s = rng.nonzero_scalar();
+    let d = -(e * r.invert().unwrap());
+    Case {
+        key: public_key(d),
+        message,
+        der: der_of(&r.to_bytes(), &s.to_bytes()),
+        expect: Expect::Reject,
+    }
+}
+
+/// The login pipeline with ring's check, and with p256's: `true` when the
+/// signature is accepted.
+fn verdicts(case: &Case) -> (bool, bool) {
+    match Signature::from_der(&case.der) {
+        Err(_) => (false, false),
+        Ok(signature) => (
+            p256_sha256(&case.key, &case.message, &signature).is_ok(),
+            case.key.verify(&case.message, &signature).is_ok(),
+        ),
+    }
+}
+
+fn seed() -> u64 {
+    match std::env::var("ECP_VERIFY_SEED") {
+        Ok(text) => text.parse().expect("ECP_VERIFY_SEED is a number"),
+        Err(_) => {
+            let mut bytes = [0u8; 8];
+            getrandom::fill(&mut bytes).unwrap();
+            u64::from_le_bytes(bytes)
+        }
+    }
+}
+
+fn case_count(default: u64) -> u64 {
+    std::env::var("ECP_VERIFY_CASES")
+        .map(|text| text.parse().expect("ECP_VERIFY_CASES is a number"))
+        .unwrap_or(default)
+}
+
+#[test]
+fn ring_and_p256_agree_on_every_generated_p256_case() {
+    let seed = seed();
+    let cases = case_count(CASES_IN_MAKE_TEST);
+    let mut accepted = [0u64; KINDS.len()];
+    let mut rejected = [0u64; KINDS.len()];
+    for i in 0..cases {
+        let kind_index = (i % KINDS.len() as u64) as usize;
+        let kind = KINDS[kind_index];
+        let mut rng = Rng(seed ^ i.wrapping_mul(0xd134_2543_de82_ef95));
+        let case = make_case(kind, &mut rng);
+        let (ring, reference) = verdicts(&case);
+        let context = || {
+            format!(
+                "seed {seed} case {i} ({kind:?}): key {}, message {}, signature {}",
+                crate::hex::encode(case.key.to_sec1_point(false).as_bytes()),
+                crate::hex::encode(&case.message),
+                crate::hex::encode(&case.der)
+            )
+        };
+        assert_eq!(
+            ring,
+            reference,
+            "ring and p256 disagree (ring {ring}): {}",
+            context()
+        );
+        assert_eq!(
+            ring,
+            case.expect == Expect::Accept,
+            "both verifiers gave the unexpected answer {ring}: {}",
+            context()
+        );
+        if ring {
+            accepted[kind_index] += 1;
+        } else {
+            rejected[kind_index] += 1;
+        }
+    }
+    println!("seed {seed}, {cases} cases:");
+    for (i, kind) in KINDS.iter().enumerate() {
+        println!(
+            "  {kind:?}: {} accepted, {} rejected",
+            accepted[i], rejected[i]
+        );
+    }
+}
+
+/// How a CA case alters a valid signature (fixed-width r‖s) or its
+/// message: 0 leaves it valid, 1 flips a message bit, 2 flips a signature
+/// bit, 3 asks for the wrong key. Returns whether to use the wrong key.
+fn alter(variant: u64, rng: &mut Rng, message: &mut Vec<u8>, fixed: &mut [u8]) -> bool {
+    match variant {
+        0 => false,
+        1 if message.is_empty() => {
+            message.push(0);
+            false
+        }
+        1 => {
+            flip_bit(rng, message);
+            false
+        }
+        2 => {
+            flip_bit(rng, fixed);
+            false
+        }
+        _ => true,
+    }
+}
+
+/// Organisation CA signatures: P-256 over SHA-384 and P-384 over SHA-256
+/// and SHA-384; valid (either form of s), altered, or under a wrong key.
+#[test]
+fn ring_and_rustcrypto_agree_on_ca_signature_cases() {
+    let seed = seed();
+    let cases = case_count(CASES_IN_MAKE_TEST) / 10;
+    let mut accepted = 0;
+    for i in 0..cases {
+        let mut rng = Rng(seed ^ i.wrapping_mul(0x2545_f491_4f6c_dd1d));
+        let mut message = rng.message();
+        let variant = rng.below(4);
+        let high_s = rng.below(2) == 1;
+        let (ring, reference) = if i % 2 == 0 {
+            let key = rng.signing_key();
+            let signature: Signature = key.sign_prehash(&Sha384::digest(&message)).unwrap();
+            let (low, high) = low_and_high_s(&signature);
+            let mut fixed = if high_s { high } else { low }.to_bytes().to_vec();
+            let public = if alter(variant, &mut rng, &mut message, &mut fixed) {
+                *rng.signing_key().verifying_key()
+            } else {
+                *key.verifying_key()
+            };
+            match Signature::from_slice(&fixed) {
+                Err(_) => (false, false),
+                Ok(signature) => (
+                    super::p256(&public, EcdsaHash::Sha384, &message, &signature).is_ok(),
+                    public
+                        .verify_prehash(&Sha384::digest(&message), &signature)
+                        .is_ok(),
+                ),
+            }
+        } else {
+            use p384::ecdsa::{Signature as Signature384, SigningKey as SigningKey384};
+            let hash = if i % 4 == 1 {
+                EcdsaHash::Sha256
+            } else {
+                EcdsaHash::Sha384
+            };
+            let digest_of = |m: &[u8]| match hash {
+                EcdsaHash::Sha256 => Sha256::digest(m).to_vec(),
+                EcdsaHash::Sha384 => Sha384::digest(m).to_vec(),
+            };
+            let mut new_key = || loop {
+                if let Ok(key) = SigningKey384::from_slice(&rng.bytes(48)) {
+                    break key;
+                }
+            };
+            let key = new_key();
+            let stranger = new_key();
+            let signature: Signature384 = key.sign_prehash(&digest_of(&message)).unwrap();
+            let low = signature.normalize_s();
+            let (r, s) = low.split_scalars();
+            let high = Signature384::from_scalars(r.to_bytes(), (-*s).to_bytes()).unwrap();
+            let mut fixed = if high_s { high } else { low }.to_bytes().to_vec();
+            let public = if alter(variant, &mut rng, &mut message, &mut fixed) {
+                *stranger.verifying_key()
+            } else {
+                *key.verifying_key()
+            };
+            match Signature384::from_slice(&fixed) {
+                Err(_) => (false, false),
+                Ok(signature) => (
+                    super::p384(&public, hash, &message, &signature).is_ok(),
+                    public
+                        .verify_prehash(&digest_of(&message), &signature)
+                        .is_ok(),
+                ),
+            }
+        };
+        assert_eq!(
+            ring, reference,
+            "seed {seed} case {i}: ring {ring}, RustCrypto {reference}"
+        );
+        assert_eq!(
+            ring,
+            variant == 0,
+            "seed {seed} case {i} (variant {variant}): accepted {ring}"
+        );
+        accepted += u64::from(ring);
+    }
+    assert!(accepted > 0 || cases == 0, "no valid CA case was generated");
+}
