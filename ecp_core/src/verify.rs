@@ -1,6 +1,9 @@
-//! Every ECDSA signature check ecp makes: a login answer, a renewal proof,
-//! a certificate's self-signature, a certificate request, an organisation
-//! CA's signature on a certificate or CRL, a token's or an agent's answer.
+//! The ECDSA signature checks of a user's key and of an organisation CA: a
+//! login answer, a renewal proof, a certificate's self-signature, a
+//! certificate request, a CA's signature on a certificate or CRL, a
+//! token's or an agent's answer. (Not here: ecdsa-with-SHA512 CA
+//! signatures, which ring does not do, and the ecp agent's check of an
+//! ssh server's host key, which calls ring for its several key types.)
 //!
 //! The arithmetic is ring's (assembly on x86_64 and aarch64, about 4×
 //! the `p256` crate's speed and within reach of OpenSSL's: see
@@ -13,8 +16,10 @@
 //! uncompressed and the signature as fixed-width r‖s. High-S signatures,
 //! which OpenSSL makes about half the time, verify as they always did.
 //!
-//! `tests` below holds the differential test against the `p256` crate's
-//! own verifier, and `fuzz/fuzz_targets/verify.rs` the fuzz target.
+//! `tests` below holds the differential test against the `p256` and
+//! `p384` crates' own verifiers, with cases built to reach the branches
+//! random signatures never do; `fuzz/fuzz_targets/verify.rs` is the fuzz
+//! target.
 
 use p256::ecdsa::{Signature, VerifyingKey};
 use ring::signature::{self as ring_sig, EcdsaVerificationAlgorithm, UnparsedPublicKey};

@@ -8,47 +8,30 @@
 //! run; a failure prints its seed and case number.
 //!
 //! A case goes through the pipeline a login takes: DER bytes →
-//! `Signature::from_der` → the check. Encodings `from_der` refuses never
-//! reach either verifier; they are here to show that stays so.
+//! `Signature::from_der` → the check. Each case says where it must end:
+//! accepted, refused by both verifiers, or refused by the parser before
+//! either verifier sees it (r or s out of range, not DER), and the run
+//! prints how many cases reached the verifiers. What random signatures
+//! never reach (a doubling inside the verifier, the point at infinity,
+//! x(R) ≥ n) is built on purpose: see `crafted`.
+
+mod crafted;
 
 use p256::ecdsa::signature::hazmat::{PrehashSigner, PrehashVerifier};
 use p256::ecdsa::signature::{Signer, Verifier};
 use p256::ecdsa::{Signature, SigningKey, VerifyingKey};
 use p256::elliptic_curve::ops::Reduce;
-use p256::elliptic_curve::point::AffineCoordinates;
-use p256::{FieldBytes, ProjectivePoint, Scalar};
+use p256::{FieldBytes, Scalar};
 use sha2::{Digest, Sha256, Sha384};
 
 use super::{p256_sha256, EcdsaHash};
+use crafted::{add, from_hex, CraftedKind};
 
 const CASES_IN_MAKE_TEST: u64 = 10_000;
 
-/// The group order n and the field prime p of P-256, big-endian.
-const ORDER: [u8; 32] = hex32("ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551");
-const FIELD_PRIME: [u8; 32] =
-    hex32("ffffffff00000001000000000000000000000000ffffffffffffffffffffffff");
-
-const fn hex32(text: &str) -> [u8; 32] {
-    let digits = text.as_bytes();
-    let mut out = [0u8; 32];
-    let mut i = 0;
-    while i < 32 {
-        out[i] = (nibble(digits[2 * i]) << 4) | nibble(digits[2 * i + 1]);
-        i += 1;
-    }
-    out
-}
-
-const fn nibble(digit: u8) -> u8 {
-    match digit {
-        b'0'..=b'9' => digit - b'0',
-        _ => digit - b'a' + 10,
-    }
-}
-
 /// splitmix64: reproducible from one seed, and fast enough that the
 /// curve arithmetic, not the generator, is what a case costs.
-struct Rng(u64);
+pub(super) struct Rng(u64);
 
 impl Rng {
     fn next(&mut self) -> u64 {
@@ -63,7 +46,7 @@ impl Rng {
         self.next() % n
     }
 
-    fn bytes(&mut self, len: usize) -> Vec<u8> {
+    pub(super) fn bytes(&mut self, len: usize) -> Vec<u8> {
         (0..len).map(|_| self.next() as u8).collect()
     }
 
@@ -101,11 +84,18 @@ impl Rng {
     }
 }
 
-/// What a case was built to do.
+/// Where a case was built to end.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Expect {
+    /// Parsed, and accepted by both verifiers.
     Accept,
-    Reject,
+    /// Parsed, and refused by both verifiers.
+    RefusedByVerifiers,
+    /// Refused by `Signature::from_der`: no verifier sees it.
+    RefusedByParser,
+    /// Refused, by the parser or the verifiers (a flipped bit may push r
+    /// or s out of range, or break the DER).
+    Refused,
 }
 
 struct Case {
@@ -131,14 +121,11 @@ enum Kind {
     ROutOfRange,
     SOutOfRange,
     NotDer,
-    /// A valid signature whose u1·G and u2·Q are the same point, so the
-    /// verifier's addition is a doubling.
-    ValidWithEqualPoints,
-    /// u1·G = −u2·Q: the sum is the point at infinity.
-    PointAtInfinity,
+    /// Built from the verification equation: see `crafted`.
+    Crafted(CraftedKind),
 }
 
-const KINDS: [Kind; 15] = [
+const KINDS: [Kind; 17] = [
     Kind::ValidLowS,
     Kind::ValidHighS,
     Kind::MessageBitFlipped,
@@ -152,8 +139,10 @@ const KINDS: [Kind; 15] = [
     Kind::ROutOfRange,
     Kind::SOutOfRange,
     Kind::NotDer,
-    Kind::ValidWithEqualPoints,
-    Kind::PointAtInfinity,
+    Kind::Crafted(CraftedKind::EqualPoints),
+    Kind::Crafted(CraftedKind::PointAtInfinity),
+    Kind::Crafted(CraftedKind::LargeX),
+    Kind::Crafted(CraftedKind::LargeXTrap),
 ];
 
 /// r and s of a signature, big-endian, low-S and high-S forms.
@@ -190,32 +179,23 @@ fn der_of(r: &[u8], s: &[u8]) -> Vec<u8> {
     der_sequence(&[der_integer(r), der_integer(s)])
 }
 
-/// `a + b` for 32-byte big-endian numbers, with the carry as a 33rd byte.
-fn add(a: &[u8; 32], b: &[u8; 32]) -> Vec<u8> {
-    let mut out = vec![0u8; 33];
-    let mut carry = 0u16;
-    for i in (0..32).rev() {
-        let sum = u16::from(a[i]) + u16::from(b[i]) + carry;
-        out[i + 1] = sum as u8;
-        carry = sum >> 8;
-    }
-    out[0] = carry as u8;
-    out
-}
-
 /// A value ≥ n (or 0) for r or s, each form in turn.
 fn out_of_range(rng: &mut Rng, valid: &[u8; 32]) -> Vec<u8> {
-    let mut n_plus_one = ORDER;
+    let order = from_hex(P256_ORDER);
+    let mut n_plus_one = order.clone();
     n_plus_one[31] += 1;
     match rng.below(6) {
         0 => vec![0],
-        1 => ORDER.to_vec(),
-        2 => n_plus_one.to_vec(),
-        3 => add(valid, &ORDER), // the same value mod n
-        4 => FIELD_PRIME.to_vec(),
+        1 => order,
+        2 => n_plus_one,
+        3 => add(valid, &order), // the same value mod n
+        4 => from_hex(P256_PRIME),
         _ => vec![0xff; 32],
     }
 }
+
+const P256_ORDER: &str = "ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551";
+const P256_PRIME: &str = "ffffffff00000001000000000000000000000000ffffffffffffffffffffffff";
 
 /// Encodings of (r, s) that are not DER, or not a signature at all.
 fn not_der(rng: &mut Rng, r: &[u8; 32], s: &[u8; 32]) -> Vec<u8> {
@@ -312,32 +292,42 @@ fn make_case(kind: Kind, rng: &mut Rng) -> Case {
             } else {
                 flip_bit(rng, &mut message);
             }
-            case(key, message, der, Reject)
+            case(key, message, der, RefusedByVerifiers)
         }
         Kind::MessageOneByteLonger => {
             message.push(rng.next() as u8);
-            case(key, message, der, Reject)
+            case(key, message, der, RefusedByVerifiers)
         }
         Kind::SignatureBitFlipped => {
             let mut flipped = der;
             flip_bit(rng, &mut flipped);
-            case(key, message, flipped, Reject)
+            case(key, message, flipped, Refused)
         }
         Kind::RBitFlipped => {
             let mut r = r;
             flip_bit(rng, &mut r);
-            case(key, message, der_of(&r, &s), Reject)
+            case(key, message, der_of(&r, &s), Refused)
         }
         Kind::SBitFlipped => {
             let mut s = s;
             flip_bit(rng, &mut s);
-            case(key, message, der_of(&r, &s), Reject)
+            case(key, message, der_of(&r, &s), Refused)
         }
-        Kind::RAndSSwapped => case(key, message, der_of(&s, &r), Reject),
-        Kind::WrongKey => case(*rng.signing_key().verifying_key(), message, der, Reject),
+        Kind::RAndSSwapped => case(key, message, der_of(&s, &r), RefusedByVerifiers),
+        Kind::WrongKey => case(
+            *rng.signing_key().verifying_key(),
+            message,
+            der,
+            RefusedByVerifiers,
+        ),
         Kind::RandomRAndS => {
             let (r, s) = (rng.nonzero_scalar(), rng.nonzero_scalar());
-            case(key, message, der_of(&r.to_bytes(), &s.to_bytes()), Reject)
+            case(
+                key,
+                message,
+                der_of(&r.to_bytes(), &s.to_bytes()),
+                RefusedByVerifiers,
+            )
         }
         Kind::ROutOfRange => {
             let bad = out_of_range(rng, &r);
@@ -345,7 +335,7 @@ fn make_case(kind: Kind, rng: &mut Rng) -> Case {
                 key,
                 message,
                 der_sequence(&[der_integer(&bad), der_integer(&s)]),
-                Reject,
+                RefusedByParser,
             )
         }
         Kind::SOutOfRange => {
@@ -354,70 +344,41 @@ fn make_case(kind: Kind, rng: &mut Rng) -> Case {
                 key,
                 message,
                 der_sequence(&[der_integer(&r), der_integer(&bad)]),
-                Reject,
+                RefusedByParser,
             )
         }
-        Kind::NotDer => case(key, message, not_der(rng, &r, &s), Reject),
-        Kind::ValidWithEqualPoints => equal_points(rng, message),
-        Kind::PointAtInfinity => point_at_infinity(rng, message),
-    }
-}
-
-/// e: the message's SHA-256 as a scalar, as both verifiers compute it.
-fn digest_scalar(message: &[u8]) -> Scalar {
-    let digest: [u8; 32] = Sha256::digest(message).into();
-    <Scalar as Reduce<FieldBytes>>::reduce(&digest.into())
-}
-
-fn x_mod_n(point: ProjectivePoint) -> Scalar {
-    <Scalar as Reduce<FieldBytes>>::reduce(&point.to_affine().x())
-}
-
-fn public_key(d: Scalar) -> VerifyingKey {
-    VerifyingKey::from_affine((ProjectivePoint::GENERATOR * d).to_affine()).unwrap()
-}
-
-/// Verification computes R = u1·G + u2·Q with u1 = e/s, u2 = r/s. Pick k,
-/// let r = x(2k·G), s = e/k (so u1 = k) and the key d = e/r (so u2·Q =
-/// (r/s)(e/r)·G = k·G): R = k·G + k·G, and (r, s) is a valid signature.
-fn equal_points(rng: &mut Rng, message: Vec<u8>) -> Case {
-    let e = digest_scalar(&message);
-    let k = rng.nonzero_scalar();
-    let r = x_mod_n(ProjectivePoint::GENERATOR * (k + k));
-    let s = e * k.invert().unwrap();
-    let d = e * r.invert().unwrap();
-    Case {
-        key: public_key(d),
-        message,
-        der: der_of(&r.to_bytes(), &s.to_bytes()),
-        expect: Expect::Accept,
-    }
-}
-
-/// The key d = −e/r makes u2·Q = −u1·G whatever s is: R is the point at
-/// infinity, which has no x for r to match.
-fn point_at_infinity(rng: &mut Rng, message: Vec<u8>) -> Case {
-    let e = digest_scalar(&message);
-    let r = rng.nonzero_scalar();
-    let s = rng.nonzero_scalar();
-    let d = -(e * r.invert().unwrap());
-    Case {
-        key: public_key(d),
-        message,
-        der: der_of(&r.to_bytes(), &s.to_bytes()),
-        expect: Expect::Reject,
+        Kind::NotDer => case(key, message, not_der(rng, &r, &s), RefusedByParser),
+        Kind::Crafted(kind) => {
+            let crafted = crafted::p256_curve::make(kind, rng, EcdsaHash::Sha256, &message);
+            let expect = if kind.is_valid() {
+                Accept
+            } else {
+                RefusedByVerifiers
+            };
+            case(crafted.key, message, der_of(&crafted.r, &crafted.s), expect)
+        }
     }
 }
 
 /// The login pipeline with ring's check, and with p256's: `true` when the
-/// signature is accepted.
-fn verdicts(case: &Case) -> (bool, bool) {
-    match Signature::from_der(&case.der) {
-        Err(_) => (false, false),
-        Ok(signature) => (
-            p256_sha256(&case.key, &case.message, &signature).is_ok(),
-            case.key.verify(&case.message, &signature).is_ok(),
-        ),
+/// signature is accepted; None when the DER does not parse.
+fn verdicts(case: &Case) -> Option<(bool, bool)> {
+    let signature = Signature::from_der(&case.der).ok()?;
+    Some((
+        p256_sha256(&case.key, &case.message, &signature).is_ok(),
+        case.key.verify(&case.message, &signature).is_ok(),
+    ))
+}
+
+/// Whether `verdicts` is where `expect` said the case would end.
+fn ended_as_built(expect: Expect, verdicts: Option<(bool, bool)>) -> bool {
+    match (expect, verdicts) {
+        (Expect::Accept, Some((ring, _))) => ring,
+        (Expect::RefusedByVerifiers, Some((ring, _))) => !ring,
+        (Expect::RefusedByParser, None) => true,
+        (Expect::Refused, None) => true,
+        (Expect::Refused, Some((ring, _))) => !ring,
+        _ => false,
     }
 }
 
@@ -442,46 +403,82 @@ fn case_count(default: u64) -> u64 {
 fn ring_and_p256_agree_on_every_generated_p256_case() {
     let seed = seed();
     let cases = case_count(CASES_IN_MAKE_TEST);
-    let mut accepted = [0u64; KINDS.len()];
-    let mut rejected = [0u64; KINDS.len()];
+    // Per kind: accepted, refused by the verifiers, refused by the parser.
+    let mut tally = [[0u64; 3]; KINDS.len()];
     for i in 0..cases {
         let kind_index = (i % KINDS.len() as u64) as usize;
         let kind = KINDS[kind_index];
         let mut rng = Rng(seed ^ i.wrapping_mul(0xd134_2543_de82_ef95));
         let case = make_case(kind, &mut rng);
-        let (ring, reference) = verdicts(&case);
+        let verdicts = verdicts(&case);
         let context = || {
             format!(
-                "seed {seed} case {i} ({kind:?}): key {}, message {}, signature {}",
+                "seed {seed} case {i} ({kind:?}, built to end {:?}): key {}, message {}, signature {}",
+                case.expect,
                 crate::hex::encode(case.key.to_sec1_point(false).as_bytes()),
                 crate::hex::encode(&case.message),
                 crate::hex::encode(&case.der)
             )
         };
-        assert_eq!(
-            ring,
-            reference,
-            "ring and p256 disagree (ring {ring}): {}",
-            context()
-        );
-        assert_eq!(
-            ring,
-            case.expect == Expect::Accept,
-            "both verifiers gave the unexpected answer {ring}: {}",
-            context()
-        );
-        if ring {
-            accepted[kind_index] += 1;
-        } else {
-            rejected[kind_index] += 1;
+        if let Some((ring, reference)) = verdicts {
+            assert_eq!(
+                ring,
+                reference,
+                "ring and p256 disagree (ring {ring}): {}",
+                context()
+            );
         }
-    }
-    println!("seed {seed}, {cases} cases:");
-    for (i, kind) in KINDS.iter().enumerate() {
-        println!(
-            "  {kind:?}: {} accepted, {} rejected",
-            accepted[i], rejected[i]
+        assert!(
+            ended_as_built(case.expect, verdicts),
+            "the case ended {verdicts:?}: {}",
+            context()
         );
+        let column = match verdicts {
+            Some((true, _)) => 0,
+            Some((false, _)) => 1,
+            None => 2,
+        };
+        tally[kind_index][column] += 1;
+    }
+    let reached: u64 = tally.iter().map(|t| t[0] + t[1]).sum();
+    println!("seed {seed}: {cases} cases, {reached} reached both verifiers");
+    for (kind, [accepted, refused, unparsed]) in KINDS.iter().zip(tally) {
+        println!(
+            "  {kind:?}: {accepted} accepted, {refused} refused by the verifiers, {unparsed} by the parser"
+        );
+    }
+}
+
+#[test]
+fn ring_and_rustcrypto_agree_on_crafted_cases_for_every_curve_and_hash() {
+    let seed = seed();
+    let per_pairing = (case_count(CASES_IN_MAKE_TEST) / 40).max(8);
+    for (curve, hash) in [
+        ("P-256", EcdsaHash::Sha256),
+        ("P-256", EcdsaHash::Sha384),
+        ("P-384", EcdsaHash::Sha256),
+        ("P-384", EcdsaHash::Sha384),
+    ] {
+        for i in 0..per_pairing {
+            let kind = CraftedKind::ALL[(i % 4) as usize];
+            let mut rng = Rng(seed ^ i.wrapping_mul(0x9e6c_63d0_676a_9a99));
+            let message = rng.message();
+            let verdicts = if curve == "P-256" {
+                let c = crafted::p256_curve::make(kind, &mut rng, hash, &message);
+                crafted::p256_curve::verdicts(&c.key, hash, &message, &der_of(&c.r, &c.s))
+            } else {
+                let c = crafted::p384_curve::make(kind, &mut rng, hash, &message);
+                crafted::p384_curve::verdicts(&c.key, hash, &message, &der_of(&c.r, &c.s))
+            };
+            let context = format!("seed {seed} case {i}: {curve} {hash:?} {kind:?}");
+            let (ring, reference) =
+                verdicts.unwrap_or_else(|| panic!("{context}: the DER did not parse"));
+            assert_eq!(
+                ring, reference,
+                "{context}: ring {ring}, RustCrypto {reference}"
+            );
+            assert_eq!(ring, kind.is_valid(), "{context}: accepted {ring}");
+        }
     }
 }
 
