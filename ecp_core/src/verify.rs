@@ -5,10 +5,10 @@
 //! signatures, which ring does not do, and the ecp agent's check of an
 //! ssh server's host key, which calls ring for its several key types.)
 //!
-//! The arithmetic is ring's (assembly on x86_64 and aarch64, about 4×
-//! the `p256` crate's speed and within reach of OpenSSL's: see
-//! `make bench`), because the check is most of what a login costs ecpd and
-//! bounds how fast it refuses a flood of wrong answers. What is *accepted*
+//! The arithmetic is ring's (assembly on x86_64 and aarch64: about 3× the
+//! `p256` crate's speed, and as fast as OpenSSL's; see `make bench`),
+//! because the check was most of what a login cost ecpd and bounds how
+//! fast it refuses a flood of wrong answers. What is *accepted*
 //! is still decided by the `p256`/`p384` types as before: a key reaches
 //! this module only as a parsed [`VerifyingKey`] (a point on the curve,
 //! not the identity), and a signature only as a parsed [`Signature`]
