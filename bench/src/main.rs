@@ -269,17 +269,18 @@ fn openssl_verify_rate(seconds: u64) -> f64 {
 
 /// CPU time (user + system, all threads) the process has used so far.
 fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .unwrap_or_else(|e| panic!("/proc/{pid}/stat: {e}"));
     // The fields after the command name, which may itself hold spaces.
     let fields: Vec<&str> = stat
         .rsplit_once(')')
         .map(|(_, rest)| rest.split_whitespace().collect())
         .unwrap_or_default();
-    let ticks = |i: usize| {
+    let ticks = |i: usize| -> f64 {
         fields
             .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no field {} in /proc/{pid}/stat: {stat}", i + 3))
     };
     // utime and stime are fields 14 and 15; `rest` starts at field 3.
     (ticks(11) + ticks(12)) / clock_ticks_per_second()
@@ -992,8 +993,9 @@ fn main() {
         openssl_ratio <= 2.0,
         format!("OpenSSL / ecp = {openssl_ratio:.2}"),
     );
-    // The p99 at 16 clients is not a target: on 2 cores with 16 pairs
-    // outstanding it is fixed by Little's law (16 / rate), not by ecpd.
+    // An absolute p99 at 16 clients is no target: with 16 pairs always
+    // outstanding the mean wait is 16 / rate (Little's law). The tail is
+    // judged against that mean instead, below.
     check(
         &mut targets,
         "16-client pairs/s >= 70% of the verify-and-sign-bound ceiling",

@@ -453,15 +453,20 @@ fn ring_and_p256_agree_on_every_generated_p256_case() {
 fn ring_and_rustcrypto_agree_on_crafted_cases_for_every_curve_and_hash() {
     let seed = seed();
     let per_pairing = (case_count(CASES_IN_MAKE_TEST) / 40).max(8);
-    for (curve, hash) in [
+    for (pairing, (curve, hash)) in [
         ("P-256", EcdsaHash::Sha256),
         ("P-256", EcdsaHash::Sha384),
         ("P-384", EcdsaHash::Sha256),
         ("P-384", EcdsaHash::Sha384),
-    ] {
+    ]
+    .into_iter()
+    .enumerate()
+    {
         for i in 0..per_pairing {
             let kind = CraftedKind::ALL[(i % 4) as usize];
-            let mut rng = Rng(seed ^ i.wrapping_mul(0x9e6c_63d0_676a_9a99));
+            // Each pairing its own messages and points.
+            let case_number = (pairing as u64) << 48 | i;
+            let mut rng = Rng(seed ^ case_number.wrapping_mul(0x9e6c_63d0_676a_9a99));
             let message = rng.message();
             let verdicts = if curve == "P-256" {
                 let c = crafted::p256_curve::make(kind, &mut rng, hash, &message);
@@ -480,6 +485,10 @@ fn ring_and_rustcrypto_agree_on_crafted_cases_for_every_curve_and_hash() {
             assert_eq!(ring, kind.is_valid(), "{context}: accepted {ring}");
         }
     }
+    println!(
+        "seed {seed}: {} crafted cases, {per_pairing} for each curve and hash",
+        4 * per_pairing
+    );
 }
 
 /// How a CA case alters a valid signature (fixed-width r‖s) or its

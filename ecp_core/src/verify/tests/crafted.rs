@@ -7,8 +7,8 @@
 //! choose R:
 //! - u1·G = u2·Q (the addition is a doubling), valid;
 //! - u1·G = −u2·Q (R is the point at infinity), refused;
-//! - x(R) ≥ n, so r = x − n (about one random signature in 2^128 has
-//!   this), valid;
+//! - x(R) ≥ n, so r = x − n (about one random signature in 2^129 has
+//!   this on P-256, one in 2^194 on P-384), valid;
 //! - r = x(R) + (p − n) with x(R) < n: refused, but a verifier that tried
 //!   r + n without checking r + n < p would take it, as (r + n) mod p = x.
 
