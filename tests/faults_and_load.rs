@@ -381,18 +381,9 @@ fn a_full_store_refuses_enrollment_with_a_clear_error_and_logins_go_on() {
         bus = bus.address,
         log = log.display()
     );
-    let mut daemon = std::process::Command::new("unshare")
-        .args([
-            "--mount",
-            "--propagation",
-            "private",
-            "--",
-            "sh",
-            "-c",
-            &script,
-        ])
+    let mut daemon = ecp_tests::mount_namespace_shell(&script)
         .spawn()
-        .unwrap();
+        .expect("unshare (util-linux)");
     let deadline = Instant::now() + Duration::from_secs(20);
     while ecp_tests::run(
         &ecp_tests::binary("ecpctl"),

@@ -177,55 +177,52 @@ pub fn run_on_terminal(
 /// session without a controlling terminal so that nothing can prompt on the
 /// developer's tty.
 pub fn run_with_input(program: &Path, args: &[&str], input: Option<&[u8]>) -> Run {
-    use std::io::Write;
     let what = format!("{} {}", program.display(), args.join(" "));
     let mut cmd = Command::new("setsid");
-    cmd.arg("--wait")
-        .arg(program)
-        .args(args)
-        .stdin(if input.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.arg("--wait").arg(program).args(args);
+    run_command(&what, cmd, input)
+}
+
+/// Runs `cmd` to its end with `input` on its standard input (or
+/// /dev/null), its output captured and logged as `what`.
+pub fn run_command(what: &str, mut cmd: Command, input: Option<&[u8]>) -> Run {
+    use std::io::Write;
+    cmd.stdin(if input.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
     let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {what}: {e}"));
     if let Some(bytes) = input {
         child.stdin.take().unwrap().write_all(bytes).unwrap();
     }
     let out = child.wait_with_output().unwrap();
-    Run::from_output(&what, out)
+    Run::from_output(what, out)
 }
 
-/// Runs `script` with sh in a private mount namespace (`unshare --mount
-/// --propagation private`), `input` on its standard input: its bind mounts
-/// over /etc or /dev never reach the machine.
+/// `sh -c script` in a private mount namespace (`unshare --mount
+/// --propagation private`, util-linux): its mounts over /etc, /dev or a
+/// store never reach the machine.
+pub fn mount_namespace_shell(script: &str) -> Command {
+    let mut cmd = Command::new("unshare");
+    cmd.args([
+        "--mount",
+        "--propagation",
+        "private",
+        "--",
+        "sh",
+        "-c",
+        script,
+    ]);
+    cmd
+}
+
+/// Runs `script` in a private mount namespace ([`mount_namespace_shell`])
+/// to its end, `input` on its standard input.
 pub fn run_in_mount_namespace(what: &str, script: &str, input: &str) -> Run {
-    use std::io::Write;
-    let mut child = Command::new("unshare")
-        .args([
-            "--mount",
-            "--propagation",
-            "private",
-            "--",
-            "sh",
-            "-c",
-            script,
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("unshare (util-linux)");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    Run::from_output(what, out)
+    run_command(what, mount_namespace_shell(script), Some(input.as_bytes()))
 }
 
 pub fn run(program: &Path, args: &[&str]) -> Run {

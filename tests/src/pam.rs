@@ -61,18 +61,11 @@ impl PamServices {
             cmd.args(["-I", &format!("rhost={rhost}")]);
         }
         cmd.arg(service).arg(user).args(ops);
-        cmd.stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("pamtester (package pamtester)");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        Run::from_output(&format!("pamtester {service} {user} {ops:?}"), out)
+        crate::run_command(
+            &format!("pamtester {service} {user} {ops:?}"),
+            cmd,
+            Some(input.as_bytes()),
+        )
     }
 
     /// pamtester in challenge mode: waits for the `ecp challenge TOKEN`
