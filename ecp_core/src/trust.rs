@@ -6,15 +6,14 @@
 //! CA may itself be an intermediate: it is the anchor, its own issuer is
 //! not looked at). CA keys may be ECDSA P-256 or P-384, or RSA 2048–4096
 //! bits (PKCS#1 v1.5); the user's key is P-256 as always. ECDSA signatures
-//! are checked by [`crate::verify`] (ring), except ecdsa-with-SHA512 and
-//! RSA, which the RustCrypto crates check; this module only chooses.
+//! are checked by [`crate::verify`], RSA ones by the RustCrypto crates;
+//! this module only chooses.
 
 use std::collections::HashSet;
 use std::time::Duration;
 
-use p256::ecdsa::signature::hazmat::PrehashVerifier;
 use p256::ecdsa::signature::Verifier as _;
-use sha2::{Digest, Sha256, Sha384, Sha512};
+use sha2::{Sha256, Sha384, Sha512};
 use x509_parser::prelude::{FromDer, X509Certificate};
 use x509_parser::revocation_list::CertificateRevocationList;
 use x509_parser::x509::SubjectPublicKeyInfo;
@@ -152,28 +151,14 @@ impl CaKey {
             CaKey::P256(key) => {
                 let signature =
                     p256::ecdsa::Signature::from_der(signature).map_err(|_| Bad::Signature)?;
-                match ecdsa_hash(algorithm) {
-                    Some(EcdsaChoice::Fast(hash)) => {
-                        verify::p256(key, hash, message, &signature).map_err(|_| Bad::Signature)
-                    }
-                    Some(EcdsaChoice::Sha512) => key
-                        .verify_prehash(&Sha512::digest(message), &signature)
-                        .map_err(|_| Bad::Signature),
-                    None => Err(unsupported()),
-                }
+                let hash = ecdsa_hash(algorithm).ok_or_else(unsupported)?;
+                verify::p256(key, hash, message, &signature).map_err(|_| Bad::Signature)
             }
             CaKey::P384(key) => {
                 let signature =
                     p384::ecdsa::Signature::from_der(signature).map_err(|_| Bad::Signature)?;
-                match ecdsa_hash(algorithm) {
-                    Some(EcdsaChoice::Fast(hash)) => {
-                        verify::p384(key, hash, message, &signature).map_err(|_| Bad::Signature)
-                    }
-                    Some(EcdsaChoice::Sha512) => key
-                        .verify_prehash(&Sha512::digest(message), &signature)
-                        .map_err(|_| Bad::Signature),
-                    None => Err(unsupported()),
-                }
+                let hash = ecdsa_hash(algorithm).ok_or_else(unsupported)?;
+                verify::p384(key, hash, message, &signature).map_err(|_| Bad::Signature)
             }
             CaKey::Rsa(key) => {
                 use rsa::pkcs1v15::{Signature, VerifyingKey};
@@ -197,19 +182,12 @@ impl CaKey {
     }
 }
 
-/// How a CA's ECDSA signature is checked, by the algorithm it names.
-enum EcdsaChoice {
-    /// By ring ([`crate::verify`]).
-    Fast(EcdsaHash),
-    /// ecdsa-with-SHA512, which ring does not do: by the RustCrypto crates.
-    Sha512,
-}
-
-fn ecdsa_hash(algorithm: &str) -> Option<EcdsaChoice> {
+/// The digest an ECDSA signature algorithm (dotted OID) names.
+fn ecdsa_hash(algorithm: &str) -> Option<EcdsaHash> {
     Some(match algorithm {
-        oids::ECDSA_WITH_SHA256 => EcdsaChoice::Fast(EcdsaHash::Sha256),
-        oids::ECDSA_WITH_SHA384 => EcdsaChoice::Fast(EcdsaHash::Sha384),
-        oids::ECDSA_WITH_SHA512 => EcdsaChoice::Sha512,
+        oids::ECDSA_WITH_SHA256 => EcdsaHash::Sha256,
+        oids::ECDSA_WITH_SHA384 => EcdsaHash::Sha384,
+        oids::ECDSA_WITH_SHA512 => EcdsaHash::Sha512,
         _ => return None,
     })
 }

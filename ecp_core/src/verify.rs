@@ -1,14 +1,14 @@
 //! The ECDSA signature checks of a user's key and of an organisation CA: a
 //! login answer, a renewal proof, a certificate's self-signature, a
 //! certificate request, a CA's signature on a certificate or CRL, a
-//! token's or an agent's answer. (Not here: ecdsa-with-SHA512 CA
-//! signatures, which ring does not do, and the ecp agent's check of an
+//! token's or an agent's answer. (Not here: the ecp agent's check of an
 //! ssh server's host key, which calls ring for its several key types.)
 //!
 //! The arithmetic is ring's (assembly on x86_64 and aarch64: about 3× the
 //! `p256` crate's speed, and as fast as OpenSSL's; see `make bench`),
 //! because the check was most of what a login cost ecpd and bounds how
-//! fast it refuses a flood of wrong answers. What is *accepted*
+//! fast it refuses a flood of wrong answers; only ecdsa-with-SHA512, which
+//! ring does not do, stays with the RustCrypto verifier. What is *accepted*
 //! is still decided by the `p256`/`p384` types as before: a key reaches
 //! this module only as a parsed [`VerifyingKey`] (a point on the curve,
 //! not the identity), and a signature only as a parsed [`Signature`]
@@ -21,8 +21,10 @@
 //! random signatures never do; `fuzz/fuzz_targets/verify.rs` is the fuzz
 //! target.
 
+use p256::ecdsa::signature::hazmat::PrehashVerifier as _;
 use p256::ecdsa::{Signature, VerifyingKey};
 use ring::signature::{self as ring_sig, EcdsaVerificationAlgorithm, UnparsedPublicKey};
+use sha2::{Digest as _, Sha512};
 
 /// The signature does not verify with the key over the message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -34,6 +36,9 @@ pub struct BadSignature;
 pub enum EcdsaHash {
     Sha256,
     Sha384,
+    /// ring has no ECDSA over SHA-512: such signatures (CA ones only)
+    /// are checked by the RustCrypto verifier, as before ring.
+    Sha512,
 }
 
 /// Checks an ECDSA P-256 signature over SHA-256 of `message`: the form of
@@ -69,6 +74,9 @@ pub fn p256(
             message,
             signature.to_der().as_bytes(),
         ),
+        EcdsaHash::Sha512 => key
+            .verify_prehash(&Sha512::digest(message), signature)
+            .map_err(|_| BadSignature),
     }
 }
 
@@ -94,6 +102,9 @@ pub fn p384(
             message,
             &signature.to_bytes(),
         ),
+        EcdsaHash::Sha512 => key
+            .verify_prehash(&Sha512::digest(message), signature)
+            .map_err(|_| BadSignature),
     }
 }
 

@@ -40,6 +40,7 @@ fn digest(hash: EcdsaHash, message: &[u8]) -> Vec<u8> {
     match hash {
         EcdsaHash::Sha256 => sha2::Sha256::digest(message).to_vec(),
         EcdsaHash::Sha384 => sha2::Sha384::digest(message).to_vec(),
+        EcdsaHash::Sha512 => sha2::Sha512::digest(message).to_vec(),
     }
 }
 

@@ -17,12 +17,10 @@
 
 mod crafted;
 
-use p256::ecdsa::signature::hazmat::{PrehashSigner, PrehashVerifier};
 use p256::ecdsa::signature::{Signer, Verifier};
 use p256::ecdsa::{Signature, SigningKey, VerifyingKey};
 use p256::elliptic_curve::ops::Reduce;
 use p256::{FieldBytes, Scalar};
-use sha2::{Digest, Sha256, Sha384};
 
 use super::{p256_sha256, EcdsaHash};
 use crafted::{add, from_hex, CraftedKind};
@@ -494,7 +492,7 @@ fn ring_and_rustcrypto_agree_on_crafted_cases_for_every_curve_and_hash() {
 /// How a CA case alters a valid signature (fixed-width r‖s) or its
 /// message: 0 leaves it valid, 1 flips a message bit, 2 flips a signature
 /// bit, 3 asks for the wrong key. Returns whether to use the wrong key.
-fn alter(variant: u64, rng: &mut Rng, message: &mut Vec<u8>, fixed: &mut [u8]) -> bool {
+pub(super) fn alter(variant: u64, rng: &mut Rng, message: &mut Vec<u8>, fixed: &mut [u8]) -> bool {
     match variant {
         0 => false,
         1 if message.is_empty() => {
@@ -525,63 +523,30 @@ fn ring_and_rustcrypto_agree_on_ca_signature_cases() {
         let mut message = rng.message();
         let variant = rng.below(4);
         let high_s = rng.below(2) == 1;
-        let (ring, reference) = if i % 2 == 0 {
-            let key = rng.signing_key();
-            let signature: Signature = key.sign_prehash(&Sha384::digest(&message)).unwrap();
-            let (low, high) = low_and_high_s(&signature);
-            let mut fixed = if high_s { high } else { low }.to_bytes().to_vec();
-            let public = if alter(variant, &mut rng, &mut message, &mut fixed) {
-                *rng.signing_key().verifying_key()
-            } else {
-                *key.verifying_key()
-            };
-            match Signature::from_slice(&fixed) {
-                Err(_) => (false, false),
-                Ok(signature) => (
-                    super::p256(&public, EcdsaHash::Sha384, &message, &signature).is_ok(),
-                    public
-                        .verify_prehash(&Sha384::digest(&message), &signature)
-                        .is_ok(),
-                ),
-            }
-        } else {
-            use p384::ecdsa::{Signature as Signature384, SigningKey as SigningKey384};
-            let hash = if i % 4 == 1 {
-                EcdsaHash::Sha256
-            } else {
-                EcdsaHash::Sha384
-            };
-            let digest_of = |m: &[u8]| match hash {
-                EcdsaHash::Sha256 => Sha256::digest(m).to_vec(),
-                EcdsaHash::Sha384 => Sha384::digest(m).to_vec(),
-            };
-            let mut new_key = || loop {
-                if let Ok(key) = SigningKey384::from_slice(&rng.bytes(48)) {
-                    break key;
-                }
-            };
-            let key = new_key();
-            let stranger = new_key();
-            let signature: Signature384 = key.sign_prehash(&digest_of(&message)).unwrap();
-            let low = signature.normalize_s();
-            let (r, s) = low.split_scalars();
-            let high = Signature384::from_scalars(r.to_bytes(), (-*s).to_bytes()).unwrap();
-            let mut fixed = if high_s { high } else { low }.to_bytes().to_vec();
-            let public = if alter(variant, &mut rng, &mut message, &mut fixed) {
-                *stranger.verifying_key()
-            } else {
-                *key.verifying_key()
-            };
-            match Signature384::from_slice(&fixed) {
-                Err(_) => (false, false),
-                Ok(signature) => (
-                    super::p384(&public, hash, &message, &signature).is_ok(),
-                    public
-                        .verify_prehash(&digest_of(&message), &signature)
-                        .is_ok(),
-                ),
-            }
+        let verdicts = match i % 4 {
+            0 | 2 => crafted::p256_curve::altered_ca_case(
+                &mut rng,
+                EcdsaHash::Sha384,
+                &mut message,
+                variant,
+                high_s,
+            ),
+            1 => crafted::p384_curve::altered_ca_case(
+                &mut rng,
+                EcdsaHash::Sha256,
+                &mut message,
+                variant,
+                high_s,
+            ),
+            _ => crafted::p384_curve::altered_ca_case(
+                &mut rng,
+                EcdsaHash::Sha384,
+                &mut message,
+                variant,
+                high_s,
+            ),
         };
+        let (ring, reference) = verdicts.unwrap_or((false, false));
         assert_eq!(
             ring, reference,
             "seed {seed} case {i}: ring {ring}, RustCrypto {reference}"

@@ -88,19 +88,21 @@ pub fn digest(hash: EcdsaHash, message: &[u8]) -> Vec<u8> {
     match hash {
         EcdsaHash::Sha256 => sha2::Sha256::digest(message).to_vec(),
         EcdsaHash::Sha384 => sha2::Sha384::digest(message).to_vec(),
+        EcdsaHash::Sha512 => sha2::Sha512::digest(message).to_vec(),
     }
 }
 
-/// The constructions for one curve, and the verdicts of ring (through
-/// `$verify`) and of the curve crate's own verifier.
+/// The constructions for one curve, its genuine and altered CA cases, and
+/// the verdicts of ring (through `$verify`) and of the curve crate's own
+/// verifier.
 macro_rules! crafted_for_curve {
     ($module:ident, $curve:ident, $verify:path, order: $order:literal, prime: $prime:literal) => {
         pub mod $module {
             use super::{add, digest, digest_field_bytes, from_hex, sub, CraftedKind};
             use crate::verify::tests::Rng;
             use crate::verify::EcdsaHash;
-            use $curve::ecdsa::signature::hazmat::PrehashVerifier as _;
-            use $curve::ecdsa::{Signature, VerifyingKey};
+            use $curve::ecdsa::signature::hazmat::{PrehashSigner as _, PrehashVerifier as _};
+            use $curve::ecdsa::{Signature, SigningKey, VerifyingKey};
             use $curve::elliptic_curve::ops::Reduce;
             use $curve::elliptic_curve::point::AffineCoordinates as _;
             use $curve::{FieldBytes, ProjectivePoint, Scalar};
@@ -212,6 +214,42 @@ macro_rules! crafted_for_curve {
                 }
             }
 
+            fn signing_key(rng: &mut Rng) -> SigningKey {
+                loop {
+                    if let Ok(key) = SigningKey::from_slice(&rng.bytes(FieldBytes::default().len()))
+                    {
+                        return key;
+                    }
+                }
+            }
+
+            /// A CA case: a new key's signature over `hash` of `message`
+            /// (high-S if asked) as fixed-width r‖s, altered as
+            /// [`crate::verify::tests::alter`] says `variant` is; the
+            /// verdicts, or None when the altered r‖s is out of range.
+            pub fn altered_ca_case(
+                rng: &mut Rng,
+                hash: EcdsaHash,
+                message: &mut Vec<u8>,
+                variant: u64,
+                high_s: bool,
+            ) -> Option<(bool, bool)> {
+                let key = signing_key(rng);
+                let signature: Signature = key.sign_prehash(&digest(hash, message)).unwrap();
+                let low = signature.normalize_s();
+                let (r, s) = low.split_scalars();
+                let high = Signature::from_scalars(r.to_bytes(), (-*s).to_bytes()).unwrap();
+                let mut fixed = if high_s { high } else { low }.to_bytes().to_vec();
+                let public = if crate::verify::tests::alter(variant, rng, message, &mut fixed) {
+                    *signing_key(rng).verifying_key()
+                } else {
+                    *key.verifying_key()
+                };
+                Signature::from_slice(&fixed)
+                    .ok()
+                    .map(|signature| verdicts_of(&public, hash, message, &signature))
+            }
+
             /// (ring's verdict, the curve crate's verdict) on `der`, or
             /// None when the DER does not parse.
             pub fn verdicts(
@@ -221,11 +259,20 @@ macro_rules! crafted_for_curve {
                 der: &[u8],
             ) -> Option<(bool, bool)> {
                 let signature = Signature::from_der(der).ok()?;
-                Some((
-                    $verify(key, hash, message, &signature).is_ok(),
-                    key.verify_prehash(&digest(hash, message), &signature)
+                Some(verdicts_of(key, hash, message, &signature))
+            }
+
+            fn verdicts_of(
+                key: &VerifyingKey,
+                hash: EcdsaHash,
+                message: &[u8],
+                signature: &Signature,
+            ) -> (bool, bool) {
+                (
+                    $verify(key, hash, message, signature).is_ok(),
+                    key.verify_prehash(&digest(hash, message), signature)
                         .is_ok(),
-                ))
+                )
             }
         }
     };
