@@ -560,3 +560,34 @@ fn ring_and_rustcrypto_agree_on_ca_signature_cases() {
     }
     assert!(accepted > 0 || cases == 0, "no valid CA case was generated");
 }
+
+/// ecdsa-with-SHA512 (RustCrypto's check inside `verify`, ring has none):
+/// a CA's genuine signature verifies on both curves, an altered one not.
+#[test]
+fn ecdsa_with_sha512_ca_signatures_are_checked_on_both_curves() {
+    let mut rng = Rng(seed());
+    for variant in 0..4 {
+        for high_s in [false, true] {
+            let mut message = rng.message();
+            let p256 = crafted::p256_curve::altered_ca_case(
+                &mut rng,
+                EcdsaHash::Sha512,
+                &mut message,
+                variant,
+                high_s,
+            );
+            let mut message = rng.message();
+            let p384 = crafted::p384_curve::altered_ca_case(
+                &mut rng,
+                EcdsaHash::Sha512,
+                &mut message,
+                variant,
+                high_s,
+            );
+            for (curve, verdicts) in [("P-256", p256), ("P-384", p384)] {
+                let (ours, _) = verdicts.unwrap_or((false, false));
+                assert_eq!(ours, variant == 0, "{curve} variant {variant}");
+            }
+        }
+    }
+}
