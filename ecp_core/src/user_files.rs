@@ -29,6 +29,25 @@ pub fn approved_hosts_path(home: &Path) -> PathBuf {
     user_dir(home).join(APPROVED_HOSTS_FILE)
 }
 
+/// Runs `f` with the file-system uid and gid of `account` when the process
+/// is root and the account is not, and restores them afterwards: every
+/// path component is then checked with the user's permissions, so root
+/// reads nothing of a user's that the user could not. fsuid is per
+/// thread on Linux, so other threads of the process are unaffected.
+pub fn as_user<T>(account: &nix::unistd::User, f: impl FnOnce() -> T) -> T {
+    use nix::unistd::{setfsgid, setfsuid};
+    let switch = nix::unistd::geteuid().is_root() && !account.uid.is_root();
+    if !switch {
+        return f();
+    }
+    let old_gid = setfsgid(account.gid);
+    let old_uid = setfsuid(account.uid);
+    let result = f();
+    setfsuid(old_uid);
+    setfsgid(old_gid);
+    result
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,7 +21,7 @@ use ecp_agent::{AgentClient, ClientError};
 use nix::unistd::User;
 use p256::ecdsa::{Signature, VerifyingKey};
 
-use crate::keyfile::as_user;
+use ecp_core::user_files::as_user;
 
 /// Why the agent cannot sign this login.
 #[derive(Debug, Clone, PartialEq, Eq)]

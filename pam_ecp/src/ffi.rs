@@ -11,7 +11,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use ecp_core::{ServiceName, UserName};
 use pam::constants::{PamFlag, PamResultCode, PAM_SILENT};
 use pam::conv::Conv;
-use pam::items::{RHost, RUser, Service};
+use pam::items::{RHost, RUser, Service, Tty};
 use pam::module::{PamHandle, PamHooks};
 
 use crate::conversation::PamConversation;
@@ -84,11 +84,17 @@ fn login_of(pamh: &mut PamHandle, service: ServiceName, log: &Log) -> Result<Log
         Ok(Some(r)) => r.0.to_string_lossy().into_owned(),
         _ => String::new(),
     };
+    let tty = match pamh.get_item::<Tty>() {
+        Ok(Some(t)) => t.0.to_string_lossy().into_owned(),
+        _ => String::new(),
+    };
     Ok(Login {
         user,
         service,
         rhost,
         ruser,
+        tty,
+        caller_is_root: nix::unistd::getuid().is_root(),
         // The process's own environment (sudo's, su's): where sshd put
         // the forwarded agent for the session.
         agent_socket: std::env::var_os("SSH_AUTH_SOCK"),

@@ -5,6 +5,7 @@
 use ecp_core::bus::EcpError;
 use ecp_core::challenge::{prompt_with_token, SignedAnswer};
 use ecp_core::keyfile::decrypt_key_pem;
+use ecp_core::keyfile_io::FileError;
 use ecp_core::when::{days_left, expires_soon, format_utc, unix_now};
 use ecp_core::{Challenge, Passphrase, ServiceName, UserName};
 use nix::unistd::User;
@@ -39,6 +40,11 @@ pub struct Login {
     pub rhost: String,
     /// PAM_RUSER: who runs the program, as a root application says.
     pub ruser: String,
+    /// PAM_TTY: the terminal the login is on ("/dev/tty1", "ssh", "").
+    pub tty: String,
+    /// Whether the program asking (login, sshd, sudo…) runs with real
+    /// uid 0: a set-uid program a user started (su, sudo) does not.
+    pub caller_is_root: bool,
     /// SSH_AUTH_SOCK of the process: the agent of the person running it.
     pub agent_socket: Option<std::ffi::OsString>,
     /// logind's word on the calling process's session: local, remote, or
@@ -74,20 +80,45 @@ fn trusted_uids(options: &Options) -> Vec<u32> {
     uids
 }
 
-async fn connect(options: &Options, log: &Log) -> Result<Daemon, Outcome> {
+async fn connect(options: &Options, log: &Log) -> Result<Daemon, DaemonError> {
     let address = options
         .bus
         .as_deref()
         .unwrap_or(ecp_core::bus::SYSTEM_BUS_ADDRESS);
     Daemon::connect(address, options.timeout, &trusted_uids(options))
         .await
-        .map_err(|e| {
-            match e {
-                DaemonError::Unavailable(m) => log.error(&format!("daemon unavailable: {m}")),
-                DaemonError::Untrusted(m) => log.error(&format!("refusing untrusted daemon: {m}")),
-            }
-            Outcome::Unavailable
+        .inspect_err(|e| match e {
+            DaemonError::Unavailable(m) => log.error(&format!("daemon unavailable: {m}")),
+            DaemonError::Untrusted(m) => log.error(&format!("refusing untrusted daemon: {m}")),
         })
+}
+
+/// Whether `tty` (PAM_TTY, with or without /dev/) is a text console on
+/// this machine: a virtual terminal, a serial line, a hypervisor console.
+/// A pseudo-terminal (ssh, a terminal window) or "ssh" is not.
+pub fn is_local_console(tty: &str) -> bool {
+    let name = tty.strip_prefix("/dev/").unwrap_or(tty);
+    let numbered = |prefix: &str| {
+        name.strip_prefix(prefix)
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    };
+    name == "console"
+        || ["tty", "ttyS", "ttyAMA", "ttyUSB", "hvc"]
+            .iter()
+            .any(|p| numbered(p))
+}
+
+/// `root_console_rescue`: when ecpd cannot be reached, root logging in at
+/// a console of this machine, through a program running as root (login,
+/// not su or sudo started by a user), from no remote host. Only an
+/// unreachable daemon counts: one that answers (even "no"), or a bus name
+/// held by an untrusted process, never lets anyone past.
+fn console_rescue_applies(options: &Options, login: &Login, account: &User) -> bool {
+    options.root_console_rescue
+        && account.uid.is_root()
+        && login.caller_is_root
+        && login.rhost.is_empty()
+        && is_local_console(&login.tty)
 }
 
 /// Maps a daemon error on the way to a signature.
@@ -155,6 +186,7 @@ fn choose_mode(
     options: &Options,
     login: &Login,
     account: &User,
+    conv: &dyn Conversation,
     log: &Log,
 ) -> Result<(Plan, std::path::PathBuf), Outcome> {
     let user = login.user.as_str();
@@ -198,6 +230,14 @@ fn choose_mode(
                 "user={user} rhost={} outcome=refused reason=\"mode=keyfile refuses {why}: a key file on this server proves nothing about the remote user (use mode=agent or mode=challenge, or allow_remote_keyfile)\"",
                 login.rhost
             ));
+            // Said to the person too: otherwise sudo reports only
+            // "incorrect password attempts" after a right password.
+            conv.tell_error(&format!(
+                "ecp: this session came from the network: a key file on this server proves \
+                 nothing about you, so {} does not use one here; sign on your own machine \
+                 through the ecp agent that ssh forwards (pam_ecp mode=agent)",
+                login.service
+            ));
             return Err(Outcome::Denied);
         }
         mode => Plan::only(mode),
@@ -217,13 +257,24 @@ pub async fn authenticate(
         Ok(account) => account,
         Err(outcome) => return outcome,
     };
-    let (plan, key_path) = match choose_mode(options, login, &account, log) {
+    let (plan, key_path) = match choose_mode(options, login, &account, conv, log) {
         Ok(choice) => choice,
         Err(outcome) => return outcome,
     };
     let daemon = match connect(options, log).await {
         Ok(d) => d,
-        Err(outcome) => return outcome,
+        Err(DaemonError::Unavailable(_)) if console_rescue_applies(options, login, &account) => {
+            log.warning(&format!(
+                "user={} tty={} outcome=ignored reason=\"ecpd cannot be reached: root at the console passes with the password alone (root_console_rescue)\"",
+                login.user, login.tty
+            ));
+            conv.tell_error(
+                "ecp: ecpd cannot be reached; root logs in on the console with the password \
+                 alone (root_console_rescue)",
+            );
+            return Outcome::Ignore;
+        }
+        Err(_) => return Outcome::Unavailable,
     };
     let cert_path = match &options.certfile {
         Some(template) => keyfile::expand_path(template, login.user.as_str(), &account.dir),
@@ -481,6 +532,19 @@ fn sign_with_key_file(
     let user = &account.name;
     let pem = match keyfile::read_for(account, path) {
         Ok(pem) => pem,
+        Err(e @ FileError::NotFound { .. }) => {
+            log.error(&format!(
+                "user={user} outcome=failure reason=\"key file {e}\""
+            ));
+            // The usual cause: the key is on the person's own machine and
+            // this is sudo on a server they reached over ssh.
+            conv.tell_error(&format!(
+                "ecp: no key file on this host: {} (if your key is on your own machine, \
+                 sign through the ecp agent that ssh forwards: pam_ecp mode=agent)",
+                path.display()
+            ));
+            return KeyFileAnswer::NoAnswer;
+        }
         Err(e) => {
             log.error(&format!(
                 "user={user} outcome=failure reason=\"key file {e}\""
@@ -698,6 +762,8 @@ mod tests {
             service: ServiceName::parse("sshd").unwrap(),
             rhost: rhost.into(),
             ruser: String::new(),
+            tty: String::new(),
+            caller_is_root: true,
             agent_socket: None,
             session_local: None,
         }
@@ -940,6 +1006,122 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_missing_key_file_or_a_remote_session_says_why_to_the_person() {
+        // No key file: the person is told where it was looked for and
+        // what to use instead; nothing is asked and nothing reaches the
+        // daemon's verify.
+        let daemon = scripted(Ok(token("root", "sshd", "")), None);
+        let script = Script::default();
+        let missing = std::path::Path::new("/nonexistent/ecp/private_key.pem");
+        let (outcome, _) = run(
+            &daemon,
+            &Options::default(),
+            &login(""),
+            Mode::Keyfile,
+            missing,
+            &script,
+        );
+        assert_eq!(outcome, Outcome::Denied);
+        assert!(script.prompts.borrow().is_empty());
+        let errors = script.errors.borrow();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].contains("no key file on this host: /nonexistent/ecp/private_key.pem")
+                && errors[0].contains("mode=agent"),
+            "{errors:?}"
+        );
+
+        // mode=keyfile in a session logind calls remote (sudo inside ssh).
+        let script = Script::default();
+        let options = Options {
+            mode: Mode::Keyfile,
+            ..Options::default()
+        };
+        let remote = Login {
+            session_local: Some(false),
+            ..login("")
+        };
+        let log = Log::new("sudo", false);
+        assert_eq!(
+            choose_mode(&options, &remote, &root(), &script, &log).map(|(p, _)| p),
+            Err(Outcome::Denied)
+        );
+        let errors = script.errors.borrow();
+        assert!(
+            errors.len() == 1 && errors[0].contains("this session came from the network"),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn the_console_rescue_is_for_root_at_a_console_through_a_root_program_only() {
+        for console in [
+            "tty1",
+            "/dev/tty1",
+            "/dev/tty63",
+            "ttyS0",
+            "/dev/ttyAMA0",
+            "hvc0",
+            "console",
+        ] {
+            assert!(is_local_console(console), "{console}");
+        }
+        for other in [
+            "",
+            "ssh",
+            "/dev/pts/0",
+            "pts/3",
+            ":0",
+            "tty",
+            "/dev/ttyx1",
+            "tty1 ",
+            "/dev/tty1/../pts/0",
+        ] {
+            assert!(!is_local_console(other), "{other:?}");
+        }
+        let on = Options {
+            root_console_rescue: true,
+            ..Options::default()
+        };
+        let at_console = Login {
+            tty: "/dev/tty1".into(),
+            ..login("")
+        };
+        assert!(console_rescue_applies(&on, &at_console, &root()));
+        // Off unless the option is given.
+        assert!(!console_rescue_applies(
+            &Options::default(),
+            &at_console,
+            &root()
+        ));
+        // Not from the network, not on a pseudo-terminal, not through a
+        // set-uid program a user started.
+        let from_network = Login {
+            rhost: "203.0.113.9".into(),
+            ..login("")
+        };
+        let from_network = Login {
+            tty: "/dev/tty1".into(),
+            ..from_network
+        };
+        assert!(!console_rescue_applies(&on, &from_network, &root()));
+        let on_pts = Login {
+            tty: "/dev/pts/0".into(),
+            ..login("")
+        };
+        assert!(!console_rescue_applies(&on, &on_pts, &root()));
+        let by_a_user = Login {
+            caller_is_root: false,
+            tty: "/dev/tty1".into(),
+            ..login("")
+        };
+        assert!(!console_rescue_applies(&on, &by_a_user, &root()));
+        // Not for another account at the console.
+        let nobody = User::from_name("nobody").unwrap().unwrap();
+        assert!(!console_rescue_applies(&on, &at_console, &nobody));
+    }
+
     /// A key file for root in a temporary directory.
     fn key_file(
         passphrase: &str,
@@ -1035,7 +1217,7 @@ mod tests {
                 agent_socket: agent.then(|| "/run/agent.sock".into()),
                 ..login(rhost)
             };
-            choose_mode(&options, &login, &account, &log).map(|(plan, _)| plan)
+            choose_mode(&options, &login, &account, &Script::default(), &log).map(|(plan, _)| plan)
         };
         let only = |mode| Ok(Plan::only(mode));
         let agent_then = |mode| {

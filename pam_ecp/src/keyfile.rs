@@ -7,7 +7,8 @@
 use std::path::PathBuf;
 
 use ecp_core::keyfile_io::{read_key_file, read_owned_file, ExpectedOwner, FileError};
-use nix::unistd::{setfsgid, setfsuid, User};
+use ecp_core::user_files::as_user;
+use nix::unistd::User;
 use zeroize::Zeroizing;
 
 /// Expands `%u` to the user name and a leading `~` to the home directory.
@@ -19,22 +20,6 @@ pub fn expand_path(template: &str, user: &str, home: &std::path::Path) -> PathBu
         None if with_user == "~" => home.to_path_buf(),
         None => PathBuf::from(with_user),
     }
-}
-
-/// Runs `f` with the file-system uid and gid of `account` when the process
-/// is root and the account is not; restores them afterwards. fsuid is per
-/// thread on Linux, so other threads of the host are unaffected.
-pub(crate) fn as_user<T>(account: &User, f: impl FnOnce() -> T) -> T {
-    let switch = nix::unistd::geteuid().is_root() && !account.uid.is_root();
-    if !switch {
-        return f();
-    }
-    let old_gid = setfsgid(account.gid);
-    let old_uid = setfsuid(account.uid);
-    let result = f();
-    setfsuid(old_uid);
-    setfsgid(old_gid);
-    result
 }
 
 /// Whether something exists at `path`, as the user sees it.

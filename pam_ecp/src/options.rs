@@ -37,6 +37,11 @@ pub struct Options {
     /// server. Off by default: that file proves nothing about the remote
     /// person, so the second factor would become a second password.
     pub allow_remote_keyfile: bool,
+    /// Lets root in with the password alone at a local text console when
+    /// ecpd cannot be reached: the one way back in for an admin once ecp
+    /// guards the console too (pam-auth-update, authselect), other than
+    /// booting to a rescue shell.
+    pub root_console_rescue: bool,
     /// Bus address; `None` is the real system bus socket.
     pub bus: Option<String>,
     pub timeout: Duration,
@@ -64,6 +69,7 @@ impl Default for Options {
             debug: false,
             nouserok: false,
             allow_remote_keyfile: false,
+            root_console_rescue: false,
             bus: None,
             timeout: DEFAULT_TIMEOUT,
             prompt: DEFAULT_PROMPT.into(),
@@ -74,7 +80,8 @@ impl Default for Options {
 }
 
 impl Options {
-    /// Parses `debug`, `nouserok`, `allow_remote_keyfile`, `mode=`,
+    /// Parses `debug`, `nouserok`, `allow_remote_keyfile`,
+    /// `root_console_rescue`, `mode=`,
     /// `keyfile=`, `certfile=`, `bus=`, `timeout=`, `agent_timeout=`,
     /// `prompt=` and `daemon_user=`.
     pub fn parse<'a>(args: impl IntoIterator<Item = &'a str>) -> Result<Self, String> {
@@ -88,6 +95,7 @@ impl Options {
                 ("debug", None) => options.debug = true,
                 ("nouserok", None) => options.nouserok = true,
                 ("allow_remote_keyfile", None) => options.allow_remote_keyfile = true,
+                ("root_console_rescue", None) => options.root_console_rescue = true,
                 ("mode", Some("auto")) => options.mode = Mode::Auto,
                 ("mode", Some("keyfile")) => options.mode = Mode::Keyfile,
                 ("mode", Some("challenge")) => options.mode = Mode::Challenge,
@@ -138,6 +146,7 @@ mod tests {
             "debug",
             "nouserok",
             "allow_remote_keyfile",
+            "root_console_rescue",
             "mode=challenge",
             "keyfile=/etc/ecp/keys/%u.pem",
             "certfile=/etc/ecp/keys/%u.crt",
@@ -148,7 +157,7 @@ mod tests {
             "agent_timeout=20",
         ])
         .unwrap();
-        assert!(o.debug && o.nouserok && o.allow_remote_keyfile);
+        assert!(o.debug && o.nouserok && o.allow_remote_keyfile && o.root_console_rescue);
         assert_eq!(o.mode, Mode::Challenge);
         assert_eq!(o.keyfile, "/etc/ecp/keys/%u.pem");
         assert_eq!(o.certfile.as_deref(), Some("/etc/ecp/keys/%u.crt"));
@@ -170,6 +179,7 @@ mod tests {
             "bus=",
             "certfile=",
             "nouserok=1",
+            "root_console_rescue=yes",
             "prompt=a\nb",
             "daemon_user=../x",
             "agent_timeout=301",
