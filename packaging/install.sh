@@ -38,7 +38,8 @@ inst 644 packaging/dbus/org.ecp.Ecpd1.conf "$DATADIR/dbus-1/system.d/org.ecp.Ecp
 sed "s|/usr/sbin/ecpd|$PREFIX/sbin/ecpd|" packaging/systemd/ecpd.service >target/ecpd.service
 inst 644 target/ecpd.service "$SYSTEMDDIR/ecpd.service"
 inst 644 packaging/sysusers.d/ecp.conf "$SYSUSERSDIR/ecp.conf"
-inst 644 packaging/dbus/org.ecp.Ecpd1.service "$DATADIR/dbus-1/system-services/org.ecp.Ecpd1.service"
+sed "s|/usr/sbin/ecpd|$PREFIX/sbin/ecpd|" packaging/dbus/org.ecp.Ecpd1.service >target/org.ecp.Ecpd1.service
+inst 644 target/org.ecp.Ecpd1.service "$DATADIR/dbus-1/system-services/org.ecp.Ecpd1.service"
 for page in ecpctl.1 ecpd.8 pam_ecp.8 ecpd.toml.5; do
     inst 644 "packaging/man/$page" "$DATADIR/man/man${page##*.}/$page"
 done

@@ -751,7 +751,8 @@ fn doctor_names_each_problem_and_exits_1() {
     );
     assert_eq!(run.code, 1);
     assert!(
-        run.stdout.contains("FAIL  ecpd is not reachable"),
+        run.stdout
+            .contains("FAIL  ecpd cannot be reached: ecpd is not running"),
         "{}",
         run.stdout
     );

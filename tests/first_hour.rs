@@ -119,11 +119,27 @@ fn modules_with_ecp(work: &Path) -> PathBuf {
     modules
 }
 
-/// /etc/shadow with root's password set to `password` (for binding over
-/// the real one in a namespace).
-fn shadow_with_root_password(work: &Path, password: &str) -> PathBuf {
+/// A copy of /etc for binding over the real one in a namespace, with the
+/// PAM stack in `pam_d` and root's password set to `password`. All of
+/// /etc, not /etc/shadow alone: other tests add and remove users
+/// meanwhile, and useradd's rename of /etc/shadow or /etc/passwd drops a
+/// bind mount made over that file in another namespace.
+fn etc_with(work: &Path, pam_d: &Path, password: &str) -> PathBuf {
+    let etc = work.join("etc");
+    let copy = |from: &Path, to: &Path| {
+        let status = Command::new("cp")
+            .arg("-a")
+            .arg(from)
+            .arg(to)
+            .status()
+            .unwrap();
+        assert!(status.success(), "cp -a {}", from.display());
+    };
+    copy(Path::new("/etc"), &etc);
+    std::fs::remove_dir_all(etc.join("pam.d")).unwrap();
+    copy(pam_d, &etc.join("pam.d"));
     let hash = ecp_tests::openssl(&["passwd", "-6", password]);
-    let shadow = std::fs::read_to_string("/etc/shadow").unwrap();
+    let shadow = std::fs::read_to_string(etc.join("shadow")).unwrap();
     let text: String = shadow
         .lines()
         .map(|line| match line.split_once(':') {
@@ -134,15 +150,12 @@ fn shadow_with_root_password(work: &Path, password: &str) -> PathBuf {
             _ => format!("{line}\n"),
         })
         .collect();
-    let path = work.join("shadow");
-    std::fs::write(&path, text).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
-    path
+    std::fs::write(etc.join("shadow"), text).unwrap();
+    etc
 }
 
 /// `pamtester login USER authenticate` through real libpam, with the
-/// stack in `pam_d`, the modules in `modules`, root's password from
-/// `shadow`, and PAM items `items` (tty=…, rhost=…). The system bus socket
+/// setup's /etc and modules, and PAM items `items` (tty=…, rhost=…). The system bus socket
 /// is `bus_socket` bound at /run/dbus/system_bus_socket, or absent.
 fn console_login(
     setup: &LoginSetup,
@@ -161,17 +174,15 @@ fn console_login(
     let items: String = items.iter().map(|i| format!(" -I '{i}'")).collect();
     let script = format!(
         "set -e\n\
-         mount --bind {pam_d} /etc/pam.d\n\
+         mount --bind {etc} /etc\n\
          mount --bind {modules} {security}\n\
-         mount --bind {shadow} /etc/shadow\n\
          mount -t tmpfs ecp-test-run /run\n\
          mkdir /run/dbus\n\
          {bind_bus}\
          exec pamtester -v{items} login {user} authenticate\n",
-        pam_d = shell_quote(&setup.pam_d),
+        etc = shell_quote(&setup.etc),
         modules = shell_quote(&setup.modules),
         security = shell_quote(&security_dir()),
-        shadow = shell_quote(&setup.shadow),
     );
     run_command(
         &format!("pamtester{items} login {user}"),
@@ -182,9 +193,8 @@ fn console_login(
 
 struct LoginSetup {
     _work: tempfile::TempDir,
-    pam_d: PathBuf,
+    etc: PathBuf,
     modules: PathBuf,
-    shadow: PathBuf,
 }
 
 const ROOT_PASSWORD: &str = "Root-pw-for-ecp-tests-7";
@@ -205,8 +215,7 @@ fn with_ecpd_down_only_root_at_a_console_gets_in_and_only_with_the_password() {
     assert_eq!(run.code, 0);
     let setup = LoginSetup {
         modules: modules_with_ecp(work.path()),
-        shadow: shadow_with_root_password(work.path(), ROOT_PASSWORD),
-        pam_d,
+        etc: etc_with(work.path(), &pam_d, ROOT_PASSWORD),
         _work: work,
     };
     let ok = |run: &Run| run.code == 0 && run.stdout.contains("successfully authenticated");
@@ -214,7 +223,11 @@ fn with_ecpd_down_only_root_at_a_console_gets_in_and_only_with_the_password() {
     // No system bus at all, ecpd down with it: root at tty1 with the
     // right password gets in, and is told why.
     let rescued = console_login(&setup, None, "root", &["tty=/dev/tty1"], ROOT_PASSWORD);
-    assert!(ok(&rescued), "root at the console was not let in");
+    assert!(
+        ok(&rescued),
+        "root at the console was not let in: {}",
+        rescued.stderr
+    );
     assert!(rescued.stderr.contains(RESCUED), "{}", rescued.stderr);
     // A serial console counts too; the wrong password never does.
     let serial = console_login(&setup, None, "root", &["tty=ttyS0"], ROOT_PASSWORD);
@@ -302,4 +315,243 @@ fn with_ecpd_down_only_root_at_a_console_gets_in_and_only_with_the_password() {
         "User-pw-1",
     );
     assert!(ok(&unenrolled), "{}", unenrolled.stderr);
+}
+
+#[test]
+fn ecpctl_says_why_ecpd_cannot_be_reached_and_what_to_run() {
+    // D-Bus tries to start ecpd and fails: what a host without systemd
+    // showed as "Launch helper exited … 1" or "zbus FDO error".
+    let services = tempfile::tempdir().unwrap();
+    std::fs::write(
+        services.path().join("org.ecp.Ecpd1.service"),
+        "[D-BUS Service]\nName=org.ecp.Ecpd1\nExec=/bin/false\n",
+    )
+    .unwrap();
+    let failing = TestBus::start_with(None, Some(services.path()));
+    let ecpctl = |bus: &str, args: &[&str]| {
+        let mut all = vec!["--bus", bus];
+        all.extend_from_slice(args);
+        ecp_tests::run(&binary("ecpctl"), &all)
+    };
+    let status = ecpctl(&failing.address, &["status"]);
+    assert_eq!(status.code, 5, "{}", status.stderr);
+    assert!(
+        status
+            .stderr
+            .contains("ecpd is not running, and D-Bus could not start it")
+            && status.stderr.contains("without systemd")
+            && status.stderr.contains("runuser -u _ecpd -- /usr/sbin/ecpd"),
+        "{}",
+        status.stderr
+    );
+    let empty_pam_dir = tempfile::tempdir().unwrap();
+    let doctor = ecpctl(
+        &failing.address,
+        &[
+            "doctor",
+            "--pam-dir",
+            empty_pam_dir.path().to_str().unwrap(),
+        ],
+    );
+    assert_eq!(doctor.code, 1);
+    assert!(
+        doctor.stdout.contains(
+            "FAIL  ecpd cannot be reached: ecpd is not running, and D-Bus could not start it"
+        ),
+        "{}",
+        doctor.stdout
+    );
+    assert!(!doctor.stdout.contains("FDO error"), "{}", doctor.stdout);
+
+    // Nothing would start it.
+    let bare = TestBus::start();
+    let status = ecpctl(&bare.address, &["status"]);
+    assert_eq!(status.code, 5);
+    assert!(
+        status
+            .stderr
+            .contains("ecpd is not running, and D-Bus has no activation file"),
+        "{}",
+        status.stderr
+    );
+
+    // No bus at all.
+    let gone = format!("unix:path={}", services.path().join("no-socket").display());
+    let status = ecpctl(&gone, &["list"]);
+    assert_eq!(status.code, 5);
+    assert!(
+        status
+            .stderr
+            .contains("is not running or refuses the connection")
+            && status.stderr.contains("start D-Bus first"),
+        "{}",
+        status.stderr
+    );
+}
+
+/// `ecpctl --bus BUS doctor ARGS` as root in a private mount namespace
+/// where pam_ecp.so is installed in the machine's module directory (the
+/// test does not install it for real), with HOME in `home`.
+fn doctor_with_module_installed(modules: &Path, home: &Path, bus: &str, args: &[&str]) -> Run {
+    let quoted: String = args.iter().map(|a| format!(" '{a}'")).collect();
+    let script = format!(
+        "set -e\nmount --bind {modules} {security}\nexport HOME={home}\nexec {ecpctl} --bus '{bus}' doctor{quoted}\n",
+        modules = shell_quote(modules),
+        security = shell_quote(&security_dir()),
+        home = shell_quote(home),
+        ecpctl = shell_quote(&binary("ecpctl")),
+    );
+    run_command(
+        &format!("ecpctl doctor{quoted}"),
+        mount_namespace_shell(&script),
+        None,
+    )
+}
+
+#[test]
+fn doctor_as_root_gates_on_the_host_and_checks_a_named_user_as_that_user() {
+    if !running_as_root() {
+        eprintln!("skipped: needs root (mount namespace, test users)");
+        return;
+    }
+    let daemon = TestDaemon::start("");
+    let keyed = daemon.keyed_user("doctor pass", &[], Some("laptop"));
+    let work = tempfile::tempdir().unwrap();
+    let modules = modules_with_ecp(work.path());
+    let root_home = work.path().join("root-home");
+    std::fs::create_dir(&root_home).unwrap();
+    let pam_d = work.path().join("pam.d");
+    std::fs::create_dir(&pam_d).unwrap();
+    std::fs::write(
+        pam_d.join("common-auth"),
+        "auth [success=1 default=ignore] pam_unix.so nullok\n\
+         auth requisite pam_deny.so\n\
+         auth required pam_permit.so\n",
+    )
+    .unwrap();
+    std::fs::write(
+        pam_d.join("sudo"),
+        "auth requisite pam_unix.so\nauth required pam_ecp.so mode=keyfile\n",
+    )
+    .unwrap();
+    let pam_arg = ["--pam-dir", pam_d.to_str().unwrap()];
+
+    // Root has no key file and no certificate; the host is fine: exit 0.
+    let host = doctor_with_module_installed(&modules, &root_home, daemon.address(), &pam_arg);
+    assert_eq!(host.code, 0, "{}", host.stdout);
+    assert!(
+        host.stdout.contains("checked this host only"),
+        "{}",
+        host.stdout
+    );
+    assert!(!host.stdout.contains("FAIL"), "{}", host.stdout);
+
+    // --user: that user's key file, found in their home and read as them,
+    // and their enrollment.
+    let user = &keyed.user.name;
+    let named = doctor_with_module_installed(
+        &modules,
+        &root_home,
+        daemon.address(),
+        &[pam_arg[0], pam_arg[1], "--user", user],
+    );
+    assert_eq!(named.code, 0, "{}", named.stdout);
+    let key = keyed.user.home.join(".config/ecp/private_key.pem");
+    assert!(
+        named.stdout.contains(&format!(
+            "key file {} is present, private and encrypted",
+            key.display()
+        )) && named
+            .stdout
+            .contains(&format!("certificate \"laptop\" of {user} enrolled")),
+        "{}",
+        named.stdout
+    );
+
+    // A user with no key file here (it is on their laptop) is a warning;
+    // one with nothing enrolled is a failure.
+    let bare = TestUser::create(daemon.bus.dir());
+    let unenrolled = doctor_with_module_installed(
+        &modules,
+        &root_home,
+        daemon.address(),
+        &[pam_arg[0], pam_arg[1], "--user", &bare.name],
+    );
+    assert_eq!(unenrolled.code, 1, "{}", unenrolled.stdout);
+    assert!(
+        unenrolled
+            .stdout
+            .contains(&format!("warn  no key file for {} at ", bare.name))
+            && unenrolled
+                .stdout
+                .contains(&format!("FAIL  no certificate enrolled for {}", bare.name)),
+        "{}",
+        unenrolled.stdout
+    );
+
+    // The README's lines appended after "@include common-auth" instead of
+    // in its place: the password is asked twice, and doctor says so.
+    std::fs::write(
+        pam_d.join("sudo"),
+        "@include common-auth\nauth requisite pam_unix.so\nauth required pam_ecp.so mode=keyfile\n",
+    )
+    .unwrap();
+    let appended = doctor_with_module_installed(&modules, &root_home, daemon.address(), &pam_arg);
+    assert_eq!(appended.code, 1, "{}", appended.stdout);
+    assert!(
+        appended.stdout.contains("the password is asked twice"),
+        "{}",
+        appended.stdout
+    );
+}
+
+#[test]
+fn root_test_login_for_a_user_signs_with_that_users_key_read_as_that_user() {
+    if !running_as_root() {
+        eprintln!("skipped: needs root (test users)");
+        return;
+    }
+    let daemon = TestDaemon::start("challenges_per_user_per_minute = 0\n");
+    let keyed = daemon.keyed_user("user pass", &[], Some("laptop"));
+    let user = &keyed.user.name;
+    // As the README has it, right after enrolling: root names the user.
+    let login = daemon.ecpctl(&[
+        "test-login",
+        user,
+        "--passphrase-file",
+        keyed.pass_file.to_str().unwrap(),
+    ]);
+    assert_eq!(login.code, 0, "{}", login.stderr);
+    assert!(login.stdout.contains(&format!("login for {user} accepted")));
+    let key = keyed.user.home.join(".config/ecp/private_key.pem");
+    assert!(
+        login
+            .stderr
+            .contains(&format!("using {user}'s key file {}", key.display())),
+        "{}",
+        login.stderr
+    );
+
+    // Read with the user's identity: a key in a directory the user cannot
+    // enter (root's, 0700) is refused although root could read it.
+    let keydir = keyed.user.home.join(".config/ecp");
+    let status = Command::new("chown")
+        .args(["-R", "root:root"])
+        .arg(&keydir)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::fs::set_permissions(&keydir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let refused = daemon.ecpctl(&[
+        "test-login",
+        user,
+        "--passphrase-file",
+        keyed.pass_file.to_str().unwrap(),
+    ]);
+    assert_eq!(refused.code, 3, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("permission denied"),
+        "{}",
+        refused.stderr
+    );
 }

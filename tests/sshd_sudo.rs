@@ -305,7 +305,8 @@ fn sudo_needs_the_password_and_the_key_file() {
     let wrong_passphrase = sudo_as(&user, &pam_d, &sudoers, &format!("{PASSWORD}\nwrong\n"));
     assert_ne!(wrong_passphrase.code, 0);
 
-    // Without the key file, the password is not enough.
+    // Without the key file, the password is not enough, and sudo's own
+    // "incorrect password attempt" is not all the person learns.
     std::fs::rename(keydir.join("private_key.pem"), user.home.join("moved.pem")).unwrap();
     let no_key = sudo_as(
         &user,
@@ -314,7 +315,14 @@ fn sudo_needs_the_password_and_the_key_file() {
         &format!("{PASSWORD}\n{PASSPHRASE}\n"),
     );
     assert_ne!(no_key.code, 0);
-    assert!(no_key.stderr.contains("no such file"), "{}", no_key.stderr);
+    assert!(
+        no_key.stderr.contains(&format!(
+            "ecp: no key file on this host: {}",
+            keydir.join("private_key.pem").display()
+        )) && no_key.stderr.contains("mode=agent"),
+        "{}",
+        no_key.stderr
+    );
 }
 
 #[test]

@@ -21,7 +21,7 @@ async fn connect(bus: &str) -> Result<zbus::Connection, Failure> {
         .method_timeout(METHOD_TIMEOUT)
         .build()
         .await
-        .map_err(|e| Failure::DaemonUnreachable(format!("{bus} bus: {e}")))
+        .map_err(|e| Failure::DaemonUnreachable(crate::unreachable::reason(bus, &e)))
 }
 
 pub(crate) fn call<T>(result: Result<T, EcpError>) -> Result<T, Failure> {
@@ -32,7 +32,7 @@ pub(crate) async fn admin(bus: &str) -> Result<(zbus::Connection, AdminProxy<'st
     let conn = connect(bus).await?;
     let proxy = AdminProxy::new(&conn)
         .await
-        .map_err(|e| Failure::DaemonUnreachable(e.to_string()))?;
+        .map_err(|e| Failure::DaemonUnreachable(crate::unreachable::reason(bus, &e)))?;
     Ok((conn, proxy))
 }
 
@@ -376,7 +376,7 @@ pub fn signing_keys(bus: &str, user: &str) -> Result<Vec<p256::ecdsa::VerifyingK
         let conn = connect(bus).await?;
         let auth = AuthProxy::new(&conn)
             .await
-            .map_err(|e| Failure::DaemonUnreachable(e.to_string()))?;
+            .map_err(|e| Failure::DaemonUnreachable(crate::unreachable::reason(bus, &e)))?;
         call(auth.signing_keys(user).await)
     })?;
     Ok(keys
@@ -386,8 +386,45 @@ pub fn signing_keys(bus: &str, user: &str) -> Result<Vec<p256::ecdsa::VerifyingK
 }
 
 pub fn test_login(bus: &str, args: &TestLoginArgs) -> Result<(), Failure> {
+    // Root naming a user tests that user's login with that user's own key
+    // file, read with their identity, as pam_ecp would read it.
+    let signs_with_default_key_file =
+        args.key.is_none() && !args.token_key.agent && args.token_key.pkcs11.is_none();
+    let owner = if signs_with_default_key_file {
+        crate::keys::other_users_account(&args.user)?
+    } else {
+        None
+    };
     // Unlock first: the challenge's short life should not run while the
     // user types a passphrase or PIN.
+    let (certificate, key) = match &owner {
+        Some(account) => {
+            let path = ecp_core::user_files::default_key_path(&account.dir);
+            eprintln!(
+                "using {}'s key file {} (read as {})",
+                account.name,
+                path.display(),
+                account.name
+            );
+            let certificate = match &args.cert {
+                Some(cert) => crate::keys::presented_certificate(&path, Some(cert))?,
+                None => ecp_core::user_files::as_user(account, || {
+                    crate::keys::presented_certificate(&path, None)
+                })?,
+            };
+            let key = crate::keys::unlock_key_of(&path, args.passphrase_file.as_deref(), account)?;
+            (certificate, crate::keys::UnlockedKey::File(key))
+        }
+        None => unlock_for_test_login(bus, args)?,
+    };
+    test_login_with(bus, args, &certificate, &key)
+}
+
+/// The certificate to present and the key, as the arguments name them.
+fn unlock_for_test_login(
+    bus: &str,
+    args: &TestLoginArgs,
+) -> Result<(Option<Vec<u8>>, crate::keys::UnlockedKey), Failure> {
     let certificate = presented_for(args.key.as_deref(), args.cert.as_deref(), &args.token_key)?;
     let key = if args.token_key.agent && args.key.is_none() && args.passphrase_file.is_none() {
         // The given certificate's key, else any that ecpd lets sign.
@@ -403,11 +440,21 @@ pub fn test_login(bus: &str, args: &TestLoginArgs) -> Result<(), Failure> {
             &args.token_key,
         )?
     };
+    Ok((certificate, key))
+}
+
+/// Challenge, signature, verdict: one login against the daemon.
+fn test_login_with(
+    bus: &str,
+    args: &TestLoginArgs,
+    certificate: &Option<Vec<u8>>,
+    key: &crate::keys::UnlockedKey,
+) -> Result<(), Failure> {
     zbus::block_on(async {
         let conn = connect(bus).await?;
         let auth = AuthProxy::new(&conn)
             .await
-            .map_err(|e| Failure::DaemonUnreachable(e.to_string()))?;
+            .map_err(|e| Failure::DaemonUnreachable(crate::unreachable::reason(bus, &e)))?;
         let token = call(auth.challenge(args.user.as_str(), &args.service, "").await)?;
         let challenge = ecp_core::Challenge::from_token(&token)?;
         let signature = key.sign(&challenge.signed_bytes())?;

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use ecp_core::bus::AdminProxy;
-use ecp_core::keyfile_io::read_key_file;
+use ecp_core::keyfile_io::{read_key_file, FileError};
 use ecp_core::when::{days_left, expires_soon, format_utc, unix_now};
 
 use crate::cli::DoctorArgs;
@@ -37,6 +37,17 @@ impl Report {
     fn fail(&mut self, what: &str) {
         println!("FAIL  {what}");
         self.problems += 1;
+    }
+    /// Exit status 1 (CheckFailed) when any line said FAIL.
+    fn finish(&self) -> Result<(), Failure> {
+        if self.problems > 0 {
+            return Err(Failure::CheckFailed(format!(
+                "{} problem(s) found",
+                self.problems
+            )));
+        }
+        println!("no problems found");
+        Ok(())
     }
 }
 
@@ -126,27 +137,46 @@ fn check_directory(report: &mut Report, d: &ecp_core::bus::DirectoryReport, now:
     }
 }
 
+/// Whose key file and enrollment doctor checks: `--user`, else whoever
+/// runs it, except root without `--user` or `--key`: root's own key file
+/// and enrollment are no sign of a healthy host, and failing on them
+/// would make `sudo ecpctl doctor` useless as a gate.
+fn user_to_check(args: &DoctorArgs) -> Option<String> {
+    if let Some(user) = &args.user {
+        return Some(user.to_string());
+    }
+    let uid = nix::unistd::getuid();
+    if uid.is_root() && args.key.is_none() {
+        return None;
+    }
+    nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+}
+
 pub fn run(bus: &str, args: &DoctorArgs) -> Result<(), Failure> {
     let mut report = Report { problems: 0 };
-    let user = match &args.user {
-        Some(u) => u.to_string(),
-        None => nix::unistd::User::from_uid(nix::unistd::getuid())
-            .ok()
-            .flatten()
-            .map(|u| u.name)
-            .unwrap_or_default(),
-    };
+    let user_checked = user_to_check(args);
+    let user = user_checked.clone().unwrap_or_default();
 
     // 1. The daemon.
     let daemon = zbus::block_on(async {
+        let unreachable = |e: &zbus::Error| crate::unreachable::reason(bus, e);
         let conn = ecp_core::bus::connection_builder(bus)
             .method_timeout(std::time::Duration::from_secs(10))
             .build()
             .await
-            .map_err(|e| e.to_string())?;
-        let admin = AdminProxy::new(&conn).await.map_err(|e| e.to_string())?;
-        let status = admin.status().await.map_err(|e| e.to_string())?;
-        let certificates = admin.list(&user).await.map_err(|e| e.to_string());
+            .map_err(|e| unreachable(&e))?;
+        let admin = AdminProxy::new(&conn).await.map_err(|e| unreachable(&e))?;
+        let status = admin.status().await.map_err(|e| match e {
+            ecp_core::bus::EcpError::ZBus(e) => unreachable(&e),
+            other => other.to_string(),
+        })?;
+        let certificates = match user_checked {
+            Some(_) => Some(admin.list(&user).await.map_err(|e| e.to_string())),
+            None => None,
+        };
         let trust = admin.trust().await;
         let directory = admin.directory().await;
         Ok::<_, String>((status, certificates, trust, directory))
@@ -183,7 +213,7 @@ pub fn run(bus: &str, args: &DoctorArgs) -> Result<(), Failure> {
             (Some(status), Some(certs))
         }
         Err(e) => {
-            report.fail(&format!("ecpd is not reachable on the {bus} bus: {e}"));
+            report.fail(&format!("ecpd cannot be reached: {e}"));
             (None, None)
         }
     };
@@ -256,27 +286,23 @@ pub fn run(bus: &str, args: &DoctorArgs) -> Result<(), Failure> {
         }
     }
 
-    // 4. The key file.
-    let key_path = key_path_or_default(args.key.as_deref())?;
-    match read_key_file(&key_path, expected_owner()) {
-        Ok(bytes) if String::from_utf8_lossy(&bytes).contains("BEGIN ENCRYPTED PRIVATE KEY") => {
-            report.ok(&format!(
-                "key file {} is present, private and encrypted",
-                key_path.display()
-            ))
-        }
-        Ok(_) => report.fail(&format!(
-            "key file {} is not an encrypted PKCS#8 key (see `ecpctl sign` for the exact reason)",
-            key_path.display()
-        )),
-        Err(e) => report.fail(&format!("key file {e}")),
+    // 4. The key file of the user checked, where pam_ecp would look.
+    let key = match &user_checked {
+        Some(user) => key_file_of(args, user)?,
+        None => None,
+    };
+    if user_checked.is_some() && key.is_none() {
+        report.fail(&format!("no account named {user} on this system"));
     }
 
     // SELinux: the module, its boolean, and labels that would deny.
-    let home = crate::keys::home_dir().ok();
+    let (key_path, home) = key
+        .as_ref()
+        .map(|k| (k.path.clone(), k.home.clone()))
+        .unwrap_or_default();
     let files = crate::selinux::files_to_check(&key_path, home.as_deref());
     if let Some(state) = crate::selinux::read(Path::new(crate::selinux::SELINUXFS), &files) {
-        if !crate::selinux::key_in_labelled_place(&key_path, home.as_deref()) {
+        if key.is_some() && !crate::selinux::key_in_labelled_place(&key_path, home.as_deref()) {
             report.warn(&format!(
                 "key file {} is outside ~/.config/ecp: under SELinux the login programs \
                  read key files only there (type ecp_home_t), so key-file logins with it fail",
@@ -292,28 +318,19 @@ pub fn run(bus: &str, args: &DoctorArgs) -> Result<(), Failure> {
         }
     }
 
-    // A CA-issued certificate beside the key is renewed by its CA.
-    let beside = key_path.with_file_name(ecp_core::user_files::CERTIFICATE_FILE);
-    if let Ok(pem) = std::fs::read(&beside) {
-        if let Ok(cert) = ecp_core::certificate::parse_user_certificate_pem(&pem) {
-            if !cert.is_self_issued() {
-                let line = format!(
-                    "{} was issued by {} (valid until {}): renewal is that CA's business, not `ecpctl renew`",
-                    beside.display(),
-                    cert.issuer(),
-                    format_utc(cert.not_after())
-                );
-                if expires_soon(cert.not_after(), unix_now()) {
-                    report.warn(&line);
-                } else {
-                    report.ok(&line);
-                }
-            }
+    let Some(key) = key else {
+        if user_checked.is_none() {
+            report.ok(
+                "checked this host only: `--user NAME` adds that user's key file and enrollment",
+            );
         }
-    }
+        return report.finish();
+    };
+    check_key_file(&mut report, &user, &key, args.key.is_some());
 
     // 5. Enrollment.
-    match certificates {
+
+    match certificates.flatten() {
         None => report.fail("cannot check enrollment without the daemon"),
         Some(Err(e)) => report.fail(&format!("cannot list certificates of {user}: {e}")),
         Some(Ok(list)) if list.is_empty() => report.fail(&format!(
@@ -344,14 +361,107 @@ pub fn run(bus: &str, args: &DoctorArgs) -> Result<(), Failure> {
         }
     }
 
-    if report.problems > 0 {
-        return Err(Failure::CheckFailed(format!(
-            "{} problem(s) found",
-            report.problems
-        )));
+    report.finish()
+}
+
+/// A user's key file as doctor checks it.
+struct KeyFileOf {
+    path: PathBuf,
+    home: Option<PathBuf>,
+    /// The account to read it as, when that is not whoever runs doctor.
+    other: Option<nix::unistd::User>,
+}
+
+/// Where `user`'s key file is (`--key`, else their default), and whose
+/// identity reads it; None when no account has that name.
+fn key_file_of(args: &DoctorArgs, user: &str) -> Result<Option<KeyFileOf>, Failure> {
+    let invoking = nix::unistd::User::from_uid(nix::unistd::getuid())
+        .ok()
+        .flatten();
+    if invoking.as_ref().is_some_and(|me| me.name == user) {
+        return Ok(Some(KeyFileOf {
+            path: key_path_or_default(args.key.as_deref())?,
+            home: crate::keys::home_dir().ok(),
+            other: None,
+        }));
     }
-    println!("no problems found");
-    Ok(())
+    let Ok(Some(account)) = nix::unistd::User::from_name(user) else {
+        // A file named with --key is checked even for a name this host
+        // does not know (a directory user not yet resolvable here).
+        return Ok(args.key.clone().map(|path| KeyFileOf {
+            path,
+            home: None,
+            other: None,
+        }));
+    };
+    Ok(Some(KeyFileOf {
+        path: args
+            .key
+            .clone()
+            .unwrap_or_else(|| ecp_core::user_files::default_key_path(&account.dir)),
+        home: Some(account.dir.clone()),
+        other: Some(account),
+    }))
+}
+
+/// Runs `f` as the key file's owner when that is someone else.
+fn as_owner<T>(key: &KeyFileOf, f: impl FnOnce() -> T) -> T {
+    match &key.other {
+        Some(account) => ecp_core::user_files::as_user(account, f),
+        None => f(),
+    }
+}
+
+/// The user's key file, read as that user would read it. A missing one
+/// in the default place is no failure: the user may sign on their own
+/// machine, with a token or through an agent. One named with --key is
+/// expected to be there.
+fn check_key_file(report: &mut Report, user: &str, key: &KeyFileOf, named: bool) {
+    let owner = match &key.other {
+        Some(account) => ecp_core::keyfile_io::ExpectedOwner::Uid(account.uid.as_raw()),
+        None => expected_owner(),
+    };
+    match as_owner(key, || read_key_file(&key.path, owner)) {
+        Ok(bytes) if String::from_utf8_lossy(&bytes).contains("BEGIN ENCRYPTED PRIVATE KEY") => {
+            report.ok(&format!(
+                "key file {} is present, private and encrypted",
+                key.path.display()
+            ))
+        }
+        Ok(_) => report.fail(&format!(
+            "key file {} is not an encrypted PKCS#8 key (see `ecpctl sign` for the exact reason)",
+            key.path.display()
+        )),
+        Err(FileError::NotFound { .. }) if !named => report.warn(&format!(
+            "no key file for {user} at {}: key-file logins on this host (mode=keyfile, \
+             or mode=auto at the console) cannot work for {user}; fine if {user} signs \
+             on their own machine, through an agent or with a token",
+            key.path.display()
+        )),
+        Err(e) => report.fail(&format!("key file {e}")),
+    }
+
+    // A CA-issued certificate beside the key is renewed by its CA.
+    let beside = key
+        .path
+        .with_file_name(ecp_core::user_files::CERTIFICATE_FILE);
+    if let Ok(pem) = as_owner(key, || std::fs::read(&beside)) {
+        if let Ok(cert) = ecp_core::certificate::parse_user_certificate_pem(&pem) {
+            if !cert.is_self_issued() {
+                let line = format!(
+                    "{} was issued by {} (valid until {}): renewal is that CA's business, not `ecpctl renew`",
+                    beside.display(),
+                    cert.issuer(),
+                    format_utc(cert.not_after())
+                );
+                if expires_soon(cert.not_after(), unix_now()) {
+                    report.warn(&line);
+                } else {
+                    report.ok(&line);
+                }
+            }
+        }
+    }
 }
 
 /// sshd's effective configuration, when pam_ecp is in its PAM stack: a

@@ -44,7 +44,7 @@ impl Failure {
     pub fn from_daemon(error: ecp_core::bus::EcpError) -> Self {
         use ecp_core::bus::EcpError as E;
         match error {
-            E::ZBus(e) => Failure::DaemonUnreachable(e.to_string()),
+            E::ZBus(e) => Failure::DaemonUnreachable(crate::unreachable::reason("", &e)),
             E::DirectoryUnavailable(m) => Failure::DirectoryUnavailable(m),
             E::AuthenticationFailed(m)
             | E::NotEnrolled(m)

@@ -4,8 +4,10 @@ use std::path::{Path, PathBuf};
 
 use ecp_core::keyfile::decrypt_key_pem;
 use ecp_core::keyfile_io::{read_key_file, ExpectedOwner};
-use ecp_core::user_files::default_key_path;
+use ecp_core::user_files::{as_user, default_key_path};
+use nix::unistd::User;
 use p256::ecdsa::SigningKey;
+use zeroize::Zeroizing;
 
 use crate::failure::Failure;
 use crate::secrets::existing_passphrase;
@@ -158,6 +160,46 @@ pub fn presented_for(
 /// Reads the key file safely, gets its passphrase, and decrypts it.
 pub fn unlock_key(path: &Path, passphrase_file: Option<&Path>) -> Result<SigningKey, Failure> {
     let pem = read_key_file(path, expected_owner()).map_err(Failure::KeyFileAccess)?;
+    let passphrase = existing_passphrase(passphrase_file, path)?;
+    Ok(decrypt_key_pem(&pem, &passphrase)?)
+}
+
+/// The account whose own key file root means by naming `user` without
+/// `--key`: someone other than root, and other than whoever runs this.
+/// None when the caller is not root (the daemon lets a user test only
+/// themselves) or names root.
+pub fn other_users_account(user: &ecp_core::UserName) -> Result<Option<User>, Failure> {
+    if !nix::unistd::getuid().is_root() || user.as_str() == "root" {
+        return Ok(None);
+    }
+    match User::from_name(user.as_str()) {
+        Ok(Some(account)) if !account.uid.is_root() => Ok(Some(account)),
+        Ok(Some(_)) => Ok(None),
+        Ok(None) => Err(Failure::Usage(format!(
+            "no account named {user} on this system; give its key with --key"
+        ))),
+        Err(e) => Err(Failure::Usage(format!("cannot look up {user}: {e}"))),
+    }
+}
+
+/// Reads `owner`'s key file at `path` the way pam_ecp does: with the
+/// owner's file-system identity (root reads nothing of theirs that they
+/// could not) and owned by them or root.
+pub fn read_key_file_of(path: &Path, owner: &User) -> Result<Zeroizing<Vec<u8>>, Failure> {
+    as_user(owner, || {
+        read_key_file(path, ExpectedOwner::Uid(owner.uid.as_raw()))
+    })
+    .map_err(Failure::KeyFileAccess)
+}
+
+/// [`unlock_key`] for `owner`'s key file, read as [`read_key_file_of`]
+/// does; the passphrase comes from root's side (the terminal or a file).
+pub fn unlock_key_of(
+    path: &Path,
+    passphrase_file: Option<&Path>,
+    owner: &User,
+) -> Result<SigningKey, Failure> {
+    let pem = read_key_file_of(path, owner)?;
     let passphrase = existing_passphrase(passphrase_file, path)?;
     Ok(decrypt_key_pem(&pem, &passphrase)?)
 }

@@ -24,6 +24,7 @@ mod selinux;
 mod sign;
 mod sshd_config;
 mod token;
+mod unreachable;
 
 use std::process::ExitCode;
 

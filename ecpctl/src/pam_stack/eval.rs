@@ -40,12 +40,14 @@ const OTHER_CODES: [Answer; 8] = [
 ];
 
 /// Whether `module` may answer PAM_IGNORE in `auth`: pam_ecp only with
-/// `nouserok`; pam_sss and pam_ldap with their `ignore_*` options;
+/// `nouserok` or `root_console_rescue`; pam_sss and pam_ldap with their `ignore_*` options;
 /// pam_unix and the other local password modules never; modules ecp knows
 /// nothing about, and pam_systemd_home (for users it does not manage), may.
 fn may_ignore(module: &ModuleLine) -> bool {
     match (module.kind, module.module.as_str()) {
-        (Kind::Ecp, _) => module.option("nouserok").is_some(),
+        (Kind::Ecp, _) => {
+            module.option("nouserok").is_some() || module.option("root_console_rescue").is_some()
+        }
         (Kind::Password, "pam_sss.so" | "pam_ldap.so") => {
             module.option("ignore_unknown_user").is_some()
                 || module.option("ignore_authinfo_unavail").is_some()
@@ -179,6 +181,19 @@ pub struct Run<'a> {
     pub ended_by: Option<(&'a ModuleLine, Answer)>,
     /// A line whose jump passed over a pam_ecp line, with its answer.
     pub jumped_over_ecp: Option<(&'a ModuleLine, Answer)>,
+    /// The first password module that succeeded.
+    first_password_ok: Option<&'a ModuleLine>,
+    /// A password module that asks again after `first_password_ok`
+    /// succeeded: (that one, the one asking again).
+    pub password_asked_again: Option<(&'a ModuleLine, &'a ModuleLine)>,
+}
+
+/// Whether a password module takes the password an earlier module read
+/// (PAM_AUTHTOK) rather than asking for it.
+fn reuses_password(module: &ModuleLine) -> bool {
+    ["use_first_pass", "try_first_pass", "use_authtok"]
+        .iter()
+        .any(|o| module.option(o).is_some())
 }
 
 enum Flow {
@@ -201,6 +216,8 @@ impl<'a> Run<'a> {
             any_failed_password: None,
             ended_by: None,
             jumped_over_ecp: None,
+            first_password_ok: None,
+            password_asked_again: None,
         }
     }
 
@@ -218,10 +235,19 @@ impl<'a> Run<'a> {
                 password_ok: self.password_ok,
                 failed_password: self.failed_password,
             }),
-            Kind::Password if answer == Answer::SUCCESS => self.password_ok = true,
             Kind::Password => {
-                self.failed_password = Some((module, answer));
-                self.any_failed_password = Some((module, answer));
+                if let Some(first) = self.first_password_ok {
+                    if self.password_asked_again.is_none() && !reuses_password(module) {
+                        self.password_asked_again = Some((first, module));
+                    }
+                }
+                if answer == Answer::SUCCESS {
+                    self.password_ok = true;
+                    self.first_password_ok.get_or_insert(module);
+                } else {
+                    self.failed_password = Some((module, answer));
+                    self.any_failed_password = Some((module, answer));
+                }
             }
             Kind::RootOk if answer == Answer::SUCCESS => self.root_ok = true,
             _ => {}

@@ -126,7 +126,7 @@ fn meaning(answer: Answer) -> &'static str {
         Answer::AUTH_ERR => "a wrong or missing signature",
         Answer::AUTHINFO_UNAVAIL => "ecpd down or unreachable",
         Answer::USER_UNKNOWN => "an unknown user",
-        Answer::IGNORE => "no certificate (nouserok)",
+        Answer::IGNORE => "no certificate (nouserok), or root at the console with ecpd down",
         Answer::SUCCESS => "success",
         Answer::MODULE_UNKNOWN => "pam_ecp.so missing or failing to load",
         _ => "an error of another kind",
@@ -166,13 +166,38 @@ fn lint_stack(service: &str, stack: &[Entry], context: &Context) -> Vec<Finding>
         .collect();
     let root_ok_by_design = USER_STARTED_SERVICES.contains(&service);
     let mut examples: Vec<Examples> = ecps.iter().map(|_| Examples::default()).collect();
+    let mut asked_twice = None;
     let complete = for_each_run(stack, MAX_RUNS, |run| {
         for (ecp, found) in ecps.iter().zip(examples.iter_mut()) {
             observe(run, ecp, has_password, root_ok_by_design, found);
         }
+        if asked_twice.is_none() {
+            asked_twice = run.password_asked_again.map(|(first, again)| {
+                (
+                    first.module.clone(),
+                    first.place.clone(),
+                    again.module.clone(),
+                    again.place.clone(),
+                )
+            });
+        }
     });
 
     let mut findings = BTreeSet::new();
+    // The usual slip: the two ecp lines appended after
+    // "@include common-auth" instead of put in its place.
+    if let Some((first, first_place, again, place)) = asked_twice {
+        findings.insert(Finding {
+            place,
+            why: format!(
+                "the password is asked twice: {} at {} succeeded, then {} asks for it \
+                 again; put the password and pam_ecp lines in place of \
+                 \"@include common-auth\" rather than after it (or give the second \
+                 \"use_first_pass\")",
+                first, first_place, again
+            ),
+        });
+    }
     // A control libpam cannot read fails its line at every login.
     for module in &order {
         let why = match (&module.control.invalid, module.kind) {
@@ -308,7 +333,8 @@ fn observe(
                 ));
             }
         }
-        // nouserok's PAM_IGNORE is its documented meaning, judged above.
+        // PAM_IGNORE is what nouserok and root_console_rescue mean: the
+        // first is judged above, the second is the documented way in.
         Some(r) if r.answer == Answer::IGNORE => {}
         Some(r) => {
             if found.ecp_failure_passes.is_none() {
@@ -469,6 +495,45 @@ auth\trequired\t\t\tpam_ecp.so nouserok
         for files in good {
             assert_eq!(findings(files, Some(false)), vec![], "{files:?}");
         }
+    }
+
+    #[test]
+    fn lines_appended_after_common_auth_ask_the_password_twice() {
+        // What an admin gets by adding the README's two lines after
+        // "@include common-auth" in place of replacing it: gated, but
+        // pam_unix asks a second time.
+        let appended: &[(&str, &str)] = &[
+            ("common-auth", DEBIAN_COMMON_AUTH),
+            (
+                "sudo",
+                "@include common-auth
+                 auth requisite pam_unix.so
+                 auth required pam_ecp.so mode=keyfile
+",
+            ),
+        ];
+        let found = findings(appended, Some(false));
+        assert_eq!(found.len(), 1, "{found:?}");
+        let (service, line, why) = &found[0];
+        assert_eq!((service.as_str(), *line), ("sudo", 2), "{why}");
+        assert!(
+            why.contains("the password is asked twice: pam_unix.so at ")
+                && why.contains("common-auth:2")
+                && why.contains("in place of \"@include common-auth\""),
+            "{why}"
+        );
+        // A second module that takes the password already read is fine.
+        let reused: &[(&str, &str)] = &[
+            ("common-auth", DEBIAN_COMMON_AUTH),
+            (
+                "sudo",
+                "@include common-auth
+                 auth requisite pam_unix.so use_first_pass
+                 auth required pam_ecp.so mode=keyfile
+",
+            ),
+        ];
+        assert_eq!(findings(reused, Some(false)), vec![]);
     }
 
     #[test]
