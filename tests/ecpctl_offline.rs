@@ -496,6 +496,22 @@ fn askpass_signs_nothing_unasked_unless_ssh_itself_names_an_approved_destination
     // destination ssh vouches for.
     let run = askpass(&home, &key, &forged, Some("yes\n"));
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    // What is approved is shown once, in the question (it was printed a
+    // second time when signing).
+    assert_eq!(
+        run.stdout.matches("Approving login of alice@").count(),
+        1,
+        "{}",
+        run.stdout
+    );
+    // No remote address: a login on the server itself, which is not
+    // "local" to the person signing on their laptop.
+    assert!(
+        run.stdout
+            .contains("(on testhost.example itself, not from the network)"),
+        "{}",
+        run.stdout
+    );
     let signature = run
         .stdout
         .lines()

@@ -400,6 +400,61 @@ fn doctor_reads_sshds_effective_configuration_and_each_match_block() {
         "{}",
         run.stdout
     );
+    // The README's rollout: keyboard-interactive required for one group
+    // only. Everyone else is outside the rollout: a warning, no failure.
+    let member = TestUser::create(dir.path());
+    let rollout = format!(
+        "UsePAM yes\nKbdInteractiveAuthentication yes\n\
+         Match Group {}\n    AuthenticationMethods publickey,keyboard-interactive\n",
+        member.name
+    );
+    let run = doctor(&rollout);
+    assert!(
+        run.stdout.contains(&format!(
+            "warn  rollout: outside the Match blocks that require keyboard-interactive \
+             (\"Match Group {}\") ecp is not asked",
+            member.name
+        )),
+        "{}",
+        run.stdout
+    );
+    assert!(!run.stdout.contains("FAIL  sshd"), "{}", run.stdout);
+    assert!(
+        !run.stdout.contains("FAIL  AuthenticationMethods"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        !run.stdout.contains("on every allowed login"),
+        "{}",
+        run.stdout
+    );
+    // A block that loosens the rollout for its members still fails: a
+    // member from 10/8 gets public keys alone (the first value wins).
+    let run = doctor(&format!(
+        "UsePAM yes\nKbdInteractiveAuthentication yes\n\
+         Match Address 10.0.0.0/8\n    AuthenticationMethods publickey\n\
+         Match Group {}\n    AuthenticationMethods publickey,keyboard-interactive\n",
+        member.name
+    ));
+    assert!(
+        run.stdout.contains(&format!(
+            "FAIL  AuthenticationMethods allows \"publickey\" (\"Match Address 10.0.0.0/8\" with \"Match Group {}\")",
+            member.name
+        )),
+        "{}",
+        run.stdout
+    );
+    // Without a block that requires it, nothing is a rollout: the
+    // global hole fails as before.
+    let run = doctor("UsePAM yes\nKbdInteractiveAuthentication yes\n");
+    assert!(
+        run.stdout
+            .contains("FAIL  AuthenticationMethods is \"any\""),
+        "{}",
+        run.stdout
+    );
+
     // Two blocks fine alone, a hole together: alice from 10/8 gets "any"
     // from the first and public keys from the second (sshd keeps the
     // first value of each setting among the blocks that apply).

@@ -84,6 +84,9 @@ pub fn run(args: &AskpassArgs) -> Result<(), Failure> {
             ));
         }
         remember = remembered;
+    } else {
+        // On the list: signed without a question, but still shown.
+        eprintln!("{}", describe(&challenge, now));
     }
     let key = args
         .key

@@ -12,6 +12,10 @@ use crate::failure::Failure;
 use crate::keys::{presented_for, unlock};
 
 pub fn run(args: &SignArgs) -> Result<(), Failure> {
+    let challenge = Challenge::from_token(args.token.trim())?;
+    let now = u64::try_from(unix_now()).unwrap_or(0);
+    challenge.check_not_expired(now)?;
+    eprintln!("{}", describe(&challenge, now));
     let answer = sign_token(
         args.token.trim(),
         args.key.as_deref(),
@@ -23,11 +27,12 @@ pub fn run(args: &SignArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Shows what is approved, then signs `token` with the key file (or the
-/// token key) and returns the answer line: the signature, and a CA-issued
-/// certificate (`cert`, or the one beside the key file) after it. Shared
-/// by `sign` and `askpass`. The token is decoded and checked before the
-/// key is touched: nothing is unlocked for a token that cannot be used.
+/// Signs `token` with the key file (or the token key) and returns the
+/// answer line: the signature, and a CA-issued certificate (`cert`, or
+/// the one beside the key file) after it. Shared by `sign` and `askpass`,
+/// which each show the person what is approved first, once. The token is
+/// decoded and checked before the key is touched: nothing is unlocked for
+/// a token that cannot be used.
 pub fn sign_token(
     token: &str,
     key: Option<&Path>,
@@ -38,7 +43,6 @@ pub fn sign_token(
     let challenge = Challenge::from_token(token)?;
     let now = u64::try_from(unix_now()).unwrap_or(0);
     challenge.check_not_expired(now)?;
-    eprintln!("{}", describe(&challenge, now));
 
     let certificate_der = presented_for(key, cert, token_key)?;
     let key = if token_key.agent && key.is_none() && passphrase_file.is_none() {
@@ -59,11 +63,7 @@ pub fn describe(challenge: &Challenge, now: u64) -> String {
     let left = challenge.expires_at.saturating_sub(now);
     // Where the server saw the login come from: an address that is not
     // yours means someone else is logging in with your signature.
-    let from = if challenge.rhost.is_local() {
-        "a local login".to_owned()
-    } else {
-        format!("a login from {}", challenge.rhost)
-    };
+    let from = origin(challenge);
     format!(
         "Approving login of {}@{} for service {} ({from}), valid until {} ({}m{:02}s left)",
         challenge.user,
@@ -73,6 +73,17 @@ pub fn describe(challenge: &Challenge, now: u64) -> String {
         left / 60,
         left % 60
     )
+}
+
+/// Where the server saw the login come from, as the person signing reads
+/// it. No remote address means a command run on the server itself (sudo,
+/// su, its console), which is not "local" to someone signing elsewhere.
+pub fn origin(challenge: &Challenge) -> String {
+    if challenge.rhost.is_local() {
+        format!("on {} itself, not from the network", challenge.host)
+    } else {
+        format!("a login from {}", challenge.rhost)
+    }
 }
 
 #[cfg(test)]
@@ -99,6 +110,9 @@ mod tests {
         assert!(remote.contains("a login from 203.0.113.9"), "{remote}");
         assert!(remote.contains("5m00s left"), "{remote}");
         let local = describe(&challenge(""), 1000);
-        assert!(local.contains("(a local login)"), "{local}");
+        assert!(
+            local.contains("(on server itself, not from the network)"),
+            "{local}"
+        );
     }
 }

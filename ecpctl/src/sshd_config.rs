@@ -38,12 +38,18 @@ const BASELINE: [(&str, &str); 5] = [
 /// includes) applies to.
 pub fn check(sshd: &Path, config: &Path) -> Result<Vec<Finding>, String> {
     let mut findings = Vec::new();
-    let mut contexts = vec![(String::from("the global settings"), spec(&[]))];
+    // Each context: what it is called, its -C specification, and which
+    // Match blocks (by index in `testable`) it stands for.
+    let mut contexts = vec![(String::from("the global settings"), spec(&[]), vec![])];
     let mut testable = Vec::new();
     for (line, criteria) in match_blocks(config) {
         match overrides_for(&criteria) {
             Ok(Some(overrides)) => {
-                contexts.push((format!("\"{line}\""), spec(&overrides)));
+                contexts.push((
+                    format!("\"{line}\""),
+                    spec(&overrides),
+                    vec![testable.len()],
+                ));
                 testable.push((line, overrides));
             }
             // A Match no connection can meet (a group without members).
@@ -63,20 +69,78 @@ pub fn check(sshd: &Path, config: &Path) -> Result<Vec<Finding>, String> {
     // each; a later block's value for the same key wins the merge).
     if testable.len() > 1 && testable.len() <= MAX_COMBINED_BLOCKS {
         for (i, (first, a)) in testable.iter().enumerate() {
-            for (second, b) in &testable[i + 1..] {
+            for (j, (second, b)) in testable.iter().enumerate().skip(i + 1) {
                 let merged: Vec<(&str, String)> = a.iter().chain(b).cloned().collect();
-                contexts.push((format!("\"{first}\" with \"{second}\""), spec(&merged)));
+                contexts.push((
+                    format!("\"{first}\" with \"{second}\""),
+                    spec(&merged),
+                    vec![i, j],
+                ));
             }
         }
         let all: Vec<(&str, String)> = testable.iter().flat_map(|(_, o)| o.clone()).collect();
-        contexts.push(("every Match block at once".into(), spec(&all)));
+        contexts.push((
+            "every Match block at once".into(),
+            spec(&all),
+            (0..testable.len()).collect(),
+        ));
     }
-    for (context, spec) in contexts {
+    let mut judged = Vec::new();
+    for (context, spec, blocks) in contexts {
         let settings = effective(sshd, config, &spec)?;
-        findings.extend(judge(&settings, &context));
+        judged.push((judge(&settings, &context), blocks));
     }
+    findings.extend(rollout(judged, &testable));
     findings.dedup();
     Ok(findings)
+}
+
+/// A rollout: the global settings let logins skip keyboard-interactive,
+/// and Match blocks require it for some (`Match Group ecp-users`). The
+/// connections no such block covers are outside the rollout, which is a
+/// warning, not a failure; a combination that loosens a requiring block
+/// still fails, and so does everything when no block requires it.
+fn rollout(
+    judged: Vec<(Vec<Finding>, Vec<usize>)>,
+    blocks: &[(String, Vec<(&str, String)>)],
+) -> Vec<Finding> {
+    let global_fails = judged
+        .first()
+        .is_some_and(|(findings, _)| findings.iter().any(|f| f.fail));
+    let requiring: Vec<usize> = judged
+        .iter()
+        .filter(|(findings, on)| on.len() == 1 && findings.iter().all(|f| !f.fail))
+        .map(|(_, on)| on[0])
+        .collect();
+    if !global_fails || requiring.is_empty() {
+        return judged.into_iter().flat_map(|(f, _)| f).collect();
+    }
+    let names: Vec<String> = requiring
+        .iter()
+        .map(|&i| format!("\"{}\"", blocks[i].0))
+        .collect();
+    let names = names.join(", ");
+    let names = names.as_str();
+    judged
+        .into_iter()
+        .flat_map(|(findings, on)| {
+            let outside = !on.iter().any(|i| requiring.contains(i));
+            findings.into_iter().map(move |f| {
+                if f.fail && outside {
+                    Finding {
+                        fail: false,
+                        text: format!(
+                            "rollout: outside the Match blocks that require \
+                             keyboard-interactive ({names}) ecp is not asked: {}",
+                            f.text
+                        ),
+                    }
+                } else {
+                    f
+                }
+            })
+        })
+        .collect()
 }
 
 /// `sshd -T -f CONFIG -C SPEC` as keyword → value (keywords lowercase, as

@@ -433,9 +433,10 @@ impl Agent {
     }
 }
 
+/// Where the server saw the login come from, for "(from …)".
 fn origin(challenge: &ecp_core::Challenge) -> String {
     if challenge.rhost.is_local() {
-        "a local login".to_owned()
+        format!("{} itself", challenge.host)
     } else {
         challenge.rhost.to_string()
     }
