@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Signs an ecp challenge token with OpenSSL alone, as a reference for
-# third-party signers (see FORMAT in README.md).
+# third-party signers (see docs/FORMAT.md, "Challenge and signature").
 # usage: sign-with-openssl.sh TOKEN PRIVATE_KEY.pem [openssl -passin arg]
 set -euo pipefail
 token=$1 key=$2 passin=${3:-}

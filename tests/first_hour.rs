@@ -555,3 +555,85 @@ fn root_test_login_for_a_user_signs_with_that_users_key_read_as_that_user() {
         refused.stderr
     );
 }
+
+/// The Debian prerm, run by /bin/sh as dpkg runs it, on a scratch PAM
+/// directory and with a recording pam-auth-update: removal is refused,
+/// before anything changes, while a hand-made stack still uses pam_ecp
+/// (a comment does not count, nor pam-auth-update's own common-* files,
+/// which it cleans itself); an upgrade goes on.
+#[test]
+fn the_debian_package_refuses_removal_while_a_hand_made_stack_uses_the_module() {
+    let work = tempfile::tempdir().unwrap();
+    let pam_d = work.path().join("pam.d");
+    std::fs::create_dir(&pam_d).unwrap();
+    std::fs::write(
+        pam_d.join("common-auth"),
+        "auth [success=1 default=ignore] pam_unix.so nullok\n\
+         auth requisite pam_deny.so\nauth required pam_permit.so\n\
+         auth required pam_ecp.so nouserok root_console_rescue\n",
+    )
+    .unwrap();
+    std::fs::write(pam_d.join("login"), "# auth required pam_ecp.so (tried)\n").unwrap();
+    std::fs::write(pam_d.join("sudo"), "@include common-auth\n").unwrap();
+    let bin = work.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let calls = work.path().join("calls");
+    std::fs::write(
+        bin.join("pam-auth-update"),
+        format!("#!/bin/sh\necho \"$@\" >> {}\n", calls.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        bin.join("pam-auth-update"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    let prerm = std::fs::read_to_string(packaged("debian/prerm"))
+        .unwrap()
+        .replace("/etc/pam.d/", &format!("{}/", pam_d.display()))
+        .replace("/run/systemd/system", "/nonexistent/systemd");
+    let script = work.path().join("prerm");
+    std::fs::write(&script, prerm).unwrap();
+    let run = |arg: &str| {
+        let _ = std::fs::remove_file(&calls);
+        let mut cmd = Command::new("/bin/sh");
+        cmd.arg(&script)
+            .arg(arg)
+            .env("PATH", format!("{}:/usr/bin:/bin", bin.display()));
+        let run = run_command(&format!("prerm {arg}"), cmd, None);
+        let called = std::fs::read_to_string(&calls).unwrap_or_default();
+        (run, called)
+    };
+
+    // Only pam-auth-update's files name the module: removed from them.
+    let (ok, called) = run("remove");
+    assert_eq!(ok.code, 0, "{}", ok.stderr);
+    assert_eq!(called.trim(), "--package --remove ecp");
+
+    // A hand-edited sshd stack: refused, named, nothing touched.
+    std::fs::write(
+        pam_d.join("sshd"),
+        "auth requisite pam_unix.so\nauth required pam_ecp.so mode=challenge\n",
+    )
+    .unwrap();
+    let (refused, called) = run("remove");
+    assert_eq!(refused.code, 1);
+    assert!(
+        refused
+            .stderr
+            .contains(&format!("{}/sshd", pam_d.display())),
+        "{}",
+        refused.stderr
+    );
+    assert!(!refused.stderr.contains("/login"), "{}", refused.stderr);
+    assert!(
+        !refused.stderr.contains("pam.d/common-auth"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(called, "", "pam-auth-update ran before the refusal");
+    // An upgrade keeps the module: nothing to refuse.
+    let (upgrade, called) = run("upgrade");
+    assert_eq!(upgrade.code, 0);
+    assert_eq!(called, "");
+}

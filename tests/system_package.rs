@@ -10,7 +10,7 @@
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use ecp_tests::daemon::{running_as_root, TestUser};
@@ -41,6 +41,16 @@ impl Drop for Killed {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+/// A process the test started indirectly (D-Bus activation), killed when
+/// the test ends however it ends.
+struct KilledPid(u32);
+
+impl Drop for KilledPid {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg(self.0.to_string()).status();
     }
 }
 
@@ -115,6 +125,8 @@ fn installed_paths() -> Vec<&'static str> {
         "/usr/share/zsh/vendor-completions/_ecpctl",
         "/usr/share/fish/vendor_completions.d/ecpctl.fish",
         "/usr/share/doc/ecp/examples/sudo.example",
+        "/usr/share/doc/ecp/SECURITY.md",
+        "/usr/share/doc/ecp/docs/FORMAT.md",
     ]
 }
 
@@ -188,26 +200,60 @@ fn debian_package_installs_works_and_purges_cleanly() {
     );
     assert_eq!(check.code, 0, "{}", check.stderr);
 
-    // The system bus with the installed policy, and ecpd as the unit runs it.
+    // The system bus with the installed policy and activation file. Here
+    // (CI) no systemd runs: the first call starts ecpd through D-Bus's
+    // launch helper as the activation file says, as a container or an
+    // init-less host gets it.
     let started_bus = ensure_system_bus();
-    let ecpd = Command::new("setpriv")
-        .args(["--reuid=_ecpd", "--regid=_ecpd", "--clear-groups", "--"])
-        .args([
-            "/usr/sbin/ecpd",
-            "--config",
-            "/etc/ecp/ecpd.toml",
-            "--db",
-            "/var/lib/ecpd",
-            "--bus",
-            "system",
-        ])
-        .env_remove("DBUS_SYSTEM_BUS_ADDRESS")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut ecpd = Killed(Some(ecpd));
+    if started_bus.is_none() {
+        // Running since before the install: it must read the new files.
+        sh(
+            "/usr/bin/dbus-send",
+            &[
+                "--system",
+                "--print-reply",
+                "--dest=org.freedesktop.DBus",
+                "/org/freedesktop/DBus",
+                "org.freedesktop.DBus.ReloadConfig",
+            ],
+        )
+        .ok();
+    }
+    let status = sh("/usr/bin/ecpctl", &["status"]);
+    assert_eq!(
+        status.code, 0,
+        "activation did not start ecpd: {}",
+        status.stderr
+    );
+    let mut ecpd = Killed(None);
     wait_for_bus_name(&mut ecpd);
+    let pid = sh(
+        "/usr/bin/dbus-send",
+        &[
+            "--system",
+            "--print-reply=literal",
+            "--dest=org.freedesktop.DBus",
+            "/org/freedesktop/DBus",
+            "org.freedesktop.DBus.GetConnectionUnixProcessID",
+            "string:org.ecp.Ecpd1",
+        ],
+    )
+    .ok();
+    let pid: u32 = pid
+        .split_whitespace()
+        .last()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no pid for org.ecp.Ecpd1: {pid}"));
+    let activated = KilledPid(pid);
+    let proc_status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let uid_line = proc_status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    assert!(
+        uid_line
+            .split_whitespace()
+            .skip(1)
+            .all(|u| u == ecpd_uid.to_string()),
+        "ecpd does not run as _ecpd: {uid_line}"
+    );
 
     // Enroll a user the way the README says, and log in through PAM with
     // the installed module under its default options.
@@ -268,11 +314,25 @@ fn debian_package_installs_works_and_purges_cleanly() {
         doctor.stdout
     );
 
+    // A stack made by hand still naming the module: removal is refused
+    // and the package stays installed.
+    const HANDMADE: &str = "/etc/pam.d/ecp-system-test";
+    std::fs::write(HANDMADE, "auth required pam_ecp.so mode=challenge\n").unwrap();
+    let refused = sh("/usr/bin/dpkg", &["--remove", "ecp"]);
+    let _ = std::fs::remove_file(HANDMADE);
+    assert_ne!(refused.code, 0);
+    assert!(refused.stderr.contains(HANDMADE), "{}", refused.stderr);
+    // dpkg keeps the package (its selection becomes "deinstall").
+    let still = sh("/usr/bin/dpkg-query", &["-W", "-f=${Status}", "ecp"]);
+    assert!(still.stdout.ends_with(" ok installed"), "{}", still.stdout);
+    assert!(
+        Path::new(MODULE).exists(),
+        "the module went despite the refusal"
+    );
+
     // Purge: nothing left but the _ecpd account, which Debian policy keeps.
-    drop(ecpd.0.take().map(|mut c| {
-        let _ = c.kill();
-        c.wait()
-    }));
+    drop(ecpd.0.take());
+    drop(activated);
     let purge = sh("/usr/bin/dpkg", &["--purge", "ecp"]);
     assert_eq!(purge.code, 0, "{}", purge.stderr);
     for path in installed_paths()
@@ -443,6 +503,7 @@ fn make_rpm_builds_a_lint_clean_package_with_every_file_in_place() {
         "/etc/authselect/custom/ecp/REQUIREMENTS",
         "/usr/share/licenses/ecp/LICENSE",
         "/usr/share/doc/ecp/README.md",
+        "/usr/share/doc/ecp/docs/FORMAT.md",
         "/usr/share/doc/ecp/examples/sshd.example",
     ] {
         entry(path);

@@ -83,8 +83,8 @@ impl KdfParams {
     /// N = 2^14, r = 8, p = 4: 16 MiB of memory per guess, which is the most
     /// OpenSSL 3 accepts by default (its scrypt memory cap is 32 MiB and
     /// N = 2^15 crosses it), made four times as slow through p. About 100 ms
-    /// on one core here; see the README for the measured figures and the
-    /// comparison with OpenSSL's default PBKDF2.
+    /// on one core here; see docs/FORMAT.md for the measured figures and
+    /// the comparison with OpenSSL's default PBKDF2.
     pub const DEFAULT: Self = Self {
         log_n: 14,
         r: 8,

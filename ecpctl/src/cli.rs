@@ -169,17 +169,25 @@ pub struct RenewArgs {
 /// code its modules can give, makes pam_ecp a real second factor behind
 /// the password; when sshd's service uses pam_ecp, whether sshd's
 /// effective configuration (sshd -T, and -C for each Match block) runs
-/// keyboard-interactive on every allowed login; your key file exists with
-/// safe owner and mode and is encrypted; your certificate is enrolled, and
-/// how many days it has left. Exit status 0 when everything is fine, 1
-/// when anything is not (the lines marked FAIL).
+/// keyboard-interactive on every allowed login (a rollout by Match block
+/// is a warning for the connections outside it); then, for the user
+/// checked, the key file (safe owner and mode, encrypted; missing in the
+/// default place is only a warning, since the key may be on the user's own
+/// machine, in an agent or on a token) and the enrolled certificates with
+/// the days they have left. The user checked is --user, or whoever runs
+/// doctor; root without --user checks the host only, so that `sudo ecpctl
+/// doctor` can gate configuration management. Another user's key file is
+/// read with that user's identity. Exit status 0 when everything is fine,
+/// 1 when anything is not (the lines marked FAIL).
 #[derive(Debug, Args)]
 #[command(after_long_help = EXIT_CODES)]
 pub struct DoctorArgs {
-    /// The key file to check [default: ~/.config/ecp/private_key.pem].
+    /// The key file to check [default: the user's
+    /// ~/.config/ecp/private_key.pem].
     #[arg(long, value_name = "FILE")]
     pub key: Option<PathBuf>,
-    /// Whose enrollment to check [default: you].
+    /// Whose key file and enrollment to check [default: you; root: none,
+    /// the host only].
     #[arg(long, value_name = "NAME", value_parser = parse_user)]
     pub user: Option<UserName>,
     /// Directory of PAM service files.
@@ -420,13 +428,17 @@ pub struct JsonArg {
 /// Requests a challenge for USER, signs it with the key file, and asks the
 /// daemon to verify it: exit status 0 when the daemon accepts. The admin's
 /// and the user's way to check a setup. Non-root users can test only
-/// themselves.
+/// themselves. Root naming another user without --key, --pkcs11 or
+/// --agent signs with that user's own ~/.config/ecp/private_key.pem, read
+/// with that user's identity (so root reads nothing the user could not),
+/// and the passphrase is asked of whoever runs the command.
 #[derive(Debug, Args)]
 #[command(after_long_help = EXIT_CODES)]
 pub struct TestLoginArgs {
     #[arg(value_parser = parse_user)]
     pub user: UserName,
-    /// The encrypted key file [default: ~/.config/ecp/private_key.pem].
+    /// The encrypted key file [default: ~/.config/ecp/private_key.pem; for
+    /// root naming another user, that user's].
     #[arg(long, value_name = "FILE")]
     pub key: Option<PathBuf>,
     /// Read the passphrase from the first line of FILE ("-" for standard input).
