@@ -637,3 +637,66 @@ fn the_debian_package_refuses_removal_while_a_hand_made_stack_uses_the_module() 
     assert_eq!(upgrade.code, 0);
     assert_eq!(called, "");
 }
+
+/// Every pam_ecp option the module reads is in the README's table and in
+/// pam_ecp(8), and mode=auto is described in the same words in both (an
+/// admin had found certfile= and allow_remote_keyfile missing, and two
+/// different accounts of mode=auto).
+#[test]
+fn the_option_tables_list_every_option_and_say_the_same_of_mode_auto() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let source = std::fs::read_to_string(root.join("pam_ecp/src/options.rs")).unwrap();
+    let options: Vec<&str> = source
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("(\""))
+        .filter_map(|rest| rest.split_once('"').map(|(name, _)| name))
+        .filter(|name| name.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+        .collect();
+    for expected in [
+        "certfile",
+        "allow_remote_keyfile",
+        "root_console_rescue",
+        "mode",
+    ] {
+        assert!(options.contains(&expected), "{options:?}");
+    }
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let table = readme
+        .split("### pam_ecp options")
+        .nth(1)
+        .and_then(|rest| rest.split("\n### ").next())
+        .expect("README has a pam_ecp options table");
+    let man = std::fs::read_to_string(packaged("man/pam_ecp.8")).unwrap();
+    for option in &options {
+        assert!(
+            table.contains(&format!("| `{option}")),
+            "README's option table lacks {option}"
+        );
+        assert!(
+            man.contains(&format!(".B {option}")) || man.contains(&format!(".BI {option}=")),
+            "pam_ecp.8 lacks {option}"
+        );
+    }
+    // The same account of mode=auto, once roff and markdown are taken off.
+    let plain = |text: &str| -> String {
+        text.lines()
+            .map(|l| {
+                l.trim_start_matches(".BR ")
+                    .trim_start_matches(".B ")
+                    .trim_start_matches(".IP")
+                    .replace(['`', '\\'], "")
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let auto = "the invoking user's agent first, when SSH_AUTH_SOCK is set and the login is not \
+                from the network (used only if it holds a key ecpd lets sign); without an agent, \
+                the key file, only where logind vouches for the session as local and the file \
+                exists; otherwise a challenge to paste. A login from the network (PAM_RHOST set) \
+                always gets a challenge.";
+    assert!(plain(table).contains(auto), "README's mode=auto differs");
+    assert!(plain(&man).contains(auto), "pam_ecp.8's mode=auto differs");
+}
