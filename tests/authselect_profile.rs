@@ -375,10 +375,26 @@ fn the_requirements_and_readme_name_the_features() {
     for needle in [
         "with-ecp::",
         "without-ecp-nouserok::",
+        "without-ecp-console-rescue::",
         "authselect select custom/ecp with-ecp",
     ] {
         assert!(readme.contains(needle), "README lacks {needle}");
     }
+    // The console rescue is in system-auth with with-ecp, and its feature
+    // takes it out (and implies with-ecp, like without-ecp-nouserok).
+    let with = resolve(&profile_file("system-auth"), &["with-ecp"]);
+    assert!(
+        with.contains("pam_ecp.so nouserok root_console_rescue"),
+        "{with}"
+    );
+    let without = resolve(
+        &profile_file("system-auth"),
+        &["without-ecp-console-rescue"],
+    );
+    assert!(
+        without.contains("pam_ecp.so nouserok") && !without.contains("root_console_rescue"),
+        "{without}"
+    );
     let requirements = resolve(&profile_file("REQUIREMENTS"), &["with-ecp"]);
     assert!(requirements.contains("ecpctl doctor"), "{requirements}");
     let implied = resolve(&profile_file("REQUIREMENTS"), &["without-ecp-nouserok"]);

@@ -135,7 +135,21 @@ fn etc_with(work: &Path, pam_d: &Path, password: &str) -> PathBuf {
             .unwrap();
         assert!(status.success(), "cp -a {}", from.display());
     };
-    copy(Path::new("/etc"), &etc);
+    // Parallel tests add and remove users meanwhile: a lock or temporary
+    // file can vanish under cp, so a failed copy is tried again.
+    let mut tries = 0;
+    while !Command::new("cp")
+        .arg("-a")
+        .arg("/etc")
+        .arg(&etc)
+        .status()
+        .unwrap()
+        .success()
+    {
+        tries += 1;
+        assert!(tries < 5, "cp -a /etc failed {tries} times");
+        std::fs::remove_dir_all(&etc).unwrap();
+    }
     std::fs::remove_dir_all(etc.join("pam.d")).unwrap();
     copy(pam_d, &etc.join("pam.d"));
     let hash = ecp_tests::openssl(&["passwd", "-6", password]);
@@ -164,6 +178,19 @@ fn console_login(
     items: &[&str],
     password: &str,
 ) -> Run {
+    console_login_by(setup, bus_socket, "", user, items, password)
+}
+
+/// [`console_login`] with pamtester started by `runner` (shell words, as
+/// "setpriv --ruid=65534" for a program a user started set-uid).
+fn console_login_by(
+    setup: &LoginSetup,
+    bus_socket: Option<&Path>,
+    runner: &str,
+    user: &str,
+    items: &[&str],
+    password: &str,
+) -> Run {
     let bind_bus = match bus_socket {
         Some(socket) => format!(
             "touch /run/dbus/system_bus_socket\nmount --bind {} /run/dbus/system_bus_socket\n",
@@ -179,7 +206,7 @@ fn console_login(
          mount -t tmpfs ecp-test-run /run\n\
          mkdir /run/dbus\n\
          {bind_bus}\
-         exec pamtester -v{items} login {user} authenticate\n",
+         exec {runner} pamtester -v{items} login {user} authenticate\n",
         etc = shell_quote(&setup.etc),
         modules = shell_quote(&setup.modules),
         security = shell_quote(&security_dir()),
@@ -264,6 +291,35 @@ fn with_ecpd_down_only_root_at_a_console_gets_in_and_only_with_the_password() {
         "root was not let in with the bus up and ecpd absent"
     );
     drop(bus);
+    // A program a user started (real uid not 0) never gets the rescue,
+    // even when it says tty1.
+    let set_uid = console_login_by(
+        &setup,
+        None,
+        "setpriv --ruid=65534",
+        "root",
+        &["tty=/dev/tty1"],
+        ROOT_PASSWORD,
+    );
+    assert!(!ok(&set_uid) && !set_uid.stderr.contains(RESCUED));
+
+    // The name held by a process that is not ecpd's (a loosened bus
+    // policy): ecpd is not "not running", so no rescue.
+    let homes = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(homes.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let impostor = TestUser::create(homes.path());
+    let held_bus = TestBus::letting_own(&impostor.name);
+    let held = TestDaemon::start_on(held_bus, "", Some((impostor.uid, impostor.gid)));
+    let held_socket = held.bus.dir().join("system_bus_socket");
+    let untrusted = console_login(
+        &setup,
+        Some(&held_socket),
+        "root",
+        &["tty=/dev/tty1"],
+        ROOT_PASSWORD,
+    );
+    assert!(!ok(&untrusted) && !untrusted.stderr.contains(RESCUED));
+    drop(held);
 
     // ecpd running: root at the console needs the key like anyone.
     let daemon = TestDaemon::start("");
@@ -315,6 +371,28 @@ fn with_ecpd_down_only_root_at_a_console_gets_in_and_only_with_the_password() {
         "User-pw-1",
     );
     assert!(ok(&unenrolled), "{}", unenrolled.stderr);
+
+    // ecpd hung (stopped, still owning its name): not "not running";
+    // root waits out the module's timeout and is refused.
+    let pid = daemon.pid().to_string();
+    let stop = |signal: &str| {
+        let status = Command::new("kill").args([signal, &pid]).status().unwrap();
+        assert!(status.success());
+    };
+    stop("-STOP");
+    let hung = console_login(
+        &setup,
+        Some(&daemon_socket),
+        "root",
+        &["tty=/dev/tty1"],
+        ROOT_PASSWORD,
+    );
+    stop("-CONT");
+    assert!(
+        !ok(&hung) && !hung.stderr.contains(RESCUED),
+        "{}",
+        hung.stderr
+    );
 }
 
 #[test]
@@ -339,8 +417,12 @@ fn ecpctl_says_why_ecpd_cannot_be_reached_and_what_to_run() {
         status
             .stderr
             .contains("ecpd is not running, and D-Bus could not start it")
-            && status.stderr.contains("without systemd")
-            && status.stderr.contains("runuser -u _ecpd -- /usr/sbin/ecpd"),
+            && if Path::new("/run/systemd/system").is_dir() {
+                status.stderr.contains("systemctl start ecpd")
+            } else {
+                status.stderr.contains("without systemd")
+                    && status.stderr.contains("runuser -u _ecpd -- /usr/sbin/ecpd")
+            },
         "{}",
         status.stderr
     );
@@ -557,10 +639,12 @@ fn root_test_login_for_a_user_signs_with_that_users_key_read_as_that_user() {
 }
 
 /// The Debian prerm, run by /bin/sh as dpkg runs it, on a scratch PAM
-/// directory and with a recording pam-auth-update: removal is refused,
-/// before anything changes, while a hand-made stack still uses pam_ecp
-/// (a comment does not count, nor pam-auth-update's own common-* files,
-/// which it cleans itself); an upgrade goes on.
+/// directory and with a stand-in pam-auth-update that records its call
+/// and takes pam_ecp out of common-auth as the real one does: removal is
+/// refused, before anything changes, while a hand-made stack still uses
+/// pam_ecp (a comment or a dpkg leftover does not count); and refused
+/// after it when pam-auth-update left the lines in place (it does so for
+/// a common-auth with local changes); an upgrade goes on.
 #[test]
 fn the_debian_package_refuses_removal_while_a_hand_made_stack_uses_the_module() {
     let work = tempfile::tempdir().unwrap();
@@ -578,9 +662,22 @@ fn the_debian_package_refuses_removal_while_a_hand_made_stack_uses_the_module() 
     let bin = work.path().join("bin");
     std::fs::create_dir(&bin).unwrap();
     let calls = work.path().join("calls");
+    // $KEEP set: leave common-auth alone, as pam-auth-update does with a
+    // locally changed file.
     std::fs::write(
         bin.join("pam-auth-update"),
-        format!("#!/bin/sh\necho \"$@\" >> {}\n", calls.display()),
+        format!(
+            "#!/bin/sh\necho \"$@\" >> {calls}\n\
+             [ -n \"$KEEP\" ] || sed -i '/pam_ecp/d' {common}\n",
+            calls = calls.display(),
+            common = pam_d.join("common-auth").display()
+        ),
+    )
+    .unwrap();
+    let common_auth = std::fs::read_to_string(pam_d.join("common-auth")).unwrap();
+    std::fs::write(
+        pam_d.join("sshd.dpkg-old"),
+        "auth required pam_ecp.so mode=challenge\n",
     )
     .unwrap();
     std::fs::set_permissions(
@@ -594,21 +691,37 @@ fn the_debian_package_refuses_removal_while_a_hand_made_stack_uses_the_module() 
         .replace("/run/systemd/system", "/nonexistent/systemd");
     let script = work.path().join("prerm");
     std::fs::write(&script, prerm).unwrap();
-    let run = |arg: &str| {
+    let run_keeping = |arg: &str, keep: &str| {
         let _ = std::fs::remove_file(&calls);
+        std::fs::write(pam_d.join("common-auth"), &common_auth).unwrap();
         let mut cmd = Command::new("/bin/sh");
         cmd.arg(&script)
             .arg(arg)
-            .env("PATH", format!("{}:/usr/bin:/bin", bin.display()));
+            .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+            .env("KEEP", keep);
         let run = run_command(&format!("prerm {arg}"), cmd, None);
         let called = std::fs::read_to_string(&calls).unwrap_or_default();
         (run, called)
     };
+    let run = |arg: &str| run_keeping(arg, "");
 
     // Only pam-auth-update's files name the module: removed from them.
     let (ok, called) = run("remove");
     assert_eq!(ok.code, 0, "{}", ok.stderr);
     assert_eq!(called.trim(), "--package --remove ecp");
+    // common-auth with local changes: pam-auth-update leaves it (and the
+    // module line in it); the removal is refused, naming it.
+    let (kept, called) = run_keeping("remove", "1");
+    assert_eq!(kept.code, 1, "{}", kept.stderr);
+    assert_eq!(called.trim(), "--package --remove ecp");
+    assert!(
+        kept.stderr.contains(&format!(
+            "did not take pam_ecp.so out of {}/common-auth",
+            pam_d.display()
+        )),
+        "{}",
+        kept.stderr
+    );
 
     // A hand-edited sshd stack: refused, named, nothing touched.
     std::fs::write(
@@ -673,7 +786,9 @@ fn the_option_tables_list_every_option_and_say_the_same_of_mode_auto() {
             "README's option table lacks {option}"
         );
         assert!(
-            man.contains(&format!(".B {option}")) || man.contains(&format!(".BI {option}=")),
+            [".B ", ".BR ", ".BI "]
+                .iter()
+                .any(|macro_| man.contains(&format!("\n{macro_}{option}"))),
             "pam_ecp.8 lacks {option}"
         );
     }

@@ -638,12 +638,7 @@ fn a_daemon_running_under_an_unexpected_account_is_not_trusted() {
     let impostor = TestUser::create(homes.path());
     // The bus lets this account own the name (as a mistaken or hostile
     // policy might); the module must still refuse to trust it.
-    let bus = TestBus::start_with_policy(Some(&format!(
-        "<!DOCTYPE busconfig PUBLIC \"-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN\" \
-         \"http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd\">\
-         <busconfig><policy user=\"{}\"><allow own=\"org.ecp.Ecpd1\"/></policy></busconfig>",
-        impostor.name
-    )));
+    let bus = TestBus::letting_own(&impostor.name);
     let daemon = TestDaemon::start_on(
         bus,
         "host_name = \"h\"\n",

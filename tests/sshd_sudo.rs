@@ -445,6 +445,30 @@ fn doctor_reads_sshds_effective_configuration_and_each_match_block() {
         "{}",
         run.stdout
     );
+    // An account exempted on purpose (automation with a key alone), its
+    // block before the group's: outside the rollout, a warning.
+    let exempt = TestUser::create(dir.path());
+    let run = doctor(&format!(
+        "UsePAM yes\nKbdInteractiveAuthentication yes\n\
+         Match User {}\n    AuthenticationMethods publickey\n\
+         Match Group {}\n    AuthenticationMethods publickey,keyboard-interactive\n",
+        exempt.name, member.name
+    ));
+    assert!(
+        !run.stdout.contains("FAIL  AuthenticationMethods"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains(&format!(
+            "warn  rollout: outside the Match blocks that require keyboard-interactive \
+             (\"Match Group {}\") ecp is not asked: AuthenticationMethods allows \"publickey\" \
+             (\"Match User {}\")",
+            member.name, exempt.name
+        )),
+        "{}",
+        run.stdout
+    );
     // Without a block that requires it, nothing is a rollout: the
     // global hole fails as before.
     let run = doctor("UsePAM yes\nKbdInteractiveAuthentication yes\n");

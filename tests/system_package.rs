@@ -656,7 +656,7 @@ fn removal_leaves_the_ecp_authselect_profile_first(rpm: &str) {
     };
     let (code, calls, said) = run(
         "0",
-        "custom/ecp with-ecp with-faillock without-ecp-nouserok with-mkhomedir",
+        "custom/ecp with-ecp with-faillock without-ecp-nouserok with-mkhomedir without-ecp-console-rescue",
         "0",
     );
     assert_eq!(code, Some(0), "{said}");

@@ -30,22 +30,29 @@ pub fn approved_hosts_path(home: &Path) -> PathBuf {
 }
 
 /// Runs `f` with the file-system uid and gid of `account` when the process
-/// is root and the account is not, and restores them afterwards: every
-/// path component is then checked with the user's permissions, so root
-/// reads nothing of a user's that the user could not. fsuid is per
-/// thread on Linux, so other threads of the process are unaffected.
+/// is root and the account is not, and restores them afterwards, also
+/// when `f` panics: every path component is then checked with the user's
+/// uid and primary gid (the process's supplementary groups still count,
+/// which is why readers also insist on the user or root owning the file).
+/// fsuid is per thread on Linux, so other threads are unaffected.
 pub fn as_user<T>(account: &nix::unistd::User, f: impl FnOnce() -> T) -> T {
-    use nix::unistd::{setfsgid, setfsuid};
+    use nix::unistd::{setfsgid, setfsuid, Gid, Uid};
+    /// Puts root's file-system ids back when dropped.
+    struct Restore(Uid, Gid);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            setfsuid(self.0);
+            setfsgid(self.1);
+        }
+    }
     let switch = nix::unistd::geteuid().is_root() && !account.uid.is_root();
     if !switch {
         return f();
     }
     let old_gid = setfsgid(account.gid);
     let old_uid = setfsuid(account.uid);
-    let result = f();
-    setfsuid(old_uid);
-    setfsgid(old_gid);
-    result
+    let _restore = Restore(old_uid, old_gid);
+    f()
 }
 
 #[cfg(test)]

@@ -445,7 +445,19 @@ fn check_key_file(report: &mut Report, user: &str, key: &KeyFileOf, named: bool)
     let beside = key
         .path
         .with_file_name(ecp_core::user_files::CERTIFICATE_FILE);
-    if let Ok(pem) = as_owner(key, || std::fs::read(&beside)) {
+    let owner = match &key.other {
+        Some(account) => ecp_core::keyfile_io::ExpectedOwner::Uid(account.uid.as_raw()),
+        None => ecp_core::keyfile_io::ExpectedOwner::Anyone,
+    };
+    // Like the key file: no symlink, no FIFO, bounded.
+    let read = || {
+        ecp_core::keyfile_io::read_owned_file(
+            &beside,
+            owner,
+            ecp_core::certificate::MAX_CERTIFICATE_LEN,
+        )
+    };
+    if let Ok(pem) = as_owner(key, read) {
         if let Ok(cert) = ecp_core::certificate::parse_user_certificate_pem(&pem) {
             if !cert.is_self_issued() {
                 let line = format!(

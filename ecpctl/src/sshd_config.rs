@@ -50,7 +50,7 @@ pub fn check(sshd: &Path, config: &Path) -> Result<Vec<Finding>, String> {
                     spec(&overrides),
                     vec![testable.len()],
                 ));
-                testable.push((line, overrides));
+                testable.push((line, overrides, criteria));
             }
             // A Match no connection can meet (a group without members).
             Ok(None) => {}
@@ -66,10 +66,11 @@ pub fn check(sshd: &Path, config: &Path) -> Result<Vec<Finding>, String> {
     // sshd keeps the first value of a setting from every block that
     // applies: blocks that are fine alone can combine into a hole. Every
     // pair, and all of them at once, are tried too (the first pattern of
-    // each; a later block's value for the same key wins the merge).
+    // each; where two blocks name the same key, such as the user, the
+    // earlier block's value makes the test connection).
     if testable.len() > 1 && testable.len() <= MAX_COMBINED_BLOCKS {
-        for (i, (first, a)) in testable.iter().enumerate() {
-            for (j, (second, b)) in testable.iter().enumerate().skip(i + 1) {
+        for (i, (first, a, _)) in testable.iter().enumerate() {
+            for (j, (second, b, _)) in testable.iter().enumerate().skip(i + 1) {
                 let merged: Vec<(&str, String)> = a.iter().chain(b).cloned().collect();
                 contexts.push((
                     format!("\"{first}\" with \"{second}\""),
@@ -78,42 +79,93 @@ pub fn check(sshd: &Path, config: &Path) -> Result<Vec<Finding>, String> {
                 ));
             }
         }
-        let all: Vec<(&str, String)> = testable.iter().flat_map(|(_, o)| o.clone()).collect();
+        let all: Vec<(&str, String)> = testable.iter().flat_map(|(_, o, _)| o.clone()).collect();
         contexts.push((
             "every Match block at once".into(),
             spec(&all),
             (0..testable.len()).collect(),
         ));
     }
+    let combined = testable.len() <= MAX_COMBINED_BLOCKS;
+    if !combined {
+        findings.push(Finding {
+            fail: false,
+            text: format!(
+                "sshd has {} Match blocks: more than {MAX_COMBINED_BLOCKS}, so how they \
+                 combine was not checked (each was checked alone)",
+                testable.len()
+            ),
+        });
+    }
     let mut judged = Vec::new();
     for (context, spec, blocks) in contexts {
         let settings = effective(sshd, config, &spec)?;
-        judged.push((judge(&settings, &context), blocks));
+        let user = spec
+            .split(',')
+            .find_map(|kv| kv.strip_prefix("user="))
+            .unwrap_or_default()
+            .to_owned();
+        judged.push(Judged {
+            findings: judge(&settings, &context),
+            blocks,
+            user,
+        });
     }
-    findings.extend(rollout(judged, &testable));
+    let blocks: Vec<(String, Vec<(String, String)>)> = testable
+        .into_iter()
+        .map(|(line, _, criteria)| (line, criteria))
+        .collect();
+    // Without the combinations a hole inside a rollout could hide as a
+    // block judged alone: then nothing is called a rollout.
+    if combined {
+        findings.extend(rollout(judged, &blocks, &user_applies));
+    } else {
+        findings.extend(judged.into_iter().flat_map(|j| j.findings));
+    }
     findings.dedup();
     Ok(findings)
 }
 
+/// A Match line's criteria: (criterion, pattern-list) pairs.
+type Criteria = [(String, String)];
+
+/// One context's findings, the Match blocks it stands for, and the user
+/// its test connection is made as.
+pub struct Judged {
+    pub findings: Vec<Finding>,
+    pub blocks: Vec<usize>,
+    pub user: String,
+}
+
 /// A rollout: the global settings let logins skip keyboard-interactive,
-/// and Match blocks require it for some (`Match Group ecp-users`). The
-/// connections no such block covers are outside the rollout, which is a
-/// warning, not a failure; a combination that loosens a requiring block
-/// still fails, and so does everything when no block requires it.
+/// and Match blocks on users or groups require it for some (`Match Group
+/// ecp-users`). A connection whose user no such block applies to is
+/// outside the rollout: its findings are warnings, not failures. A block
+/// that loosens the rollout for a user it covers (an Address block before
+/// the Group block) still fails, and everything fails when no block
+/// requires it. `applies` says whether a block's criteria cover a user.
 fn rollout(
-    judged: Vec<(Vec<Finding>, Vec<usize>)>,
-    blocks: &[(String, Vec<(&str, String)>)],
+    judged: Vec<Judged>,
+    blocks: &[(String, Vec<(String, String)>)],
+    applies: &dyn Fn(&Criteria, &str) -> bool,
 ) -> Vec<Finding> {
+    let on_users = |criteria: &[(String, String)]| {
+        criteria.iter().all(|(c, _)| {
+            let c = c.to_ascii_lowercase();
+            c == "user" || c == "group"
+        })
+    };
     let global_fails = judged
         .first()
-        .is_some_and(|(findings, _)| findings.iter().any(|f| f.fail));
+        .is_some_and(|j| j.findings.iter().any(|f| f.fail));
     let requiring: Vec<usize> = judged
         .iter()
-        .filter(|(findings, on)| on.len() == 1 && findings.iter().all(|f| !f.fail))
-        .map(|(_, on)| on[0])
+        .filter(|j| j.blocks.len() == 1 && j.findings.iter().all(|f| !f.fail))
+        .map(|j| j.blocks[0])
+        .filter(|&i| on_users(&blocks[i].1))
         .collect();
     if !global_fails || requiring.is_empty() {
-        return judged.into_iter().flat_map(|(f, _)| f).collect();
+        return judged.into_iter().flat_map(|j| j.findings).collect();
     }
     let names: Vec<String> = requiring
         .iter()
@@ -123,10 +175,13 @@ fn rollout(
     let names = names.as_str();
     judged
         .into_iter()
-        .flat_map(|(findings, on)| {
-            let outside = !on.iter().any(|i| requiring.contains(i));
-            findings.into_iter().map(move |f| {
-                if f.fail && outside {
+        .flat_map(|j| {
+            let inside = j
+                .blocks
+                .iter()
+                .any(|i| requiring.contains(i) && applies(&blocks[*i].1, &j.user));
+            j.findings.into_iter().map(move |f| {
+                if f.fail && !inside {
                     Finding {
                         fail: false,
                         text: format!(
@@ -141,6 +196,74 @@ fn rollout(
             })
         })
         .collect()
+}
+
+/// Whether a Match block's User and Group criteria cover `user`, as sshd
+/// matches them (pattern lists with `*`, `?` and `!`; the user's groups
+/// from NSS). Other criteria are not looked at.
+fn user_applies(criteria: &Criteria, user: &str) -> bool {
+    criteria.iter().all(
+        |(criterion, patterns)| match criterion.to_ascii_lowercase().as_str() {
+            "user" => pattern_list_matches(patterns, std::iter::once(user.to_owned())),
+            "group" => pattern_list_matches(patterns, groups_of(user).into_iter()),
+            _ => true,
+        },
+    )
+}
+
+/// The names of the groups `user` is in, primary group included.
+fn groups_of(user: &str) -> Vec<String> {
+    let Ok(Some(account)) = nix::unistd::User::from_name(user) else {
+        return Vec::new();
+    };
+    let Ok(name) = std::ffi::CString::new(user) else {
+        return Vec::new();
+    };
+    nix::unistd::getgrouplist(&name, account.gid)
+        .unwrap_or_else(|_| vec![account.gid])
+        .into_iter()
+        .filter_map(|gid| nix::unistd::Group::from_gid(gid).ok().flatten())
+        .map(|g| g.name)
+        .collect()
+}
+
+/// sshd's pattern-list rule: no name may match a negated pattern, and
+/// some name must match a plain one.
+fn pattern_list_matches(patterns: &str, names: impl Iterator<Item = String> + Clone) -> bool {
+    let list: Vec<&str> = patterns.split(',').collect();
+    let negated = list
+        .iter()
+        .filter_map(|p| p.strip_prefix('!'))
+        .any(|p| names.clone().any(|n| wildcard_matches(p, &n)));
+    let plain = list
+        .iter()
+        .filter(|p| !p.starts_with('!'))
+        .any(|p| names.clone().any(|n| wildcard_matches(p, &n)));
+    plain && !negated
+}
+
+/// `*` (any run) and `?` (any one character) matching, as sshd's
+/// match_pattern does.
+fn wildcard_matches(pattern: &str, name: &str) -> bool {
+    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
+    let (mut pi, mut ni) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ni < n.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
+            pi += 1;
+            ni += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some((pi, ni));
+            pi += 1;
+        } else if let Some((sp, sn)) = star {
+            pi = sp + 1;
+            ni = sn + 1;
+            star = Some((sp, sn + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == '*')
 }
 
 /// `sshd -T -f CONFIG -C SPEC` as keyword → value (keywords lowercase, as
@@ -552,6 +675,94 @@ mod tests {
         );
         // A criterion -C cannot express.
         assert!(overrides_for(&criteria(&[("Exec", "/bin/true")])).is_err());
+    }
+
+    #[test]
+    fn patterns_match_as_sshd_matches_them() {
+        assert!(wildcard_matches("ecp-*", "ecp-users"));
+        assert!(wildcard_matches("a?c", "abc") && !wildcard_matches("a?c", "abbc"));
+        assert!(wildcard_matches("*", "") && !wildcard_matches("x", ""));
+        let names = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(pattern_list_matches(
+            "bob,alice",
+            names(&["alice"]).into_iter()
+        ));
+        assert!(!pattern_list_matches(
+            "*,!alice",
+            names(&["alice"]).into_iter()
+        ));
+        assert!(pattern_list_matches(
+            "*,!alice",
+            names(&["bob"]).into_iter()
+        ));
+        assert!(!pattern_list_matches("!alice", names(&["bob"]).into_iter()));
+    }
+
+    #[test]
+    fn a_rollout_is_a_warning_outside_it_and_a_failure_inside() {
+        let hole = |text: &str| Finding {
+            fail: true,
+            text: text.into(),
+        };
+        let blocks = vec![
+            (
+                "Match Group ecp-users".to_owned(),
+                vec![("Group".to_owned(), "ecp-users".to_owned())],
+            ),
+            (
+                "Match Address 10.0.0.0/8".to_owned(),
+                vec![("Address".to_owned(), "10.0.0.0/8".to_owned())],
+            ),
+            (
+                "Match User deploy".to_owned(),
+                vec![("User".to_owned(), "deploy".to_owned())],
+            ),
+        ];
+        // "member" is in ecp-users; "deploy" and the baseline user are not.
+        let applies = |criteria: &[(String, String)], user: &str| {
+            criteria[0].1 == "ecp-users" && user == "member"
+        };
+        let judged = |user: &str, blocks: Vec<usize>, fail: bool| Judged {
+            findings: if fail {
+                vec![hole("publickey alone")]
+            } else {
+                vec![]
+            },
+            blocks,
+            user: user.into(),
+        };
+        let run = |list: Vec<Judged>| rollout(list, &blocks, &applies);
+        let found = run(vec![
+            judged("nobody", vec![], true),
+            judged("member", vec![0], false),
+            judged("nobody", vec![1], true),
+            judged("deploy", vec![2], true),
+            // Address first: a member from 10/8 gets public keys alone.
+            judged("member", vec![1, 0], true),
+            // deploy is not in the group: the pair is deploy's connection.
+            judged("deploy", vec![2, 0], true),
+        ]);
+        let fails: Vec<&Finding> = found.iter().filter(|f| f.fail).collect();
+        assert_eq!(fails.len(), 1, "{found:?}");
+        assert_eq!(found.len(), 5, "{found:?}");
+        assert!(found
+            .iter()
+            .filter(|f| !f.fail)
+            .all(|f| f.text.starts_with("rollout: outside the Match blocks that require keyboard-interactive (\"Match Group ecp-users\")")));
+        // A requiring block that is not on users (an address) makes no
+        // rollout: the holes stay failures.
+        let address_only = vec![
+            judged("nobody", vec![], true),
+            judged("nobody", vec![1], false),
+            judged("deploy", vec![2], true),
+        ];
+        assert!(run(address_only).iter().filter(|f| f.fail).count() == 2);
+        // Nothing requires it: no rollout either.
+        let none = vec![
+            judged("nobody", vec![], true),
+            judged("deploy", vec![2], true),
+        ];
+        assert!(run(none).iter().all(|f| f.fail));
     }
 
     #[test]

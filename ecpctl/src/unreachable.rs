@@ -25,7 +25,7 @@ pub fn reason(bus: &str, error: &zbus::Error) -> String {
              `dbus-daemon --system`)"
         ),
         _ => match dbus_error(error) {
-            Some((name, message)) => reason_for(&name, &message),
+            Some((name, message)) => reason_for(&name, &message, systemd_runs()),
             None => error.to_string(),
         },
     }
@@ -51,26 +51,42 @@ fn dbus_error(error: &zbus::Error) -> Option<(String, String)> {
     }
 }
 
-/// The sentence for a D-Bus error `name` with `message`.
-pub fn reason_for(name: &str, message: &str) -> String {
+/// Whether systemd runs this machine: then ecpd is started by it, in its
+/// sandbox (and SELinux domain), never by hand.
+fn systemd_runs() -> bool {
+    std::path::Path::new("/run/systemd/system").is_dir()
+}
+
+/// The sentence for a D-Bus error `name` with `message`, on a machine run
+/// by systemd or not.
+pub fn reason_for(name: &str, message: &str, systemd: bool) -> String {
     let said = if message.is_empty() {
         name.to_owned()
     } else {
         format!("{name}: {message}")
     };
-    if name == "org.freedesktop.DBus.Error.ServiceUnknown"
+    let start = if systemd {
+        "`systemctl start ecpd`; `systemctl status ecpd` and `journalctl -u ecpd` say why \
+         it stopped"
+            .to_owned()
+    } else {
+        format!(
+            "without systemd (a container, an init-less host) start it by hand: {START_BY_HAND}"
+        )
+    };
+    // dbus-broker answers a failed activation with NameHasNoOwner "Could
+    // not activate remote peer …".
+    let activation_failed = name.starts_with("org.freedesktop.DBus.Error.Spawn.")
+        || (name == "org.freedesktop.DBus.Error.NameHasNoOwner" && message.contains("activat"));
+    if activation_failed {
+        format!("ecpd is not running, and D-Bus could not start it ({said}): {start}")
+    } else if name == "org.freedesktop.DBus.Error.ServiceUnknown"
         || name == "org.freedesktop.DBus.Error.NameHasNoOwner"
     {
         format!(
             "ecpd is not running, and D-Bus has no activation file that starts it ({said}); \
              is ecp installed, and has D-Bus been reloaded since (`systemctl reload dbus`)? \
-             Or start it by hand: {START_BY_HAND}"
-        )
-    } else if name.starts_with("org.freedesktop.DBus.Error.Spawn.") {
-        format!(
-            "ecpd is not running, and D-Bus could not start it ({said}). With systemd: \
-             `systemctl status ecpd` and `journalctl -u ecpd` say why; without systemd (a \
-             container, an init-less host) start it by hand: {START_BY_HAND}"
+             Then: {start}"
         )
     } else if name.starts_with("org.freedesktop.systemd1.") {
         format!(
@@ -99,6 +115,7 @@ mod tests {
         let unknown = reason_for(
             "org.freedesktop.DBus.Error.ServiceUnknown",
             "The name org.ecp.Ecpd1 was not provided by any .service files",
+            false,
         );
         assert!(
             unknown.starts_with("ecpd is not running, and D-Bus has no activation file")
@@ -108,6 +125,7 @@ mod tests {
         let spawn = reason_for(
             "org.freedesktop.DBus.Error.Spawn.ChildExited",
             "Launch helper exited with unknown return code 1",
+            false,
         );
         assert!(
             spawn.starts_with("ecpd is not running, and D-Bus could not start it")
@@ -116,12 +134,25 @@ mod tests {
                 && spawn.contains(START_BY_HAND),
             "{spawn}"
         );
-        let hung = reason_for("org.freedesktop.DBus.Error.NoReply", "");
+        let hung = reason_for("org.freedesktop.DBus.Error.NoReply", "", false);
         assert!(hung.starts_with("ecpd did not answer in time"), "{hung}");
         // Anything else is passed on as the bus said it.
         assert_eq!(
-            reason_for("org.example.Other", "what happened"),
+            reason_for("org.example.Other", "what happened", false),
             "org.example.Other: what happened"
+        );
+        // dbus-broker's word for a failed start; and under systemd the
+        // advice is systemd's, never a start by hand outside its sandbox.
+        let broker = reason_for(
+            "org.freedesktop.DBus.Error.NameHasNoOwner",
+            "Could not activate remote peer 'org.ecp.Ecpd1': activation request failed: unit failed",
+            true,
+        );
+        assert!(
+            broker.starts_with("ecpd is not running, and D-Bus could not start it")
+                && broker.contains("systemctl status ecpd")
+                && !broker.contains("runuser"),
+            "{broker}"
         );
     }
 }

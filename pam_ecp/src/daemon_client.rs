@@ -10,7 +10,13 @@ use zbus::proxy::CacheProperties;
 /// Why the daemon could not be used.
 #[derive(Debug)]
 pub enum DaemonError {
-    /// Bus or daemon absent, or a call failed in transport.
+    /// Certainly not running: no bus at the socket (absent, refused), or
+    /// the name has no owner and the bus could not start ecpd (no
+    /// activation file, the start failed). A bus or daemon that merely
+    /// does not answer in time is `Unavailable`.
+    NotRunning(String),
+    /// A call failed in transport or timed out, or ecpd could not be
+    /// identified.
     Unavailable(String),
     /// The name is owned by a process that is not the daemon's account.
     Untrusted(String),
@@ -41,7 +47,14 @@ impl Daemon {
             .method_timeout(timeout)
             .build()
             .await
-            .map_err(|e| unavailable(&format!("cannot connect to {address}"), &e))?;
+            .map_err(|e| {
+                let what = format!("cannot connect to {address}");
+                if bus_absent(&e) {
+                    DaemonError::NotRunning(format!("{what}: {e}"))
+                } else {
+                    unavailable(&what, &e)
+                }
+            })?;
         let bus = zbus::fdo::DBusProxy::builder(&connection)
             .cache_properties(CacheProperties::No)
             .build()
@@ -57,7 +70,14 @@ impl Daemon {
                     WellKnownName::try_from(BUS_NAME).map_err(|e| unavailable("bus name", &e))?;
                 bus.start_service_by_name(well_known, 0)
                     .await
-                    .map_err(|e| unavailable("ecpd is not running and could not be started", &e))?;
+                    .map_err(|e| {
+                        let what = "ecpd is not running and could not be started";
+                        if start_refused(&e) {
+                            DaemonError::NotRunning(format!("{what}: {e}"))
+                        } else {
+                            unavailable(what, &e)
+                        }
+                    })?;
                 bus.get_name_owner(name)
                     .await
                     .map_err(|e| unavailable("ecpd is not running", &e))?
@@ -91,6 +111,31 @@ impl Daemon {
             admin,
         })
     }
+}
+
+/// Whether connecting failed because nothing listens at the bus socket.
+fn bus_absent(error: &zbus::Error) -> bool {
+    let io = match error {
+        zbus::Error::Connection(io, _) | zbus::Error::InputOutput(io) => io,
+        _ => return false,
+    };
+    matches!(
+        io.kind(),
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+    )
+}
+
+/// Whether the bus answered that it cannot start ecpd (no activation
+/// file; the start failed, under dbus-daemon, systemd or dbus-broker), as
+/// opposed to not answering in time.
+fn start_refused(error: &zbus::fdo::Error) -> bool {
+    use zbus::DBusError as _;
+    let name = error.name();
+    let name = name.as_str();
+    name == "org.freedesktop.DBus.Error.ServiceUnknown"
+        || name == "org.freedesktop.DBus.Error.NameHasNoOwner"
+        || name.starts_with("org.freedesktop.DBus.Error.Spawn.")
+        || name.starts_with("org.freedesktop.systemd1.")
 }
 
 /// What the flows ask of ecpd: `Daemon` asks over D-Bus, the flow tests a

@@ -14,7 +14,7 @@ use crate::agent::AgentProblem;
 use crate::conversation::Conversation;
 use crate::daemon_client::{Daemon, DaemonError, EcpDaemon};
 use crate::keyfile;
-use crate::options::{Mode, Options};
+use crate::options::{ConsoleRescue, Mode, Options};
 use crate::syslog::Log;
 
 /// What a call ends in. `ffi::pam_code` turns it into a PAM return code.
@@ -88,37 +88,46 @@ async fn connect(options: &Options, log: &Log) -> Result<Daemon, DaemonError> {
     Daemon::connect(address, options.timeout, &trusted_uids(options))
         .await
         .inspect_err(|e| match e {
-            DaemonError::Unavailable(m) => log.error(&format!("daemon unavailable: {m}")),
+            DaemonError::NotRunning(m) | DaemonError::Unavailable(m) => {
+                log.error(&format!("daemon unavailable: {m}"))
+            }
             DaemonError::Untrusted(m) => log.error(&format!("refusing untrusted daemon: {m}")),
         })
 }
 
-/// Whether `tty` (PAM_TTY, with or without /dev/) is a text console on
-/// this machine: a virtual terminal, a serial line, a hypervisor console.
-/// A pseudo-terminal (ssh, a terminal window) or "ssh" is not.
-pub fn is_local_console(tty: &str) -> bool {
+/// Whether `tty` (PAM_TTY, with or without /dev/) is a text console of
+/// the kind `which` names: a virtual terminal; or also a serial line, a
+/// hypervisor console or the system console. A pseudo-terminal (ssh, a
+/// terminal window), a display (":0") or "ssh" never is.
+pub fn is_console(tty: &str, which: ConsoleRescue) -> bool {
     let name = tty.strip_prefix("/dev/").unwrap_or(tty);
     let numbered = |prefix: &str| {
         name.strip_prefix(prefix)
             .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
     };
-    name == "console"
-        || ["tty", "ttyS", "ttyAMA", "ttyUSB", "hvc"]
-            .iter()
-            .any(|p| numbered(p))
+    const SERIAL: &[&str] = &[
+        "ttyS", "ttyAMA", "ttyUSB", "ttyACM", "ttymxc", "ttyPS", "ttysclp", "hvc", "xvc",
+    ];
+    match which {
+        ConsoleRescue::Off => false,
+        ConsoleRescue::VirtualTerminals => numbered("tty"),
+        ConsoleRescue::Any => {
+            numbered("tty") || name == "console" || SERIAL.iter().any(|p| numbered(p))
+        }
+    }
 }
 
-/// `root_console_rescue`: when ecpd cannot be reached, root logging in at
-/// a console of this machine, through a program running as root (login,
-/// not su or sudo started by a user), from no remote host. Only an
-/// unreachable daemon counts: one that answers (even "no"), or a bus name
-/// held by an untrusted process, never lets anyone past.
+/// `root_console_rescue`: when ecpd is not running, root logging in at a
+/// console of this machine, through a program running as root (login,
+/// not su or sudo started by a user), from no remote host. Only a daemon
+/// that is certainly not running counts (`DaemonError::NotRunning`): one
+/// that answers (even "no"), hangs, or whose bus name is held by an
+/// untrusted process never lets anyone past.
 fn console_rescue_applies(options: &Options, login: &Login, account: &User) -> bool {
-    options.root_console_rescue
-        && account.uid.is_root()
+    account.uid.is_root()
         && login.caller_is_root
         && login.rhost.is_empty()
-        && is_local_console(&login.tty)
+        && is_console(&login.tty, options.root_console_rescue)
 }
 
 /// Maps a daemon error on the way to a signature.
@@ -263,13 +272,13 @@ pub async fn authenticate(
     };
     let daemon = match connect(options, log).await {
         Ok(d) => d,
-        Err(DaemonError::Unavailable(_)) if console_rescue_applies(options, login, &account) => {
-            log.warning(&format!(
-                "user={} tty={} outcome=ignored reason=\"ecpd cannot be reached: root at the console passes with the password alone (root_console_rescue)\"",
+        Err(DaemonError::NotRunning(_)) if console_rescue_applies(options, login, &account) => {
+            log.alert(&format!(
+                "user={} tty={} outcome=ignored reason=\"ecpd is not running: root at the console passes with the password alone (root_console_rescue)\"",
                 login.user, login.tty
             ));
             conv.tell_error(
-                "ecp: ecpd cannot be reached; root logs in on the console with the password \
+                "ecp: ecpd is not running; root logs in on the console with the password \
                  alone (root_console_rescue)",
             );
             return Outcome::Ignore;
@@ -1056,16 +1065,23 @@ mod tests {
 
     #[test]
     fn the_console_rescue_is_for_root_at_a_console_through_a_root_program_only() {
-        for console in [
-            "tty1",
-            "/dev/tty1",
-            "/dev/tty63",
+        use ConsoleRescue::{Any, Off, VirtualTerminals};
+        for console in ["tty1", "/dev/tty1", "/dev/tty63"] {
+            assert!(is_console(console, Any) && is_console(console, VirtualTerminals));
+            assert!(!is_console(console, Off));
+        }
+        // Serial lines and hypervisor consoles: only without "=vt", since
+        // they may be reachable from afar (IPMI, a cloud's serial console).
+        for serial in [
             "ttyS0",
             "/dev/ttyAMA0",
             "hvc0",
             "console",
+            "ttysclp0",
+            "xvc0",
         ] {
-            assert!(is_local_console(console), "{console}");
+            assert!(is_console(serial, Any), "{serial}");
+            assert!(!is_console(serial, VirtualTerminals), "{serial}");
         }
         for other in [
             "",
@@ -1078,10 +1094,10 @@ mod tests {
             "tty1 ",
             "/dev/tty1/../pts/0",
         ] {
-            assert!(!is_local_console(other), "{other:?}");
+            assert!(!is_console(other, Any), "{other:?}");
         }
         let on = Options {
-            root_console_rescue: true,
+            root_console_rescue: Any,
             ..Options::default()
         };
         let at_console = Login {
@@ -1099,11 +1115,8 @@ mod tests {
         // set-uid program a user started.
         let from_network = Login {
             rhost: "203.0.113.9".into(),
-            ..login("")
-        };
-        let from_network = Login {
             tty: "/dev/tty1".into(),
-            ..from_network
+            ..login("")
         };
         assert!(!console_rescue_applies(&on, &from_network, &root()));
         let on_pts = Login {

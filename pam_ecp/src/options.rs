@@ -21,6 +21,17 @@ pub enum Mode {
     Agent,
 }
 
+/// `root_console_rescue`: off, any text console of the machine (virtual
+/// terminals, serial lines, hypervisor consoles), or (`=vt`) virtual
+/// terminals only, for sites whose serial consoles are reachable from
+/// afar (IPMI, console servers, a cloud's serial console).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsoleRescue {
+    Off,
+    Any,
+    VirtualTerminals,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
     pub mode: Mode,
@@ -37,11 +48,11 @@ pub struct Options {
     /// server. Off by default: that file proves nothing about the remote
     /// person, so the second factor would become a second password.
     pub allow_remote_keyfile: bool,
-    /// Lets root in with the password alone at a local text console when
-    /// ecpd cannot be reached: the one way back in for an admin once ecp
-    /// guards the console too (pam-auth-update, authselect), other than
-    /// booting to a rescue shell.
-    pub root_console_rescue: bool,
+    /// Lets root in with the password alone at a text console when ecpd
+    /// is not running: the one way back in for an admin once ecp guards
+    /// the console too (pam-auth-update, authselect), other than booting
+    /// to a rescue shell. Which consoles count.
+    pub root_console_rescue: ConsoleRescue,
     /// Bus address; `None` is the real system bus socket.
     pub bus: Option<String>,
     pub timeout: Duration,
@@ -69,7 +80,7 @@ impl Default for Options {
             debug: false,
             nouserok: false,
             allow_remote_keyfile: false,
-            root_console_rescue: false,
+            root_console_rescue: ConsoleRescue::Off,
             bus: None,
             timeout: DEFAULT_TIMEOUT,
             prompt: DEFAULT_PROMPT.into(),
@@ -95,7 +106,10 @@ impl Options {
                 ("debug", None) => options.debug = true,
                 ("nouserok", None) => options.nouserok = true,
                 ("allow_remote_keyfile", None) => options.allow_remote_keyfile = true,
-                ("root_console_rescue", None) => options.root_console_rescue = true,
+                ("root_console_rescue", None) => options.root_console_rescue = ConsoleRescue::Any,
+                ("root_console_rescue", Some("vt")) => {
+                    options.root_console_rescue = ConsoleRescue::VirtualTerminals
+                }
                 ("mode", Some("auto")) => options.mode = Mode::Auto,
                 ("mode", Some("keyfile")) => options.mode = Mode::Keyfile,
                 ("mode", Some("challenge")) => options.mode = Mode::Challenge,
@@ -157,7 +171,14 @@ mod tests {
             "agent_timeout=20",
         ])
         .unwrap();
-        assert!(o.debug && o.nouserok && o.allow_remote_keyfile && o.root_console_rescue);
+        assert!(o.debug && o.nouserok && o.allow_remote_keyfile);
+        assert_eq!(o.root_console_rescue, ConsoleRescue::Any);
+        assert_eq!(
+            Options::parse(["root_console_rescue=vt"])
+                .unwrap()
+                .root_console_rescue,
+            ConsoleRescue::VirtualTerminals
+        );
         assert_eq!(o.mode, Mode::Challenge);
         assert_eq!(o.keyfile, "/etc/ecp/keys/%u.pem");
         assert_eq!(o.certfile.as_deref(), Some("/etc/ecp/keys/%u.crt"));
@@ -180,6 +201,7 @@ mod tests {
             "certfile=",
             "nouserok=1",
             "root_console_rescue=yes",
+            "root_console_rescue=",
             "prompt=a\nb",
             "daemon_user=../x",
             "agent_timeout=301",

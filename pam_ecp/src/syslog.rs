@@ -8,6 +8,7 @@ const AUTHPRIV: u8 = 10;
 
 #[derive(Debug, Clone, Copy)]
 pub enum Severity {
+    Alert = 1,
     Error = 3,
     Warning = 4,
     Info = 6,
@@ -64,6 +65,11 @@ impl Log {
         }
     }
 
+    /// For what an admin must see at once (a login let through with the
+    /// password alone).
+    pub fn alert(&self, message: &str) {
+        self.write(Severity::Alert, message);
+    }
     pub fn error(&self, message: &str) {
         self.write(Severity::Error, message);
     }

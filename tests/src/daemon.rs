@@ -84,6 +84,16 @@ impl TestBus {
         }
     }
 
+    /// A bus whose policy also lets `user` own ecpd's name, as a
+    /// mistaken or hostile policy might: for impostor tests.
+    pub fn letting_own(user: &str) -> Self {
+        Self::start_with_policy(Some(&format!(
+            "<!DOCTYPE busconfig PUBLIC \"-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN\" \
+             \"http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd\">\
+             <busconfig><policy user=\"{user}\"><allow own=\"org.ecp.Ecpd1\"/></policy></busconfig>"
+        )))
+    }
+
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }

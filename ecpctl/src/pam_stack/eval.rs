@@ -189,11 +189,16 @@ pub struct Run<'a> {
 }
 
 /// Whether a password module takes the password an earlier module read
-/// (PAM_AUTHTOK) rather than asking for it.
+/// (PAM_AUTHTOK) rather than asking for it: with an option that says so,
+/// or by default (pam_sss unless `prompt_always`, pam_systemd_home).
 fn reuses_password(module: &ModuleLine) -> bool {
-    ["use_first_pass", "try_first_pass", "use_authtok"]
-        .iter()
-        .any(|o| module.option(o).is_some())
+    match module.module.as_str() {
+        "pam_sss.so" => module.option("prompt_always").is_none(),
+        "pam_systemd_home.so" => true,
+        _ => ["use_first_pass", "try_first_pass", "use_authtok"]
+            .iter()
+            .any(|o| module.option(o).is_some()),
+    }
 }
 
 enum Flow {

@@ -534,6 +534,13 @@ auth\trequired\t\t\tpam_ecp.so nouserok
             ),
         ];
         assert_eq!(findings(reused, Some(false)), vec![]);
+        // pam_sss takes the password already read unless told otherwise.
+        let sss = "auth requisite pam_unix.so\n\
+                   auth required pam_sss.so\n\
+                   auth required pam_ecp.so\n";
+        assert_eq!(findings(&[("sudo", sss)], Some(false)), vec![]);
+        let always = sss.replace("pam_sss.so", "pam_sss.so prompt_always");
+        assert_eq!(findings(&[("sudo", &always)], Some(false)).len(), 1);
     }
 
     #[test]
