@@ -815,3 +815,102 @@ fn the_option_tables_list_every_option_and_say_the_same_of_mode_auto() {
     assert!(plain(table).contains(auto), "README's mode=auto differs");
     assert!(plain(&man).contains(auto), "pam_ecp.8's mode=auto differs");
 }
+
+/// systemd's Manager on a test bus: LoadUnit answers with the unit's path.
+struct FakeManager;
+
+#[zbus::interface(name = "org.freedesktop.systemd1.Manager")]
+impl FakeManager {
+    fn load_unit(&self, name: &str) -> zbus::fdo::Result<zbus::OwnedObjectPath> {
+        assert_eq!(name, "ecpd.service");
+        Ok(zbus::OwnedObjectPath::try_from(FAKE_UNIT_PATH).unwrap())
+    }
+}
+
+const FAKE_UNIT_PATH: &str = "/org/freedesktop/systemd1/unit/ecpd_2eservice";
+
+/// ecpd.service as systemd would describe it.
+struct FakeUnit {
+    load: &'static str,
+    active: &'static str,
+}
+
+#[zbus::interface(name = "org.freedesktop.systemd1.Unit")]
+impl FakeUnit {
+    #[zbus(property)]
+    fn load_state(&self) -> String {
+        self.load.into()
+    }
+    #[zbus(property)]
+    fn active_state(&self) -> String {
+        self.active.into()
+    }
+}
+
+/// What pam_ecp with root_console_rescue does for root at tty1 when ecpd
+/// is activatable but never comes up (its activation runs a sleep, as a
+/// unit whose start job fails looks to dbus-daemon, which is not told),
+/// with systemd on the bus (owned by root, as this test runs) describing
+/// ecpd.service as `unit` (load, active), or no systemd at all.
+fn rescue_with_systemd_saying(unit: Option<(&'static str, &'static str)>) -> Run {
+    let services = tempfile::tempdir().unwrap();
+    std::fs::write(
+        services.path().join("org.ecp.Ecpd1.service"),
+        "[D-BUS Service]\nName=org.ecp.Ecpd1\nExec=/bin/sleep 20\n",
+    )
+    .unwrap();
+    let bus = TestBus::start_with(
+        Some(
+            "<!DOCTYPE busconfig PUBLIC \"-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN\" \
+             \"http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd\">\
+             <busconfig><policy user=\"root\"><allow own=\"org.freedesktop.systemd1\"/>\
+             <allow send_destination=\"org.freedesktop.systemd1\"/></policy></busconfig>",
+        ),
+        Some(services.path()),
+    );
+    let _systemd = unit.map(|(load, active)| {
+        zbus::block_on(async {
+            zbus::connection::Builder::address(bus.address.as_str())
+                .name("org.freedesktop.systemd1")
+                .serve_at("/org/freedesktop/systemd1", FakeManager)
+                .serve_at(FAKE_UNIT_PATH, FakeUnit { load, active })
+                .build()
+                .await
+                .unwrap()
+        })
+    });
+    let pam = ecp_tests::pam::PamServices::new();
+    pam.add(
+        "console",
+        &format!(
+            "auth required $MODULE bus={} timeout=2 root_console_rescue\n\
+             auth required pam_permit.so\n",
+            bus.address
+        ),
+    );
+    pam.pamtester_with_items("console", "root", &["authenticate"], &["tty=/dev/tty1"], "")
+}
+
+#[test]
+fn a_start_that_never_answers_is_rescued_only_when_systemd_says_the_unit_failed() {
+    if !running_as_root() {
+        eprintln!("skipped: the rescue is for root, and the fake systemd must be owned by root");
+        return;
+    }
+    let rescued = |run: &Run| run.code == 0 && run.stderr.contains(RESCUED);
+    // No systemd: a start that times out is no proof that ecpd is down.
+    let no_systemd = rescue_with_systemd_saying(None);
+    assert!(!rescued(&no_systemd), "{}", no_systemd.stderr);
+    assert_ne!(no_systemd.code, 0);
+    // systemd gave up on the unit, or will not start it at all.
+    let failed = rescue_with_systemd_saying(Some(("loaded", "failed")));
+    assert!(rescued(&failed), "{}", failed.stderr);
+    let masked = rescue_with_systemd_saying(Some(("masked", "inactive")));
+    assert!(rescued(&masked), "{}", masked.stderr);
+    // Starting, or running: not down.
+    for active in ["activating", "active"] {
+        let starting = rescue_with_systemd_saying(Some(("loaded", active)));
+        assert!(!rescued(&starting), "{active}: {}", starting.stderr);
+        assert_ne!(starting.code, 0);
+    }
+}

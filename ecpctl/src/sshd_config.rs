@@ -52,8 +52,17 @@ pub fn check(sshd: &Path, config: &Path) -> Result<Vec<Finding>, String> {
                 ));
                 testable.push((line, overrides, criteria));
             }
-            // A Match no connection can meet (a group without members).
-            Ok(None) => {}
+            // No account this host knows meets it (a group without
+            // members here): said, since sshd may still meet it through a
+            // directory's groups.
+            Ok(None) => findings.push(Finding {
+                fail: false,
+                text: format!(
+                    "sshd's \"{line}\" was not checked: no account known here is in its \
+                     group, so whether logins it applies to run keyboard-interactive is \
+                     unknown"
+                ),
+            }),
             Err(why) => findings.push(Finding {
                 fail: true,
                 text: format!(
@@ -139,11 +148,15 @@ pub struct Judged {
 
 /// A rollout: the global settings let logins skip keyboard-interactive,
 /// and Match blocks on users or groups require it for some (`Match Group
-/// ecp-users`). A connection whose user no such block applies to is
-/// outside the rollout: its findings are warnings, not failures. A block
-/// that loosens the rollout for a user it covers (an Address block before
-/// the Group block) still fails, and everything fails when no block
-/// requires it. `applies` says whether a block's criteria cover a user.
+/// ecp-users`). Outside the rollout, and so warnings rather than
+/// failures, are only the global settings and blocks that exempt named
+/// accounts (`Match User deploy,backup`: plain names, none of them
+/// covered by a requiring block), alone or with a requiring block that
+/// does not cover the test connection's user. Any other block that lets a
+/// login skip keyboard-interactive (an address, a wildcard, a group) may
+/// reach a user the rollout covers, so it still fails; and everything
+/// fails when no block requires it. `applies` says whether a block's
+/// criteria cover a user.
 fn rollout(
     judged: Vec<Judged>,
     blocks: &[(String, Vec<(String, String)>)],
@@ -167,6 +180,19 @@ fn rollout(
     if !global_fails || requiring.is_empty() {
         return judged.into_iter().flat_map(|j| j.findings).collect();
     }
+    // A block that names its accounts one by one, none of them in the
+    // rollout.
+    let exempts = |criteria: &Criteria| {
+        criteria.iter().all(|(c, patterns)| {
+            c.eq_ignore_ascii_case("user")
+                && patterns.split(',').all(|name| {
+                    !name.is_empty()
+                        && !name.contains(['*', '?', '!'])
+                        && !requiring.iter().any(|&r| applies(&blocks[r].1, name))
+                })
+        })
+    };
+    let exempt: Vec<bool> = blocks.iter().map(|(_, c)| exempts(c)).collect();
     let names: Vec<String> = requiring
         .iter()
         .map(|&i| format!("\"{}\"", blocks[i].0))
@@ -176,12 +202,12 @@ fn rollout(
     judged
         .into_iter()
         .flat_map(|j| {
-            let inside = j
+            let outside = j
                 .blocks
                 .iter()
-                .any(|i| requiring.contains(i) && applies(&blocks[*i].1, &j.user));
+                .all(|&i| exempt[i] || (requiring.contains(&i) && !applies(&blocks[i].1, &j.user)));
             j.findings.into_iter().map(move |f| {
-                if f.fail && !inside {
+                if f.fail && outside {
                     Finding {
                         fail: false,
                         text: format!(
@@ -717,6 +743,11 @@ mod tests {
                 "Match User deploy".to_owned(),
                 vec![("User".to_owned(), "deploy".to_owned())],
             ),
+            // Names an account the rollout covers among the exempt ones.
+            (
+                "Match User deploy,member".to_owned(),
+                vec![("User".to_owned(), "deploy,member".to_owned())],
+            ),
         ];
         // "member" is in ecp-users; "deploy" and the baseline user are not.
         let applies = |criteria: &[(String, String)], user: &str| {
@@ -741,10 +772,15 @@ mod tests {
             judged("member", vec![1, 0], true),
             // deploy is not in the group: the pair is deploy's connection.
             judged("deploy", vec![2, 0], true),
+            // Tested as deploy, but it also lets member in with a key alone.
+            judged("deploy", vec![3], true),
+            judged("deploy", vec![3, 0], true),
         ]);
         let fails: Vec<&Finding> = found.iter().filter(|f| f.fail).collect();
-        assert_eq!(fails.len(), 1, "{found:?}");
-        assert_eq!(found.len(), 5, "{found:?}");
+        // The address block alone and with the group, and both contexts
+        // of the block that names member, stay failures.
+        assert_eq!(fails.len(), 4, "{found:?}");
+        assert_eq!(found.len(), 7, "{found:?}");
         assert!(found
             .iter()
             .filter(|f| !f.fail)

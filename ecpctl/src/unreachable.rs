@@ -19,6 +19,11 @@ pub fn reason(bus: &str, error: &zbus::Error) -> String {
         address => format!("the bus {address}"),
     };
     match error {
+        zbus::Error::InputOutput(io) if io.kind() == std::io::ErrorKind::TimedOut => reason_for(
+            "org.freedesktop.DBus.Error.TimedOut",
+            &io.to_string(),
+            systemd_runs(),
+        ),
         zbus::Error::Connection(io, _) | zbus::Error::InputOutput(io) => format!(
             "{which} is not running or refuses the connection ({io}): start D-Bus first \
              (`systemctl start dbus`; without systemd, `service dbus start` or \
@@ -141,6 +146,16 @@ mod tests {
             reason_for("org.example.Other", "what happened", false),
             "org.example.Other: what happened"
         );
+        // A call that timed out is not a bus that is down.
+        let timed_out = zbus::Error::InputOutput(std::sync::Arc::new(std::io::Error::from(
+            std::io::ErrorKind::TimedOut,
+        )));
+        let said = reason("system", &timed_out);
+        assert!(said.starts_with("ecpd did not answer in time"), "{said}");
+        let refused = zbus::Error::InputOutput(std::sync::Arc::new(std::io::Error::from(
+            std::io::ErrorKind::ConnectionRefused,
+        )));
+        assert!(reason("system", &refused).starts_with("the system bus is not running"));
         // dbus-broker's word for a failed start; and under systemd the
         // advice is systemd's, never a start by hand outside its sandbox.
         let broker = reason_for(

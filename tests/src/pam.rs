@@ -55,10 +55,28 @@ impl PamServices {
         rhost: &str,
         input: &str,
     ) -> Run {
+        let rhost_item = format!("rhost={rhost}");
+        let items: &[&str] = if rhost.is_empty() {
+            &[]
+        } else {
+            &[&rhost_item]
+        };
+        self.pamtester_with_items(service, user, ops, items, input)
+    }
+
+    /// [`PamServices::pamtester`] with PAM items (`tty=/dev/tty1`, …).
+    pub fn pamtester_with_items(
+        &self,
+        service: &str,
+        user: &str,
+        ops: &[&str],
+        items: &[&str],
+        input: &str,
+    ) -> Run {
         let mut cmd = self.command("pamtester");
         cmd.arg("-v");
-        if !rhost.is_empty() {
-            cmd.args(["-I", &format!("rhost={rhost}")]);
+        for item in items {
+            cmd.args(["-I", item]);
         }
         cmd.arg(service).arg(user).args(ops);
         crate::run_command(
