@@ -597,12 +597,15 @@ fn root_test_login_for_a_user_signs_with_that_users_key_read_as_that_user() {
     let keyed = daemon.keyed_user("user pass", &[], Some("laptop"));
     let user = &keyed.user.name;
     // As the README has it, right after enrolling: root names the user.
-    let login = daemon.ecpctl(&[
-        "test-login",
-        user,
-        "--passphrase-file",
-        keyed.pass_file.to_str().unwrap(),
-    ]);
+    let test_login = || {
+        daemon.ecpctl(&[
+            "test-login",
+            user,
+            "--passphrase-file",
+            keyed.pass_file.to_str().unwrap(),
+        ])
+    };
+    let login = test_login();
     assert_eq!(login.code, 0, "{}", login.stderr);
     assert!(login.stdout.contains(&format!("login for {user} accepted")));
     let key = keyed.user.home.join(".config/ecp/private_key.pem");
@@ -624,12 +627,7 @@ fn root_test_login_for_a_user_signs_with_that_users_key_read_as_that_user() {
         .unwrap();
     assert!(status.success());
     std::fs::set_permissions(&keydir, std::fs::Permissions::from_mode(0o700)).unwrap();
-    let refused = daemon.ecpctl(&[
-        "test-login",
-        user,
-        "--passphrase-file",
-        keyed.pass_file.to_str().unwrap(),
-    ]);
+    let refused = test_login();
     assert_eq!(refused.code, 3, "{}", refused.stderr);
     assert!(
         refused.stderr.contains("permission denied"),
@@ -860,12 +858,11 @@ fn rescue_with_systemd_saying(unit: Option<(&'static str, &'static str)>) -> Run
     )
     .unwrap();
     let bus = TestBus::start_with(
-        Some(
-            "<!DOCTYPE busconfig PUBLIC \"-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN\" \
-             \"http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd\">\
-             <busconfig><policy user=\"root\"><allow own=\"org.freedesktop.systemd1\"/>\
-             <allow send_destination=\"org.freedesktop.systemd1\"/></policy></busconfig>",
-        ),
+        Some(&ecp_tests::daemon::policy_for(
+            "root",
+            "<allow own=\"org.freedesktop.systemd1\"/>\
+             <allow send_destination=\"org.freedesktop.systemd1\"/>",
+        )),
         Some(services.path()),
     );
     let _systemd = unit.map(|(load, active)| {

@@ -55,6 +55,36 @@ pub fn as_user<T>(account: &nix::unistd::User, f: impl FnOnce() -> T) -> T {
     f()
 }
 
+/// Reads `account`'s key file at `path` as that user would (see
+/// [`as_user`]), owned by the user or root, with every check of
+/// [`read_key_file`](crate::keyfile_io::read_key_file): what pam_ecp does
+/// inside sudo or login, and ecpctl for root naming another user.
+pub fn read_key_file_as(
+    account: &nix::unistd::User,
+    path: &Path,
+) -> Result<zeroize::Zeroizing<Vec<u8>>, crate::keyfile_io::FileError> {
+    use crate::keyfile_io::{read_key_file, ExpectedOwner};
+    as_user(account, || {
+        read_key_file(path, ExpectedOwner::Uid(account.uid.as_raw()))
+    })
+}
+
+/// Reads `account`'s certificate at `path` as that user would, owned by
+/// the user or root, bounded like any certificate (no symlink, no FIFO).
+pub fn read_certificate_as(
+    account: &nix::unistd::User,
+    path: &Path,
+) -> Result<zeroize::Zeroizing<Vec<u8>>, crate::keyfile_io::FileError> {
+    use crate::keyfile_io::{read_owned_file, ExpectedOwner};
+    as_user(account, || {
+        read_owned_file(
+            path,
+            ExpectedOwner::Uid(account.uid.as_raw()),
+            crate::certificate::MAX_CERTIFICATE_LEN,
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,7 +21,7 @@ async fn connect(bus: &str) -> Result<zbus::Connection, Failure> {
         .method_timeout(METHOD_TIMEOUT)
         .build()
         .await
-        .map_err(|e| Failure::DaemonUnreachable(crate::unreachable::reason(bus, &e)))
+        .map_err(crate::unreachable::failure(bus))
 }
 
 pub(crate) fn call<T>(result: Result<T, EcpError>) -> Result<T, Failure> {
@@ -32,7 +32,7 @@ pub(crate) async fn admin(bus: &str) -> Result<(zbus::Connection, AdminProxy<'st
     let conn = connect(bus).await?;
     let proxy = AdminProxy::new(&conn)
         .await
-        .map_err(|e| Failure::DaemonUnreachable(crate::unreachable::reason(bus, &e)))?;
+        .map_err(crate::unreachable::failure(bus))?;
     Ok((conn, proxy))
 }
 
@@ -376,7 +376,7 @@ pub fn signing_keys(bus: &str, user: &str) -> Result<Vec<p256::ecdsa::VerifyingK
         let conn = connect(bus).await?;
         let auth = AuthProxy::new(&conn)
             .await
-            .map_err(|e| Failure::DaemonUnreachable(crate::unreachable::reason(bus, &e)))?;
+            .map_err(crate::unreachable::failure(bus))?;
         call(auth.signing_keys(user).await)
     })?;
     Ok(keys
@@ -454,7 +454,7 @@ fn test_login_with(
         let conn = connect(bus).await?;
         let auth = AuthProxy::new(&conn)
             .await
-            .map_err(|e| Failure::DaemonUnreachable(crate::unreachable::reason(bus, &e)))?;
+            .map_err(crate::unreachable::failure(bus))?;
         let token = call(auth.challenge(args.user.as_str(), &args.service, "").await)?;
         let challenge = ecp_core::Challenge::from_token(&token)?;
         let signature = key.sign(&challenge.signed_bytes())?;

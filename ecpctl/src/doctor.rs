@@ -404,24 +404,16 @@ fn key_file_of(args: &DoctorArgs, user: &str) -> Result<Option<KeyFileOf>, Failu
     }))
 }
 
-/// Runs `f` as the key file's owner when that is someone else.
-fn as_owner<T>(key: &KeyFileOf, f: impl FnOnce() -> T) -> T {
-    match &key.other {
-        Some(account) => ecp_core::user_files::as_user(account, f),
-        None => f(),
-    }
-}
-
 /// The user's key file, read as that user would read it. A missing one
 /// in the default place is no failure: the user may sign on their own
 /// machine, with a token or through an agent. One named with --key is
 /// expected to be there.
 fn check_key_file(report: &mut Report, user: &str, key: &KeyFileOf, named: bool) {
-    let owner = match &key.other {
-        Some(account) => ecp_core::keyfile_io::ExpectedOwner::Uid(account.uid.as_raw()),
-        None => expected_owner(),
+    let read = match &key.other {
+        Some(account) => ecp_core::user_files::read_key_file_as(account, &key.path),
+        None => read_key_file(&key.path, expected_owner()),
     };
-    match as_owner(key, || read_key_file(&key.path, owner)) {
+    match read {
         Ok(bytes) if String::from_utf8_lossy(&bytes).contains("BEGIN ENCRYPTED PRIVATE KEY") => {
             report.ok(&format!(
                 "key file {} is present, private and encrypted",
@@ -445,19 +437,16 @@ fn check_key_file(report: &mut Report, user: &str, key: &KeyFileOf, named: bool)
     let beside = key
         .path
         .with_file_name(ecp_core::user_files::CERTIFICATE_FILE);
-    let owner = match &key.other {
-        Some(account) => ecp_core::keyfile_io::ExpectedOwner::Uid(account.uid.as_raw()),
-        None => ecp_core::keyfile_io::ExpectedOwner::Anyone,
-    };
     // Like the key file: no symlink, no FIFO, bounded.
-    let read = || {
-        ecp_core::keyfile_io::read_owned_file(
+    let read = match &key.other {
+        Some(account) => ecp_core::user_files::read_certificate_as(account, &beside),
+        None => ecp_core::keyfile_io::read_owned_file(
             &beside,
-            owner,
+            ecp_core::keyfile_io::ExpectedOwner::Anyone,
             ecp_core::certificate::MAX_CERTIFICATE_LEN,
-        )
+        ),
     };
-    if let Ok(pem) = as_owner(key, read) {
+    if let Ok(pem) = read {
         if let Ok(cert) = ecp_core::certificate::parse_user_certificate_pem(&pem) {
             if !cert.is_self_issued() {
                 let line = format!(

@@ -4,10 +4,9 @@ use std::path::{Path, PathBuf};
 
 use ecp_core::keyfile::decrypt_key_pem;
 use ecp_core::keyfile_io::{read_key_file, ExpectedOwner};
-use ecp_core::user_files::{as_user, default_key_path};
+use ecp_core::user_files::{default_key_path, read_key_file_as};
 use nix::unistd::User;
 use p256::ecdsa::SigningKey;
-use zeroize::Zeroizing;
 
 use crate::failure::Failure;
 use crate::secrets::existing_passphrase;
@@ -182,24 +181,16 @@ pub fn other_users_account(user: &ecp_core::UserName) -> Result<Option<User>, Fa
     }
 }
 
-/// Reads `owner`'s key file at `path` the way pam_ecp does: with the
-/// owner's file-system identity (root reads nothing of theirs that they
-/// could not) and owned by them or root.
-pub fn read_key_file_of(path: &Path, owner: &User) -> Result<Zeroizing<Vec<u8>>, Failure> {
-    as_user(owner, || {
-        read_key_file(path, ExpectedOwner::Uid(owner.uid.as_raw()))
-    })
-    .map_err(Failure::KeyFileAccess)
-}
-
-/// [`unlock_key`] for `owner`'s key file, read as [`read_key_file_of`]
-/// does; the passphrase comes from root's side (the terminal or a file).
+/// [`unlock_key`] for `owner`'s key file, read the way pam_ecp reads it
+/// (`read_key_file_as`: the owner's file-system identity, owned by them
+/// or root); the passphrase comes from root's side (the terminal or a
+/// file).
 pub fn unlock_key_of(
     path: &Path,
     passphrase_file: Option<&Path>,
     owner: &User,
 ) -> Result<SigningKey, Failure> {
-    let pem = read_key_file_of(path, owner)?;
+    let pem = read_key_file_as(owner, path).map_err(Failure::KeyFileAccess)?;
     let passphrase = existing_passphrase(passphrase_file, path)?;
     Ok(decrypt_key_pem(&pem, &passphrase)?)
 }

@@ -9,6 +9,12 @@
 pub const START_BY_HAND: &str = "runuser -u _ecpd -- /usr/sbin/ecpd --config /etc/ecp/ecpd.toml \
                                  --db /var/lib/ecpd --bus system &";
 
+/// The failure (exit status 5) for a connection or call that ended in a
+/// zbus error on `bus`, with [`reason`]'s sentence.
+pub fn failure(bus: &str) -> impl Fn(zbus::Error) -> crate::failure::Failure + '_ {
+    move |error| crate::failure::Failure::DaemonUnreachable(reason(bus, &error))
+}
+
 /// One sentence on why ecpd could not be reached on `bus` ("system", an
 /// address, or "" when unknown), from the error a connection or a call
 /// ended in.

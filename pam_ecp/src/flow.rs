@@ -539,7 +539,7 @@ fn sign_with_key_file(
     log: &Log,
 ) -> KeyFileAnswer {
     let user = &account.name;
-    let pem = match keyfile::read_for(account, path) {
+    let pem = match ecp_core::user_files::read_key_file_as(account, path) {
         Ok(pem) => pem,
         Err(e @ FileError::NotFound { .. }) => {
             log.error(&format!(

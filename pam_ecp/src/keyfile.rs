@@ -6,10 +6,8 @@
 
 use std::path::PathBuf;
 
-use ecp_core::keyfile_io::{read_key_file, read_owned_file, ExpectedOwner, FileError};
-use ecp_core::user_files::as_user;
+use ecp_core::user_files::{as_user, read_certificate_as};
 use nix::unistd::User;
-use zeroize::Zeroizing;
 
 /// Expands `%u` to the user name and a leading `~` to the home directory.
 /// The user name has passed `UserName` validation, so it holds no `/`.
@@ -31,23 +29,9 @@ pub fn exists_for(account: &User, path: &std::path::Path) -> bool {
 /// DER, if it is there and a CA issued it (a self-signed one is enrolled
 /// on the host or useless, so it is not sent). Anything else is None.
 pub fn ca_issued_certificate_for(account: &User, path: &std::path::Path) -> Option<Vec<u8>> {
-    let pem = as_user(account, || {
-        read_owned_file(
-            path,
-            ExpectedOwner::Uid(account.uid.as_raw()),
-            ecp_core::certificate::MAX_CERTIFICATE_LEN,
-        )
-    })
-    .ok()?;
+    let pem = read_certificate_as(account, path).ok()?;
     let cert = ecp_core::certificate::parse_user_certificate_pem(&pem).ok()?;
     (!cert.is_self_issued()).then(|| cert.der().to_vec())
-}
-
-/// Reads the key file at `path` for `account`.
-pub fn read_for(account: &User, path: &std::path::Path) -> Result<Zeroizing<Vec<u8>>, FileError> {
-    as_user(account, || {
-        read_key_file(path, ExpectedOwner::Uid(account.uid.as_raw()))
-    })
 }
 
 #[cfg(test)]

@@ -16,6 +16,16 @@ pub fn policy_file() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/dbus/org.ecp.Ecpd1.conf")
 }
 
+/// A bus policy file (XML) granting `user` the `rules` (`<allow …/>`
+/// elements), for [`TestBus::start_with_policy`].
+pub fn policy_for(user: &str, rules: &str) -> String {
+    format!(
+        "<!DOCTYPE busconfig PUBLIC \"-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN\" \
+         \"http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd\">\
+         <busconfig><policy user=\"{user}\">{rules}</policy></busconfig>"
+    )
+}
+
 /// A dbus-daemon with the system bus's default-deny policy plus ecp's own
 /// policy file, listening on a socket in a temporary directory.
 pub struct TestBus {
@@ -87,11 +97,7 @@ impl TestBus {
     /// A bus whose policy also lets `user` own ecpd's name, as a
     /// mistaken or hostile policy might: for impostor tests.
     pub fn letting_own(user: &str) -> Self {
-        Self::start_with_policy(Some(&format!(
-            "<!DOCTYPE busconfig PUBLIC \"-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN\" \
-             \"http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd\">\
-             <busconfig><policy user=\"{user}\"><allow own=\"org.ecp.Ecpd1\"/></policy></busconfig>"
-        )))
+        Self::start_with_policy(Some(&policy_for(user, "<allow own=\"org.ecp.Ecpd1\"/>")))
     }
 
     pub fn dir(&self) -> &Path {
